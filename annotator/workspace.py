@@ -1,0 +1,116 @@
+"""A project workspace: database, crop store, datasets, models and config.toml in one folder.
+
+``Workspace.open`` is the only place that reads ``ANNOTATOR_*`` settings from the environment.
+"""
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from sqlalchemy.orm import Session
+
+from annotator import db
+from annotator.config import Config, dump_config, load_config
+from annotator.errors import WorkspaceError
+from annotator.store import CropStore
+
+DEFAULT_PROJECT = Path("data")
+CONFIG_NAME = "config.toml"
+DB_NAME = "annotator.db"
+
+
+def default_project() -> Path:
+    return Path(os.environ.get("ANNOTATOR_PROJECT") or DEFAULT_PROJECT)
+
+
+@dataclass
+class Workspace:
+    root: Path
+    config: Config
+    db_url: str
+    _engine: object = field(default=None, repr=False)
+    _read_engine: object = field(default=None, repr=False)
+
+    # --- creation and opening ---------------------------------------------------------------
+    @classmethod
+    def init(cls, root: Path, *, db_url: str | None = None) -> "Workspace":
+        """Create (or complete) a workspace; safe to run twice."""
+        root = Path(root)
+        if root.exists() and not root.is_dir():
+            raise WorkspaceError(f"{root} exists and is not a folder")
+        for sub in ("crops", "datasets", "models", "jobs"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+        cfg_path = root / CONFIG_NAME
+        if not cfg_path.exists():
+            cfg_path.write_text(dump_config(Config()))
+        return cls.open(root, db_url=db_url)
+
+    @classmethod
+    def open(cls, root: Path | None = None, *, db_url: str | None = None) -> "Workspace":
+        """Open an existing workspace and bring its database schema up to date."""
+        root = Path(root) if root is not None else default_project()
+        if not (root / CONFIG_NAME).is_file():
+            raise WorkspaceError(
+                f"no workspace at {root} (missing {CONFIG_NAME}); create it with "
+                f"`annotator init --project {root}`"
+            )
+        cfg = load_config(root / CONFIG_NAME)
+        url = db_url or os.environ.get("ANNOTATOR_DB_URL") or f"sqlite:///{(root / DB_NAME).resolve()}"
+        ws = cls(root=root, config=cfg, db_url=url)
+        from annotator.migrate import upgrade
+
+        upgrade(ws.engine)
+        return ws
+
+    # --- resources ----------------------------------------------------------------------------
+    @property
+    def engine(self):
+        if self._engine is None:
+            self._engine = db.make_engine(self.db_url, immediate=True)
+        return self._engine
+
+    @property
+    def read_engine(self):
+        if self._read_engine is None:
+            self._read_engine = db.make_engine(self.db_url, immediate=False)
+        return self._read_engine
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A write transaction: committed on success, rolled back on any error."""
+        with Session(self.engine, expire_on_commit=False) as s, s.begin():
+            yield s
+
+    @contextmanager
+    def read_session(self) -> Iterator[Session]:
+        """A read-only transaction that never waits for writers."""
+        with Session(self.read_engine, expire_on_commit=False) as s, s.begin():
+            yield s
+
+    @property
+    def store(self) -> CropStore:
+        return CropStore(self.crops_dir)
+
+    @property
+    def crops_dir(self) -> Path:
+        return self.root / "crops"
+
+    @property
+    def datasets_dir(self) -> Path:
+        return self.root / "datasets"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def jobs_dir(self) -> Path:
+        return self.root / "jobs"
+
+    def dispose(self) -> None:
+        for eng in (self._engine, self._read_engine):
+            if eng is not None:
+                eng.dispose()
