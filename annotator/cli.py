@@ -1,0 +1,231 @@
+"""The `annotator` command: thin commands that open the workspace, call one job and print.
+
+Heavy libraries (torch, openpifpaf, streamlit) are imported inside command bodies so that
+``annotator --help`` stays fast.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from annotator.errors import AnnotatorError, InputError
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="Turn CCTV footage into a labeled mask / no-mask dataset and a better classifier.",
+)
+user_app = typer.Typer(no_args_is_help=True, help="Manage annotator accounts.")
+app.add_typer(user_app, name="user")
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+ProjectOpt = Annotated[
+    Path,
+    typer.Option("--project", "-p", envvar="ANNOTATOR_PROJECT", help="Workspace folder.",
+                 show_default=True),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
+DEFAULT_PROJECT = Path("data")
+
+
+def command(typer_app: typer.Typer, name: str | None = None, **kw):
+    """Register a command whose AnnotatorErrors become one line on stderr and a non-zero exit."""
+
+    def deco(fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except AnnotatorError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                raise typer.Exit(exc.exit_code) from None
+            except KeyboardInterrupt:
+                print("interrupted: work done so far is saved; run the command again to resume",
+                      file=sys.stderr)
+                raise typer.Exit(130) from None
+
+        return typer_app.command(name, **kw)(wrapper)
+
+    return deco
+
+
+def open_ws(project: Path):
+    from annotator.workspace import Workspace
+
+    return Workspace.open(project)
+
+
+def emit(data, as_json: bool, human: str | None = None) -> None:
+    """Print a report as JSON (machine) or as a short human text."""
+    if dataclasses.is_dataclass(data):
+        data = dataclasses.asdict(data)
+    if as_json:
+        print(json.dumps(data, default=str))
+    elif human is not None:
+        out.print(human, markup=False)
+
+
+@contextmanager
+def progress_bar(description: str, *, enabled: bool = True):
+    """A rich progress bar on stderr, handed to jobs as ``progress(done, total, message)``.
+
+    The bar appears on the first update, so a job that fails its input checks prints only
+    its one-line error.
+    """
+    bar = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[msg]}"), TimeElapsedColumn(), console=err, disable=not enabled,
+    )
+    tasks: dict[str, int] = {}
+
+    def update(done: int, total: Optional[int], message: str = "", *, stage: str | None = None):
+        key = stage or description
+        if not tasks:
+            bar.start()
+        if key not in tasks:
+            tasks[key] = bar.add_task(key, total=None, msg="")
+        bar.update(tasks[key], completed=done, total=total, msg=message)
+
+    try:
+        yield update
+    finally:
+        if tasks:
+            bar.stop()
+
+
+# --- workspace ------------------------------------------------------------------------------
+
+
+@command(app, "init")
+def init_cmd(project: ProjectOpt = DEFAULT_PROJECT, as_json: JsonOpt = False):
+    """Create a workspace (database, crops/, datasets/, models/, config.toml)."""
+    from annotator.workspace import Workspace
+
+    existed = (project / "config.toml").exists()
+    ws = Workspace.init(project)
+    emit({"project": str(ws.root), "created": not existed}, as_json,
+         f"{'workspace ready' if existed else 'created workspace'} at {ws.root}")
+
+
+@command(app, "import-folder")
+def import_folder_cmd(
+    folder: Annotated[Path, typer.Argument(help="ImageFolder of crops.")],
+    labeled: Annotated[bool, typer.Option("--labeled", help="Subfolder names are labels.")] = False,
+    project: ProjectOpt = DEFAULT_PROJECT,
+    as_json: JsonOpt = False,
+):
+    """Import crops from a folder; re-running adds nothing; unreadable files are counted."""
+    from pipelines import import_folder
+
+    ws = open_ws(project)
+    with progress_bar("import", enabled=not as_json) as progress:
+        report = import_folder.run(ws, import_folder.ImportOptions(folder, labeled), progress)
+    human = (f"{report.added} crops added, {report.existing} already known, "
+             f"{report.unreadable} unreadable files skipped; labels {report.labels}")
+    emit(report, as_json, human)
+    for line in report.unreadable_files if not as_json else ():
+        err.print(f"  unreadable: {line}", markup=False)
+
+
+@command(app, "stats")
+def stats_cmd(project: ProjectOpt = DEFAULT_PROJECT, as_json: JsonOpt = False):
+    """Counts of sources, crops by status, labels, annotators, models and datasets."""
+    from annotator import queue
+
+    ws = open_ws(project)
+    with ws.read_session() as s:
+        st = queue.stats(s, ws.config.labels)
+    if as_json:
+        emit(st, True)
+        return
+    table = Table("what", "count", title=f"workspace {ws.root}")
+    table.add_row("sources", str(st["sources"]))
+    for k, v in st["crops"].items():
+        table.add_row(f"crops {k}", str(v))
+    for k, v in st["labels"].items():
+        table.add_row(f"label {k}", str(v))
+    for k in ("annotators", "leases", "models", "datasets"):
+        table.add_row(k, str(st[k]))
+    out.print(table)
+
+
+@command(app, "export")
+def export_cmd(
+    dest: Annotated[Path, typer.Argument(metavar="OUT", help="Folder (imagefolder) or file (csv).")],
+    fmt: Annotated[str, typer.Option("--format", help="imagefolder or csv.")] = "imagefolder",
+    project: ProjectOpt = DEFAULT_PROJECT,
+    as_json: JsonOpt = False,
+):
+    """Export crops with their current (majority) label."""
+    from pipelines import export
+
+    ws = open_ws(project)
+    with progress_bar("export", enabled=not as_json) as progress:
+        report = export.run(ws, export.ExportOptions(dest, fmt), progress)
+    emit(report, as_json, f"exported {report.crops} crops to {report.out}: {report.labels}")
+
+
+# --- users ----------------------------------------------------------------------------------
+
+
+@command(user_app, "add")
+def user_add_cmd(
+    name: str,
+    role: Annotated[str, typer.Option("--role", help="admin or annotator.")] = "annotator",
+    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from stdin.")] = False,
+    project: ProjectOpt = DEFAULT_PROJECT,
+    as_json: JsonOpt = False,
+):
+    """Add an annotator account (password from a prompt, or --password-stdin)."""
+    from annotator.auth import add_user
+
+    ws = open_ws(project)
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    with ws.session() as s:
+        user = add_user(s, name, password, role=role)
+        info = {"name": user.name, "role": user.role, "id": user.id}
+    emit(info, as_json, f"added {info['role']} {info['name']}")
+
+
+@command(user_app, "list")
+def user_list_cmd(project: ProjectOpt = DEFAULT_PROJECT, as_json: JsonOpt = False):
+    """List annotator accounts."""
+    from annotator.db import list_annotators
+
+    ws = open_ws(project)
+    with ws.read_session() as s:
+        users = [{"name": u.name, "role": u.role} for u in list_annotators(s)]
+    emit(users, as_json, "\n".join(f"{u['name']}\t{u['role']}" for u in users) or "no users")
+
+
+# --- extraction commands (issue 3) ------------------------------------------------------------
+
+# --- training, models and scoring commands (issue 4) --------------------------------------------
+
+# --- labeling app (issue 5) ---------------------------------------------------------------------
+
+# --- simulation (issue 6) ----------------------------------------------------------------------
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
