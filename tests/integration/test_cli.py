@@ -1,0 +1,95 @@
+"""The CLI end to end through Typer's runner (and the real console script for real data)."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from annotator.cli import app
+from tests.conftest import write_image_folder
+
+runner = CliRunner()
+
+
+def cli(*args, input=None):
+    return runner.invoke(app, [str(a) for a in args], input=input)
+
+
+def test_init_import_stats_export(tmp_path):
+    ws = tmp_path / "ws"
+    folder = write_image_folder(tmp_path / "in", {"mask": 7, "no_mask": 5})
+    (folder / "mask" / "notes.txt").write_text("not an image")
+    (folder / "no_mask" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    assert cli("init", "--project", ws).exit_code == 0
+    r = cli("import-folder", folder, "--labeled", "--project", ws, "--json")
+    assert r.exit_code == 0, r.output
+    rep = json.loads(r.stdout)
+    assert rep["added"] == 12 and rep["unreadable"] == 2
+    assert rep["labels"] == {"mask": 7, "no_mask": 5}
+    r = cli("import-folder", folder, "--labeled", "--project", ws, "--json")
+    assert json.loads(r.stdout)["added"] == 0
+    st = json.loads(cli("stats", "--project", ws, "--json").stdout)
+    assert st["crops"] == {"total": 12, "labeled": 12, "unlabeled": 0, "skipped": 0, "not_a_face": 0}
+    assert st["labels"] == {"mask": 7, "no_mask": 5}
+    assert {"sources", "annotators", "models", "datasets"} <= st.keys()
+    r = cli("export", tmp_path / "out", "--format", "imagefolder", "--project", ws, "--json")
+    assert r.exit_code == 0, r.output
+    assert len(list((tmp_path / "out" / "mask").iterdir())) == 7
+    r = cli("export", tmp_path / "labels.csv", "--format", "csv", "--project", ws)
+    assert r.exit_code == 0
+    assert len((tmp_path / "labels.csv").read_text().strip().splitlines()) == 13
+
+
+def test_user_add_from_stdin(tmp_path):
+    ws = tmp_path / "ws"
+    cli("init", "--project", ws)
+    r = cli("user", "add", "alice", "--role", "admin", "--password-stdin", "--project", ws, input="pw1234\n")
+    assert r.exit_code == 0, r.output
+    r = cli("user", "list", "--project", ws, "--json")
+    assert json.loads(r.stdout) == [{"name": "alice", "role": "admin"}]
+    r = cli("user", "add", "alice", "--password-stdin", "--project", ws, input="pw1234\n")
+    assert r.exit_code != 0 and "already exists" in r.output
+
+
+def test_bad_input_is_one_line_not_a_traceback(tmp_path):
+    ws = tmp_path / "ws"
+    r = cli("stats", "--project", tmp_path / "nowhere")
+    assert r.exit_code != 0 and "no workspace" in r.output and "Traceback" not in r.output
+    cli("init", "--project", ws)
+    r = cli("import-folder", tmp_path / "missing", "--project", ws)
+    assert r.exit_code != 0 and "does not exist" in r.output
+    folder = write_image_folder(tmp_path / "in", {"cats": 2})
+    r = cli("import-folder", folder, "--labeled", "--project", ws)
+    assert r.exit_code != 0 and "cats" in r.output
+    r = cli("export", tmp_path / "o", "--format", "xml", "--project", ws)
+    assert r.exit_code != 0 and "unknown format" in r.output
+    for f in ws.glob("annotator.db*"):
+        f.unlink()
+    (ws / "annotator.db").write_bytes(b"this is not sqlite" * 100)
+    r = cli("stats", "--project", ws)
+    assert r.exit_code != 0 and "cannot open the database" in r.output
+    for res in (r,):
+        assert len(res.output.strip().splitlines()) == 1
+
+
+def test_import_real_faces(tmp_path, shared_data):
+    """Acceptance: the real faces folder imports with its labels, and a second import adds nothing."""
+    env = {**os.environ, "ANNOTATOR_PROJECT": str(tmp_path / "ws")}
+    exe = [sys.executable, "-m", "annotator"]
+    subprocess.run([*exe, "init"], env=env, check=True, capture_output=True)
+    faces = shared_data / "faces"
+    first = subprocess.run([*exe, "import-folder", faces, "--labeled", "--json"], env=env,
+                           check=True, capture_output=True, text=True)
+    assert json.loads(first.stdout)["unreadable"] == 0
+    again = subprocess.run([*exe, "import-folder", faces, "--labeled", "--json"], env=env,
+                           check=True, capture_output=True, text=True)
+    assert json.loads(again.stdout)["added"] == 0
+    st = json.loads(subprocess.run([*exe, "stats", "--json"], env=env, check=True,
+                                   capture_output=True, text=True).stdout)
+    assert st["labels"]["mask"] == 2135 and st["labels"]["no_mask"] == 1930
+    assert st["crops"]["total"] == 4065
+    # Byte-identical files share one stored image.
+    stored = sum(1 for p in Path(tmp_path / "ws" / "crops").rglob("*") if p.is_file())
+    assert stored < 4065
