@@ -220,6 +220,33 @@ def user_list_cmd(project: ProjectOpt = DEFAULT_PROJECT, as_json: JsonOpt = Fals
 
 # --- labeling app (issue 5) ---------------------------------------------------------------------
 
+
+def app_entry() -> Path:
+    """The Streamlit entry script, found through the installed ``pages`` package."""
+    import pages
+
+    return Path(pages.__file__).resolve().parent / "app.py"
+
+
+@command(app, "app")
+def app_cmd(
+    project: ProjectOpt = DEFAULT_PROJECT,
+    port: Annotated[int, typer.Option("--port", help="Port to serve on.")] = 8501,
+    host: Annotated[str, typer.Option("--host", help="Address to bind; 0.0.0.0 for the LAN.")] = "127.0.0.1",
+):
+    """Start the labeling app (Streamlit) for the team; stop it with Ctrl-C."""
+    import os
+    import subprocess
+
+    ws = open_ws(project)  # fails here, in one line, when there is no workspace
+    cmd = [sys.executable, "-m", "streamlit", "run", str(app_entry()), "--server.headless", "true",
+           "--server.address", host, "--server.port", str(port),
+           "--browser.gatherUsageStats", "false"]
+    err.print(f"labeling app for {ws.root} at http://{host}:{port}", markup=False)
+    env = {**os.environ, "ANNOTATOR_PROJECT": str(ws.root.resolve())}
+    raise typer.Exit(subprocess.call(cmd, env=env))
+
+
 # --- simulation (issue 6) ----------------------------------------------------------------------
 
 

@@ -1,0 +1,484 @@
+"""The labeling service behind the pages: pick, claim, show, label, undo, review, measure.
+
+It connects the pure sampler (:mod:`annotator.sample`) with the queue (:mod:`annotator.queue`):
+arrays for the claimable crops are read from the database, ``sample.select_batch`` picks a batch,
+and ``queue.claim_batch`` holds it under a lease. Pages call these functions and get dataclasses
+or DataFrames back; every write is one short transaction.
+
+Speed on a large queue: only the ``hybrid_pool`` most uncertain claimable crops (``Crop.priority``
+is set to the active model's uncertainty when crops are scored) plus a small uniform sample of the
+whole queue are read per claim, and predictions are cached per model version, since they never
+change once written.
+"""
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import os
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from annotator import db, queue, sample
+from annotator.config import NOT_A_FACE, SKIP
+from annotator.workspace import Workspace
+
+DOUBLE = "double"  # sampling reason of a crop served for its second vote
+GROUP_STRIDE = 10_000_000  # group id = source_id * stride + track_id
+
+
+@dataclass(frozen=True)
+class Card:
+    """One crop as the label pages show it, with its image bytes already read (prefetch)."""
+
+    crop_id: int
+    image: bytes
+    mime: str
+    width: int
+    height: int
+    sampling: str | None
+    guess: str | None = None  # the active model's class for it
+    confidence: float | None = None  # probability of that class
+    probs: tuple[float, ...] | None = None
+    source_kind: str | None = None
+    source_uri: str | None = None
+    source_name: str | None = None
+    frame_index: int | None = None
+    box: tuple[float, float, float, float] | None = None
+    votes_needed: int = 1
+
+    def data_uri(self) -> str:
+        return f"data:{self.mime};base64,{base64.b64encode(self.image).decode()}"
+
+    @property
+    def has_frame(self) -> bool:
+        """Whether the frame around the crop can be shown (the source video is on disk)."""
+        return (self.source_kind == "video" and self.frame_index is not None
+                and self.box is not None and bool(self.source_uri)
+                and os.path.isfile(self.source_uri))
+
+
+@dataclass(frozen=True)
+class Model:
+    id: int
+    name: str
+    classes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Rate:
+    """An annotator's pace."""
+
+    last_hour: int
+    today: int
+
+
+# --- choosing and claiming --------------------------------------------------------------------
+
+
+def active_model(ws: Workspace) -> Model | None:
+    with ws.read_session() as s:
+        mv = db.active_model(s)
+        return None if mv is None else Model(mv.id, mv.name, tuple(mv.classes or ()))
+
+
+def choose(ws: Workspace, annotator_id: int, size: int, *, seed: int | None = None,
+           strategy: str | None = None) -> list[tuple[int, str]]:
+    """Candidates for the annotator's next batch, best first: ``[(crop_id, reason), ...]``.
+
+    Second votes for double-annotated crops come first (reason ``"double"``), then the
+    sampler's batch over the top of the queue plus a uniform sample of the whole queue.
+    """
+    cfg = ws.config.sampling
+    strategy = strategy or cfg.strategy
+    seed = time.time_ns() % 2**32 if seed is None else seed
+    model = active_model(ws)
+    with ws.read_session() as s:
+        out: list[tuple[int, str]] = []
+        if cfg.double_annotation > 0:
+            out = [(cid, DOUBLE) for cid in queue.awaiting_vote(s, annotator_id, limit=size)]
+        want = size - len(out)
+        if want <= 0:
+            return out[:size]
+        n_random = max(1, int(np.ceil(want * cfg.random_share))) if cfg.random_share > 0 else 0
+        top = queue.claimable_top(s, annotator_id, limit=cfg.hybrid_pool)
+        rand = queue.claimable_sample(s, annotator_id, size=max(4 * n_random, 20), seed=seed)
+        cands = pd.concat([top, rand[~rand["crop_id"].isin(top["crop_id"])]], ignore_index=True)
+        if cands.empty:
+            return out
+        in_sample = cands["crop_id"].isin(rand["crop_id"]).to_numpy()
+        probs = emb = None
+        if model is not None:
+            probs, emb, have = _predictions(ws, s, model, cands["crop_id"].to_numpy())
+            if probs is not None and not have.all():
+                # Crops the model has not scored yet wait for scoring (or a random draw).
+                keep = have | in_sample
+                cands, in_sample = cands[keep].reset_index(drop=True), in_sample[keep]
+                probs, emb = _predictions(ws, s, model, cands["crop_id"].to_numpy())[:2]
+                if probs is None or len(probs) != len(cands):
+                    probs = emb = None
+    groups = _groups(cands)
+    batch = sample.select_batch(
+        strategy, want, probs=probs, emb=emb, groups=groups, n=len(cands),
+        random_share=cfg.random_share, random_pool=in_sample, pool=cfg.hybrid_pool, seed=seed,
+    )
+    ids = cands["crop_id"].to_numpy()
+    return out + [(int(ids[i]), reason) for i, reason in batch]
+
+
+def claim(ws: Workspace, annotator_id: int, size: int, *, seed: int | None = None,
+          strategy: str | None = None) -> list[Card]:
+    """Hold up to ``size`` crops for the annotator and return them as cards, held ones first.
+
+    Crops the annotator already holds (a reload, an undo) come back first; new ones are picked
+    by :func:`choose`. A share ``sampling.double_annotation`` of newly claimed crops is marked
+    to need two votes (deterministic per crop id).
+    """
+    cfg = ws.config.sampling
+    claims: list[queue.Claim] = []
+    for attempt in range(3):  # another annotator may take a candidate between read and claim
+        cands = choose(ws, annotator_id, size, seed=seed, strategy=strategy)
+        with ws.session() as s:
+            claims = queue.claim_batch(s, annotator_id, size, candidates=cands,
+                                       lease_seconds=cfg.lease_seconds)
+            fresh = [c.crop_id for c in claims if c.sampling not in (DOUBLE, None)]
+            if cfg.double_annotation > 0:
+                queue.require_votes(s, [c for c in fresh if _double(c, cfg.double_annotation)], 2)
+        if len(claims) >= size or len(cands) < size:
+            break
+        seed = None if seed is None else seed + 1
+    return cards(ws, [(c.crop_id, c.sampling) for c in claims])
+
+
+def cards(ws: Workspace, items: Sequence[tuple[int, str | None]]) -> list[Card]:
+    """Cards (image bytes, source, the model's guess) for ``(crop_id, reason)`` pairs, in order."""
+    if not items:
+        return []
+    reasons = dict(items)
+    ids = [cid for cid, _ in items]
+    model = active_model(ws)
+    with ws.read_session() as s:
+        info = queue.crop_cards(s, ids)
+        probs_of = {}
+        if model is not None:
+            pids, probs, _ = db.prediction_arrays(s, model.id, ids)
+            probs_of = {int(i): p for i, p in zip(pids, probs)}
+    out = []
+    for r in info.itertuples(index=False):
+        p = probs_of.get(int(r.crop_id))
+        guess = conf = None
+        if p is not None and model is not None and len(model.classes) == len(p):
+            k = int(np.argmax(p))
+            guess, conf = model.classes[k], float(p[k])
+        path = ws.store.path(r.path)
+        try:
+            data = path.read_bytes()
+        except OSError:
+            continue  # file gone: the crop is not shown (it stays held until the lease ends)
+        box = None if pd.isna(r.x1) else (float(r.x1), float(r.y1), float(r.x2), float(r.y2))
+        out.append(Card(
+            crop_id=int(r.crop_id), image=data, mime=_mime(path), width=int(r.width),
+            height=int(r.height), sampling=reasons.get(int(r.crop_id)), guess=guess,
+            confidence=conf, probs=None if p is None else tuple(float(x) for x in p),
+            source_kind=r.source_kind, source_uri=r.source_uri, source_name=r.source_name,
+            frame_index=None if pd.isna(r.frame_index) else int(r.frame_index), box=box,
+            votes_needed=int(r.votes_needed),
+        ))
+    return out
+
+
+# --- deciding ---------------------------------------------------------------------------------
+
+
+def submit(ws: Workspace, annotator_id: int, crop_id: int, value: str, *,
+           seconds: float | None = None) -> int:
+    """Record one decision (a class, ``not_a_face`` or ``skip``) in its own transaction."""
+    with ws.session() as s:
+        return queue.submit_label(s, annotator_id, crop_id, value,
+                                  allowed=ws.config.label_values, seconds=seconds)
+
+
+def submit_page(ws: Workspace, annotator_id: int, decisions: Mapping[int, str], *,
+                seconds: float | None = None) -> int:
+    """Record a whole grid page in ONE transaction: all of it is saved, or none of it.
+
+    ``seconds`` is the time spent on the page; each label gets its share.
+    """
+    if not decisions:
+        return 0
+    each = None if seconds is None else seconds / len(decisions)
+    with ws.session() as s:
+        for crop_id, value in decisions.items():
+            queue.submit_label(s, annotator_id, int(crop_id), value,
+                               allowed=ws.config.label_values, seconds=each)
+    return len(decisions)
+
+
+def undo(ws: Workspace, annotator_id: int) -> Card | None:
+    """Withdraw the annotator's last decision; returns its crop (held again) to show first."""
+    with ws.session() as s:
+        crop_id = queue.undo_last(s, annotator_id, lease_seconds=ws.config.sampling.lease_seconds)
+    if crop_id is None:
+        return None
+    found = cards(ws, [(crop_id, "undo")])
+    return found[0] if found else None
+
+
+def release(ws: Workspace, annotator_id: int) -> int:
+    """Give every crop the annotator holds back to the queue (sign-out)."""
+    with ws.session() as s:
+        return queue.release(s, annotator_id)
+
+
+def rate(ws: Workspace, annotator_id: int, *, now: dt.datetime | None = None) -> Rate:
+    now = now or db.utcnow()
+    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    with ws.read_session() as s:
+        return Rate(
+            last_hour=queue.label_count_since(s, annotator_id, now - dt.timedelta(hours=1)),
+            today=queue.label_count_since(s, annotator_id, day),
+        )
+
+
+def shortcuts(labels: Sequence[str]) -> dict[str, str]:
+    """Keyboard key per decision: m mask, n no_mask, x not a face, s skip, z undo; other
+    classes get their first free letter (c and r are reserved by Streamlit)."""
+    fixed = {"mask": "m", "no_mask": "n", NOT_A_FACE: "x", SKIP: "s", "undo": "z"}
+    taken = set(fixed.values()) | {"c", "r"}
+    out = {}
+    for value in [*labels, NOT_A_FACE, SKIP, "undo"]:
+        key = fixed.get(value)
+        if key is None:
+            key = next((ch for ch in value.lower() if ch.isalnum() and ch not in taken),
+                       next((d for d in "123456789" if d not in taken), None))
+        if key is not None:
+            taken.add(key)
+        out[value] = key
+    return out
+
+
+# --- frame context ----------------------------------------------------------------------------
+
+
+def frame_context(card: Card, *, max_width: int = 720, pad: float = 1.5) -> np.ndarray | None:
+    """The region of the source frame around the crop, box drawn, RGB; None without a video."""
+    if not card.has_frame:
+        return None
+    import cv2
+
+    cap = cv2.VideoCapture(card.source_uri)
+    try:
+        cap.set(cv2.CAP_PROP_POS_FRAMES, card.frame_index)
+        ok, frame = cap.read()
+    finally:
+        cap.release()
+    if not ok:
+        return None
+    h, w = frame.shape[:2]
+    x1, y1, x2, y2 = card.box
+    side = max(x2 - x1, y2 - y1) * (1 + 2 * pad)
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    l, t = int(max(0, cx - side)), int(max(0, cy - side))
+    r, b = int(min(w, cx + side)), int(min(h, cy + side))
+    cv2.rectangle(frame, (int(x1), int(y1)), (int(x2), int(y2)), (0, 200, 255), 2)
+    view = frame[t:b, l:r]
+    if view.shape[1] > max_width:
+        scale = max_width / view.shape[1]
+        view = cv2.resize(view, (max_width, int(view.shape[0] * scale)))
+    return cv2.cvtColor(view, cv2.COLOR_BGR2RGB)
+
+
+# --- review -----------------------------------------------------------------------------------
+
+
+def disagreements(ws: Workspace, *, annotator_id: int | None = None, limit: int = 50) -> pd.DataFrame:
+    """Crops whose active votes disagree: crop_id, votes ("ann: value, ..."), values.
+
+    With ``annotator_id``, only crops that annotator voted on (an annotator reviews own work).
+    """
+    with ws.read_session() as s:
+        votes = queue.multi_voted(s)
+    cols = ["crop_id", "votes", "values"]
+    if votes.empty:
+        return pd.DataFrame(columns=cols)
+    rows = []
+    for crop_id, g in votes.groupby("crop_id", sort=True):
+        if g["value"].nunique() < 2:
+            continue
+        if annotator_id is not None and annotator_id not in set(g["annotator_id"]):
+            continue
+        rows.append((int(crop_id), ", ".join(f"{a}: {v}" for a, v in zip(g["annotator"], g["value"])),
+                     sorted(set(g["value"]))))
+    return pd.DataFrame(rows[:limit], columns=cols)
+
+
+def contradictions(ws: Workspace, *, threshold: float = 0.9, annotator: str | None = None,
+                   limit: int = 50) -> pd.DataFrame:
+    """Labeled crops the active model confidently contradicts (likely label errors).
+
+    Self-confidence (the model's probability of the given label, as in cleanlab's ranking)
+    below ``1 - threshold``; lowest first. Columns: crop_id, label, annotators, guess,
+    confidence, self_confidence.
+    """
+    cols = ["crop_id", "label", "annotators", "guess", "confidence", "self_confidence"]
+    model = active_model(ws)
+    if model is None:
+        return pd.DataFrame(columns=cols)
+    with ws.read_session() as s:
+        cur = queue.current_labels(s, ws.config.labels)
+        if annotator is not None and not cur.empty:
+            cur = cur[cur["annotators"].str.split(",").apply(lambda a: annotator in a)]
+        ids, probs, _ = db.prediction_arrays(s, model.id, cur["crop_id"].tolist())
+    if len(ids) == 0:
+        return pd.DataFrame(columns=cols)
+    index = {c: k for k, c in enumerate(model.classes)}
+    cur = cur.set_index("crop_id").loc[ids].reset_index()
+    lab = cur["label"].map(index)
+    ok = lab.notna().to_numpy()
+    cur, probs = cur[ok], probs[ok]
+    lab = lab[ok].astype(int).to_numpy()
+    self_conf = probs[np.arange(len(lab)), lab]
+    top = probs.argmax(axis=1)
+    out = pd.DataFrame({
+        "crop_id": cur["crop_id"].astype(int).to_numpy(), "label": cur["label"].to_numpy(),
+        "annotators": cur["annotators"].to_numpy(),
+        "guess": [model.classes[k] for k in top], "confidence": probs.max(axis=1),
+        "self_confidence": self_conf,
+    })
+    out = out[out["self_confidence"] < 1 - threshold].sort_values("self_confidence")
+    return out.head(limit).reset_index(drop=True)
+
+
+def relabel(ws: Workspace, annotator_id: int, crop_id: int, value: str) -> int:
+    with ws.session() as s:
+        return queue.relabel(s, annotator_id, crop_id, value, allowed=ws.config.label_values)
+
+
+# --- dashboard --------------------------------------------------------------------------------
+
+
+def labels_per_hour(ws: Workspace, *, hours: int = 48, now: dt.datetime | None = None) -> pd.DataFrame:
+    """Labels per annotator per hour over the last ``hours``: index hour, one column per
+    annotator."""
+    now = now or db.utcnow()
+    with ws.read_session() as s:
+        df = queue.label_times(s, since=now - dt.timedelta(hours=hours))
+    if df.empty:
+        return pd.DataFrame()
+    df["hour"] = pd.to_datetime(df["created_at"]).dt.floor("h")
+    return df.pivot_table(index="hour", columns="annotator", values="value", aggfunc="count",
+                          fill_value=0)
+
+
+def agreement(ws: Workspace, classes: Sequence[str] | None = None) -> pd.DataFrame:
+    """Cohen's kappa for every pair of annotators with crops in common.
+
+    Columns: annotator_a, annotator_b, crops (in common), agree (share), kappa.
+    """
+    from sklearn.metrics import cohen_kappa_score
+
+    with ws.read_session() as s:
+        votes = queue.multi_voted(s)
+    cols = ["annotator_a", "annotator_b", "crops", "agree", "kappa"]
+    if votes.empty:
+        return pd.DataFrame(columns=cols)
+    wide = votes.pivot_table(index="crop_id", columns="annotator", values="value", aggfunc="last")
+    names = sorted(wide.columns)
+    rows = []
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            both = wide[[a, b]].dropna()
+            if both.empty:
+                continue
+            agree = float((both[a] == both[b]).mean())
+            labels = sorted(set(both[a]) | set(both[b]))
+            kappa = (1.0 if agree == 1.0 else 0.0) if len(labels) < 2 else float(
+                cohen_kappa_score(both[a], both[b], labels=labels))
+            rows.append((a, b, len(both), agree, kappa))
+    return pd.DataFrame(rows, columns=cols)
+
+
+def queue_uncertainty(ws: Workspace) -> np.ndarray:
+    """Uncertainty (priority) of every unlabeled crop, for the histogram."""
+    with ws.read_session() as s:
+        return np.asarray(queue.queue_priorities(s), dtype=float)
+
+
+def model_history(ws: Workspace) -> pd.DataFrame:
+    """Model versions oldest first with their metrics as columns (see db.model_versions_frame)."""
+    with ws.read_session() as s:
+        return db.model_versions_frame(s)
+
+
+def stats(ws: Workspace) -> dict:
+    with ws.read_session() as s:
+        return queue.stats(s, ws.config.labels)
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+_CACHE_LOCK = threading.Lock()
+_PRED_CACHE: "OrderedDict[tuple, dict]" = OrderedDict()  # (db_url, model id) -> crop_id -> row
+_CACHE_ROWS = 300_000
+
+
+def _predictions(ws, s, model: Model, crop_ids: np.ndarray):
+    """probs (n, K), emb (n, D) or None, and a mask of crops that have a prediction."""
+    key = (ws.db_url, model.id)
+    with _CACHE_LOCK:
+        cache = _PRED_CACHE.setdefault(key, {})
+        _PRED_CACHE.move_to_end(key)
+        while len(_PRED_CACHE) > 2:
+            _PRED_CACHE.popitem(last=False)
+        missing = [int(c) for c in crop_ids if int(c) not in cache]
+    if missing:
+        ids, probs, emb = db.prediction_arrays(s, model.id, missing)
+        with _CACHE_LOCK:
+            if len(cache) + len(ids) > _CACHE_ROWS:
+                cache.clear()
+            for j, cid in enumerate(ids):
+                cache[int(cid)] = (probs[j], None if emb is None else emb[j])
+    rows = [cache.get(int(c)) for c in crop_ids]
+    have = np.array([r is not None for r in rows], bool)
+    if not have.any():
+        return None, None, have
+    k = len(next(r for r in rows if r is not None)[0])
+    probs = np.array([r[0] if r is not None else np.full(k, 1.0 / k) for r in rows])
+    embs = [r[1] for r in rows if r is not None]
+    emb = None
+    if have.all() and all(e is not None for e in embs) and len({e.shape for e in embs}) == 1:
+        emb = np.stack(embs)
+    return probs, emb, have
+
+
+def _groups(cands: pd.DataFrame) -> np.ndarray:
+    track = cands["track_id"]
+    g = cands["source_id"].to_numpy(np.int64) * GROUP_STRIDE + track.fillna(0).to_numpy(np.int64)
+    g[track.isna().to_numpy()] = -1  # no track: its own group
+    return g
+
+
+def _double(crop_id: int, share: float) -> bool:
+    """Whether this crop is in the double-annotated share (a fixed hash of its id)."""
+    return ((crop_id * 2654435761) % 2**32) / 2**32 < share
+
+
+def _mime(path: Path) -> str:
+    ext = path.suffix.lower().lstrip(".")
+    return {"jpg": "image/jpeg", "jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp",
+            "bmp": "image/bmp", "gif": "image/gif", "tif": "image/tiff"}.get(ext, "image/png")
+
+
+__all__ = [
+    "Card", "Model", "Rate", "active_model", "agreement", "cards", "choose",
+    "claim", "contradictions", "disagreements", "frame_context", "labels_per_hour",
+    "model_history", "queue_uncertainty", "rate", "release", "relabel", "shortcuts", "stats",
+    "submit", "submit_page", "undo",
+]

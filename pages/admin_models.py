@@ -1,0 +1,53 @@
+"""Models page (admin): retrain in the background, watch progress, promote or roll back."""
+from __future__ import annotations
+
+import streamlit as st
+
+from annotator import jobs, labeling
+from annotator.errors import AnnotatorError
+from pages import common
+
+ws = common.workspace()
+me = common.require_admin()
+state = st.session_state
+KINDS = ["retrain", "score", "models promote", "models rollback"]
+
+
+def _start(args: list[str]) -> None:
+    try:
+        job_id = jobs.start(ws, args, started_by=me["name"])
+        state.models_msg = f"started job {job_id}: annotator {' '.join(args)}"
+    except AnnotatorError as exc:
+        state.models_msg = str(exc)
+
+
+st.title("Models")
+if state.get("models_msg"):
+    st.info(state.models_msg)
+history = labeling.model_history(ws)
+active = labeling.active_model(ws)
+st.caption(f"active model: **{active.name}**" if active else "no active model yet")
+if history.empty:
+    st.caption("No model versions yet. Retrain once some crops are labeled.")
+else:
+    st.dataframe(history.drop(columns=["classes"]), hide_index=True)
+
+running = any(j.active for j in jobs.list_jobs(ws, kinds=KINDS))
+c1, c2, c3 = st.columns(3)
+with c1:
+    st.button("Retrain now", type="primary", key="retrain", on_click=_start, args=(["retrain"],),
+              disabled=running, help="Build a dataset from the labels, train, evaluate, and "
+              "promote the new version if it beats the active one.")
+with c2:
+    names = history["name"].tolist() if not history.empty else []
+    version = st.selectbox("Version", names[::-1], key="promote_version",
+                           disabled=not names)
+    st.button("Promote", key="promote", disabled=running or not version,
+              on_click=_start, args=(["models", "promote", str(version)],))
+with c3:
+    st.button("Roll back", key="rollback", disabled=running or len(names) < 2,
+              on_click=_start, args=(["models", "rollback"],),
+              help="Make the previously active version active again.")
+
+st.subheader("Jobs")
+common.show_jobs(ws, kinds=KINDS)

@@ -1,0 +1,121 @@
+"""Shared bits of the pages: the workspace, the signed-in user, role checks, crop images."""
+from __future__ import annotations
+
+import html
+from contextlib import contextmanager
+
+import streamlit as st
+
+from annotator.errors import AnnotatorError
+from annotator.workspace import Workspace, default_project
+
+# (section, script, title, icon, admin only): the app's navigation, in order.
+PAGES = [
+    ("Labeling", "label.py", "Label", ":material/label:", False),
+    ("Labeling", "grid.py", "Grid", ":material/grid_view:", False),
+    ("Labeling", "review.py", "Review", ":material/rule:", False),
+    ("Team", "dashboard.py", "Dashboard", ":material/monitoring:", False),
+    ("Admin", "admin_models.py", "Models", ":material/model_training:", True),
+    ("Admin", "admin_extract.py", "Extract", ":material/movie:", True),
+]
+
+
+@st.cache_resource(show_spinner=False)
+def _open_workspace(root: str) -> Workspace:
+    return Workspace.open(root)
+
+
+def workspace() -> Workspace:
+    """The workspace the app was started on (``annotator app --project DIR``), opened once."""
+    return _open_workspace(str(default_project().resolve()))
+
+
+def user() -> dict | None:
+    """``{"id", "name", "role"}`` of the signed-in annotator, or None."""
+    return st.session_state.get("user")
+
+
+def require_user() -> dict:
+    u = user()
+    if u is None:
+        st.warning("Please sign in.")
+        st.stop()
+    return u
+
+
+def require_admin() -> dict:
+    """Access control for admin pages: hiding them from the menu is not enough."""
+    u = require_user()
+    if u["role"] != "admin":
+        st.error("This page is for admins.")
+        st.stop()
+    return u
+
+
+@contextmanager
+def errors_shown():
+    """Show an AnnotatorError as one st.error line instead of a traceback."""
+    try:
+        yield
+    except AnnotatorError as exc:
+        st.error(str(exc))
+
+
+def crop_html(card, *, size: int, pixelated: bool, border: str | None = None) -> str:
+    """An <img> of the crop, scaled to ``size`` px on its long side, inline as a data URI (so the
+    next crop shows without another request)."""
+    scale = size / max(card.width, card.height, 1)
+    w, h = int(card.width * scale), int(card.height * scale)
+    rendering = "pixelated" if pixelated else "auto"
+    frame = f"border:4px solid {border};" if border else ""
+    return (f'<img src="{card.data_uri()}" width="{w}" height="{h}" '
+            f'data-crop-id="{card.crop_id}" alt="crop {card.crop_id}" '
+            f'style="image-rendering:{rendering};{frame}border-radius:4px" />')
+
+
+def show_crop(card, *, size: int, pixelated: bool, border: str | None = None) -> None:
+    st.html(crop_html(card, size=size, pixelated=pixelated, border=border))
+
+
+def guess_text(card) -> str:
+    if card.guess is None:
+        return "model: no prediction"
+    return f"model: {html.escape(card.guess)} ({card.confidence:.0%})"
+
+
+def show_jobs(ws: Workspace, *, kinds, limit: int = 8) -> None:
+    """Background jobs of these kinds with progress and the log of the newest one. Refreshes
+    itself every 2 s while one is running (the job itself runs in its own process)."""
+    from annotator import jobs
+
+    @st.fragment(run_every="2s")
+    def panel():
+        listed = jobs.list_jobs(ws, kinds=kinds, limit=limit)
+        render_jobs(listed)
+
+    if any(j.active for j in jobs.list_jobs(ws, kinds=kinds, limit=limit)):
+        panel()
+    else:
+        render_jobs(jobs.list_jobs(ws, kinds=kinds, limit=limit))
+
+
+def render_jobs(listed) -> None:
+    from annotator import jobs
+
+    if not listed:
+        st.caption("no jobs yet")
+        return
+    for j in listed:
+        label = f"job {j.id} · {' '.join(j.args or [])} · {j.status}"
+        if j.active:
+            st.progress(min(max(j.progress or 0.0, 0.0), 1.0), text=f"{label} · {j.message or ''}")
+        elif j.status == "failed":
+            st.error(f"{label}: {j.message or 'failed'}")
+        else:
+            st.success(f"{label} · finished {j.finished_at:%Y-%m-%d %H:%M:%S}" if j.finished_at
+                       else label)
+    newest = listed[0]
+    with st.expander(f"log of job {newest.id}", expanded=newest.active or newest.status == "failed"):
+        st.code(jobs.log_tail(newest) or "(empty)", language=None)
+        if newest.result:
+            st.json(newest.result, expanded=False)
