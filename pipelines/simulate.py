@@ -1,0 +1,372 @@
+"""Job: replay the active-learning loop with a labeled folder as the oracle.
+
+Each round scores the unlabeled pool with the current model, lets a strategy from
+``annotator.sample`` pick a batch, reveals its labels, retrains (warm start) and evaluates on a
+separate folder that is never sampled from. The same sampling, training and metric code as the
+product runs here, so the curves say what the product would do on this data.
+
+Resumable: every finished round of every (strategy, repeat) run is checkpointed under
+``OUT/runs/``; a second call with the same OUT picks up where the first stopped.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from annotator.errors import InputError
+from annotator.progress import ProgressFn, silent
+from annotator.sample import STRATEGIES
+
+CURVE_FIELDS = ["strategy", "repeat", "round", "labels", "balanced_accuracy", "accuracy",
+                "no_mask_recall"]
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+
+
+@dataclass
+class SimulateOptions:
+    pool: Path
+    eval: Path
+    out: Path
+    strategies: tuple[str, ...] = ("random", "uncertainty", "diverse", "hybrid")
+    seed_size: int = 100
+    batch: int = 100
+    rounds: int = 15
+    repeats: int = 3
+    epochs: int = 5  # per round, warm-started from the previous round's weights
+    full_epochs: int = 10  # the full-pool reference model
+    batch_size: int = 16
+    lr: float = 2e-4
+    init: str = "none"  # none | PATH.h5 (Neuralet's released weights)
+    jobs: int = 1
+    random_share: float = 0.1
+    hybrid_pool: int = 1000
+    seed: int = 0
+
+
+@dataclass
+class StrategySummary:
+    strategy: str
+    labels_to_95: int | None  # labels needed for 95% of the full-pool model's balanced accuracy
+    labels_to_98: int | None
+    auc: float  # mean balanced accuracy over the labeling budget (area under the curve)
+    auc_vs_random: float | None
+    final_balanced_accuracy: float
+
+
+@dataclass
+class SimulateReport:
+    out: str
+    classes: list[str]
+    pool_size: int
+    eval_size: int
+    full_pool_balanced_accuracy: float
+    summary: list[StrategySummary] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+# --- data -------------------------------------------------------------------------------------
+
+
+def read_image_folder(root: Path) -> tuple[list[Path], list[str]]:
+    """Image paths and their subfolder names (labels) of an ImageFolder, sorted."""
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(f"{root} is not a folder")
+    paths, labels = [], []
+    for sub in sorted(p for p in root.iterdir() if p.is_dir()):
+        for p in sorted(sub.rglob("*")):
+            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES:
+                paths.append(p)
+                labels.append(sub.name)
+    if not paths:
+        raise InputError(f"{root} holds no images in label subfolders")
+    return paths, labels
+
+
+@dataclass
+class _Data:
+    classes: list[str]
+    pool_x: np.ndarray
+    pool_y: np.ndarray
+    pool_groups: np.ndarray
+    eval_x: np.ndarray
+    eval_y: np.ndarray
+
+
+def _load(opts: SimulateOptions) -> _Data:
+    from annotator.dataset import dhash, group_ids
+    from models.training import load_images
+
+    pool_paths, pool_labels = read_image_folder(opts.pool)
+    eval_paths, eval_labels = read_image_folder(opts.eval)
+    classes = sorted(set(pool_labels))
+    extra = sorted(set(eval_labels) - set(classes))
+    if len(classes) < 2:
+        raise InputError(f"{opts.pool} needs at least two label subfolders")
+    if extra:
+        raise InputError(f"{opts.eval} has labels the pool lacks: {', '.join(extra)}")
+    pool_x, eval_x = load_images(pool_paths), load_images(eval_paths)
+    index = {c: i for i, c in enumerate(classes)}
+    # Near-duplicate photos form one group: the sampler takes at most one per batch.
+    hashes = dhash(_thumbs(pool_x))
+    groups = group_ids([""] * len(pool_x), [None] * len(pool_x), [str(p) for p in pool_paths],
+                       hashes=hashes)
+    return _Data(classes, pool_x, np.array([index[c] for c in pool_labels]), groups,
+                 eval_x, np.array([index[c] for c in eval_labels]))
+
+
+def _thumbs(images: np.ndarray) -> np.ndarray:
+    import cv2
+
+    gray = [cv2.cvtColor(im, cv2.COLOR_RGB2GRAY) for im in images]
+    return np.stack([cv2.resize(g, (9, 8), interpolation=cv2.INTER_AREA) for g in gray])
+
+
+# --- one run ----------------------------------------------------------------------------------
+
+
+def _new_model(classes: list[str], init: str):
+    from models.ofm import OFMClassifier
+
+    if init in ("", "none", None):
+        return OFMClassifier(classes)
+    from models.keras_import import load_keras_h5
+
+    path = Path(init)
+    if not path.is_file():
+        raise InputError(f"--init {init}: no such file")
+    return load_keras_h5(path, classes)
+
+
+def _evaluate(model, data: _Data) -> dict:
+    from annotator import metrics
+    from models.training import predict
+
+    probs, _ = predict(model, data.eval_x)
+    rep = metrics.report(data.eval_y, probs, data.classes)
+    no_mask = "no_mask" if "no_mask" in data.classes else data.classes[-1]
+    return {
+        "balanced_accuracy": round(float(rep["balanced_accuracy"]), 4),
+        "accuracy": round(float(rep["accuracy"]), 4),
+        "no_mask_recall": round(float(rep["per_class"][no_mask]["recall"]), 4),
+    }
+
+
+def _seed_set(data: _Data, opts: SimulateOptions, repeat: int) -> np.ndarray:
+    """The same random seed set for every strategy of one repeat: a fair start."""
+    rng = np.random.default_rng(opts.seed + 1000 * repeat)
+    return np.sort(rng.choice(len(data.pool_y), size=min(opts.seed_size, len(data.pool_y)),
+                              replace=False))
+
+
+def run_one(data: _Data, opts: SimulateOptions, strategy: str, repeat: int,
+            progress: ProgressFn = None) -> list[dict]:
+    """Play one strategy for ``opts.rounds`` rounds; resume from its checkpoint if any."""
+    import torch
+
+    from annotator.sample import select_batch
+    from models.training import fit, predict
+
+    ckpt = Path(opts.out) / "runs" / f"{strategy}-{repeat}.pt"
+    model = _new_model(data.classes, opts.init)
+    if ckpt.exists():
+        state = torch.load(ckpt, weights_only=False)
+        labeled, rows, start = state["labeled"], state["rows"], state["round"] + 1
+        model.load_state_dict(state["model"])
+    else:
+        labeled, rows, start = _seed_set(data, opts, repeat), [], 0
+    for rnd in range(start, opts.rounds + 1):
+        if rnd > 0:  # pick a batch with the model of the previous round
+            rest = np.setdiff1d(np.arange(len(data.pool_y)), labeled)
+            if rest.size == 0:
+                break
+            probs, emb = predict(model, data.pool_x[rest])
+            picks = select_batch(strategy, opts.batch, probs=probs, emb=emb,
+                                 groups=data.pool_groups[rest], random_share=opts.random_share,
+                                 pool=opts.hybrid_pool, seed=opts.seed + 7919 * repeat + rnd)
+            labeled = np.sort(np.concatenate([labeled, rest[[i for i, _ in picks]]]))
+        fit(model, data.pool_x[labeled], data.pool_y[labeled], None, None, epochs=opts.epochs,
+            batch_size=opts.batch_size, lr=opts.lr, seed=opts.seed + repeat * 100 + rnd)
+        rows.append({"strategy": strategy, "repeat": repeat, "round": rnd,
+                     "labels": int(labeled.size), **_evaluate(model, data)})
+        ckpt.parent.mkdir(parents=True, exist_ok=True)
+        tmp = ckpt.with_suffix(".part")
+        torch.save({"labeled": labeled, "rows": rows, "round": rnd,
+                    "model": model.state_dict()}, tmp)
+        os.replace(tmp, ckpt)  # atomic: a kill never leaves a half-written checkpoint
+        if progress is not None:
+            progress(1, None, f"{strategy} #{repeat} round {rnd}")
+    return rows
+
+
+def full_pool_score(data: _Data, opts: SimulateOptions) -> float:
+    """Balanced accuracy of a model trained on the whole pool: the ceiling the curves aim at."""
+    from models.training import fit
+
+    cache = Path(opts.out) / "runs" / "full_pool.json"
+    if cache.exists():
+        return json.loads(cache.read_text())["balanced_accuracy"]
+    model = _new_model(data.classes, opts.init)
+    fit(model, data.pool_x, data.pool_y, None, None, epochs=opts.full_epochs,
+        batch_size=opts.batch_size, lr=opts.lr, seed=opts.seed)
+    score = _evaluate(model, data)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps(score))
+    return score["balanced_accuracy"]
+
+
+def _worker(opts: SimulateOptions, strategy: str, repeat: int, threads: int) -> list[dict]:
+    import torch
+
+    torch.set_num_threads(threads)
+    return run_one(_load(opts), opts, strategy, repeat)
+
+
+# --- the job ----------------------------------------------------------------------------------
+
+
+def run(opts: SimulateOptions, progress: ProgressFn = None) -> SimulateReport:
+    progress = progress or silent
+    bad = [s for s in opts.strategies if s not in STRATEGIES]
+    if bad or not opts.strategies:
+        raise InputError(f"unknown strategy {', '.join(bad) or '(none)'}; expected {', '.join(STRATEGIES)}")
+    if min(opts.seed_size, opts.batch, opts.repeats, opts.epochs, opts.jobs) < 1 or opts.rounds < 0:
+        raise InputError("seed size, batch, repeats, epochs and jobs must be >= 1; rounds >= 0")
+    t0 = time.perf_counter()
+    out = Path(opts.out)
+    out.mkdir(parents=True, exist_ok=True)
+    _check_resume(out, opts)
+    data = _load(opts)
+    tasks = [(s, r) for r in range(opts.repeats) for s in opts.strategies]
+    total = len(tasks) * (opts.rounds + 1)
+    done = 0
+
+    def tick(_d, _t, msg=""):
+        nonlocal done
+        done += 1
+        progress(done, total, msg)
+
+    full = full_pool_score(data, opts)
+    rows: list[dict] = []
+    if opts.jobs == 1:
+        for s, r in tasks:
+            rows += run_one(data, opts, s, r, tick)
+    else:
+        import multiprocessing as mp
+
+        threads = max(1, (os.cpu_count() or 1) // opts.jobs)
+        with ProcessPoolExecutor(opts.jobs, mp_context=mp.get_context("spawn")) as ex:
+            futures = [ex.submit(_worker, opts, s, r, threads) for s, r in tasks]
+            for fut in as_completed(futures):
+                got = fut.result()
+                rows += got
+                done += len(got)
+                progress(done, total, f"{got[-1]['strategy']} #{got[-1]['repeat']} finished")
+    rows.sort(key=lambda r: (r["strategy"], r["repeat"], r["round"]))
+    _write_curves(out / "curves.csv", rows)
+    summary = summarize(rows, full)
+    plot_curves(rows, full, out / "curves.png")
+    report = SimulateReport(str(out), data.classes, len(data.pool_y), len(data.eval_y), full,
+                            summary, round(time.perf_counter() - t0, 1))
+    (out / "summary.json").write_text(json.dumps(asdict(report), indent=2))
+    return report
+
+
+def _check_resume(out: Path, opts: SimulateOptions) -> None:
+    """Resuming is only meaningful with the same settings: refuse a mismatch in one line."""
+    keep = {k: str(v) for k, v in asdict(opts).items() if k not in ("jobs", "strategies", "repeats", "out")}
+    path = out / "options.json"
+    if path.exists():
+        before = json.loads(path.read_text())
+        changed = sorted(k for k in keep if before.get(k) != keep[k])
+        if changed:
+            raise InputError(f"{out} holds a simulation with other settings ({', '.join(changed)}); "
+                             "use another --out")
+    path.write_text(json.dumps(keep, indent=1))
+
+
+def _write_curves(path: Path, rows: list[dict]) -> None:
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=CURVE_FIELDS)
+        w.writeheader()
+        w.writerows(rows)
+
+
+# --- summaries (pure) -------------------------------------------------------------------------
+
+
+def mean_curve(rows: list[dict], strategy: str) -> tuple[np.ndarray, np.ndarray]:
+    """Labels (R,) and balanced accuracy averaged over repeats (R,) for one strategy."""
+    by_labels: dict[int, list[float]] = {}
+    for r in rows:
+        if r["strategy"] == strategy:
+            by_labels.setdefault(int(r["labels"]), []).append(float(r["balanced_accuracy"]))
+    labels = np.array(sorted(by_labels))
+    return labels, np.array([np.mean(by_labels[n]) for n in labels])
+
+
+def labels_to_reach(labels: np.ndarray, score: np.ndarray, target: float) -> int | None:
+    hit = np.flatnonzero(score >= target)
+    return int(labels[hit[0]]) if hit.size else None
+
+
+def curve_auc(labels: np.ndarray, score: np.ndarray) -> float:
+    """Mean balanced accuracy over the labeling budget (trapezoid area / budget)."""
+    if labels.size < 2:
+        return float(score[0]) if score.size else 0.0
+    area = float(np.sum((score[1:] + score[:-1]) / 2 * np.diff(labels)))
+    return area / float(labels[-1] - labels[0])
+
+
+def summarize(rows: list[dict], full_pool: float) -> list[StrategySummary]:
+    strategies = sorted({r["strategy"] for r in rows}, key=lambda s: (s != "random", s))
+    out, random_auc = [], None
+    for s in strategies:
+        labels, score = mean_curve(rows, s)
+        auc = curve_auc(labels, score)
+        if s == "random":
+            random_auc = auc
+        out.append(StrategySummary(
+            s, labels_to_reach(labels, score, 0.95 * full_pool),
+            labels_to_reach(labels, score, 0.98 * full_pool), round(auc, 4),
+            None if random_auc is None or s == "random" else round(auc - random_auc, 4),
+            round(float(score[-1]), 4),
+        ))
+    return out
+
+
+def plot_curves(rows: list[dict], full_pool: float, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    for s in sorted({r["strategy"] for r in rows}):
+        runs: dict[int, dict[int, float]] = {}
+        for r in rows:
+            if r["strategy"] == s:
+                runs.setdefault(r["repeat"], {})[int(r["labels"])] = float(r["balanced_accuracy"])
+        labels = sorted(set.intersection(*(set(v) for v in runs.values())))
+        mat = np.array([[runs[k][n] for n in labels] for k in runs])
+        line, = ax.plot(labels, mat.mean(0), marker="o", ms=3, label=s)
+        ax.fill_between(labels, mat.min(0), mat.max(0), color=line.get_color(), alpha=0.15)
+    for share, style in ((0.95, ":"), (0.98, "--")):
+        ax.axhline(share * full_pool, color="grey", ls=style, lw=1,
+                   label=f"{share:.0%} of full-pool model ({full_pool:.3f})")
+    ax.set_xlabel("labels")
+    ax.set_ylabel("balanced accuracy on EVAL")
+    ax.set_title("Active learning: mean and spread over repeats")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
