@@ -216,6 +216,38 @@ def user_list_cmd(project: ProjectOpt = DEFAULT_PROJECT, as_json: JsonOpt = Fals
 
 # --- extraction commands (issue 3) ------------------------------------------------------------
 
+
+@command(app, "extract")
+def extract_cmd(
+    sources: Annotated[list[str], typer.Argument(metavar="SOURCE...", help="Video/image files, folders (recursive), rtsp:// or http(s):// streams.")],
+    detector: Annotated[Optional[str], typer.Option("--detector", help="openpifpaf (keypoints) or mtcnn (faces, offline). Default from config.toml.")] = None,
+    checkpoint: Annotated[Optional[str], typer.Option("--checkpoint", metavar="NAME_OR_PATH", help="OpenPifPaf checkpoint name (downloaded once), file, or scratch:BASENET.")] = None,
+    fps: Annotated[Optional[float], typer.Option("--fps", help="Frames per second of video to sample.")] = None,
+    every: Annotated[Optional[int], typer.Option("--every", help="Sample every N-th frame instead of --fps.")] = None,
+    min_size: Annotated[Optional[float], typer.Option("--min-size", metavar="PX", help="Drop heads smaller than this (head height, pixels).")] = None,
+    margin: Annotated[Optional[float], typer.Option("--margin", help="Context around the head, share of its height.")] = None,
+    per_track: Annotated[Optional[int], typer.Option("--per-track", metavar="K", help="Crops kept per tracked head.")] = None,
+    min_sharpness: Annotated[Optional[float], typer.Option("--min-sharpness", help="Drop crops whose Laplacian variance is lower.")] = None,
+    max_seconds: Annotated[Optional[float], typer.Option("--max-seconds", help="Stop after this much video (streams: capture time).")] = None,
+    long_edge: Annotated[Optional[int], typer.Option("--long-edge", help="OpenPifPaf input long edge in pixels (0: native).")] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", help="Parallel processes for several sources (default: by cores).")] = None,
+    project: ProjectOpt = DEFAULT_PROJECT,
+    as_json: JsonOpt = False,
+):
+    """Cut head crops out of CCTV footage into the labeling queue; re-running resumes or adds nothing."""
+    from pipelines import extract
+
+    ws = open_ws(project)
+    opts = extract.ExtractOptions(sources, detector, checkpoint, fps, every, min_size, margin, per_track,
+                                  min_sharpness, max_seconds, long_edge, workers=workers)
+    with progress_bar("extract", enabled=not as_json) as progress:
+        report = extract.run(ws, opts, progress)
+    emit(report, as_json, extract.summary(report))
+    for line in report.errors if not as_json else ():
+        err.print(f"error: {line}", markup=False)
+    if report.errors:
+        raise typer.Exit(1)
+
 # --- training, models and scoring commands (issue 4) --------------------------------------------
 
 # --- labeling app (issue 5) ---------------------------------------------------------------------

@@ -41,6 +41,9 @@ class ExtractConfig:
     min_size: int = 16
     margin: float = 0.15
     per_track: int = 3
+    min_sharpness: float = 0.0  # variance of the Laplacian; 0 keeps blurry crops too
+    long_edge: int = 0  # OpenPifPaf resizes frames to this long edge; 0 = native size
+    batch_size: int = 4  # frames per detector call
 
 
 @dataclass
