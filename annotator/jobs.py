@@ -70,7 +70,8 @@ def start(ws: Workspace, args: list[str], *, started_by: str | None = None) -> i
              str(job_id)],
             stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT,
             start_new_session=True,  # own process group: a page reload or server stop won't kill it
-            env={**os.environ, "ANNOTATOR_DB_URL": ws.db_url, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "ANNOTATOR_PROJECT": str(ws.root.resolve()),
+                 "ANNOTATOR_DB_URL": ws.db_url, "PYTHONUNBUFFERED": "1"},
         )
     with ws.session() as s:
         db.update_job(s, job_id, pid=proc.pid)

@@ -113,20 +113,19 @@ def choose(ws: Workspace, annotator_id: int, size: int, *, seed: int | None = No
         if cands.empty:
             return out
         in_sample = cands["crop_id"].isin(rand["crop_id"]).to_numpy()
-        probs = emb = None
+        probs = emb = scored = None
         if model is not None:
             probs, emb, have = _predictions(ws, s, model, cands["crop_id"].to_numpy())
             if probs is not None and not have.all():
                 # Crops the model has not scored yet wait for scoring (or a random draw).
                 keep = have | in_sample
                 cands, in_sample = cands[keep].reset_index(drop=True), in_sample[keep]
-                probs, emb = _predictions(ws, s, model, cands["crop_id"].to_numpy())[:2]
-                if probs is None or len(probs) != len(cands):
-                    probs = emb = None
+                probs, emb, scored = _predictions(ws, s, model, cands["crop_id"].to_numpy())
     groups = _groups(cands)
     batch = sample.select_batch(
         strategy, want, probs=probs, emb=emb, groups=groups, n=len(cands),
-        random_share=cfg.random_share, random_pool=in_sample, pool=cfg.hybrid_pool, seed=seed,
+        random_share=cfg.random_share, random_pool=in_sample, main_pool=scored,
+        pool=cfg.hybrid_pool, seed=seed,
     )
     ids = cands["crop_id"].to_numpy()
     return out + [(int(ids[i]), reason) for i, reason in batch]
@@ -449,12 +448,15 @@ def _predictions(ws, s, model: Model, crop_ids: np.ndarray):
     have = np.array([r is not None for r in rows], bool)
     if not have.any():
         return None, None, have
-    k = len(next(r for r in rows if r is not None)[0])
+    # Rows without a prediction get placeholders; callers keep them out of the model-based picks.
+    first = next(r for r in rows if r is not None)
+    k = len(first[0])
     probs = np.array([r[0] if r is not None else np.full(k, 1.0 / k) for r in rows])
-    embs = [r[1] for r in rows if r is not None]
     emb = None
-    if have.all() and all(e is not None for e in embs) and len({e.shape for e in embs}) == 1:
-        emb = np.stack(embs)
+    embs = [r[1] for r in rows if r is not None]
+    if all(e is not None for e in embs) and len({e.shape for e in embs}) == 1:
+        blank = np.zeros_like(embs[0])
+        emb = np.stack([r[1] if r is not None else blank for r in rows])
     return probs, emb, have
 
 

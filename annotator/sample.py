@@ -98,6 +98,7 @@ def select_batch(
     n: int | None = None,
     random_share: float = 0.1,
     random_pool=None,
+    main_pool=None,
     pool: int = 3000,
     seed: int = 0,
 ) -> list[tuple[int, str]]:
@@ -127,6 +128,9 @@ def select_batch(
         Rows eligible for the random share. Default: all rows. A caller that passes only the
         top of a large queue plus a uniform sample of it marks the sample here, so the random
         share stays an unbiased sample of the whole queue.
+    main_pool : array-like of bool, shape (N,), optional
+        Rows eligible for the non-random picks. Default: all rows. E.g. only the rows the
+        model has scored (unscored rows then carry placeholder probs/embeddings).
     pool : int
         ``hybrid``: how many of the most uncertain rows the diverse batch is picked from.
     seed : int
@@ -149,7 +153,8 @@ def select_batch(
     if p is not None and (p.ndim != 2 or p.shape[1] < 2):
         raise ValueError(f"probs must have shape (N, K) with K >= 2, got {p.shape}")
     x = None if emb is None else _check_emb(emb)
-    size = _common_length(n=n, probs=p, emb=x, groups=groups, random_pool=random_pool)
+    size = _common_length(n=n, probs=p, emb=x, groups=groups, random_pool=random_pool,
+                          main_pool=main_pool)
     g = _group_ids(groups, size)
     eligible = np.ones(size, bool) if random_pool is None else np.asarray(random_pool, bool)
     rng = np.random.default_rng(seed)
@@ -160,8 +165,10 @@ def select_batch(
     n_random = min(k, int(np.floor(k * float(random_share) + 0.5)))
     n_main = k - n_random
     one_per_group = strategy != UNCERTAINTY
-    main = _main_picks(strategy, n_main, p=p, x=x, g=g, rng=rng, pool=pool,
-                       one_per_group=one_per_group)
+    sub = np.arange(size) if main_pool is None else np.flatnonzero(np.asarray(main_pool, bool))
+    main = sub[_main_picks(strategy, n_main, p=None if p is None else p[sub],
+                           x=None if x is None else x[sub], g=g[sub], rng=rng, pool=pool,
+                           one_per_group=one_per_group)]
     used = {int(g[i]) for i in main} if one_per_group else None
     taken = np.zeros(size, bool)
     taken[main] = True

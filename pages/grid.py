@@ -24,7 +24,7 @@ def color(value: str) -> str:
 
 
 def _load(size: int) -> None:
-    cards = labeling.claim(ws, me["id"], size)
+    cards = labeling.claim(ws, me["id"], size)[:size]  # held ones first; the rest stay held
     state.grid_cards = cards
     state.grid_values = {c.crop_id: c.guess if c.guess in ws.config.labels else ws.config.labels[0]
                          for c in cards}

@@ -138,14 +138,14 @@ with right:
         st.markdown(f"**{common.guess_text(card)}**")
     cols = st.columns(len(ws.config.labels))
     for col, value in zip(cols, ws.config.labels):
-        col.button(f"{value} ({KEYS[value]})", key=f"btn_{value}", shortcut=KEYS[value],
+        col.button(value, key=f"btn_{value}", shortcut=KEYS[value],
                    on_click=_decide, args=(value,), type="primary", width="stretch")
     a, b, c = st.columns(3)
-    a.button(f"not a face ({KEYS[NOT_A_FACE]})", key="btn_not_a_face",
+    a.button("not a face", key="btn_not_a_face",
              shortcut=KEYS[NOT_A_FACE], on_click=_decide, args=(NOT_A_FACE,), width="stretch")
-    b.button(f"skip ({KEYS[SKIP]})", key="btn_skip", shortcut=KEYS[SKIP], on_click=_decide,
+    b.button("skip", key="btn_skip", shortcut=KEYS[SKIP], on_click=_decide,
              args=(SKIP,), width="stretch")
-    c.button(f"undo ({KEYS['undo']})", key="btn_undo", shortcut=KEYS["undo"], on_click=_undo,
+    c.button("undo", key="btn_undo", shortcut=KEYS["undo"], on_click=_undo,
              width="stretch")
     st.caption(f"{len(cards)} crops held for you; they return to the queue "
                f"{cfg.lease_seconds // 60} min after you leave.")

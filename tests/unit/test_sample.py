@@ -188,3 +188,15 @@ def test_select_batch_is_fast_on_a_large_pool():
     batch = select_batch("hybrid", 20, probs=probs, emb=emb, groups=groups, pool=3000)
     assert time.perf_counter() - t0 < 0.5
     assert len(batch) == 20
+
+
+def test_main_pool_keeps_unscored_rows_for_the_random_share_only():
+    n = 300
+    u = np.full(n, 0.2)
+    u[200:] = 1.0  # placeholder probs of rows the model has not scored: look most uncertain
+    scored = np.arange(n) < 200
+    for strategy in ("hybrid", "uncertainty", "diverse"):
+        batch = select_batch(strategy, 20, probs=_two_class(u), emb=np.random.default_rng(0)
+                             .normal(size=(n, 3)), main_pool=scored, seed=2)
+        assert all(i < 200 for i, r in batch if r != "random"), strategy
+        assert len(batch) == 20

@@ -1,0 +1,241 @@
+"""The labeling service and background jobs against real workspaces (no Streamlit)."""
+from __future__ import annotations
+
+import time
+
+import pytest
+from sqlalchemy import select, update
+from typer.testing import CliRunner
+
+from annotator import db, jobs, labeling, queue
+from annotator.cli import app
+from annotator.errors import InputError
+from tests.app import factory
+
+
+@pytest.fixture
+def ws(tmp_path):
+    # A hybrid pool smaller than the queue, as on a real project (3000 of 100,000).
+    ws = factory.build(tmp_path / "ws", 400, per_track=4, config="[sampling]\nhybrid_pool = 100\n")
+    yield ws
+    ws.dispose()
+
+
+def tracks(ws, crop_ids):
+    with ws.read_session() as s:
+        return dict(s.execute(select(db.Crop.id, db.Crop.track_id)
+                              .where(db.Crop.id.in_(list(crop_ids)))).all())
+
+
+def test_claim_hybrid_one_per_track_random_share_recorded(ws):
+    alice = factory.user_id(ws, "alice")
+    cards = labeling.claim(ws, alice, 20, seed=1)
+    assert len(cards) == 20
+    t = tracks(ws, [c.crop_id for c in cards])
+    assert len(set(t.values())) == 20  # never two crops of one track in a batch
+    reasons = [c.sampling for c in cards]
+    assert reasons.count("random") == 2 and reasons.count("hybrid") == 18
+    assert all(c.guess in ("mask", "no_mask") and 0.5 <= c.confidence <= 1 for c in cards)
+    assert all(c.image.startswith(b"\x89PNG") for c in cards)  # prefetched bytes
+    # The hybrid picks come from the most uncertain crops.
+    with ws.read_session() as s:
+        pri = dict(s.execute(select(db.Crop.id, db.Crop.priority)).all())
+    top100 = sorted(pri.values())[-100]
+    assert all(pri[c.crop_id] >= top100 for c in cards if c.sampling == "hybrid")
+    # The reason travels with the label.
+    labeling.submit(ws, alice, cards[0].crop_id, "mask", seconds=1.5)
+    with ws.read_session() as s:
+        lab = s.scalar(select(db.Label).where(db.Label.crop_id == cards[0].crop_id))
+        assert (lab.sampling, lab.seconds) == (cards[0].sampling, 1.5)
+
+
+def test_claims_of_two_annotators_never_overlap(ws):
+    alice, bob = factory.user_id(ws, "alice"), factory.user_id(ws, "bob")
+    a = {c.crop_id for c in labeling.claim(ws, alice, 30)}
+    b = {c.crop_id for c in labeling.claim(ws, bob, 30)}
+    assert len(a) == 30 and len(b) == 30 and not a & b
+    # Claiming again returns what is held (a reload), in the same order.
+    again = labeling.claim(ws, alice, 30)
+    assert {c.crop_id for c in again} == a
+
+
+def test_cold_start_without_model(tmp_path):
+    ws = factory.build(tmp_path / "cold", 200, per_track=5, model=False)
+    cards = labeling.claim(ws, factory.user_id(ws, "alice"), 20, seed=3)
+    assert len(cards) == 20
+    assert {c.sampling for c in cards} == {"cold_start", "random"}
+    assert [c.sampling for c in cards].count("random") == 2
+    assert len(set(tracks(ws, [c.crop_id for c in cards]).values())) == 20
+    assert all(c.guess is None for c in cards)
+    ws.dispose()
+
+
+def test_unscored_crops_wait_for_scoring_but_stay_in_the_random_share(ws):
+    # New crops arrive after scoring: no prediction yet, priority 0.
+    with ws.session() as s:
+        src = s.scalar(select(db.Source.id))
+        f = s.scalar(select(db.Crop).limit(1))
+        queue.add_crops(s, src, [queue.NewCrop(origin=f"new{i}", sha256=f.sha256, path=f.path,
+                                               width=48, height=48) for i in range(50)])
+    cards = labeling.claim(ws, factory.user_id(ws, "alice"), 20, seed=0)
+    assert len(cards) == 20
+    assert all(c.probs is not None for c in cards if c.sampling != "random")
+
+
+def test_double_annotation_share_gets_a_second_vote_from_someone_else(tmp_path):
+    cfg = '[sampling]\ndouble_annotation = 1.0\nbatch_size = 10\n'
+    ws = factory.build(tmp_path / "dbl", 100, config=cfg)
+    alice, bob = factory.user_id(ws, "alice"), factory.user_id(ws, "bob")
+    first = labeling.claim(ws, alice, 10, seed=0)
+    ids = [c.crop_id for c in first]
+    labeling.submit_page(ws, alice, {i: "mask" for i in ids})
+    with ws.read_session() as s:
+        rows = s.execute(select(db.Crop.votes_needed, db.Crop.status)
+                         .where(db.Crop.id.in_(ids))).all()
+    assert set(rows) == {(2, db.UNLABELED)}  # waiting for a second vote
+    assert not {c.crop_id for c in labeling.claim(ws, alice, 10)} & set(ids)  # not to alice
+    second = labeling.claim(ws, bob, 10)
+    assert {c.crop_id for c in second} == set(ids)
+    assert {c.sampling for c in second} == {"double"}
+    labeling.submit_page(ws, bob, {i: ("mask" if i % 2 else "no_mask") for i in ids})
+    kappa = labeling.agreement(ws)
+    assert kappa.loc[0, "crops"] == 10
+    assert len(labeling.disagreements(ws)) == sum(1 for i in ids if i % 2 == 0)
+    ws.dispose()
+
+
+def test_double_annotation_share_is_about_the_configured_share():
+    share = sum(labeling._double(i, 0.1) for i in range(1, 20001)) / 20000
+    assert 0.09 < share < 0.11
+
+
+def test_submit_page_is_one_transaction(ws):
+    alice = factory.user_id(ws, "alice")
+    ids = [c.crop_id for c in labeling.claim(ws, alice, 10)]
+    with pytest.raises(InputError):
+        labeling.submit_page(ws, alice, {**{i: "mask" for i in ids[:-1]}, ids[-1]: "banana"})
+    with ws.read_session() as s:
+        assert db.count(s, db.Label) == 0
+
+
+def test_undo_returns_card_first_and_rate_counts(ws):
+    alice = factory.user_id(ws, "alice")
+    cards = labeling.claim(ws, alice, 5)
+    for c in cards[:3]:
+        labeling.submit(ws, alice, c.crop_id, "no_mask")
+    back = labeling.undo(ws, alice)
+    assert back.crop_id == cards[2].crop_id and back.sampling == "undo"
+    assert labeling.rate(ws, alice).last_hour == 2
+    held = labeling.claim(ws, alice, 5)
+    assert held[0].crop_id == cards[2].crop_id
+
+
+def test_contradictions_rank_confident_model_disagreement(ws):
+    model = labeling.active_model(ws)
+    with ws.read_session() as s:
+        ids, probs, _ = db.prediction_arrays(s, model.id, range(1, 401))
+    order = probs[:, 0].argsort()
+    sure_no, sure_mask = int(ids[order[0]]), int(ids[order[-1]])
+    factory.label_some(ws, "alice", [sure_no, sure_mask], "mask")
+    con = labeling.contradictions(ws, threshold=0.9)
+    assert con["crop_id"].tolist() == [sure_no]
+    assert con.loc[0, "guess"] == "no_mask"
+    assert labeling.contradictions(ws, annotator="bob").empty
+    labeling.relabel(ws, factory.user_id(ws, "root"), sure_no, "no_mask")
+    assert labeling.contradictions(ws).empty
+
+
+def test_shortcuts_avoid_reserved_keys():
+    assert labeling.shortcuts(["mask", "no_mask"]) == {
+        "mask": "m", "no_mask": "n", "not_a_face": "x", "skip": "s", "undo": "z"}
+    keys = labeling.shortcuts(["cap", "respirator", "mask"])
+    assert keys["cap"] not in ("c", "r") and keys["respirator"] not in ("c", "r")
+    assert len(set(keys.values())) == len(keys)
+
+
+def test_frame_context_reads_the_source_frame(tmp_path):
+    import cv2
+    import numpy as np
+
+    video = tmp_path / "v.avi"
+    out = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5, (320, 240))
+    for i in range(10):
+        out.write(np.full((240, 320, 3), i * 20, np.uint8))
+    out.release()
+    card = labeling.Card(crop_id=1, image=b"", mime="image/png", width=40, height=40,
+                         sampling=None, source_kind="video", source_uri=str(video),
+                         frame_index=5, box=(100.0, 100.0, 140.0, 140.0))
+    view = labeling.frame_context(card)
+    assert view is not None and view.ndim == 3
+    gone = labeling.Card(**{**card.__dict__, "source_uri": str(tmp_path / "missing.avi")})
+    assert not gone.has_frame and labeling.frame_context(gone) is None
+
+
+# --- background jobs --------------------------------------------------------------------------
+
+
+def test_job_runs_detached_and_records_result(ws):
+    job_id = jobs.start(ws, ["stats"], started_by="root")
+    job = jobs.wait(ws, job_id, timeout=90)
+    assert job.status == "done", jobs.log_tail(job)
+    assert job.result["crops"]["total"] == 400
+    assert job.args == ["stats", "--json"] and job.kind == "stats"
+    assert job.pid and job.started_by == "root"
+
+
+def test_job_failure_is_recorded_with_the_error_line(ws, tmp_path):
+    job_id = jobs.start(ws, ["import-folder", str(tmp_path / "nope")])
+    job = jobs.wait(ws, job_id, timeout=90)
+    assert job.status == "failed"
+    assert "does not exist" in job.message
+
+
+def test_job_progress_reaches_the_job_row(ws, tmp_path):
+    from tests.conftest import write_image_folder
+
+    folder = write_image_folder(tmp_path / "imgs", {"mask": 3, "no_mask": 2})
+    job_id = jobs.start(ws, ["import-folder", str(folder), "--labeled"])
+    job = jobs.wait(ws, job_id, timeout=90)
+    assert job.status == "done", jobs.log_tail(job)
+    assert job.progress == 1.0 and job.result["added"] == 5
+    assert "[progress]" in jobs.log_tail(job)
+
+
+def test_job_refuses_commands_the_app_does_not_run(ws):
+    with pytest.raises(InputError, match="not a command"):
+        jobs.start(ws, ["user", "add", "eve"])
+
+
+def test_dead_job_process_is_marked_failed(ws):
+    with ws.session() as s:
+        job_id = db.create_job(s, kind="retrain", args=["retrain", "--json"])
+        db.update_job(s, job_id, status="running", pid=2**22 + 12345)  # no such process
+    job = jobs.get(ws, job_id)
+    assert job.status == "failed" and "without a report" in job.message
+
+
+# --- CLI --------------------------------------------------------------------------------------
+
+
+def test_app_command_without_workspace_is_one_line_error(tmp_path):
+    result = CliRunner().invoke(app, ["app", "--project", str(tmp_path / "none")])
+    assert result.exit_code != 0
+    assert "no workspace" in result.output and "Traceback" not in result.output
+
+
+def test_app_entry_found_through_installed_package():
+    from annotator.cli import app_entry
+
+    assert app_entry().name == "app.py" and app_entry().is_file()
+
+
+def test_claim_is_fast_on_a_large_queue(tmp_path):
+    big = factory.build(tmp_path / "big", 30_000, per_track=5)
+    alice = factory.user_id(big, "alice")
+    labeling.claim(big, alice, 20)  # warms the prediction cache
+    labeling.release(big, alice)
+    t0 = time.perf_counter()
+    cards = labeling.claim(big, alice, 20)
+    assert time.perf_counter() - t0 < 1.0
+    assert len(cards) == 20
+    big.dispose()

@@ -1,0 +1,126 @@
+"""End to end: `annotator app` + headless Chromium. Two annotators label at the same time by
+keyboard; one undoes and submits a grid page; the database is checked; every page is saved as a
+screenshot under tests/artifacts/."""
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from annotator import db
+from tests.app import factory
+from tests.e2e import browser as B
+
+pytestmark = pytest.mark.e2e
+sync_api = pytest.importorskip("playwright.sync_api")
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    if B.chromium_path() is None:
+        pytest.fail("Debian's chromium is missing (apt-get install chromium)")
+    root = tmp_path_factory.mktemp("e2e") / "ws"
+    ws = factory.build(root, 600, per_track=3)
+    ws.dispose()
+    with B.app_server(root, log=B.ARTIFACTS / "e2e-server.log") as url:
+        yield url, root
+
+
+def leases(root):
+    from annotator.workspace import Workspace
+
+    ws = Workspace.open(root)
+    try:
+        with ws.read_session() as s:
+            return dict(s.execute(
+                select(db.Lease.crop_id, db.Annotator.name).join(db.Annotator)).all())
+    finally:
+        ws.dispose()
+
+
+def labels(root):
+    from annotator.workspace import Workspace
+
+    ws = Workspace.open(root)
+    try:
+        with ws.read_session() as s:
+            return s.execute(
+                select(db.Label.crop_id, db.Annotator.name, db.Label.value, db.Label.undone_at,
+                       db.Label.sampling).join(db.Annotator)).all()
+    finally:
+        ws.dispose()
+
+
+def test_two_annotators_keyboard_undo_grid(served):
+    url, root = served
+    with sync_api.sync_playwright() as pw:
+        browser = B.launch(pw)
+        try:
+            alice = B.sign_in(browser, url, "alice", "alice-pw", shot="01-sign-in")
+            bob = B.sign_in(browser, url, "bob", "bob-pw")
+            a, b = B.shown_crop(alice), B.shown_crop(bob)
+            B.screenshot(alice, "02-label")
+            seen_a, seen_b, decided_a = [a], [b], []
+            keys = "mnmnxmsmnm" * 2  # 20 decisions: mask, no mask, not a face, skip
+            for i, key in enumerate(keys):
+                decided_a.append((a, key))
+                a = B.press_and_wait(alice, key, a)
+                seen_a.append(a)
+                if i % 2 == 0:  # bob labels at the same time, at his own pace
+                    b = B.press_and_wait(bob, "n", b)
+                    seen_b.append(b)
+                # What one annotator is shown is held by them, never by the other.
+                held = leases(root)
+                assert held.get(a) == "alice" and held.get(b) == "bob"
+            assert not set(seen_a) & set(seen_b)
+
+            # Undo: the last decided crop comes back in front.
+            last, _ = decided_a[-1]
+            assert B.press_and_wait(alice, "z", a) == last
+            B.screenshot(alice, "03-label-after-undo")
+
+            # Grid: one click flips a crop, one key submits the page.
+            B.open_page(alice, "Grid", "[class*='st-key-flip_']")
+            keys_on_page = {c for el in alice.locator("[class*='st-key-flip_']").all()
+                            for c in el.get_attribute("class").split() if c.startswith("st-key-flip_")}
+            n_grid = len(keys_on_page)
+            assert 30 <= n_grid <= 60
+            flipped = min(int(k.split("_")[1]) for k in keys_on_page)
+            button = alice.locator(f".st-key-flip_{flipped} button").first
+            before = button.inner_text().strip()
+            button.click()
+            alice.wait_for_function(
+                "([sel, txt]) => document.querySelector(sel)?.innerText.trim() !== txt",
+                arg=[f".st-key-flip_{flipped} button", before])
+            after = alice.locator(f".st-key-flip_{flipped} button").first.inner_text().strip()
+            assert after != before
+            B.screenshot(alice, "04-grid")
+            alice.evaluate("() => document.activeElement && document.activeElement.blur()")
+            alice.keyboard.press("g")
+            alice.get_by_text(f"saved {n_grid} labels").wait_for()
+            B.screenshot(alice, "05-grid-saved")
+
+            for title, ready, shot in [("Review", "h1", "06-review"),
+                                       ("Dashboard", "h1", "07-dashboard")]:
+                B.open_page(alice, title, ready)
+                B.screenshot(alice, shot)
+            admin = B.sign_in(browser, url, "root", "root-pw")
+            for title, shot in [("Models", "08-models"), ("Extract", "09-extract")]:
+                B.open_page(admin, title, "h1")
+                B.screenshot(admin, shot)
+        finally:
+            browser.close()
+
+    rows = labels(root)
+    active = [(c, who, v) for c, who, v, undone, _ in rows if undone is None]
+    undone = [(c, who, v) for c, who, v, u, _ in rows if u is not None]
+    by_alice = {c: v for c, who, v in active if who == "alice"}
+    by_bob = {c: v for c, who, v in active if who == "bob"}
+    assert [(c, who) for c, who, _ in undone] == [(last, "alice")]  # exactly one undone label
+    value_of = {"m": "mask", "n": "no_mask", "x": "not_a_face", "s": "skip"}
+    for crop, key in decided_a[:-1]:
+        assert by_alice[crop] == value_of[key]
+    assert len(by_alice) == 19 + n_grid
+    assert by_alice[flipped] == after
+    assert len(by_bob) == len(seen_b) - 1 and set(by_bob.values()) == {"no_mask"}
+    assert not set(by_alice) & set(by_bob)  # nobody labeled a crop the other held
+    assert all(s is not None for *_, s in rows)  # every label records why it was sampled
