@@ -273,7 +273,7 @@ def app_cmd(
     ws = open_ws(project)  # fails here, in one line, when there is no workspace
     cmd = [sys.executable, "-m", "streamlit", "run", str(app_entry()), "--server.headless", "true",
            "--server.address", host, "--server.port", str(port),
-           "--browser.gatherUsageStats", "false"]
+           "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal"]
     err.print(f"labeling app for {ws.root} at http://{host}:{port}", markup=False)
     env = {**os.environ, "ANNOTATOR_PROJECT": str(ws.root.resolve())}
     raise typer.Exit(subprocess.call(cmd, env=env))
