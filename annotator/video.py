@@ -276,7 +276,12 @@ def _timestamp(cap, index: int, native_fps: float, t_prev: float | None) -> floa
 
 
 def _open(spec: SourceSpec):
+    import os
+
     import cv2
+
+    # FFmpeg's own log lines would bury our one-line errors (set it to e.g. 32 to see them).
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
     if spec.kind == "stream":
         cap = cv2.VideoCapture(spec.uri, cv2.CAP_FFMPEG,

@@ -104,7 +104,7 @@ def resolve(ws: Workspace, opts: ExtractOptions) -> Settings:
     s = Settings(
         detector=pick(opts.detector, cfg.detector),
         checkpoint=pick(opts.checkpoint, cfg.checkpoint),
-        fps=fps or None, every=every,
+        fps=fps, every=every,
         min_size=float(pick(opts.min_size, cfg.min_size)),
         margin=float(pick(opts.margin, cfg.margin)),
         per_track=int(pick(opts.per_track, cfg.per_track)),
