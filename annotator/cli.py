@@ -244,7 +244,7 @@ def extract_cmd(
         report = extract.run(ws, opts, progress)
     emit(report, as_json, extract.summary(report))
     for line in report.errors if not as_json else ():
-        err.print(f"error: {line}", markup=False)
+        err.print(f"error: {line}", markup=False, soft_wrap=True)
     if report.errors:
         raise typer.Exit(1)
 
