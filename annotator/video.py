@@ -280,8 +280,11 @@ def _open(spec: SourceSpec):
 
     import cv2
 
-    # FFmpeg's own log lines would bury our one-line errors (set it to e.g. 32 to see them).
-    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    # FFmpeg's and OpenCV's own log lines would bury our one-line errors (unless asked for).
+    if "OPENCV_FFMPEG_LOGLEVEL" not in os.environ:
+        os.environ["OPENCV_FFMPEG_LOGLEVEL"] = "-8"
+    if "OPENCV_LOG_LEVEL" not in os.environ:
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
     if spec.kind == "stream":
         cap = cv2.VideoCapture(spec.uri, cv2.CAP_FFMPEG,
