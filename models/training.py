@@ -1,0 +1,431 @@
+"""Array-level training and inference for ``OFMClassifier`` (no workspace, no database).
+
+Images are uint8 RGB arrays ``(N, 45, 45, 3)``; labels are class indices ``(N,)``. Every batch
+is preprocessed and augmented as one tensor (no per-image Python work), so the network, not the
+input pipeline, sets the speed.
+
+Public API (also used by the active-learning simulator):
+
+- ``load_images(paths, size=45) -> uint8 (N, size, size, 3)``
+- ``fit(model, train_x, train_y, val_x, val_y, *, epochs, batch_size, lr, seed, ...) -> History``
+- ``predict(model, images, *, batch_size) -> (probs (N, K), embeddings (N, 10))``
+- ``augment_batch(x, generator)`` and ``load_mask_overlays(folder, ...)``
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from annotator.errors import InputError
+from annotator.metrics import balanced_accuracy
+from models.ofm import INPUT_SIZE
+
+__all__ = [
+    "load_images",
+    "load_images_checked",
+    "to_tensor",
+    "augment_batch",
+    "SyntheticMasks",
+    "load_mask_overlays",
+    "balanced_indices",
+    "History",
+    "fit",
+    "predict",
+    "default_device",
+]
+
+ProgressFn = Optional[Callable[[int, Optional[int], str], None]]
+
+
+# --- loading ----------------------------------------------------------------------------------
+
+
+def _read_rgb(path: str, size: int) -> np.ndarray | None:
+    import cv2
+
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        return None
+    if bgr.shape[:2] != (size, size):
+        bgr = cv2.resize(bgr, (size, size), interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def load_images_checked(
+    paths: Sequence, size: int = INPUT_SIZE, *, workers: int = 4
+) -> tuple[np.ndarray, np.ndarray]:
+    """Like ``load_images`` but unreadable files give a zero image and ``ok[i] = False``.
+
+    Returns
+    -------
+    images : uint8 (N, size, size, 3)
+    ok : bool (N,)
+    """
+    paths = [str(p) for p in paths]
+    out = np.zeros((len(paths), size, size, 3), dtype=np.uint8)
+    ok = np.zeros(len(paths), dtype=bool)
+    if not paths:
+        return out, ok
+    with ThreadPoolExecutor(max_workers=workers) as pool:  # OpenCV decodes without the GIL
+        for i, im in enumerate(pool.map(lambda p: _read_rgb(p, size), paths, chunksize=64)):
+            if im is not None:
+                out[i] = im
+                ok[i] = True
+    return out, ok
+
+
+def load_images(paths: Sequence, size: int = INPUT_SIZE, *, workers: int = 4) -> np.ndarray:
+    """Read image files as RGB, resized to ``size`` x ``size`` (area interpolation).
+
+    Returns
+    -------
+    images : uint8 (N, size, size, 3)
+
+    Raises
+    ------
+    InputError
+        When a file is missing or not an image (the first few are named).
+    """
+    paths = [str(p) for p in paths]
+    out, ok = load_images_checked(paths, size, workers=workers)
+    if not ok.all():
+        bad = [p for p, good in zip(paths, ok) if not good]
+        raise InputError(f"{len(bad)} unreadable image(s), e.g. {', '.join(bad[:3])}")
+    return out
+
+
+def to_tensor(
+    images: np.ndarray | torch.Tensor, device: torch.device | str = "cpu", *,
+    channels_last: bool = False,
+) -> torch.Tensor:
+    """uint8 ``(N, H, W, 3)`` -> float32 ``(N, 3, H, W)`` in [0, 1], one vectorised op.
+
+    ``channels_last`` keeps the NHWC memory order (faster convolutions for inference on CPU).
+    """
+    t = torch.as_tensor(images).to(device, non_blocking=True)
+    if t.ndim != 4 or t.shape[-1] != 3:
+        raise ValueError(f"images must be (N, H, W, 3), got {tuple(t.shape)}")
+    t = t.permute(0, 3, 1, 2).float().div_(255.0)
+    return t.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+
+
+# --- augmentation -----------------------------------------------------------------------------
+
+
+def _rand(n, lo, hi, g, device):
+    return torch.rand(n, generator=g).mul_(hi - lo).add_(lo).to(device)
+
+
+def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    radius = max(1, int(math.ceil(2 * sigma)))
+    k = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
+    k = torch.exp(-(k**2) / (2 * sigma**2))
+    k = k / k.sum()
+    c = x.shape[1]
+    x = F.pad(x, (radius, radius, radius, radius), mode="reflect")
+    x = F.conv2d(x, k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
+    return F.conv2d(x, k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
+
+
+def augment_batch(x: torch.Tensor, g: torch.Generator, *, strength: float = 1.0) -> torch.Tensor:
+    """CCTV-style augmentation of a whole batch at once.
+
+    Per sample: horizontal flip, small shift / zoom / rotation, low resolution (downscale then
+    upscale), blur, brightness and contrast, grey (night) and sensor noise.
+
+    Parameters
+    ----------
+    x : float (B, 3, H, W) in [0, 1]
+    g : torch.Generator (CPU) for reproducible draws
+    """
+    b, _, h, w = x.shape
+    dev = x.device
+    # Geometry: one affine grid for flip, shift (up to ~9% of the side), zoom and rotation.
+    flip = torch.where(torch.rand(b, generator=g) < 0.5, -1.0, 1.0).to(dev)
+    zoom = _rand(b, 1 - 0.1 * strength, 1 + 0.1 * strength, g, dev)
+    angle = _rand(b, -0.17 * strength, 0.17 * strength, g, dev)  # about +-10 degrees
+    tx, ty = (_rand(b, -0.18 * strength, 0.18 * strength, g, dev) for _ in range(2))
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    theta = torch.stack(
+        [torch.stack([cos * flip, -sin, tx], 1), torch.stack([sin * flip, cos, ty], 1)], 1
+    )
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    # Low resolution: far-away heads are a few pixels wide, upscaled to 45 by the crop step.
+    low = (torch.rand(b, generator=g) < 0.4 * strength).to(dev).view(b, 1, 1, 1)
+    side = int(torch.randint(10, h - 4, (1,), generator=g))
+    small = F.interpolate(x, size=(side, side), mode="area")
+    x = torch.where(low, F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False), x)
+    # Blur (motion, focus, compression).
+    blurred = (torch.rand(b, generator=g) < 0.3 * strength).to(dev).view(b, 1, 1, 1)
+    sigma = float(torch.empty(1).uniform_(0.5, 1.3, generator=g))
+    x = torch.where(blurred, _gaussian_blur(x, sigma), x)
+    # Brightness / contrast around each image's mean; some images grey (night, IR cameras).
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    contrast = _rand(b, 1 - 0.4 * strength, 1 + 0.4 * strength, g, dev).view(b, 1, 1, 1)
+    bright = _rand(b, -0.2 * strength, 0.2 * strength, g, dev).view(b, 1, 1, 1)
+    x = (x - mean) * contrast + mean + bright
+    grey = (torch.rand(b, generator=g) < 0.1 * strength).to(dev).view(b, 1, 1, 1)
+    x = torch.where(grey, x.mean(dim=1, keepdim=True).expand_as(x), x)
+    # Sensor noise.
+    noise_sd = _rand(b, 0.0, 0.06 * strength, g, dev).view(b, 1, 1, 1)
+    x = x + torch.randn(x.shape, generator=g).to(dev) * noise_sd
+    return x.clamp_(0.0, 1.0).contiguous()
+
+
+@dataclass
+class SyntheticMasks:
+    """Mask pictures ready to paste on faces (Neuralet's "Extended-Synthetic" idea).
+
+    ``canvases`` holds RGBA float ``(M, 4, 45, 45)``: each a mask placed over the lower face. A
+    pasted sample of ``source_class`` (no mask) becomes ``target_class`` (mask).
+    """
+
+    canvases: torch.Tensor
+    source_class: int
+    target_class: int
+    p: float = 0.25
+
+    def apply(self, x: torch.Tensor, y: torch.Tensor, g: torch.Generator):
+        b = x.shape[0]
+        pick = (y == self.source_class) & (torch.rand(b, generator=g) < self.p).to(y.device)
+        if not bool(pick.any()):
+            return x, y
+        idx = torch.randint(0, self.canvases.shape[0], (b,), generator=g)
+        canvas = self.canvases[idx].to(x.device)
+        alpha = canvas[:, 3:4] * pick.view(b, 1, 1, 1)
+        x = x * (1 - alpha) + canvas[:, :3] * alpha
+        return x, torch.where(pick, torch.full_like(y, self.target_class), y)
+
+
+def load_mask_overlays(
+    folder: Path, *, source_class: int, target_class: int, p: float = 0.25, size: int = INPUT_SIZE
+) -> SyntheticMasks:
+    """Build ``SyntheticMasks`` from the RGBA PNGs under ``folder`` (searched recursively).
+
+    Each overlay is placed at a few widths and positions over the lower half of a face crop.
+    """
+    import cv2
+
+    files = sorted(Path(folder).rglob("*.png")) if Path(folder).is_dir() else []
+    canvases = []
+    for f in files:
+        rgba = cv2.imread(str(f), cv2.IMREAD_UNCHANGED)
+        if rgba is None or rgba.ndim != 3 or rgba.shape[2] != 4:
+            continue
+        rgba = cv2.cvtColor(rgba, cv2.COLOR_BGRA2RGBA)
+        ys, xs = np.nonzero(rgba[:, :, 3] > 0)
+        if ys.size == 0:
+            continue
+        rgba = rgba[ys.min(): ys.max() + 1, xs.min(): xs.max() + 1]
+        for width in (0.55, 0.7):
+            for cx in (0.45, 0.5, 0.55):
+                for cy in (0.7, 0.78):
+                    canvases.append(_place(rgba, size, width, cx, cy))
+    if not canvases:
+        raise InputError(f"no RGBA mask PNGs found under {folder}")
+    arr = np.stack(canvases).astype(np.float32) / 255.0
+    return SyntheticMasks(torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous(), source_class,
+                          target_class, p)
+
+
+def _place(rgba: np.ndarray, size: int, width: float, cx: float, cy: float) -> np.ndarray:
+    import cv2
+
+    w = max(2, int(round(width * size)))
+    h = max(2, min(size, int(round(w * rgba.shape[0] / rgba.shape[1]))))
+    small = cv2.resize(rgba, (w, h), interpolation=cv2.INTER_AREA)
+    canvas = np.zeros((size, size, 4), dtype=np.uint8)
+    x0, y0 = int(round(cx * size - w / 2)), int(round(cy * size - h / 2))
+    xa, ya, xb, yb = max(x0, 0), max(y0, 0), min(x0 + w, size), min(y0 + h, size)
+    canvas[ya:yb, xa:xb] = small[ya - y0: yb - y0, xa - x0: xb - x0]
+    return canvas
+
+
+# --- sampling ---------------------------------------------------------------------------------
+
+
+def balanced_indices(labels: np.ndarray, n: int, g: torch.Generator) -> torch.Tensor:
+    """``n`` training indices drawn with replacement so that every class is equally likely."""
+    labels = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+    counts = torch.bincount(labels).float()
+    weights = (1.0 / counts.clamp(min=1))[labels]
+    return torch.multinomial(weights, n, replacement=True, generator=g)
+
+
+# --- training ---------------------------------------------------------------------------------
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@dataclass
+class History:
+    """Per-epoch ``loss``, ``val_loss``, ``val_accuracy``, ``val_balanced_accuracy``, ``seconds``."""
+
+    epochs: list[dict] = field(default_factory=list)
+    best_epoch: int = 0  # 1-based; 0 when no epoch finished
+    best_val_balanced_accuracy: float | None = None
+    images_per_s: float = 0.0
+    seconds: float = 0.0
+    device: str = "cpu"
+
+
+def fit(
+    model: torch.nn.Module,
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    val_x: np.ndarray | None,
+    val_y: np.ndarray | None,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    seed: int = 0,
+    augment: bool = True,
+    balanced: bool = True,
+    synthetic: SyntheticMasks | None = None,
+    progress: ProgressFn = None,
+    init_state: dict | None = None,
+    device: torch.device | str | None = None,
+) -> History:
+    """Train ``model`` in place with Adam and cross-entropy; keep the best validation epoch.
+
+    Parameters
+    ----------
+    train_x, val_x : uint8 (N, 45, 45, 3)
+    train_y, val_y : int (N,) class indices
+    balanced : bool
+        Draw each epoch's N samples class-balanced (with replacement) instead of a permutation.
+    synthetic : SyntheticMasks, optional
+        Paste masks on some ``source_class`` samples (they become ``target_class``).
+    progress : callable(done, total, message), optional
+        Called after every epoch with the loss and validation metrics.
+    init_state : state dict, optional
+        Starting weights (e.g. the active model's).
+
+    Returns
+    -------
+    History
+        The model ends holding the weights of the epoch with the best validation balanced
+        accuracy (the last epoch when there is no validation set).
+    """
+    train_y = np.asarray(train_y, dtype=np.int64)
+    if len(train_x) != len(train_y) or len(train_x) == 0:
+        raise InputError("training set is empty or its images and labels differ in length")
+    if epochs < 1 or batch_size < 1 or lr <= 0:
+        raise InputError("epochs and batch size must be >= 1 and the learning rate > 0")
+    has_val = val_x is not None and len(val_x) > 0
+    device = torch.device(device) if device is not None else default_device()
+    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)
+    if init_state is not None:
+        model.load_state_dict(init_state)
+    model.to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.999), eps=1e-7)
+    xs = torch.from_numpy(np.ascontiguousarray(train_x))  # uint8 stays compact; batches convert
+    ys = torch.from_numpy(train_y)
+    n = len(ys)
+    hist = History(device=str(device))
+    best_score, best_state = -1.0, None
+    t_start = time.perf_counter()
+    seen = 0
+    for epoch in range(1, epochs + 1):
+        t0 = time.perf_counter()
+        model.train()
+        order = balanced_indices(train_y, n, g) if balanced else torch.randperm(n, generator=g)
+        total_loss, steps = 0.0, 0
+        for start in range(0, n, batch_size):
+            idx = order[start: start + batch_size]
+            if idx.numel() < 2 and n >= 2:  # BatchNorm cannot train on a single sample
+                continue
+            xb, yb = to_tensor(xs[idx], device), ys[idx].to(device)
+            if synthetic is not None:
+                xb, yb = synthetic.apply(xb, yb, g)
+            if augment:
+                xb = augment_batch(xb, g)
+            loss = F.cross_entropy(model(xb), yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total_loss += float(loss.detach())
+            steps += 1
+            seen += idx.numel()
+        row = {"epoch": epoch, "loss": round(total_loss / max(steps, 1), 5)}
+        if has_val:
+            probs, _ = predict(model, val_x, batch_size=256, device=device)
+            vy = np.asarray(val_y, dtype=np.int64)
+            p_true = np.clip(probs[np.arange(len(vy)), vy], 1e-7, 1.0)
+            row.update(
+                val_loss=round(float(-np.log(p_true).mean()), 5),
+                val_accuracy=round(float((probs.argmax(1) == vy).mean()), 5),
+                val_balanced_accuracy=round(
+                    balanced_accuracy(vy, probs.argmax(1), probs.shape[1]), 5),
+            )
+            score = row["val_balanced_accuracy"]
+        else:
+            score = float(epoch)  # no validation: the last epoch wins
+        row["seconds"] = round(time.perf_counter() - t0, 2)
+        hist.epochs.append(row)
+        if score > best_score:
+            best_score, hist.best_epoch = score, epoch
+            best_state = copy.deepcopy(model.state_dict())
+        if progress is not None:
+            msg = f"loss {row['loss']:.3f}"
+            if has_val:
+                msg += f" val bal.acc {row['val_balanced_accuracy']:.3f}"
+            progress(epoch, epochs, msg)
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    hist.best_val_balanced_accuracy = best_score if has_val and best_state is not None else None
+    hist.seconds = round(time.perf_counter() - t_start, 2)
+    hist.images_per_s = round(seen / max(hist.seconds, 1e-9), 1)
+    model.eval()
+    return hist
+
+
+# --- inference --------------------------------------------------------------------------------
+
+
+@torch.inference_mode()
+def predict(
+    model: torch.nn.Module,
+    images: np.ndarray,
+    *,
+    batch_size: int = 256,
+    device: torch.device | str | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Class probabilities and penultimate-layer embeddings.
+
+    Parameters
+    ----------
+    images : uint8 (N, 45, 45, 3) RGB
+
+    Returns
+    -------
+    probs : float32 (N, K)
+    embeddings : float32 (N, D)
+    """
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    model.eval().to(device)
+    n = len(images)
+    k = model.fc_out.out_features
+    probs = np.empty((n, k), dtype=np.float32)
+    emb = np.empty((n, model.fc_out.in_features), dtype=np.float32)
+    for start in range(0, n, batch_size):
+        xb = to_tensor(np.ascontiguousarray(images[start: start + batch_size]), device,
+                       channels_last=device.type == "cpu")
+        logits, e = model(xb, return_embedding=True)
+        probs[start: start + len(xb)] = torch.softmax(logits.float(), dim=1).cpu().numpy()
+        emb[start: start + len(xb)] = e.float().cpu().numpy()
+    return probs, emb
