@@ -152,6 +152,10 @@ class OpenPifPafDetector:
         self.device = device
         self.long_edge = long_edge
         path = resolve_checkpoint(checkpoint)
+        try:  # the C++ decoder prints buffer-resize notes on stdout otherwise
+            torch.ops.openpifpaf.set_quiet(True)
+        except (AttributeError, RuntimeError):
+            pass
         P, F = openpifpaf.Predictor, openpifpaf.network.Factory
         # OpenPifPaf is configured through class attributes; set them all, every time.
         P.device = torch.device(device)

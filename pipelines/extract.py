@@ -145,13 +145,15 @@ def run(ws: Workspace, opts: ExtractOptions, progress: ProgressFn = None) -> Ext
 
         resolve_checkpoint(settings.checkpoint)  # fail once, clearly, before any work
     workers = _workers(opts.workers, specs)
+    images = _ImageProgress(progress, sum(1 for s in specs if s.kind == "image"))
     if workers <= 1:
         detector = _load(settings, threads=None) if specs else None
         results = []
         for spec in specs:
             results.append(extract_source(ws, spec, settings, detector, progress))
+            images.done(results[-1])
     else:
-        results = _run_parallel(ws, specs, settings, workers, progress)
+        results = _run_parallel(ws, specs, settings, workers, progress, images)
     for res in results:
         _merge(report, res)
     report.seconds = round(time.perf_counter() - t0, 2)
@@ -259,10 +261,11 @@ class _SourceRun:
                 if since_commit >= st.chunk_frames:
                     self._commit(last + 1, final=False, status="running")
                     since_commit = 0
-                rate = self.res["frames"] / max(time.perf_counter() - t_start, 1e-9)
-                self.progress(self.res["frames"], expected,
-                              f"{self.res['detections']} heads, {self.res['crops_kept']} kept, "
-                              f"{rate:.1f} frames/s", stage=self.spec.name)
+                if self.spec.kind != "image":  # images share one bar (see _ImageProgress)
+                    rate = self.res["frames"] / max(time.perf_counter() - t_start, 1e-9)
+                    message = (f"{self.res['detections']} heads, {self.res['crops_kept']} kept, "
+                               f"{rate:.1f} frames/s")
+                    self.progress(self.res["frames"], expected, message, stage=self.spec.name)
             if frame is None:
                 return
 
@@ -441,7 +444,7 @@ def _worker_run(spec):
     return extract_source(_WORKER["ws"], spec, _WORKER["st"], _WORKER["detector"], progress)
 
 
-def _run_parallel(ws, specs, st, workers, progress):
+def _run_parallel(ws, specs, st, workers, progress, images):
     import concurrent.futures as cf
     import multiprocessing as mp
 
@@ -461,8 +464,10 @@ def _run_parallel(ws, specs, st, workers, progress):
                     try:
                         results.append(fut.result())
                     except Exception as exc:  # the worker itself died
-                        results.append({"name": spec.name, "uri": spec.uri, "status": "error",
+                        results.append({"name": spec.name, "uri": spec.uri, "kind": spec.kind,
+                                        "status": "error",
                                         "error": f"{spec.name}: worker failed: {exc}"})
+                    images.done(results[-1])
             _drain(messages, progress)
     order = {s.uri: i for i, s in enumerate(specs)}
     return sorted(results, key=lambda r: order.get(r["uri"], 0))
@@ -480,6 +485,21 @@ def _drain(messages, progress):
 
 
 # --- reporting ------------------------------------------------------------------------------------
+
+
+class _ImageProgress:
+    """One progress bar for all image sources (a folder of photos is not 600 bars)."""
+
+    def __init__(self, progress, total: int):
+        self.progress, self.total, self.n, self.heads, self.kept = progress, total, 0, 0, 0
+
+    def done(self, res: dict) -> None:
+        if res.get("kind") != "image":
+            return
+        self.n += 1
+        self.heads += int(res.get("detections") or 0)
+        self.kept += int(res.get("crops_kept") or 0)
+        self.progress(self.n, self.total, f"{self.heads} heads, {self.kept} kept", stage="images")
 
 
 def _staged(progress):

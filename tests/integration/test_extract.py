@@ -91,8 +91,8 @@ def test_pedestrians_cli_tracks_far_below_detections_and_rerun_adds_nothing(shar
 
 def test_people_seen_from_behind_yield_almost_nothing(shared_data, tmp_path):
     ws = Workspace.init(tmp_path / "ws")
-    rep = extract.run(ws, extract.ExtractOptions([str(shared_data / FROM_BEHIND)], detector="mtcnn", fps=0.5))
-    assert rep.errors == [] and rep.frames >= 65  # 139 s at 0.5 fps
+    rep = extract.run(ws, extract.ExtractOptions([str(shared_data / FROM_BEHIND)], detector="mtcnn", fps=0.25))
+    assert rep.errors == [] and rep.frames >= 34  # 139 s at 0.25 fps
     # measured: 140 frames at 1 fps -> 10 crops (0.07 a frame); pedestrians facing: 2.75 a frame
     assert rep.crops_kept <= 0.1 * rep.frames
 
@@ -211,3 +211,17 @@ def test_bad_options_are_one_line_errors(shared_data, tmp_path):
                       (["--detector", "yolo"], "unknown detector"), (["--workers", "0"], "--workers")):
         r = CliRunner().invoke(app, ["extract", str(video), "-p", str(ws.root), "--detector", "mtcnn", *args])
         assert r.exit_code == 2 and msg in r.stderr and "Traceback" not in r.output, (args, r.output)
+
+
+def test_min_size_and_min_sharpness_filters(shared_data, tmp_path):
+    image = str(sorted((shared_data / "scenes" / "images").iterdir())[0])
+    ws = Workspace.init(tmp_path / "ws")
+    base = extract.run(ws, extract.ExtractOptions([image], detector="mtcnn"))
+    assert base.crops_kept >= 2 and "min_sharpness" not in base.dropped
+    ws2 = Workspace.init(tmp_path / "sharp")
+    rep = extract.run(ws2, extract.ExtractOptions([image], detector="mtcnn", min_sharpness=1e9))
+    assert rep.crops_kept == 0 and rep.dropped["min_sharpness"] >= base.crops_kept
+    # MTCNN is told the smallest face to look for, so small heads are not even detected
+    ws3 = Workspace.init(tmp_path / "size")
+    rep = extract.run(ws3, extract.ExtractOptions([image], detector="mtcnn", min_size=4000))
+    assert rep.crops_kept == 0 and rep.detections < base.detections

@@ -150,3 +150,18 @@ def test_offline_cli_prints_one_line_and_fails(tmp_path, shared_data, monkeypatc
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: cannot download OpenPifPaf checkpoint")
     assert "--detector mtcnn" in lines[0] and r.exception is None or isinstance(r.exception, SystemExit)
+
+
+def test_extract_job_end_to_end_with_scratch_openpifpaf(shared_data, tmp_path):
+    """The whole job with OpenPifPaf (random weights: real compute, nothing found, no download)."""
+    from annotator.workspace import Workspace
+    from pipelines import extract
+
+    ws = Workspace.init(tmp_path / "ws")
+    opts = extract.ExtractOptions([str(shared_data / PEDESTRIANS)], detector="openpifpaf",
+                                  checkpoint="scratch:shufflenetv2k16", long_edge=321, every=100,
+                                  batch_size=2)
+    rep = extract.run(ws, opts)
+    assert rep.errors == [] and rep.detector == "openpifpaf"
+    assert rep.frames == 2 and rep.per_source[0]["status"] == "done"  # frames 0 and 100
+    assert rep.timings["detect"] > 0 and rep.crops_kept == rep.detections == 0
