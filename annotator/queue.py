@@ -496,7 +496,28 @@ def claimable_top(session: Session, annotator_id: int, *, limit: int) -> pd.Data
         .order_by(Crop.status.desc(), Crop.priority.desc(), Crop.id.desc())
         .limit(limit)
     )
-    return pd.DataFrame(session.execute(q).all(), columns=list(q.selected_columns.keys()))
+    return _frame(session.execute(q).all(), list(q.selected_columns.keys()))
+
+
+def _frame(rows, columns) -> pd.DataFrame:
+    # Plain tuples: pandas probes each Row object otherwise (7x slower on 3,000 rows).
+    return pd.DataFrame([tuple(r) for r in rows], columns=columns)
+
+
+def _claimable_by_id(annotator_id: int):
+    """``_claimable_filter`` for lookups by id: the status test is kept off the status index
+    (``status || ''``), or SQLite scans every unlabeled crop instead of the given ids."""
+    mine = aliased(Label)
+    return and_(
+        (Crop.status + "") == UNLABELED,
+        ~exists().where(Lease.crop_id == Crop.id),
+        ~exists().where(
+            mine.crop_id == Crop.id,
+            mine.annotator_id == annotator_id,
+            mine.superseded_by_id.is_(None),
+            mine.undone_at.is_(None),
+        ),
+    )
 
 
 def claimable_sample(session: Session, annotator_id: int, *, size: int, seed: int) -> pd.DataFrame:
@@ -509,11 +530,13 @@ def claimable_sample(session: Session, annotator_id: int, *, size: int, seed: in
     import numpy as np
 
     cols = [Crop.id.label("crop_id"), Crop.priority, Crop.source_id, Crop.track_id]
-    lo, hi = session.execute(select(func.min(Crop.id), func.max(Crop.id))).one()
+    # Two queries: SQLite answers min() or max() alone from the rowid, both together by a scan.
+    lo = session.scalar(select(func.min(Crop.id)))
+    hi = session.scalar(select(func.max(Crop.id)))
     if lo is None or size < 1:
         return pd.DataFrame(columns=[c.key for c in cols])
     rng = np.random.default_rng(seed)
-    flt = _claimable_filter(annotator_id)
+    flt = _claimable_by_id(annotator_id)
     rows: dict[int, tuple] = {}
     for attempt in range(3):
         draw = np.unique(rng.integers(lo, hi + 1, size=min(hi - lo + 1, size * 4 * 4**attempt)))
@@ -523,7 +546,8 @@ def claimable_sample(session: Session, annotator_id: int, *, size: int, seed: in
         if len(rows) >= size:
             break
     else:
-        for r in session.execute(select(*cols).where(flt).order_by(func.random()).limit(size)):
+        everywhere = _claimable_filter(annotator_id)
+        for r in session.execute(select(*cols).where(everywhere).order_by(func.random()).limit(size)):
             rows.setdefault(r[0], tuple(r))
     picked = list(rows.values())
     rng.shuffle(picked)
@@ -579,7 +603,7 @@ def crop_cards(session: Session, crop_ids: Sequence[int]) -> pd.DataFrame:
         rows += session.execute(
             select(*cols).join(Source, Source.id == Crop.source_id).where(Crop.id.in_(chunk))
         ).all()
-    df = pd.DataFrame(rows, columns=[c.key for c in cols])
+    df = _frame(rows, [c.key for c in cols])
     if df.empty:
         return df
     return df.set_index("crop_id").loc[[i for i in ids if i in set(df["crop_id"])]].reset_index()

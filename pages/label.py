@@ -98,64 +98,73 @@ with st.sidebar:
     show_frame = st.toggle("Show frame around the crop", value=False, key="opt_frame")
     size = st.slider("Crop size (px)", 128, 640, 360, 32, key="opt_size")
 
-try:
-    cards = _cards()
-except AnnotatorError as exc:
-    st.error(str(exc))
-    st.stop()
 
-if "label_started" not in state:
-    state.label_started = time.monotonic()
-done = state.get("label_done", 0)
-elapsed_h = max((time.monotonic() - state.label_started) / 3600, 1 / 3600)
-rate = labeling.rate(ws, me["id"])
-c1, c2, c3 = st.columns(3)
-c1.metric("This session", done)
-c2.metric("Session pace (labels/h)", int(done / elapsed_h) if done else 0)
-c3.metric("Last hour (labels)", rate.last_hour)
-if state.get("label_msg"):
-    st.info(state.label_msg)
 
-if not cards:
-    st.success("Nothing left to label right now.")
-    if st.button("Check again"):
-        state.label_cards = None
-        st.rerun()
-    st.stop()
+@st.fragment
+def panel() -> None:
+    """The crop, the decision keys and the counters. A key press reruns only this fragment
+    (not the navigation and the sidebar), which keeps the next crop quick to appear."""
+    try:
+        cards = _cards()
+    except AnnotatorError as exc:
+        st.error(str(exc))
+        return
 
-card = cards[0]
-if state.get("label_shown_id") != card.crop_id:
-    state.label_shown_id, state.label_shown_t = card.crop_id, time.monotonic()
+    if "label_started" not in state:
+        state.label_started = time.monotonic()
+    done = state.get("label_done", 0)
+    elapsed_h = max((time.monotonic() - state.label_started) / 3600, 1 / 3600)
+    rate = labeling.rate(ws, me["id"])
+    pace = int(done / elapsed_h) if done else 0
+    # One line of text (not three st.metric): less for the browser to redraw per key press.
+    st.markdown(f"**{done}** labeled this session · **{pace}** labels/h · "
+                f"**{rate.last_hour}** in the last hour · {rate.today} today")
+    if state.get("label_msg"):
+        st.info(state.label_msg)
 
-left, right = st.columns([3, 2])
-with left:
-    common.show_crop(card, size=size, pixelated=pixelated)
-    st.caption(f"crop #{card.crop_id} · {card.width}x{card.height}px · "
-               f"{card.source_name or ''} · picked by {card.sampling or 'queue'}"
-               + (" · second vote" if card.votes_needed > 1 else ""))
-with right:
-    if show_guess:
-        st.markdown(f"**{common.guess_text(card)}**")
-    cols = st.columns(len(ws.config.labels))
-    for col, value in zip(cols, ws.config.labels):
-        col.button(value, key=f"btn_{value}", shortcut=KEYS[value],
-                   on_click=_decide, args=(value,), type="primary", width="stretch")
-    a, b, c = st.columns(3)
-    a.button("not a face", key="btn_not_a_face",
-             shortcut=KEYS[NOT_A_FACE], on_click=_decide, args=(NOT_A_FACE,), width="stretch")
-    b.button("skip", key="btn_skip", shortcut=KEYS[SKIP], on_click=_decide,
-             args=(SKIP,), width="stretch")
-    c.button("undo", key="btn_undo", shortcut=KEYS["undo"], on_click=_undo,
-             width="stretch")
-    st.caption(f"{len(cards)} crops held for you; they return to the queue "
-               f"{cfg.lease_seconds // 60} min after you leave.")
+    if not cards:
+        st.success("Nothing left to label right now.")
+        if st.button("Check again"):
+            state.label_cards = None
+            st.rerun()
+        return
 
-if show_frame:
-    if card.has_frame:
-        view = _frame(card, card.crop_id, 1.5)
-        if view is not None:
-            st.image(view, caption=f"frame {card.frame_index} of {card.source_name}")
+    card = cards[0]
+    if state.get("label_shown_id") != card.crop_id:
+        state.label_shown_id, state.label_shown_t = card.crop_id, time.monotonic()
+
+    left, right = st.columns([3, 2])
+    with left:
+        common.show_crop(card, size=size, pixelated=pixelated)
+        st.caption(f"crop #{card.crop_id} · {card.width}x{card.height}px · "
+                   f"{card.source_name or ''} · picked by {card.sampling or 'queue'}"
+                   + (" · second vote" if card.votes_needed > 1 else ""))
+    with right:
+        if show_guess:
+            st.markdown(f"**{common.guess_text(card)}**")
+        cols = st.columns(len(ws.config.labels))
+        for col, value in zip(cols, ws.config.labels):
+            col.button(value, key=f"btn_{value}", shortcut=KEYS[value],
+                       on_click=_decide, args=(value,), type="primary", width="stretch")
+        a, b, c = st.columns(3)
+        a.button("not a face", key="btn_not_a_face",
+                 shortcut=KEYS[NOT_A_FACE], on_click=_decide, args=(NOT_A_FACE,), width="stretch")
+        b.button("skip", key="btn_skip", shortcut=KEYS[SKIP], on_click=_decide,
+                 args=(SKIP,), width="stretch")
+        c.button("undo", key="btn_undo", shortcut=KEYS["undo"], on_click=_undo,
+                 width="stretch")
+        st.caption(f"{len(cards)} crops held for you; they return to the queue "
+                   f"{cfg.lease_seconds // 60} min after you leave.")
+
+    if show_frame:
+        if card.has_frame:
+            view = _frame(card, card.crop_id, 1.5)
+            if view is not None:
+                st.image(view, caption=f"frame {card.frame_index} of {card.source_name}")
+            else:
+                st.caption("could not read that frame")
         else:
-            st.caption("could not read that frame")
-    else:
-        st.caption("no source video on disk for this crop")
+            st.caption("no source video on disk for this crop")
+
+
+panel()

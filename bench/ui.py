@@ -1,0 +1,182 @@
+"""Labeling speed through the real browser: key press -> next crop painted.
+
+Builds a workspace of 100,000 crops (and a 2,000-crop baseline in the same run), serves each
+with `annotator app`, signs in with Debian's headless Chromium, presses the labeling keys, and
+reads the latency measured inside the page (keydown -> the next crop's <img> in the DOM -> two
+animation frames, i.e. painted). Also times one claim of a new batch on the server side.
+
+    .venv/bin/python bench/ui.py [--crops 100000] [--baseline 2000] [--presses 80]
+
+Prints a table and ends with ONE JSON line. Target: p95 < 300 ms on 100,000 crops.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.app import factory  # noqa: E402
+from tests.e2e import browser as B  # noqa: E402
+
+TARGET_P95_MS = 300.0
+
+# The platform's floor on this machine: a one-button Streamlit app that swaps an <img>.
+FLOOR_APP = """
+import streamlit as st
+st.session_state.setdefault("n", 1)
+def nxt():
+    st.session_state.n += 1
+st.html(f'<img data-crop-id="{st.session_state.n}" width="96" height="96" '
+        'src="data:image/gif;base64,R0lGODlhAQABAAAAACw=" />')
+st.button("next", key="next", on_click=nxt, shortcut="m")
+st.button("next", key="next2", on_click=nxt, shortcut="n")
+"""
+
+
+def pct(values, q):
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, int(round(q / 100 * (len(s) - 1)))))]
+
+
+def press_many(page, presses: int, warmup: int) -> tuple[list, list]:
+    crop = B.shown_crop(page)
+    page.evaluate(B.PROBE)
+    wall = []
+    for i in range(presses):
+        t = time.perf_counter()
+        crop = B.press_and_wait(page, "mn"[i % 2], crop)
+        wall.append((time.perf_counter() - t) * 1000)
+    page.wait_for_timeout(300)
+    return page.evaluate("() => window.__probe.lat")[warmup:], wall[warmup:]
+
+
+def summarize(lat, wall) -> dict:
+    return {
+        "presses": len(lat),
+        "median_ms": round(statistics.median(lat), 1),
+        "p95_ms": round(pct(lat, 95), 1),
+        "max_ms": round(max(lat), 1),
+        "wall_median_ms": round(statistics.median(wall), 1),
+    }
+
+
+def measure_floor(tmp: Path, presses: int, warmup: int) -> dict:
+    """The same probe on a bare Streamlit app: what any Streamlit page costs here."""
+    import os
+    import signal
+    import subprocess
+    import urllib.request
+
+    from playwright.sync_api import sync_playwright
+
+    app = tmp / "floor_app.py"
+    app.write_text(FLOOR_APP)
+    port = B.free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(app), "--server.headless", "true",
+         "--server.address", "127.0.0.1", "--server.port", str(port),
+         "--browser.gatherUsageStats", "false"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(f"{url}/_stcore/health", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.3)
+        with sync_playwright() as pw:
+            browser = B.launch(pw)
+            try:
+                page = browser.new_page()
+                page.goto(url)
+                return {"crops": 0, "build_s": 0.0, **summarize(*press_many(page, presses, warmup)),
+                        "claim_ms": None}
+            finally:
+                browser.close()
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=15)
+
+
+def measure(root: Path, presses: int, warmup: int) -> dict:
+    from playwright.sync_api import sync_playwright
+
+    from annotator import labeling
+    from annotator.workspace import Workspace
+
+    ws = Workspace.open(root)
+    bob = factory.user_id(ws, "bob")
+    labeling.claim(ws, bob, 20)  # warm caches like a running server would have
+    labeling.release(ws, bob)
+    t0 = time.perf_counter()
+    labeling.claim(ws, bob, 20)
+    claim_ms = (time.perf_counter() - t0) * 1000
+    labeling.release(ws, bob)
+    ws.dispose()
+
+    with B.app_server(root, log=B.ARTIFACTS / f"bench-{root.name}.log") as url, \
+            sync_playwright() as pw:
+        browser = B.launch(pw)
+        try:
+            page = B.sign_in(browser, url, "alice", "alice-pw")
+            lat, wall = press_many(page, presses, warmup)
+        finally:
+            browser.close()
+    return {**summarize(lat, wall), "claim_ms": round(claim_ms, 1)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--crops", type=int, default=100_000)
+    ap.add_argument("--baseline", type=int, default=2_000)
+    ap.add_argument("--presses", type=int, default=80)
+    ap.add_argument("--warmup", type=int, default=3)
+    args = ap.parse_args()
+    if B.chromium_path() is None:
+        print("chromium not found: apt-get install chromium", file=sys.stderr)
+        return 2
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="bench-ui-") as tmp:
+        results["floor"] = measure_floor(Path(tmp), args.presses, args.warmup)
+        for label, n in (("baseline", args.baseline), ("large", args.crops)):
+            t0 = time.perf_counter()
+            ws = factory.build(Path(tmp) / f"ws{n}", n, per_track=5)
+            ws.dispose()
+            build_s = time.perf_counter() - t0
+            r = measure(Path(tmp) / f"ws{n}", args.presses, args.warmup)
+            results[label] = {"crops": n, "build_s": round(build_s, 1), **r}
+    print(f"{'workspace':<10} {'crops':>8} {'presses':>7} {'median ms':>10} {'p95 ms':>8} "
+          f"{'max ms':>8} {'claim ms':>9}")
+    for label, r in results.items():
+        print(f"{label:<10} {r['crops']:>8} {r['presses']:>7} {r['median_ms']:>10} "
+              f"{r['p95_ms']:>8} {r['max_ms']:>8} {str(r['claim_ms'] or '-'):>9}")
+    print("floor: a bare one-button Streamlit app on this machine (what any page costs here); "
+          "claim ms: server-side claim of a new batch (done ahead of time, in the background)")
+    large = results["large"]
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        load = None
+    summary = {
+        "bench": "ui_keypress_to_next_crop",
+        "cpus": os.cpu_count(), "load_1min": load,
+        "browser": "chromium (Debian, headless)",
+        "target_p95_ms": TARGET_P95_MS,
+        "pass": large["p95_ms"] < TARGET_P95_MS,
+        **{f"{k}_{m}": v for k, r in results.items() for m, v in r.items()},
+    }
+    print(json.dumps(summary))
+    return 0 if summary["pass"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
