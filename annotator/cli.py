@@ -250,6 +250,169 @@ def extract_cmd(
 
 # --- training, models and scoring commands (issue 4) --------------------------------------------
 
+models_app = typer.Typer(no_args_is_help=True, help="Model versions: list, promote, roll back, import.")
+app.add_typer(models_app, name="models")
+
+
+@command(app, "build-dataset")
+def build_dataset_cmd(
+    name: Annotated[Optional[str], typer.Option("--name", help="Default: d001, d002, ...")] = None,
+    val_fraction: Annotated[Optional[float], typer.Option("--val-fraction", help="Share of new groups for validation.")] = None,
+    group_by: Annotated[str, typer.Option("--group-by", help="track or source (whole videos).")] = "track",
+    project: ProjectOpt = DEFAULT_PROJECT,
+    as_json: JsonOpt = False,
+):
+    """Freeze the current labels into datasets/NAME (grouped, stratified, sticky split)."""
+    from pipelines import build_dataset
+
+    ws = open_ws(project)
+    with progress_bar("dataset", enabled=not as_json) as progress:
+        rep = build_dataset.run(ws, build_dataset.BuildOptions(name, val_fraction, group_by=group_by), progress)
+    emit(rep, as_json, f"dataset {rep.name}: {rep.crops} crops, {rep.counts} in {rep.groups} groups")
+
+
+@command(app, "train")
+def train_cmd(
+    dataset: Annotated[Optional[str], typer.Option("--dataset", help="Default: the latest.")] = None,
+    epochs: Annotated[Optional[int], typer.Option("--epochs")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size")] = None,
+    lr: Annotated[Optional[float], typer.Option("--lr")] = None,
+    init: Annotated[str, typer.Option("--init", help="active, none or a VERSION.")] = "active",
+    synthetic_masks: Annotated[Optional[Path], typer.Option("--synthetic-masks", help="Folder of RGBA mask PNGs to paste on no_mask crops.")] = None,
+    name: Annotated[Optional[str], typer.Option("--name", help="Default: v001, v002, ...")] = None,
+    project: ProjectOpt = DEFAULT_PROJECT,
+    as_json: JsonOpt = False,
+):
+    """Train a new model version (registered, not promoted)."""
+    from pipelines import train
+
+    ws = open_ws(project)
+    opts = train.TrainOptions(dataset, epochs, batch_size, lr, init=init, synthetic_masks=synthetic_masks, name=name)
+    with progress_bar("train", enabled=not as_json) as progress:
+        rep = train.run(ws, opts, progress)
+    emit(rep, as_json, f"trained {rep.version} on {rep.dataset}: best epoch {rep.best_epoch}, "
+                       f"val balanced accuracy {rep.val.get('balanced_accuracy')}")
+
+
+@command(app, "evaluate")
+def evaluate_cmd(
+    model: Annotated[Optional[str], typer.Option("--model", help="Version; default: the active.")] = None,
+    data: Annotated[Optional[Path], typer.Option("--data", help="ImageFolder; default: the dataset's val split.")] = None,
+    plots: Annotated[Optional[Path], typer.Option("--plots", help="Write confusion/ROC/reliability PNGs here.")] = None,
+    project: ProjectOpt = DEFAULT_PROJECT,
+    as_json: JsonOpt = False,
+):
+    """Accuracy, balanced accuracy, per-class P/R/F1, confusion, ROC AUC, ECE."""
+    from pipelines import evaluate
+
+    ws = open_ws(project)
+    rep = evaluate.run(ws, evaluate.EvalOptions(model, data, plots=plots))
+    emit(rep, as_json, f"{rep['model']} on {rep['data']}: accuracy {rep['accuracy']}, balanced "
+                       f"{rep['balanced_accuracy']}, ROC AUC {rep['roc_auc']}, ECE {rep['ece']}")
+
+
+@command(app, "score")
+def score_cmd(
+    model: Annotated[Optional[str], typer.Option("--model", help="Version; default: the active.")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 256,
+    project: ProjectOpt = DEFAULT_PROJECT,
+    as_json: JsonOpt = False,
+):
+    """Score unlabeled crops (resumable); the active model also sets queue priorities."""
+    from pipelines import score
+
+    ws = open_ws(project)
+    with progress_bar("score", enabled=not as_json) as progress:
+        rep = score.run(ws, score.ScoreOptions(model, batch_size), progress)
+    emit(rep, as_json, f"{rep.model}: {rep.scored} crops scored ({rep.crops_per_s}/s), "
+                       f"{rep.priorities_set} priorities set, {rep.unreadable} unreadable")
+
+
+@command(app, "export-model")
+def export_model_cmd(
+    version: Annotated[str, typer.Argument(help="Model version (or 'active').")],
+    out: Annotated[Path, typer.Argument(metavar="OUT")],
+    fmt: Annotated[str, typer.Option("--format", help="onnx or torchscript.")] = "onnx",
+    project: ProjectOpt = DEFAULT_PROJECT,
+    as_json: JsonOpt = False,
+):
+    """Export a version for edge use: float32 (N,45,45,3) RGB in [0,1] -> probabilities."""
+    from pipelines import export_model
+
+    ws = open_ws(project)
+    rep = export_model.run(ws, export_model.ExportOptions(version, fmt, out))
+    emit(rep, as_json, f"exported {rep.version} as {rep.format} to {rep.out} ({rep.bytes} bytes)")
+
+
+@command(app, "retrain")
+def retrain_cmd(
+    epochs: Annotated[Optional[int], typer.Option("--epochs")] = None,
+    init: Annotated[str, typer.Option("--init", help="active, none or a VERSION.")] = "active",
+    force: Annotated[bool, typer.Option("--force", help="Promote even if worse.")] = False,
+    project: ProjectOpt = DEFAULT_PROJECT,
+    as_json: JsonOpt = False,
+):
+    """build-dataset + train + evaluate + promote-if-better + score, in one go."""
+    from pipelines import retrain, train
+
+    ws = open_ws(project)
+    opts = retrain.RetrainOptions(train=train.TrainOptions(epochs=epochs, init=init), force=force)
+    with progress_bar("retrain", enabled=not as_json) as progress:
+        rep = retrain.run(ws, opts, progress)
+    emit(rep, as_json, f"dataset {rep.dataset['name']}, model {rep.train['version']}: "
+                       f"{rep.promote['reason']}; active {rep.active}")
+
+
+@command(models_app, "list")
+def models_list_cmd(project: ProjectOpt = DEFAULT_PROJECT, as_json: JsonOpt = False):
+    """Model versions, newest last; * marks the active one."""
+    from models import registry
+
+    rows = registry.list_versions(open_ws(project))
+    emit([dataclasses.asdict(r) for r in rows], as_json, "\n".join(
+        f"{'*' if r.active else ' '} {r.name}\tdataset {r.dataset or '-'}\tval bal.acc "
+        f"{r.val_balanced_accuracy}\t{r.source or ''}" for r in rows) or "no models")
+
+
+@command(models_app, "promote")
+def models_promote_cmd(
+    version: str,
+    force: Annotated[bool, typer.Option("--force", help="Promote even if worse.")] = False,
+    project: ProjectOpt = DEFAULT_PROJECT,
+    as_json: JsonOpt = False,
+):
+    """Make VERSION active if it is at least as good on the same validation set."""
+    from pipelines import evaluate
+
+    rep = evaluate.promote(open_ws(project), version, force=force)
+    emit(rep, as_json, f"{'promoted' if rep.promoted else 'not promoted'} {version}: {rep.reason}")
+    if not rep.promoted and rep.reason != "already the active model":
+        raise typer.Exit(1)
+
+
+@command(models_app, "rollback")
+def models_rollback_cmd(project: ProjectOpt = DEFAULT_PROJECT, as_json: JsonOpt = False):
+    """Re-activate the version promoted before the active one."""
+    from models import registry
+
+    was, now = registry.rollback(open_ws(project))
+    emit({"from": was, "to": now}, as_json, f"rolled back from {was} to {now}")
+
+
+@command(models_app, "import-keras")
+def models_import_keras_cmd(
+    path: Annotated[Path, typer.Argument(metavar="PATH.h5", help="Neuralet's OFMClassifier.h5.")],
+    name: Annotated[Optional[str], typer.Option("--name")] = None,
+    project: ProjectOpt = DEFAULT_PROJECT,
+    as_json: JsonOpt = False,
+):
+    """Register Neuralet's released Keras weights (active if no model is yet)."""
+    from pipelines import evaluate
+
+    rep = evaluate.import_keras(open_ws(project), path, name=name)
+    emit(rep, as_json, f"imported {rep.version}{' (active)' if rep.active else ''}")
+
+
 # --- labeling app (issue 5) ---------------------------------------------------------------------
 
 

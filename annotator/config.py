@@ -30,7 +30,8 @@ class TrainingConfig:
     lr: float = 2e-4
     val_fraction: float = 0.15
     seed: int = 0
-    synthetic_masks: bool = False
+    synthetic_masks: bool = False  # paste masks from mask_overlays on no_mask crops
+    mask_overlays: str = ""  # folder of RGBA mask PNGs (e.g. ../shared/data/mask_overlays)
 
 
 @dataclass

@@ -425,3 +425,107 @@ def list_jobs(session: Session, *, kinds=None, limit: int = 20) -> list[dict]:
         q = q.where(Job.kind.in_(list(kinds)))
     cols = [c.key for c in Job.__table__.columns]
     return [{c: getattr(j, c) for c in cols} for j in session.scalars(q)]
+
+
+# --- datasets, model versions, predictions and priorities (issue 4) ----------------------------
+
+
+def get_dataset(session: Session, name: str) -> Dataset | None:
+    return session.scalar(select(Dataset).where(Dataset.name == name))
+
+
+def latest_dataset(session: Session) -> Dataset | None:
+    return session.scalar(select(Dataset).order_by(Dataset.id.desc()).limit(1))
+
+
+def list_datasets(session: Session) -> list[Dataset]:
+    return list(session.scalars(select(Dataset).order_by(Dataset.id)))
+
+
+def get_model_version(session: Session, name: str) -> ModelVersion | None:
+    return session.scalar(select(ModelVersion).where(ModelVersion.name == name))
+
+
+def list_model_versions(session: Session) -> list[ModelVersion]:
+    return list(session.scalars(select(ModelVersion).order_by(ModelVersion.id)))
+
+
+def activate_model(session: Session, version_id: int, *, stamp: bool = True) -> None:
+    """Make one version the active one, in the caller's (single) transaction.
+
+    ``stamp`` records the promotion time (rollback re-activates without stamping, so that a
+    second rollback goes one step further back).
+    """
+    from sqlalchemy import update
+
+    session.execute(update(ModelVersion).values(active=ModelVersion.id == version_id))
+    if stamp:
+        session.execute(
+            update(ModelVersion).where(ModelVersion.id == version_id).values(promoted_at=utcnow())
+        )
+
+
+def previous_model(session: Session) -> ModelVersion | None:
+    """The version promoted last before the active one (the target of a rollback)."""
+    cur = active_model(session)
+    q = select(ModelVersion).where(ModelVersion.promoted_at.is_not(None))
+    if cur is not None:
+        q = q.where(ModelVersion.id != cur.id)
+        if cur.promoted_at is not None:
+            q = q.where(ModelVersion.promoted_at < cur.promoted_at)
+    return session.scalar(q.order_by(ModelVersion.promoted_at.desc(), ModelVersion.id.desc()).limit(1))
+
+
+def unscored_crops(
+    session: Session, model_version_id: int, *, after_id: int = 0, limit: int = 2048
+) -> list[tuple[int, str]]:
+    """Unlabeled crops (id > ``after_id``) with no prediction from this version: ``(id, path)``."""
+    from sqlalchemy import exists
+
+    q = (
+        select(Crop.id, Crop.path)
+        .where(
+            Crop.status == UNLABELED,
+            Crop.id > after_id,
+            ~exists().where(Prediction.crop_id == Crop.id,
+                            Prediction.model_version_id == model_version_id),
+        )
+        .order_by(Crop.id)
+        .limit(limit)
+    )
+    return [(int(i), p) for i, p in session.execute(q).all()]
+
+
+def add_predictions(session: Session, rows: list[dict]) -> None:
+    """Insert prediction rows (crop_id, model_version_id, probs, uncertainty, embedding)."""
+    from sqlalchemy import insert
+
+    if rows:
+        session.execute(insert(Prediction), rows)
+
+
+def set_priorities(session: Session, priorities: dict[int, float]) -> int:
+    """Set ``Crop.priority`` (the queue claims highest first) for the given crop ids."""
+    from sqlalchemy import update
+
+    if not priorities:
+        return 0
+    session.execute(
+        update(Crop), [{"id": cid, "priority": float(p)} for cid, p in priorities.items()]
+    )
+    return len(priorities)
+
+
+def prediction_uncertainties(
+    session: Session, model_version_id: int, *, after_id: int = 0, limit: int = 5000
+) -> list[tuple[int, float]]:
+    """``(crop_id, uncertainty)`` of this version's predictions on unlabeled crops, by crop id."""
+    q = (
+        select(Prediction.crop_id, Prediction.uncertainty)
+        .join(Crop, Crop.id == Prediction.crop_id)
+        .where(Prediction.model_version_id == model_version_id, Crop.status == UNLABELED,
+               Prediction.crop_id > after_id)
+        .order_by(Prediction.crop_id)
+        .limit(limit)
+    )
+    return [(int(c), float(u)) for c, u in session.execute(q).all()]

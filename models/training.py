@@ -271,7 +271,10 @@ def default_device() -> torch.device:
 
 @dataclass
 class History:
-    """Per-epoch ``loss``, ``val_loss``, ``val_accuracy``, ``val_balanced_accuracy``, ``seconds``."""
+    """Per-epoch ``loss``, ``val_loss``, ``val_accuracy``, ``val_balanced_accuracy``, ``seconds``.
+
+    ``images_per_s`` counts training steps only (augmentation included, validation excluded).
+    """
 
     epochs: list[dict] = field(default_factory=list)
     best_epoch: int = 0  # 1-based; 0 when no epoch finished
@@ -298,6 +301,7 @@ def fit(
     progress: ProgressFn = None,
     init_state: dict | None = None,
     device: torch.device | str | None = None,
+    bn_momentum: float = 0.1,
 ) -> History:
     """Train ``model`` in place with Adam and cross-entropy; keep the best validation epoch.
 
@@ -313,6 +317,10 @@ def fit(
         Called after every epoch with the loss and validation metrics.
     init_state : state dict, optional
         Starting weights (e.g. the active model's).
+    bn_momentum : float
+        BatchNorm running-statistics momentum while training (PyTorch convention). Keras's 0.99
+        (0.01 here) needs thousands of steps before the running statistics settle, so short
+        retraining rounds on a few hundred crops evaluated badly; 0.1 settles in ~50 steps.
 
     Returns
     -------
@@ -332,6 +340,10 @@ def fit(
     if init_state is not None:
         model.load_state_dict(init_state)
     model.to(device)
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    saved_momentum = [m.momentum for m in bns]
+    for m in bns:
+        m.momentum = bn_momentum
     opt = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.999), eps=1e-7)
     xs = torch.from_numpy(np.ascontiguousarray(train_x))  # uint8 stays compact; batches convert
     ys = torch.from_numpy(train_y)
@@ -339,57 +351,62 @@ def fit(
     hist = History(device=str(device))
     best_score, best_state = -1.0, None
     t_start = time.perf_counter()
-    seen = 0
-    for epoch in range(1, epochs + 1):
-        t0 = time.perf_counter()
-        model.train()
-        order = balanced_indices(train_y, n, g) if balanced else torch.randperm(n, generator=g)
-        total_loss, steps = 0.0, 0
-        for start in range(0, n, batch_size):
-            idx = order[start: start + batch_size]
-            if idx.numel() < 2 and n >= 2:  # BatchNorm cannot train on a single sample
-                continue
-            xb, yb = to_tensor(xs[idx], device), ys[idx].to(device)
-            if synthetic is not None:
-                xb, yb = synthetic.apply(xb, yb, g)
-            if augment:
-                xb = augment_batch(xb, g)
-            loss = F.cross_entropy(model(xb), yb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total_loss += float(loss.detach())
-            steps += 1
-            seen += idx.numel()
-        row = {"epoch": epoch, "loss": round(total_loss / max(steps, 1), 5)}
-        if has_val:
-            probs, _ = predict(model, val_x, batch_size=256, device=device)
-            vy = np.asarray(val_y, dtype=np.int64)
-            p_true = np.clip(probs[np.arange(len(vy)), vy], 1e-7, 1.0)
-            row.update(
-                val_loss=round(float(-np.log(p_true).mean()), 5),
-                val_accuracy=round(float((probs.argmax(1) == vy).mean()), 5),
-                val_balanced_accuracy=round(
-                    balanced_accuracy(vy, probs.argmax(1), probs.shape[1]), 5),
-            )
-            score = row["val_balanced_accuracy"]
-        else:
-            score = float(epoch)  # no validation: the last epoch wins
-        row["seconds"] = round(time.perf_counter() - t0, 2)
-        hist.epochs.append(row)
-        if score > best_score:
-            best_score, hist.best_epoch = score, epoch
-            best_state = copy.deepcopy(model.state_dict())
-        if progress is not None:
-            msg = f"loss {row['loss']:.3f}"
+    seen, train_time = 0, 0.0
+    try:
+        for epoch in range(1, epochs + 1):
+            t0 = time.perf_counter()
+            model.train()
+            order = balanced_indices(train_y, n, g) if balanced else torch.randperm(n, generator=g)
+            total_loss, steps = 0.0, 0
+            for start in range(0, n, batch_size):
+                idx = order[start: start + batch_size]
+                if idx.numel() < 2 and n >= 2:  # BatchNorm cannot train on a single sample
+                    continue
+                xb, yb = to_tensor(xs[idx], device), ys[idx].to(device)
+                if synthetic is not None:
+                    xb, yb = synthetic.apply(xb, yb, g)
+                if augment:
+                    xb = augment_batch(xb, g)
+                loss = F.cross_entropy(model(xb), yb)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                total_loss += float(loss.detach())
+                steps += 1
+                seen += idx.numel()
+            train_time += time.perf_counter() - t0
+            row = {"epoch": epoch, "loss": round(total_loss / max(steps, 1), 5)}
             if has_val:
-                msg += f" val bal.acc {row['val_balanced_accuracy']:.3f}"
-            progress(epoch, epochs, msg)
+                probs, _ = predict(model, val_x, batch_size=256, device=device)
+                vy = np.asarray(val_y, dtype=np.int64)
+                p_true = np.clip(probs[np.arange(len(vy)), vy], 1e-7, 1.0)
+                row.update(
+                    val_loss=round(float(-np.log(p_true).mean()), 5),
+                    val_accuracy=round(float((probs.argmax(1) == vy).mean()), 5),
+                    val_balanced_accuracy=round(
+                        balanced_accuracy(vy, probs.argmax(1), probs.shape[1]), 5),
+                )
+                score = row["val_balanced_accuracy"]
+            else:
+                score = float(epoch)  # no validation: the last epoch wins
+            row["seconds"] = round(time.perf_counter() - t0, 2)
+            hist.epochs.append(row)
+            if score > best_score:
+                best_score, hist.best_epoch = score, epoch
+                best_state = copy.deepcopy(model.state_dict())
+            if progress is not None:
+                msg = f"loss {row['loss']:.3f}"
+                if has_val:
+                    msg += f" val bal.acc {row['val_balanced_accuracy']:.3f}"
+                progress(epoch, epochs, msg)
+    finally:
+        for m, mom in zip(bns, saved_momentum):
+            m.momentum = mom
     if best_state is not None:
         model.load_state_dict(best_state)
     hist.best_val_balanced_accuracy = best_score if has_val and best_state is not None else None
     hist.seconds = round(time.perf_counter() - t_start, 2)
-    hist.images_per_s = round(seen / max(hist.seconds, 1e-9), 1)
+    hist.images_per_s = round(seen / max(train_time, 1e-9), 1)  # training steps only
     model.eval()
     return hist
 

@@ -1,0 +1,84 @@
+"""Job: export a model version for edge deployment (ONNX or TorchScript).
+
+The exported graph takes what Neuralet's Keras model took, float32 ``(N, 45, 45, 3)`` RGB in
+[0, 1], and returns class probabilities ``(N, K)`` (softmax included), so it drops into their
+edge code. The class names travel inside the file (ONNX metadata ``classes``; TorchScript extra
+file ``classes.json``).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from annotator.errors import InputError
+from annotator.workspace import Workspace
+
+FORMATS = ("onnx", "torchscript")
+
+
+@dataclass
+class ExportOptions:
+    version: str
+    format: str
+    out: Path
+    opset: int = 17
+
+
+@dataclass
+class ExportReport:
+    version: str
+    format: str
+    out: str
+    classes: list
+    bytes: int
+
+
+def deployable(model):
+    """Wrap the classifier: NHWC float input in [0, 1] -> softmax probabilities."""
+    import torch
+
+    class Deployable(torch.nn.Module):
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x):
+            return torch.softmax(self.net(x.permute(0, 3, 1, 2)), dim=1)
+
+    return Deployable(model).eval()
+
+
+def run(ws: Workspace, opts: ExportOptions) -> ExportReport:
+    import torch
+
+    from models import registry
+    from models.ofm import INPUT_SIZE
+
+    if opts.format not in FORMATS:
+        raise InputError(f"--format must be one of {', '.join(FORMATS)}, got {opts.format!r}")
+    model, mv = registry.load_model(ws, opts.version)
+    out = Path(opts.out)
+    if out.is_dir():
+        raise InputError(f"{out} is a folder; give a file name")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    net = deployable(model)
+    example = torch.rand(2, INPUT_SIZE, INPUT_SIZE, 3)
+    classes = list(model.classes)
+    if opts.format == "onnx":
+        import onnx
+
+        torch.onnx.export(net, (example,), str(out), input_names=["image"],
+                          output_names=["probs"], dynamic_axes={"image": {0: "n"}, "probs": {0: "n"}},
+                          opset_version=opts.opset, dynamo=False)
+        proto = onnx.load(str(out))
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = "classes", json.dumps(classes)
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = "model_version", mv.name
+        onnx.save(proto, str(out))
+    else:
+        with torch.no_grad():
+            traced = torch.jit.trace(net, example)
+        torch.jit.save(traced, str(out), _extra_files={"classes.json": json.dumps(classes)})
+    return ExportReport(mv.name, opts.format, str(out), classes, out.stat().st_size)

@@ -1,0 +1,132 @@
+"""Job: train an OFMClassifier on a dataset version and register it (not promoted).
+
+Nothing is written until training has finished: an interrupted run leaves no version behind
+and never touches the active model.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from annotator import db
+from annotator.errors import InputError
+from annotator.metrics import report as metrics_report
+from annotator.progress import ProgressFn, silent
+from annotator.workspace import Workspace
+
+MASK, NO_MASK = "mask", "no_mask"
+
+
+@dataclass
+class TrainOptions:
+    dataset: str | None = None  # default: the latest
+    epochs: int | None = None  # defaults: config.training
+    batch_size: int | None = None
+    lr: float | None = None
+    seed: int | None = None
+    init: str = "active"  # active | none | VERSION
+    synthetic_masks: Path | None = None  # folder of RGBA mask PNGs (e.g. mask_overlays/)
+    name: str | None = None
+    augment: bool = True
+    device: str | None = None  # default: CUDA when present, else CPU
+
+
+@dataclass
+class TrainReport:
+    version: str
+    dataset: str
+    init: str
+    n_train: int
+    n_val: int
+    best_epoch: int
+    val: dict = field(default_factory=dict)
+    history: list = field(default_factory=list)
+    images_per_s: float = 0.0
+    device: str = "cpu"
+    seconds: float = 0.0
+
+
+def run(ws: Workspace, opts: TrainOptions, progress: ProgressFn = None) -> TrainReport:
+    from models import registry
+    from models.ofm import OFMClassifier
+    from models.training import fit, load_mask_overlays, predict
+    from pipelines.build_dataset import load_split, read_manifest
+
+    progress = progress or silent
+    t0 = time.perf_counter()
+    cfg = ws.config.training
+    epochs = opts.epochs or cfg.epochs
+    batch_size = opts.batch_size or cfg.batch_size
+    lr = opts.lr or cfg.lr
+    seed = cfg.seed if opts.seed is None else opts.seed
+    classes = list(ws.config.labels)
+    ds, _ = read_manifest(ws, opts.dataset)
+    ds_classes = list((ds.counts or {}).get("classes") or classes)
+    if ds_classes != classes:
+        raise InputError(f"dataset {ds.name} has classes {ds_classes}; the workspace has {classes}")
+    train = load_split(ws, ds.name, "train", classes)
+    val = load_split(ws, ds.name, "val", classes)
+    missing = [c for i, c in enumerate(classes) if not (train.y == i).any()]
+    if missing:
+        raise InputError(f"dataset {ds.name} has no training crops labeled {', '.join(missing)}")
+
+    model = OFMClassifier(classes)
+    init = _initial_weights(ws, opts.init, classes)
+    synthetic = None
+    overlays = opts.synthetic_masks or (Path(cfg.mask_overlays) if cfg.synthetic_masks and
+                                        cfg.mask_overlays else None)
+    if cfg.synthetic_masks and overlays is None:
+        raise InputError("config.training.synthetic_masks is on but mask_overlays is not set")
+    if overlays is not None:
+        if MASK not in classes or NO_MASK not in classes:
+            raise InputError(f"synthetic masks need classes {MASK!r} and {NO_MASK!r}")
+        synthetic = load_mask_overlays(overlays, source_class=classes.index(NO_MASK),
+                                       target_class=classes.index(MASK))
+    hist = fit(model, train.x, train.y, val.x, val.y, epochs=epochs, batch_size=batch_size,
+               lr=lr, seed=seed, augment=opts.augment, synthetic=synthetic, progress=progress,
+               init_state=init[1], device=opts.device)
+    val_report = {}
+    if len(val.y):
+        probs, _ = predict(model, val.x)
+        val_report = metrics_report(val.y, probs, classes)
+    params = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
+              "init": init[0], "augment": opts.augment, "balanced": True,
+              "synthetic_masks": str(overlays) if overlays else None}
+    metrics = {"source": "train", "dataset": ds.name, "n_train": int(len(train.y)),
+               "n_val": int(len(val.y)), "best_epoch": hist.best_epoch, "epochs": epochs,
+               "params": params, "val": val_report, "history": hist.epochs,
+               "images_per_s": hist.images_per_s, "device": hist.device,
+               "train_seconds": hist.seconds}
+    with ws.read_session() as s:
+        name = opts.name or registry.next_name(s)
+    card = registry.model_card(name=name, classes=classes, dataset=ds.name, metrics=metrics,
+                               params=params, source=f"trained ({init[0]} init)")
+    name = registry.save_version(ws, model, metrics=metrics, card=card, dataset_id=ds.id,
+                                 name=name)
+    return TrainReport(version=name, dataset=ds.name, init=init[0], n_train=len(train.y),
+                       n_val=len(val.y), best_epoch=hist.best_epoch, val=val_report,
+                       history=hist.epochs, images_per_s=hist.images_per_s, device=hist.device,
+                       seconds=round(time.perf_counter() - t0, 2))
+
+
+def _initial_weights(ws: Workspace, init: str, classes: list[str]):
+    """``(description, state_dict or None)`` for ``--init active|none|VERSION``."""
+    from models import registry
+
+    if init in ("none", "", None):
+        return "none", None
+    if init == "active":
+        with ws.read_session() as s:
+            mv = db.active_model(s)
+        if mv is None:
+            return "none (no active model)", None
+        if list(mv.classes) != classes:
+            return f"none (active {mv.name} has other classes)", None
+        init = mv.name
+    model, mv = registry.load_model(ws, init)
+    if list(mv.classes) != classes:
+        raise InputError(f"{mv.name} predicts {mv.classes}; the workspace has {classes}")
+    return mv.name, model.state_dict()
