@@ -383,6 +383,8 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 
 def _label_count(metrics: dict, counts: dict | None):
     flat = _flatten(metrics)
+    if isinstance(flat.get("n_train"), (int, float)) and isinstance(flat.get("n_val"), (int, float)):
+        return flat["n_train"] + flat["n_val"]  # every label the version was built from
     for key in ("n_labels", "labels", "n_train", "train_size", "train.n", "n_train_labels"):
         if isinstance(flat.get(key), (int, float)):
             return flat[key]
