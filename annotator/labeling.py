@@ -420,6 +420,28 @@ def stats(ws: Workspace) -> dict:
         return queue.stats(s, ws.config.labels)
 
 
+# --- accounts (admin) -------------------------------------------------------------------------
+
+
+def users(ws: Workspace) -> pd.DataFrame:
+    """Accounts with their label counts: name, role, labels, last_label_at."""
+    with ws.read_session() as s:
+        people = [(u.name, u.role) for u in db.list_annotators(s)]
+        times = queue.label_times(s)
+    counts = times.groupby("annotator")["created_at"].agg(["count", "max"]) if not times.empty \
+        else pd.DataFrame(columns=["count", "max"])
+    rows = [(name, role, int(counts["count"].get(name, 0)), counts["max"].get(name))
+            for name, role in people]
+    return pd.DataFrame(rows, columns=["name", "role", "labels", "last_label_at"])
+
+
+def add_user(ws: Workspace, name: str, password: str, *, role: str = "annotator") -> None:
+    from annotator import auth
+
+    with ws.session() as s:
+        auth.add_user(s, name, password, role=role)
+
+
 # --- helpers ----------------------------------------------------------------------------------
 
 
@@ -482,5 +504,5 @@ __all__ = [
     "Card", "Model", "Rate", "active_model", "agreement", "cards", "choose",
     "claim", "contradictions", "disagreements", "frame_context", "labels_per_hour",
     "model_history", "queue_uncertainty", "rate", "release", "relabel", "shortcuts", "stats",
-    "submit", "submit_page", "undo",
+    "submit", "submit_page", "undo", "users", "add_user",
 ]

@@ -17,6 +17,7 @@ PAGES = [
     ("Team", "dashboard.py", "Dashboard", ":material/monitoring:", False),
     ("Admin", "admin_models.py", "Models", ":material/model_training:", True),
     ("Admin", "admin_extract.py", "Extract", ":material/movie:", True),
+    ("Admin", "admin_users.py", "Users", ":material/group:", True),
 ]
 
 

@@ -53,7 +53,9 @@ else:
                    if c not in ("name", "created_at", "promoted_at", "active", "classes", "labels")
                    and pd.api.types.is_numeric_dtype(models[c])]
     st.dataframe(models.drop(columns=["classes"]), hide_index=True)
-    val_cols = [c for c in metric_cols if "val" in c.lower() or "balanced" in c.lower()]
+    # Scores in [0, 1] (accuracy, balanced accuracy, ROC AUC, ECE); counts like n_val are not.
+    val_cols = [c for c in metric_cols if not c.startswith("n_") and "epoch" not in c
+                and models[c].dropna().between(0, 1).all()]
     if val_cols:
         st.line_chart(models.set_index("created_at")[val_cols])
     bacc = next((c for c in metric_cols if "balanced" in c.lower()), None)

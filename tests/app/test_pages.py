@@ -67,18 +67,18 @@ def test_sign_in_first_then_exact_page_list(ws):
     assert not at.exception
     assert at.session_state["user"]["role"] == "admin"
     assert page_titles(at) == ["Label", "Grid", "Review", "Dashboard", "Models", "Extract",
-                               "Sign out"]
+                               "Users", "Sign out"]
 
 
 def test_annotator_sees_no_admin_pages_and_admin_pages_check_the_role(ws):
     at = signed_in(ws, "alice")
     assert page_titles(at) == ["Label", "Grid", "Review", "Dashboard", "Sign out"]
-    for page in ("admin_models.py", "admin_extract.py"):
+    for page in ("admin_models.py", "admin_extract.py", "admin_users.py"):
         direct = AppTest.from_file(str(PAGES / page), default_timeout=T)
         direct.session_state["user"] = at.session_state["user"]
         direct.run()
         assert [e.value for e in direct.error] == ["This page is for admins."]
-        assert not direct.button  # nothing to start
+        assert not direct.button and not direct.get("form")  # nothing to start or add
 
 
 def test_label_page_keys_label_skip_undo(ws):
@@ -240,3 +240,29 @@ def test_db_counts_match_after_page_use(ws):
         held = s.scalar(select(func.count()).select_from(db.Lease))
     assert n == 1 and held >= 1
     assert labeling.release(ws, factory.user_id(ws, "alice")) == held  # what sign-out does
+
+
+def test_users_page_adds_an_account_that_can_sign_in(ws):
+    at = signed_in(ws, "root", "admin_users.py")
+    assert set(at.dataframe[0].value["name"]) == {"alice", "bob", "root"}
+    at.text_input(key="new_name").input("carol")
+    at.text_input(key="new_password").input("carol-pw")
+    at.button[0].click().run()
+    assert not at.exception
+    assert "carol" in set(at.dataframe[0].value["name"])
+    from annotator import auth
+    with ws.read_session() as s:
+        assert auth.authenticate(s, "carol", "carol-pw").role == "annotator"
+
+
+def test_label_page_cold_start_without_model(tmp_path, monkeypatch):
+    ws = factory.build(tmp_path / "cold", 120, model=False)
+    monkeypatch.setenv("ANNOTATOR_PROJECT", str(ws.root))
+    at = signed_in(ws, "alice", "label.py")
+    reasons = set()
+    for _ in range(ws.config.sampling.batch_size):
+        text = next(c.value for c in at.caption if c.value.startswith("crop #"))
+        reasons.add(text.rsplit("picked by ", 1)[1].split(" ·")[0])
+        at.button(key="btn_mask").click().run()
+    assert reasons == {"cold_start", "random"}
+    assert any(m.value == "**model: no prediction**" for m in at.markdown)
