@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import math
 import os
 import time
 from collections import Counter
@@ -238,14 +239,16 @@ class _SourceRun:
             self._end_track(tid)
         status = "done" if reader.finished else "partial"
         self._commit(reader.next_index, final=True, status=status, error=reader.problem)
+        self._report_progress(final=True)
         self.res["status"] = status
         if reader.problem:
             self.res["error"] = reader.problem
 
     def _loop(self, reader, info):
         st = self.st
-        expected = _expected_frames(info, st, reader.start)
-        batch, since_commit, t_start = [], 0, time.perf_counter()
+        self.expected = _expected_frames(info, st, reader.start)
+        self.t_start = time.perf_counter()
+        batch, since_commit = [], 0
         it = iter(reader)
         while True:
             t = time.perf_counter()
@@ -261,13 +264,17 @@ class _SourceRun:
                 if since_commit >= st.chunk_frames:
                     self._commit(last + 1, final=False, status="running")
                     since_commit = 0
-                if self.spec.kind != "image":  # images share one bar (see _ImageProgress)
-                    rate = self.res["frames"] / max(time.perf_counter() - t_start, 1e-9)
-                    message = (f"{self.res['detections']} heads, {self.res['crops_kept']} kept, "
-                               f"{rate:.1f} frames/s")
-                    self.progress(self.res["frames"], expected, message, stage=self.spec.name)
+                self._report_progress()
             if frame is None:
                 return
+
+    def _report_progress(self, final=False):
+        if self.spec.kind == "image":  # images share one bar (see _ImageProgress)
+            return
+        done = self.res["frames"]
+        rate = done / max(time.perf_counter() - self.t_start, 1e-9)
+        message = f"{self.res['detections']} heads, {self.res['crops_kept']} kept, {rate:.1f} frames/s"
+        self.progress(done, done if final else self.expected, message, stage=self.spec.name)
 
     # -- per batch of frames --
     def _process(self, frames):
@@ -387,16 +394,21 @@ class _SourceRun:
 
 
 def _expected_frames(info, st: Settings, start: int) -> int | None:
+    """Sampled frames this run will see (for the progress bar), when the length is known."""
     if not info.frame_count:
         return None
-    if st.every:
-        return -(-info.frame_count // st.every)
-    if st.fps and info.fps:
-        seconds = info.frame_count / info.fps
-        if st.max_seconds:
-            seconds = min(seconds, st.max_seconds)
-        return max(1, int(seconds * min(st.fps, info.fps)))
-    return info.frame_count
+
+    def sampled(n_frames: int) -> int:
+        if st.every:
+            return -(-n_frames // st.every)
+        if st.fps and info.fps:
+            seconds = n_frames / info.fps
+            if st.max_seconds:
+                seconds = min(seconds, st.max_seconds)
+            return math.ceil(seconds * min(st.fps, info.fps))
+        return n_frames
+
+    return max(1, sampled(info.frame_count) - sampled(start))
 
 
 # --- detectors and workers ----------------------------------------------------------------------
@@ -538,9 +550,9 @@ def _merge(report: ExtractReport, res: dict) -> None:
 
 
 def summary(report: ExtractReport) -> str:
-    """One human line for the CLI."""
-    dropped = ", ".join(f"{k} {v}" for k, v in sorted(report.dropped.items())) or "none"
-    skipped = f", {report.skipped} already done" if report.skipped else ""
+    """Two human lines for the CLI: what was done, and what was dropped why."""
+    dropped = ", ".join(f"{k} {v}" for k, v in sorted(report.dropped.items()) if v) or "nothing"
+    skipped = f" ({report.skipped} already done)" if report.skipped else ""
     return (f"{report.sources} sources{skipped}: {report.frames} frames, {report.detections} "
-            f"detections, {report.tracks} tracks, {report.crops_kept} crops kept; dropped: "
-            f"{dropped}; {report.seconds:.1f} s")
+            f"detections, {report.tracks} tracks, {report.crops_kept} crops kept in "
+            f"{report.seconds:.1f} s\ndropped: {dropped}")

