@@ -104,7 +104,8 @@ def test_two_annotators_keyboard_undo_grid(served):
                 B.open_page(alice, title, ready)
                 B.screenshot(alice, shot)
             admin = B.sign_in(browser, url, "root", "root-pw")
-            for title, shot in [("Models", "08-models"), ("Extract", "09-extract")]:
+            for title, shot in [("Models", "08-models"), ("Extract", "09-extract"),
+                                ("Users", "10-users")]:
                 B.open_page(admin, title, "h1")
                 B.screenshot(admin, shot)
         finally:
