@@ -59,9 +59,10 @@ class Card:
     @property
     def has_frame(self) -> bool:
         """Whether the frame around the crop can be shown (the source video is on disk)."""
-        return (self.source_kind == "video" and self.frame_index is not None
-                and self.box is not None and bool(self.source_uri)
-                and os.path.isfile(self.source_uri))
+        if self.box is None or not self.source_uri or not os.path.isfile(self.source_uri):
+            return False
+        return self.source_kind == "image" or (self.source_kind == "video"
+                                               and self.frame_index is not None)
 
 
 @dataclass(frozen=True)
@@ -266,18 +267,23 @@ def shortcuts(labels: Sequence[str]) -> dict[str, str]:
 
 
 def frame_context(card: Card, *, max_width: int = 720, pad: float = 1.5) -> np.ndarray | None:
-    """The region of the source frame around the crop, box drawn, RGB; None without a video."""
+    """The region of the source frame (video frame or still image) around the crop, with the
+    box drawn, as RGB (H, W, 3); None when the source file is not on disk or unreadable."""
     if not card.has_frame:
         return None
     import cv2
 
-    cap = cv2.VideoCapture(card.source_uri)
-    try:
-        cap.set(cv2.CAP_PROP_POS_FRAMES, card.frame_index)
-        ok, frame = cap.read()
-    finally:
-        cap.release()
-    if not ok:
+    if card.source_kind == "image":
+        frame = cv2.imread(card.source_uri, cv2.IMREAD_COLOR)
+    else:
+        cap = cv2.VideoCapture(card.source_uri)
+        try:
+            cap.set(cv2.CAP_PROP_POS_FRAMES, card.frame_index)
+            ok, frame = cap.read()
+        finally:
+            cap.release()
+        frame = frame if ok else None
+    if frame is None:
         return None
     h, w = frame.shape[:2]
     x1, y1, x2, y2 = card.box

@@ -266,3 +266,26 @@ def test_label_page_cold_start_without_model(tmp_path, monkeypatch):
         at.button(key="btn_mask").click().run()
     assert reasons == {"cold_start", "random"}
     assert any(m.value == "**model: no prediction**" for m in at.markdown)
+
+
+def test_label_page_shows_the_frame_around_the_crop(ws, tmp_path):
+    import cv2
+    import numpy as np
+    from sqlalchemy import update
+
+    video = tmp_path / "cam.avi"
+    out = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5, (320, 240))
+    for i in range(400):
+        out.write(np.full((240, 320, 3), i % 255, np.uint8))
+    out.release()
+    with ws.session() as s:
+        s.execute(update(db.Source).values(uri=str(video)))
+    at = signed_in(ws, "alice", "label.py")
+    assert not at.get("image")
+    at.toggle(key="opt_frame").set_value(True).run()
+    assert not at.exception
+    assert len(at.get("image")) == 1  # the frame, read from the source video
+    video.unlink()  # footage deleted after extraction: the crop alone is still labelable
+    at.button(key="btn_mask").click().run()
+    assert not at.get("image")
+    assert "no source video on disk for this crop" in [c.value for c in at.caption]
