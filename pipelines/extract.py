@@ -100,6 +100,8 @@ class Settings:
 def resolve(ws: Workspace, opts: ExtractOptions) -> Settings:
     cfg = ws.config.extract
     pick = lambda v, d: d if v is None else v  # noqa: E731
+    if opts.fps is not None and opts.every is not None:
+        raise InputError("give either --fps or --every, not both")
     every = opts.every
     fps = None if every else pick(opts.fps, cfg.fps)
     s = Settings(
@@ -109,10 +111,10 @@ def resolve(ws: Workspace, opts: ExtractOptions) -> Settings:
         min_size=float(pick(opts.min_size, cfg.min_size)),
         margin=float(pick(opts.margin, cfg.margin)),
         per_track=int(pick(opts.per_track, cfg.per_track)),
-        min_sharpness=float(pick(opts.min_sharpness, getattr(cfg, "min_sharpness", 0.0))),
+        min_sharpness=float(pick(opts.min_sharpness, cfg.min_sharpness)),
         max_seconds=opts.max_seconds,
-        long_edge=pick(opts.long_edge, getattr(cfg, "long_edge", 0)) or None,
-        batch_size=int(pick(opts.batch_size, getattr(cfg, "batch_size", 4))),
+        long_edge=pick(opts.long_edge, cfg.long_edge) or None,
+        batch_size=int(pick(opts.batch_size, cfg.batch_size)),
         chunk_frames=int(opts.chunk_frames),
     )
     if s.detector not in ("openpifpaf", "mtcnn"):

@@ -113,3 +113,17 @@ def test_compact_bounds_memory_keeping_spread_and_quality():
 def test_crop_quality_prefers_sharp_large_confident():
     q = crop_quality([20, 40, 40, 40], [100, 100, 400, 400], [0.9, 0.9, 0.9, 0.5])
     assert q[1] > q[0] and q[2] > q[1] and q[2] > q[3]
+
+
+def test_neighbour_appearing_a_second_later_is_not_the_same_head():
+    """Seen in the shared pedestrian video: a head at x=231 last seen at 3.5 s, another at x=338
+    at 4.5 s (3.3 head widths away); merging them would thin away one person's crops."""
+    tr = Tracker()
+    tr.update(np.array([box(231, 98, 30)]), 3.5)
+    ids, _ = tr.update(np.array([box(338, 97, 33)]), 4.5)
+    assert ids.tolist() == [2]
+    # while the same head a little further on after half a second is kept
+    tr = Tracker()
+    tr.update(np.array([box(263, 85, 41)]), 2.5)
+    ids, _ = tr.update(np.array([box(224, 77, 52)]), 4.0)
+    assert ids.tolist() == [1]
