@@ -231,12 +231,8 @@ def submit_label(
     ``relabel``), or when it no longer needs a vote: so no crop is labeled twice by accident, even
     if a lease expired while the annotator was away.
     """
-    if value not in allowed:
-        raise InputError(f"unknown label {value!r}; expected one of {', '.join(allowed)}")
+    crop = _labelable_crop(session, crop_id, value, allowed)
     now = now or utcnow()
-    crop = session.get(Crop, crop_id)
-    if crop is None:
-        raise QueueError(f"crop {crop_id} does not exist")
     lease = session.get(Lease, crop_id)
     live = lease is not None and lease.expires_at >= now
     if live and lease.annotator_id != annotator_id:
@@ -307,12 +303,8 @@ def relabel(
 
     The old labels stay in the history, each pointing at the new one through ``superseded_by``.
     """
-    if value not in allowed:
-        raise InputError(f"unknown label {value!r}; expected one of {', '.join(allowed)}")
+    crop = _labelable_crop(session, crop_id, value, allowed)
     now = now or utcnow()
-    crop = session.get(Crop, crop_id)
-    if crop is None:
-        raise QueueError(f"crop {crop_id} does not exist")
     label = Label(crop_id=crop_id, annotator_id=annotator_id, value=value, created_at=now,
                   seconds=seconds, sampling="review")
     session.add(label)
@@ -328,6 +320,15 @@ def relabel(
     session.flush()
     _refresh_status(session, crop)
     return label.id
+
+
+def _labelable_crop(session, crop_id: int, value: str, allowed: Sequence[str]) -> Crop:
+    if value not in allowed:
+        raise InputError(f"unknown label {value!r}; expected one of {', '.join(allowed)}")
+    crop = session.get(Crop, crop_id)
+    if crop is None:
+        raise QueueError(f"crop {crop_id} does not exist")
+    return crop
 
 
 def _active_label(session, crop_id, annotator_id):
