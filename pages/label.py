@@ -1,6 +1,7 @@
 """Label page: one crop at a time, one key per decision, the next crop already loaded."""
 from __future__ import annotations
 
+import html
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -116,9 +117,6 @@ def panel() -> None:
     elapsed_h = max((time.monotonic() - state.label_started) / 3600, 1 / 3600)
     rate = labeling.rate(ws, me["id"])
     pace = int(done / elapsed_h) if done else 0
-    # One line of text (not three st.metric): less for the browser to redraw per key press.
-    st.markdown(f"**{done}** labeled this session · **{pace}** labels/h · "
-                f"**{rate.last_hour}** in the last hour · {rate.today} today")
     if state.get("label_msg"):
         st.info(state.label_msg)
 
@@ -133,28 +131,31 @@ def panel() -> None:
     if state.get("label_shown_id") != card.crop_id:
         state.label_shown_id, state.label_shown_t = card.crop_id, time.monotonic()
 
-    left, right = st.columns([3, 2])
-    with left:
-        common.show_crop(card, size=size, pixelated=pixelated)
-        st.caption(f"crop #{card.crop_id} · {card.width}x{card.height}px · "
-                   f"{card.source_name or ''} · picked by {card.sampling or 'queue'}"
-                   + (" · second vote" if card.votes_needed > 1 else ""))
-    with right:
-        if show_guess:
-            st.markdown(f"**{common.guess_text(card)}**")
-        cols = st.columns(len(ws.config.labels))
-        for col, value in zip(cols, ws.config.labels):
-            col.button(value, key=f"btn_{value}", shortcut=KEYS[value],
-                       on_click=_decide, args=(value,), type="primary", width="stretch")
-        a, b, c = st.columns(3)
-        a.button("not a face", key="btn_not_a_face",
-                 shortcut=KEYS[NOT_A_FACE], on_click=_decide, args=(NOT_A_FACE,), width="stretch")
-        b.button("skip", key="btn_skip", shortcut=KEYS[SKIP], on_click=_decide,
-                 args=(SKIP,), width="stretch")
-        c.button("undo", key="btn_undo", shortcut=KEYS["undo"], on_click=_undo,
-                 width="stretch")
-        st.caption(f"{len(cards)} crops held for you; they return to the queue "
-                   f"{cfg.lease_seconds // 60} min after you leave.")
+    # Few elements per key press: every element is one message from the server, and the next
+    # crop appears sooner when the fragment sends ~8 of them instead of ~25.
+    counters = (f"<b>{done}</b> labeled this session · <b>{pace}</b> labels/h · "
+                f"<b>{rate.last_hour}</b> in the last hour · {rate.today} today")
+    about = (f"crop #{card.crop_id} · {card.width}x{card.height}px · "
+             f"{html.escape(card.source_name or '')} · picked by {card.sampling or 'queue'}"
+             + (" · second vote" if card.votes_needed > 1 else ""))
+    guess = f"<p><b>{common.guess_text(card)}</b></p>" if show_guess else ""
+    st.html(
+        f'<div class="label-panel"><p>{counters}</p>'
+        f'<div style="display:flex;gap:2rem;align-items:flex-start;flex-wrap:wrap">'
+        f'<div>{common.crop_html(card, size=size, pixelated=pixelated)}'
+        f'<p class="crop-about" style="opacity:.7;font-size:.85rem">{about}</p></div>'
+        f'<div>{guess}<p style="opacity:.7;font-size:.85rem">{len(cards)} crops held for you; '
+        f'they return to the queue {cfg.lease_seconds // 60} min after you leave.</p></div>'
+        f'</div></div>'
+    )
+    with st.container(horizontal=True):
+        for value in ws.config.labels:
+            st.button(value, key=f"btn_{value}", shortcut=KEYS[value], on_click=_decide,
+                      args=(value,), type="primary")
+        st.button("not a face", key="btn_not_a_face", shortcut=KEYS[NOT_A_FACE],
+                  on_click=_decide, args=(NOT_A_FACE,))
+        st.button("skip", key="btn_skip", shortcut=KEYS[SKIP], on_click=_decide, args=(SKIP,))
+        st.button("undo", key="btn_undo", shortcut=KEYS["undo"], on_click=_undo)
 
     if show_frame:
         if card.has_frame:
