@@ -213,9 +213,11 @@ def _check(frame_size, margin, min_size):
         raise ValueError(f"min_size must be >= 0, got {min_size}")
 
 
-def _finish(cx, cy, size, method, frame_size, *, margin, min_size, square) -> HeadBox:
+def _finish(cx, cy, size, method, frame_size, *, margin, min_size, square, anchor=None) -> HeadBox:
+    """``anchor``: the seen point that must lie in the frame (default: the box centre)."""
     w, h = frame_size
-    if not (0 <= cx < w and 0 <= cy < h):
+    ax, ay = anchor if anchor is not None else (cx, cy)
+    if not (0 <= ax < w and 0 <= ay < h):
         return HeadBox(size=size, method=method, reason="outside_frame")
     if size < min_size or size < 2:
         return HeadBox(size=size, method=method, reason="min_size")
@@ -260,4 +262,5 @@ def _face_box(face_box, frame_size, *, margin, min_size, square) -> HeadBox:
         return HeadBox(reason="no_head")
     size = _FACE_TO_HEAD * max(x2 - x1, y2 - y1)
     cx, cy = (x1 + x2) / 2, (y1 + y2) / 2 - 0.05 * size  # the crown is above the face box
-    return _finish(cx, cy, size, "face", frame_size, margin=margin, min_size=min_size, square=square)
+    return _finish(cx, cy, size, "face", frame_size, margin=margin, min_size=min_size,
+                   square=square, anchor=((x1 + x2) / 2, (y1 + y2) / 2))

@@ -198,3 +198,10 @@ def test_sharpness_matches_opencv_and_ranks_blur():
     assert sharpness(np.full((30, 30), 128, np.uint8)) == 0.0
     bgr = np.dstack([img, img, img])
     assert sharpness(bgr) == pytest.approx(sharpness(img), rel=1e-6)
+
+
+def test_face_at_the_top_edge_is_kept():
+    # face centre inside the frame, the head above it is not: keep it, box slid inside
+    hb = head_box_from_face((300, -2, 330, 10), FRAME)
+    assert hb.ok and hb.y1 == 0 and hb.width == hb.height
+    assert head_box_from_face((300, -30, 330, -5), FRAME).reason == "outside_frame"
