@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select
 from typer.testing import CliRunner
 
 from annotator import db, jobs, labeling, queue
