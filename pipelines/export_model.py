@@ -78,7 +78,11 @@ def run(ws: Workspace, opts: ExportOptions) -> ExportReport:
         entry.key, entry.value = "model_version", mv.name
         onnx.save(proto, str(out))
     else:
-        with torch.no_grad():
+        import warnings
+
+        with torch.no_grad(), warnings.catch_warnings():
+            # TorchScript is deprecated upstream but still what many edge runtimes load.
+            warnings.simplefilter("ignore", FutureWarning)
             traced = torch.jit.trace(net, example)
-        torch.jit.save(traced, str(out), _extra_files={"classes.json": json.dumps(classes)})
+            torch.jit.save(traced, str(out), _extra_files={"classes.json": json.dumps(classes)})
     return ExportReport(mv.name, opts.format, str(out), classes, out.stat().st_size)
