@@ -42,8 +42,11 @@ with c2:
     names = history["name"].tolist() if not history.empty else []
     version = st.selectbox("Version", names[::-1], key="promote_version",
                            disabled=not names)
-    st.button("Promote", key="promote", disabled=running or not version,
-              on_click=_start, args=(["models", "promote", str(version)],))
+    force = st.checkbox("Skip the validation gate", key="promote_force",
+                        help="Promote even if it does not beat the active model on the same "
+                        "validation set (or there is none yet).")
+    st.button("Promote", key="promote", disabled=running or not version, on_click=_start,
+              args=(["models", "promote", str(version), *(["--force"] if force else [])],))
 with c3:
     st.button("Roll back", key="rollback", disabled=running or len(names) < 2,
               on_click=_start, args=(["models", "rollback"],),

@@ -224,6 +224,23 @@ def test_models_page_starts_jobs_for_admin(ws, monkeypatch):
     assert "started job 7" in at.info[0].value
     at.button(key="promote").click().run()
     assert started[-1] == (["models", "promote", "v1"], "root")
+    at.checkbox(key="promote_force").check().run()
+    at.button(key="promote").click().run()
+    assert started[-1] == (["models", "promote", "v1", "--force"], "root")
+
+
+def test_models_page_runs_a_real_rollback_job_and_shows_it(ws):
+    from annotator import jobs
+
+    factory.add_model(ws, "v2")
+    at = signed_in(ws, "root", "admin_models.py")
+    at.button(key="rollback").click().run()
+    job_id = int(at.info[0].value.split("started job ")[1].split(":")[0])
+    job = jobs.wait(ws, job_id, timeout=120)
+    assert job.status == "done" and job.result == {"from": "v2", "to": "v1"}
+    at.run()
+    assert labeling.active_model(ws).name == "v1"
+    assert any(f"job {job_id}" in s.value and "done" in s.value for s in at.success)
 
 
 def test_extract_page_starts_extraction_of_a_server_path(ws, monkeypatch, tmp_path):
