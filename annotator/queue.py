@@ -661,14 +661,3 @@ def queue_priorities(session: Session, *, limit: int = 200_000) -> list[float]:
     return list(
         session.scalars(select(Crop.priority).where(Crop.status == UNLABELED).limit(limit))
     )
-
-
-def labeled_by(session: Session, annotator_id: int) -> set[int]:
-    """Crops this annotator has an active label on."""
-    return set(
-        session.scalars(
-            select(Label.crop_id).where(Label.annotator_id == annotator_id,
-                                        Label.superseded_by_id.is_(None),
-                                        Label.undone_at.is_(None))
-        )
-    )
