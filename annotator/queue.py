@@ -165,11 +165,15 @@ def claim_batch(
     ]
 
 
-def _claimable_filter(annotator_id: int):
-    """Crops waiting for a vote, not held by anyone, and not already labeled by this annotator."""
+def _claimable_filter(annotator_id: int, *, by_id: bool = False):
+    """Crops waiting for a vote, not held by anyone, and not already labeled by this annotator.
+
+    ``by_id=True`` is for lookups of given ids: the status test is then kept off the status
+    index (``status || ''``), or SQLite scans every unlabeled crop instead of the given ids.
+    """
     mine = aliased(Label)
     return and_(
-        Crop.status == UNLABELED,
+        ((Crop.status + "") if by_id else Crop.status) == UNLABELED,
         ~exists().where(Lease.crop_id == Crop.id),
         ~exists().where(
             mine.crop_id == Crop.id,
@@ -181,7 +185,7 @@ def _claimable_filter(annotator_id: int):
 
 
 def _claimable(session, annotator_id, want, candidates):
-    flt = _claimable_filter(annotator_id)
+    flt = _claimable_filter(annotator_id, by_id=candidates is not None)
     if candidates is None:
         ids = session.scalars(
             select(Crop.id).where(flt).order_by(Crop.priority.desc(), Crop.id).limit(want)
@@ -505,22 +509,6 @@ def _frame(rows, columns) -> pd.DataFrame:
     return pd.DataFrame([tuple(r) for r in rows], columns=columns)
 
 
-def _claimable_by_id(annotator_id: int):
-    """``_claimable_filter`` for lookups by id: the status test is kept off the status index
-    (``status || ''``), or SQLite scans every unlabeled crop instead of the given ids."""
-    mine = aliased(Label)
-    return and_(
-        (Crop.status + "") == UNLABELED,
-        ~exists().where(Lease.crop_id == Crop.id),
-        ~exists().where(
-            mine.crop_id == Crop.id,
-            mine.annotator_id == annotator_id,
-            mine.superseded_by_id.is_(None),
-            mine.undone_at.is_(None),
-        ),
-    )
-
-
 def claimable_sample(session: Session, annotator_id: int, *, size: int, seed: int) -> pd.DataFrame:
     """A uniform random sample of the claimable crops (same columns as ``claimable_top``).
 
@@ -537,7 +525,7 @@ def claimable_sample(session: Session, annotator_id: int, *, size: int, seed: in
     if lo is None or size < 1:
         return pd.DataFrame(columns=[c.key for c in cols])
     rng = np.random.default_rng(seed)
-    flt = _claimable_by_id(annotator_id)
+    flt = _claimable_filter(annotator_id, by_id=True)
     rows: dict[int, tuple] = {}
     for attempt in range(3):
         draw = np.unique(rng.integers(lo, hi + 1, size=min(hi - lo + 1, size * 4 * 4**attempt)))
