@@ -1,0 +1,1 @@
+"""Model code: the OFMClassifier network, Keras weight import, training and the registry."""
