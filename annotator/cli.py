@@ -454,6 +454,48 @@ def app_cmd(
 # --- simulation (issue 6) ----------------------------------------------------------------------
 
 
+@command(app, "simulate")
+def simulate_cmd(
+    pool: Annotated[Path, typer.Option("--pool", help="ImageFolder of labeled crops to sample from.")],
+    eval_dir: Annotated[Path, typer.Option("--eval", help="ImageFolder to evaluate on (never sampled).")],
+    dest: Annotated[Path, typer.Option("--out", help="Output folder (resumable).")],
+    strategies: Annotated[str, typer.Option(help="Comma-separated strategies.")] = "random,uncertainty,diverse,hybrid",
+    seed_size: Annotated[int, typer.Option(help="Random labels to start with.")] = 100,
+    batch: Annotated[int, typer.Option(help="Labels revealed per round.")] = 100,
+    rounds: int = 15,
+    repeats: int = 3,
+    epochs: Annotated[int, typer.Option(help="Training epochs per round (warm start).")] = 5,
+    full_epochs: Annotated[int, typer.Option(help="Epochs of the full-pool reference model.")] = 10,
+    batch_size: Annotated[int, typer.Option(help="Training batch size.")] = 16,
+    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 2e-4,
+    init: Annotated[str, typer.Option(help="none or a Keras PATH.h5 to start from.")] = "none",
+    jobs: Annotated[int, typer.Option(help="Runs in parallel processes.")] = 1,
+    random_share: float = 0.1,
+    hybrid_pool: int = 1000,
+    as_json: JsonOpt = False,
+):
+    """Replay the labeling loop on a labeled pool: how many labels each strategy needs."""
+    from pipelines import simulate
+
+    opts = simulate.SimulateOptions(
+        pool, eval_dir, dest, tuple(s.strip() for s in strategies.split(",") if s.strip()),
+        seed_size, batch, rounds, repeats, epochs, full_epochs, batch_size, lr, init=init, jobs=jobs,
+        random_share=random_share, hybrid_pool=hybrid_pool)
+    with progress_bar("simulate", enabled=not as_json) as progress:
+        report = simulate.run(opts, progress)
+    if as_json:
+        emit(report, True)
+        return
+    table = Table("strategy", "labels to 95%", "labels to 98%", "AUC", "AUC - random", "final",
+                  title=f"full-pool model: balanced accuracy {report.full_pool_balanced_accuracy:.3f}")
+    for r in report.summary:
+        table.add_row(r.strategy, str(r.labels_to_95 or "not reached"), str(r.labels_to_98 or "not reached"),
+                      f"{r.auc:.3f}", "" if r.auc_vs_random is None else f"{r.auc_vs_random:+.3f}",
+                      f"{r.final_balanced_accuracy:.3f}")
+    out.print(table)
+    out.print(f"curves: {dest / 'curves.csv'}, plot: {dest / 'curves.png'}", markup=False)
+
+
 def main() -> None:
     app()
 

@@ -16,7 +16,8 @@ import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# The repo root replaces bench/ on the path: bench/queue.py must not shadow the stdlib queue.
+sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import cv2  # noqa: E402
 
@@ -61,6 +62,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--full-epochs", type=int, default=10)
+    ap.add_argument("--batch-size", type=int, default=32, help="training batch size")
+    ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--jobs", type=int, default=1)
     args = ap.parse_args()
     eval_dir = args.out / "eval_scenes"
@@ -71,7 +74,7 @@ def main() -> None:
         pool=SHARED / "faces", eval=eval_dir, out=args.out / "run",
         strategies=tuple(args.strategies.split(",")), seed_size=args.seed_size, batch=args.batch,
         rounds=args.rounds, repeats=args.repeats, epochs=args.epochs, full_epochs=args.full_epochs,
-        jobs=args.jobs,
+        batch_size=args.batch_size, lr=args.lr, jobs=args.jobs,
     )
     from tqdm import tqdm
 

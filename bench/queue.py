@@ -14,7 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# The repo root replaces bench/ on the path: bench/queue.py must not shadow the stdlib queue.
+sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from sqlalchemy import insert  # noqa: E402
 
