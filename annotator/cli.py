@@ -315,6 +315,7 @@ def evaluate_cmd(
 def score_cmd(
     model: Annotated[Optional[str], typer.Option("--model", help="Version; default: the active.")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size")] = 256,
+    backend: Annotated[str, typer.Option("--backend", help="auto, torch or onnx.")] = "auto",
     project: ProjectOpt = DEFAULT_PROJECT,
     as_json: JsonOpt = False,
 ):

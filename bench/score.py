@@ -1,7 +1,8 @@
 """Benchmark: scoring unlabeled crops (the `annotator score` job), ours vs a per-image loop.
 
 Ours is ``pipelines.score.run`` end to end: crop ids from the database, files decoded by a
-thread pool while the previous chunk is on the model, batched inference (256), predictions
+thread pool while the previous chunk is on the model, batched inference (256; ONNX Runtime on a
+CPU by default, PyTorch with ``--backend torch``, both measured), predictions
 (probabilities, uncertainty, embedding) and queue priorities written in one short transaction
 per 2,048 crops. The baseline, measured in the same run on the same crops, is the plain loop:
 for each crop read the file, run the network on it alone, and add its prediction row
@@ -105,6 +106,7 @@ def main() -> None:
         model = OFMClassifier(ws.config.labels)
         registry.save_version(ws, model, metrics={"source": "bench"}, card="# bench", name="ours")
         registry.save_version(ws, model, metrics={"source": "bench"}, card="# bench", name="loop")
+        registry.save_version(ws, model, metrics={"source": "bench"}, card="# bench", name="torch")
         registry.activate(ws, "ours")
 
         # The network alone: batch 256 vs one crop at a time.
@@ -122,15 +124,18 @@ def main() -> None:
         net1 = n1 / (time.perf_counter() - t0)
         uncertainty(probs)
 
-        rep = score.run(ws, score.ScoreOptions())
+        rep = score.run(ws, score.ScoreOptions())  # the default: ONNX Runtime on a CPU
         ours = rep.scored / rep.seconds
+        rep_t = score.run(ws, score.ScoreOptions(model="torch", backend="torch"))
+        ours_torch = rep_t.scored / rep_t.seconds
         with ws.read_session() as s:
             loop_id = db.get_model_version(s, "loop").id
         base = baseline(ws, model, loop_id, crops[: args.baseline_crops])
         with ws.read_session() as s:
             n_pred = db.count(s, db.Prediction)
             n_prio = db.count(s, db.Crop, db.Crop.priority > 0)
-        assert rep.scored == args.crops and n_pred == args.crops + args.baseline_crops
+        assert rep.scored == rep_t.scored == args.crops
+        assert n_pred == 2 * args.crops + args.baseline_crops
         ws.dispose()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -138,7 +143,8 @@ def main() -> None:
     print(f"Scoring {args.crops} {data} crops (baseline on {args.baseline_crops}), "
           f"{torch.get_num_threads()} torch threads, load average {os.getloadavg()[0]:.1f}")
     print(f"{'pipeline':48} {'crops/s':>8} {'100K crops':>11}")
-    for label, v in (("ours: score job (read, batch 256, DB, priorities)", ours),
+    for label, v in ((f"ours: score job ({rep.backend}; read, batch 256, DB)", ours),
+                     ("ours: score job, --backend torch", ours_torch),
                      ("baseline: per-image loop (read, 1 crop, row)", base),
                      ("network only, predict() at batch 256", net),
                      ("network only, one crop at a time", net1)):
@@ -147,7 +153,8 @@ def main() -> None:
     print(json.dumps({
         "bench": "score", "data": data, "crops": args.crops, "threads": torch.get_num_threads(),
         "device": "cuda" if torch.cuda.is_available() else "cpu",
-        "crops_per_s": round(ours, 1), "baseline_crops_per_s": round(base, 1),
+        "backend": rep.backend, "crops_per_s": round(ours, 1),
+        "torch_backend_crops_per_s": round(ours_torch, 1), "baseline_crops_per_s": round(base, 1),
         "speedup": round(ours / base, 2), "network_crops_per_s": round(net, 1),
         "network_batch1_crops_per_s": round(net1, 1),
         "time_100k_s": round(1e5 / ours, 1), "baseline_time_100k_s": round(1e5 / base, 1),

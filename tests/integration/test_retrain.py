@@ -156,6 +156,7 @@ def test_score_sets_priorities_and_resumes(loop):
     ok_json("models", "promote", "v001", "--project", ws_path)  # no-op if already active
     rep = ok_json("score", "--project", ws_path)
     assert rep["model"] == "v001" and rep["active"] and rep["scored"] == 24
+    assert rep["backend"] == "onnx"  # the default on a CPU
     again = ok_json("score", "--project", ws_path)
     assert again["scored"] == 0  # resumable: scored crops are skipped
     ws = Workspace.open(ws_path)

@@ -128,3 +128,18 @@ def test_load_images(tmp_path):
     assert ok.tolist() == [True, False]
     with pytest.raises(InputError):
         load_images([tmp_path / "bad.jpg"])
+
+
+def test_onnx_predictor_matches_predict():
+    from models.training import OnnxPredictor
+
+    m = OFMClassifier().eval()
+    with torch.no_grad():
+        for bn in (x for x in m.modules() if isinstance(x, torch.nn.BatchNorm2d)):
+            bn.running_mean.uniform_(-0.5, 0.5)
+            bn.running_var.uniform_(0.5, 2.0)
+    x = _toy(37, 0)[0]
+    p1, e1 = predict(m, x, batch_size=16)
+    p2, e2 = OnnxPredictor(m)(x, batch_size=16)
+    np.testing.assert_allclose(p2, p1, atol=1e-5)
+    np.testing.assert_allclose(e2, e1, atol=1e-4)
