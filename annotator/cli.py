@@ -324,7 +324,7 @@ def score_cmd(
 
     ws = open_ws(project)
     with progress_bar("score", enabled=not as_json) as progress:
-        rep = score.run(ws, score.ScoreOptions(model, batch_size), progress)
+        rep = score.run(ws, score.ScoreOptions(model, batch_size, backend=backend), progress)
     emit(rep, as_json, f"{rep.model}: {rep.scored} crops scored ({rep.crops_per_s}/s), "
                        f"{rep.priorities_set} priorities set, {rep.unreadable} unreadable")
 
