@@ -206,7 +206,7 @@ def run_one(data: _Data, opts: SimulateOptions, strategy: str, repeat: int,
     return rows
 
 
-def full_pool_score(data: _Data, opts: SimulateOptions) -> float:
+def full_pool_score(data: _Data, opts: SimulateOptions, progress: ProgressFn = None) -> float:
     """Balanced accuracy of a model trained on the whole pool: the ceiling the curves aim at."""
     from models.training import fit
 
@@ -215,7 +215,7 @@ def full_pool_score(data: _Data, opts: SimulateOptions) -> float:
         return json.loads(cache.read_text())["balanced_accuracy"]
     model = _new_model(data.classes, opts.init)
     fit(model, data.pool_x, data.pool_y, None, None, epochs=opts.full_epochs,
-        batch_size=opts.batch_size, lr=opts.lr, seed=opts.seed)
+        batch_size=opts.batch_size, lr=opts.lr, seed=opts.seed, progress=progress)
     score = _evaluate(model, data)
     cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_text(json.dumps(score))
@@ -253,7 +253,8 @@ def run(opts: SimulateOptions, progress: ProgressFn = None) -> SimulateReport:
         done += 1
         progress(done, total, msg)
 
-    full = full_pool_score(data, opts)
+    full = full_pool_score(data, opts, lambda d, t, msg="": progress(
+        0, total, f"full-pool reference model: epoch {d}/{t} {msg}"))
     rows: list[dict] = []
     if opts.jobs == 1:
         for s, r in tasks:
