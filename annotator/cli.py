@@ -75,7 +75,7 @@ def emit(data, as_json: bool, human: str | None = None) -> None:
     if as_json:
         print(json.dumps(data, default=str))
     elif human is not None:
-        out.print(human, markup=False)
+        out.print(human, markup=False, soft_wrap=True)
 
 
 @contextmanager
