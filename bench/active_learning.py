@@ -5,7 +5,7 @@ EVAL crops are cut from ../shared/data/scenes with the product's own face-box ->
 other cameras, smaller and blurrier faces than the pool. Prints the strategy table (random is the
 reference) and ends with one JSON line. Writes curves.csv / curves.png to --out.
 
-Usage: python bench/active_learning.py [--rounds 10] [--repeats 2] [--epochs 4] [--out bench/out/al]
+Usage: python bench/active_learning.py [--rounds 8] [--repeats 2] [--epochs 4] [--out bench/out/al]
 """
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ def main() -> None:
     ap.add_argument("--strategies", default="random,uncertainty,diverse,hybrid")
     ap.add_argument("--seed-size", type=int, default=100)
     ap.add_argument("--batch", type=int, default=100)
-    ap.add_argument("--rounds", type=int, default=10)
+    ap.add_argument("--rounds", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--full-epochs", type=int, default=10)
