@@ -24,9 +24,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-# bench/ holds scripts named like stdlib modules (queue.py): keep it off the import path.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-sys.path.insert(0, str(REPO))
+sys.path[0] = str(REPO)  # replaces bench/, whose queue.py would shadow the stdlib queue
 
 from annotator.workspace import Workspace  # noqa: E402
 from pipelines import extract  # noqa: E402

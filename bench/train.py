@@ -24,8 +24,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-sys.path.insert(0, str(REPO))
+sys.path[0] = str(REPO)  # replaces bench/, whose queue.py would shadow the stdlib queue
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path[0] = str(REPO)  # replaces bench/, whose queue.py would shadow the stdlib queue
 
 from tests.app import factory  # noqa: E402
 from tests.e2e import browser as B  # noqa: E402
