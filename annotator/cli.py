@@ -466,6 +466,7 @@ def simulate_cmd(
     rounds: int = 15,
     repeats: int = 3,
     epochs: Annotated[int, typer.Option(help="Training epochs per round (warm start).")] = 5,
+    min_steps: Annotated[int, typer.Option(help="At least this many optimizer steps per round.")] = 100,
     full_epochs: Annotated[int, typer.Option(help="Epochs of the full-pool reference model.")] = 10,
     batch_size: Annotated[int, typer.Option(help="Training batch size.")] = 16,
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 2e-4,
@@ -480,7 +481,7 @@ def simulate_cmd(
 
     opts = simulate.SimulateOptions(
         pool, eval_dir, dest, tuple(s.strip() for s in strategies.split(",") if s.strip()),
-        seed_size, batch, rounds, repeats, epochs, full_epochs, batch_size, lr, init=init, jobs=jobs,
+        seed_size, batch, rounds, repeats, epochs, min_steps, full_epochs, batch_size, lr, init=init, jobs=jobs,
         random_share=random_share, hybrid_pool=hybrid_pool)
     with progress_bar("simulate", enabled=not as_json) as progress:
         report = simulate.run(opts, progress)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -40,6 +41,7 @@ class SimulateOptions:
     rounds: int = 15
     repeats: int = 3
     epochs: int = 5  # per round, warm-started from the previous round's weights
+    min_steps: int = 100  # at least this many optimizer steps per round: small seed sets still learn
     full_epochs: int = 10  # the full-pool reference model
     batch_size: int = 16
     lr: float = 2e-4
@@ -175,6 +177,7 @@ def run_one(data: _Data, opts: SimulateOptions, strategy: str, repeat: int,
     from models.training import fit, predict
 
     ckpt = Path(opts.out) / "runs" / f"{strategy}-{repeat}.pt"
+    torch.manual_seed(opts.seed + repeat)  # every strategy of a repeat starts from the same weights
     model = _new_model(data.classes, opts.init)
     if ckpt.exists():
         state = torch.load(ckpt, weights_only=False)
@@ -192,7 +195,8 @@ def run_one(data: _Data, opts: SimulateOptions, strategy: str, repeat: int,
                                  groups=data.pool_groups[rest], random_share=opts.random_share,
                                  pool=opts.hybrid_pool, seed=opts.seed + 7919 * repeat + rnd)
             labeled = np.sort(np.concatenate([labeled, rest[[i for i, _ in picks]]]))
-        fit(model, data.pool_x[labeled], data.pool_y[labeled], None, None, epochs=opts.epochs,
+        epochs = max(opts.epochs, math.ceil(opts.min_steps * opts.batch_size / labeled.size))
+        fit(model, data.pool_x[labeled], data.pool_y[labeled], None, None, epochs=epochs,
             batch_size=opts.batch_size, lr=opts.lr, seed=opts.seed + repeat * 100 + rnd)
         rows.append({"strategy": strategy, "repeat": repeat, "round": rnd,
                      "labels": int(labeled.size), **_evaluate(model, data)})

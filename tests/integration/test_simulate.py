@@ -24,6 +24,7 @@ def test_tiny_simulation(tmp_path, shared_data):
     out = tmp_path / "sim"
     args = ["simulate", "--pool", pool, "--eval", ev, "--out", out, "--strategies", "random,hybrid",
             "--rounds", "2", "--repeats", "1", "--seed-size", "40", "--batch", "30", "--epochs", "1",
+            "--min-steps", "3",
             "--full-epochs", "2", "--json"]
     r = CliRunner().invoke(app, [str(a) for a in args])
     assert r.exit_code == 0, r.output
@@ -35,6 +36,9 @@ def test_tiny_simulation(tmp_path, shared_data):
     assert len(rows) == 2 * 3  # 2 strategies x rounds 0..2
     assert [int(r["labels"]) for r in rows if r["strategy"] == "hybrid"] == [40, 70, 100]
     assert set(rows[0]) == set(simulate.CURVE_FIELDS)
+    # Strategies of one repeat share the seed set and the starting weights: a fair start.
+    start = {r["strategy"]: r["balanced_accuracy"] for r in rows if r["round"] == "0"}
+    assert start["random"] == start["hybrid"]
     assert (out / "curves.png").stat().st_size > 10_000
     # Resuming with the same settings redoes nothing and gives the same curves.
     before = (out / "curves.csv").read_text()
