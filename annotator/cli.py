@@ -489,11 +489,12 @@ def simulate_cmd(
         emit(report, True)
         return
     table = Table("strategy", "labels to 95%", "labels to 98%", "AUC", "AUC - random", "final",
+                  "labels to random's final",
                   title=f"full-pool model: balanced accuracy {report.full_pool_balanced_accuracy:.3f}")
     for r in report.summary:
         table.add_row(r.strategy, str(r.labels_to_95 or "not reached"), str(r.labels_to_98 or "not reached"),
                       f"{r.auc:.3f}", "" if r.auc_vs_random is None else f"{r.auc_vs_random:+.3f}",
-                      f"{r.final_balanced_accuracy:.3f}")
+                      f"{r.final_balanced_accuracy:.3f}", str(r.labels_to_random_final or "-"))
     out.print(table)
     out.print(f"curves: {dest / 'curves.csv'}, plot: {dest / 'curves.png'}", markup=False)
 

@@ -90,18 +90,20 @@ def main() -> None:
     bar.close()
     print(f"pool {report.pool_size} faces, EVAL {report.eval_size} scene crops; "
           f"full-pool model balanced accuracy {report.full_pool_balanced_accuracy:.3f}")
-    print(f"{'strategy':<12} {'labels->95%':>12} {'labels->98%':>12} {'AUC':>7} {'vs random':>10} {'final':>7}")
+    print(f"{'strategy':<12} {'labels->95%':>12} {'labels->98%':>12} {'AUC':>7} {'vs random':>10} {'final':>7} {'->random final':>15}")
     for s in report.summary:
         vs = "" if s.auc_vs_random is None else f"{s.auc_vs_random:+.3f}"
         print(f"{s.strategy:<12} {str(s.labels_to_95 or '-'):>12} {str(s.labels_to_98 or '-'):>12} "
-              f"{s.auc:>7.3f} {vs:>10} {s.final_balanced_accuracy:>7.3f}")
+              f"{s.auc:>7.3f} {vs:>10} {s.final_balanced_accuracy:>7.3f} {str(s.labels_to_random_final or '-'):>15}")
     print(json.dumps({
         "bench": "active_learning", "pool": report.pool_size, "eval": report.eval_size,
         "full_pool_balanced_accuracy": report.full_pool_balanced_accuracy,
         "seconds": report.seconds,
         "strategies": {s.strategy: {"labels_to_95": s.labels_to_95, "labels_to_98": s.labels_to_98,
                                     "auc": s.auc, "auc_vs_random": s.auc_vs_random,
-                                    "final": s.final_balanced_accuracy} for s in report.summary},
+                                    "final": s.final_balanced_accuracy,
+                                    "labels_to_random_final": s.labels_to_random_final}
+                       for s in report.summary},
     }))
 
 

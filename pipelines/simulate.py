@@ -60,6 +60,9 @@ class StrategySummary:
     auc: float  # mean balanced accuracy over the labeling budget (area under the curve)
     auc_vs_random: float | None
     final_balanced_accuracy: float
+    # Labels needed to reach random's balanced accuracy at the full budget: the labels saved,
+    # read without the full-pool model (which can sit below a well-chosen subset).
+    labels_to_random_final: int | None = None
 
 
 @dataclass
@@ -177,6 +180,9 @@ def run_one(data: _Data, opts: SimulateOptions, strategy: str, repeat: int,
     from models.training import fit, predict
 
     ckpt = Path(opts.out) / "runs" / f"{strategy}-{repeat}.pt"
+    # One thread per run: float sums depend on the thread count, and strategies compared in one
+    # repeat must train identically until their picks differ, whatever --jobs was.
+    torch.set_num_threads(1)
     torch.manual_seed(opts.seed + repeat)  # every strategy of a repeat starts from the same weights
     model = _new_model(data.classes, opts.init)
     if ckpt.exists():
@@ -226,10 +232,7 @@ def full_pool_score(data: _Data, opts: SimulateOptions, progress: ProgressFn = N
     return score["balanced_accuracy"]
 
 
-def _worker(opts: SimulateOptions, strategy: str, repeat: int, threads: int) -> list[dict]:
-    import torch
-
-    torch.set_num_threads(threads)
+def _worker(opts: SimulateOptions, strategy: str, repeat: int) -> list[dict]:
     return run_one(_load(opts), opts, strategy, repeat)
 
 
@@ -261,14 +264,19 @@ def run(opts: SimulateOptions, progress: ProgressFn = None) -> SimulateReport:
         0, total, f"full-pool reference model: epoch {d}/{t} {msg}"))
     rows: list[dict] = []
     if opts.jobs == 1:
-        for s, r in tasks:
-            rows += run_one(data, opts, s, r, tick)
+        import torch
+
+        threads = torch.get_num_threads()
+        try:
+            for s, r in tasks:
+                rows += run_one(data, opts, s, r, tick)
+        finally:
+            torch.set_num_threads(threads)  # run_one trains on one thread; give the caller its own back
     else:
         import multiprocessing as mp
 
-        threads = max(1, (os.cpu_count() or 1) // opts.jobs)
         with ProcessPoolExecutor(opts.jobs, mp_context=mp.get_context("spawn")) as ex:
-            futures = [ex.submit(_worker, opts, s, r, threads) for s, r in tasks]
+            futures = [ex.submit(_worker, opts, s, r) for s, r in tasks]
             for fut in as_completed(futures):
                 got = fut.result()
                 rows += got
@@ -332,17 +340,18 @@ def curve_auc(labels: np.ndarray, score: np.ndarray) -> float:
 
 def summarize(rows: list[dict], full_pool: float) -> list[StrategySummary]:
     strategies = sorted({r["strategy"] for r in rows}, key=lambda s: (s != "random", s))
-    out, random_auc = [], None
+    out, random_auc, random_final = [], None, None
     for s in strategies:
         labels, score = mean_curve(rows, s)
         auc = curve_auc(labels, score)
         if s == "random":
-            random_auc = auc
+            random_auc, random_final = auc, float(score[-1])
         out.append(StrategySummary(
             s, labels_to_reach(labels, score, 0.95 * full_pool),
             labels_to_reach(labels, score, 0.98 * full_pool), round(auc, 4),
             None if random_auc is None or s == "random" else round(auc - random_auc, 4),
             round(float(score[-1]), 4),
+            None if random_final is None else labels_to_reach(labels, score, random_final),
         ))
     return out
 

@@ -44,6 +44,11 @@ def test_tiny_simulation(tmp_path, shared_data):
     before = (out / "curves.csv").read_text()
     r = CliRunner().invoke(app, [str(a) for a in args])
     assert r.exit_code == 0 and (out / "curves.csv").read_text() == before
+    # Parallel repeats train exactly as serial ones: results do not depend on --jobs.
+    i = args.index("--out") + 1
+    r = CliRunner().invoke(app, [str(a) for a in args[:i] + [tmp_path / "sim2"] + args[i + 1:]] + ["--jobs", "2"])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "sim2" / "curves.csv").read_text() == before
     # Other settings on the same OUT are refused in one line.
     r = CliRunner().invoke(app, [str(a) for a in args[:-1]] + ["--batch", "10"])
     assert r.exit_code != 0 and "other settings" in r.output
@@ -58,3 +63,6 @@ def test_summaries_are_pure_and_correct():
     assert summary["random"].labels_to_95 is None  # 0.7 < 0.76
     assert summary["hybrid"].labels_to_95 == 300 and summary["hybrid"].labels_to_98 == 300
     assert summary["hybrid"].auc_vs_random > 0
+    # Random's final 0.7 is reached by hybrid at 200 labels: a third of the labels saved.
+    assert summary["random"].labels_to_random_final == 300
+    assert summary["hybrid"].labels_to_random_final == 200
