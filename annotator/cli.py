@@ -488,13 +488,16 @@ def simulate_cmd(
     if as_json:
         emit(report, True)
         return
-    table = Table("strategy", "labels to 95%", "labels to 98%", "AUC", "AUC - random", "final",
-                  "labels to random's final",
-                  title=f"full-pool model: balanced accuracy {report.full_pool_balanced_accuracy:.3f}")
+    table = Table("strategy", "to 95%", "to 98%", "AUC", "vs random", "final", "to random", "ahead",
+                  title=f"full-pool model: balanced accuracy {report.full_pool_balanced_accuracy:.3f}",
+                  caption="to 95% / 98% / random: labels to reach that share of the full-pool model's, "
+                          "or random's final, balanced accuracy; ahead: repeats whose AUC beats random's")
+    table.columns[0].no_wrap = True
     for r in report.summary:
         table.add_row(r.strategy, str(r.labels_to_95 or "not reached"), str(r.labels_to_98 or "not reached"),
                       f"{r.auc:.3f}", "" if r.auc_vs_random is None else f"{r.auc_vs_random:+.3f}",
-                      f"{r.final_balanced_accuracy:.3f}", str(r.labels_to_random_final or "-"))
+                      f"{r.final_balanced_accuracy:.3f}", str(r.labels_to_random_final or "-"),
+                      "" if r.repeats_ahead_of_random is None else f"{r.repeats_ahead_of_random}/{r.repeats}")
     out.print(table)
     out.print(f"curves: {dest / 'curves.csv'}, plot: {dest / 'curves.png'}", markup=False)
 

@@ -5,7 +5,7 @@ EVAL crops are cut from ../shared/data/scenes with the product's own face-box ->
 other cameras, smaller and blurrier faces than the pool. Prints the strategy table (random is the
 reference) and ends with one JSON line. Writes curves.csv / curves.png to --out.
 
-Usage: python bench/active_learning.py [--rounds 8] [--repeats 2] [--epochs 4] [--out bench/out/al]
+Usage: python bench/active_learning.py [--rounds 8] [--repeats 3] [--epochs 4] [--out bench/out/al]
 """
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ def main() -> None:
     ap.add_argument("--seed-size", type=int, default=100)
     ap.add_argument("--batch", type=int, default=100)
     ap.add_argument("--rounds", type=int, default=8)
-    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--full-epochs", type=int, default=10)
     ap.add_argument("--batch-size", type=int, default=32, help="training batch size")
@@ -90,11 +90,12 @@ def main() -> None:
     bar.close()
     print(f"pool {report.pool_size} faces, EVAL {report.eval_size} scene crops; "
           f"full-pool model balanced accuracy {report.full_pool_balanced_accuracy:.3f}")
-    print(f"{'strategy':<12} {'labels->95%':>12} {'labels->98%':>12} {'AUC':>7} {'vs random':>10} {'final':>7} {'->random final':>15}")
+    print(f"{'strategy':<12} {'labels->95%':>12} {'labels->98%':>12} {'AUC':>7} {'vs random':>10} {'final':>7} {'->random final':>15} {'ahead':>6}")
     for s in report.summary:
         vs = "" if s.auc_vs_random is None else f"{s.auc_vs_random:+.3f}"
         print(f"{s.strategy:<12} {str(s.labels_to_95 or '-'):>12} {str(s.labels_to_98 or '-'):>12} "
-              f"{s.auc:>7.3f} {vs:>10} {s.final_balanced_accuracy:>7.3f} {str(s.labels_to_random_final or '-'):>15}")
+              f"{s.auc:>7.3f} {vs:>10} {s.final_balanced_accuracy:>7.3f} {str(s.labels_to_random_final or '-'):>15} "
+              f"{'' if s.repeats_ahead_of_random is None else f'{s.repeats_ahead_of_random}/{s.repeats}':>6}")
     print(json.dumps({
         "bench": "active_learning", "pool": report.pool_size, "eval": report.eval_size,
         "full_pool_balanced_accuracy": report.full_pool_balanced_accuracy,
@@ -102,7 +103,8 @@ def main() -> None:
         "strategies": {s.strategy: {"labels_to_95": s.labels_to_95, "labels_to_98": s.labels_to_98,
                                     "auc": s.auc, "auc_vs_random": s.auc_vs_random,
                                     "final": s.final_balanced_accuracy,
-                                    "labels_to_random_final": s.labels_to_random_final}
+                                    "labels_to_random_final": s.labels_to_random_final,
+                                    "repeats_ahead_of_random": s.repeats_ahead_of_random}
                        for s in report.summary},
     }))
 

@@ -63,6 +63,10 @@ class StrategySummary:
     # Labels needed to reach random's balanced accuracy at the full budget: the labels saved,
     # read without the full-pool model (which can sit below a well-chosen subset).
     labels_to_random_final: int | None = None
+    # Repeats in which this strategy's AUC beats random's AUC of the same repeat (same seed set,
+    # same starting weights): how steady the gain is, not just its mean.
+    repeats_ahead_of_random: int | None = None
+    repeats: int = 0
 
 
 @dataclass
@@ -338,20 +342,34 @@ def curve_auc(labels: np.ndarray, score: np.ndarray) -> float:
     return area / float(labels[-1] - labels[0])
 
 
+def repeat_aucs(rows: list[dict], strategy: str) -> dict[int, float]:
+    """AUC of each repeat's curve for one strategy."""
+    runs: dict[int, list[tuple[int, float]]] = {}
+    for r in rows:
+        if r["strategy"] == strategy:
+            runs.setdefault(int(r["repeat"]), []).append((int(r["labels"]), float(r["balanced_accuracy"])))
+    return {k: curve_auc(*map(np.array, zip(*sorted(v)))) for k, v in runs.items()}
+
+
 def summarize(rows: list[dict], full_pool: float) -> list[StrategySummary]:
     strategies = sorted({r["strategy"] for r in rows}, key=lambda s: (s != "random", s))
     out, random_auc, random_final = [], None, None
+    random_runs = repeat_aucs(rows, "random")
     for s in strategies:
         labels, score = mean_curve(rows, s)
         auc = curve_auc(labels, score)
+        runs = repeat_aucs(rows, s)
         if s == "random":
             random_auc, random_final = auc, float(score[-1])
+        ahead = None if s == "random" or not random_runs else sum(
+            runs[k] > random_runs[k] for k in runs if k in random_runs)
         out.append(StrategySummary(
             s, labels_to_reach(labels, score, 0.95 * full_pool),
             labels_to_reach(labels, score, 0.98 * full_pool), round(auc, 4),
             None if random_auc is None or s == "random" else round(auc - random_auc, 4),
             round(float(score[-1]), 4),
             None if random_final is None else labels_to_reach(labels, score, random_final),
+            ahead, len(runs),
         ))
     return out
 

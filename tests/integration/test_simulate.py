@@ -66,3 +66,5 @@ def test_summaries_are_pure_and_correct():
     # Random's final 0.7 is reached by hybrid at 200 labels: a third of the labels saved.
     assert summary["random"].labels_to_random_final == 300
     assert summary["hybrid"].labels_to_random_final == 200
+    assert summary["hybrid"].repeats_ahead_of_random == 2 and summary["hybrid"].repeats == 2
+    assert summary["random"].repeats_ahead_of_random is None
