@@ -40,10 +40,14 @@ def test_tiny_simulation(tmp_path, shared_data):
     start = {r["strategy"]: r["balanced_accuracy"] for r in rows if r["round"] == "0"}
     assert start["random"] == start["hybrid"]
     assert (out / "curves.png").stat().st_size > 10_000
-    # Resuming with the same settings redoes nothing and gives the same curves.
+    # Resuming with the same settings redoes nothing and gives the same curves; without --json
+    # the same summary comes as a table, random first as the reference.
     before = (out / "curves.csv").read_text()
-    r = CliRunner().invoke(app, [str(a) for a in args])
+    r = CliRunner().invoke(app, [str(a) for a in args[:-1]])
     assert r.exit_code == 0 and (out / "curves.csv").read_text() == before
+    cells = [line.split()[1] for line in r.stdout.splitlines() if line.startswith("│")]
+    assert [c for c in cells if c != "│"] == ["random", "hybrid"]  # "│": a wrapped cell's 2nd line
+    assert "ahead" in r.stdout and str(out / "curves.png") in r.stdout
     # Parallel repeats train exactly as serial ones: results do not depend on --jobs.
     i = args.index("--out") + 1
     r = CliRunner().invoke(app, [str(a) for a in args[:i] + [tmp_path / "sim2"] + args[i + 1:]] + ["--jobs", "2"])
