@@ -18,7 +18,7 @@ test: setup
 	$(PY) -m pytest -q
 
 bench: setup
-	for b in bench/*.py; do $(PY) $$b || exit 1; done
+	for b in $$(ls bench/*.py | grep -v __init__); do $(PY) -m bench.$$(basename $$b .py) || exit 1; done
 
 clean-venv:
 	rm -rf $(VENV)

@@ -1,6 +1,12 @@
-"""The workspace's config.toml: label set, sampling, training and extraction defaults."""
+"""The workspace's config.toml: label set, sampling, training, extraction, sign-in and limits.
+
+Every value is type- and range-checked when the file is read, so a typo gives one clear line
+(``config.toml: sampling.batch_size must be an integer >= 1, got "x"``) instead of a failure
+deep inside a job.
+"""
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -11,6 +17,16 @@ from annotator.errors import WorkspaceError
 NOT_A_FACE = "not_a_face"
 SKIP = "skip"
 SPECIAL_LABELS = (NOT_A_FACE, SKIP)
+DETECTOR_CHOICES = ("auto", "yunet", "mtcnn", "openpifpaf")
+STRATEGY_CHOICES = ("hybrid", "uncertainty", "diverse", "random")
+
+
+def _int(lo=None, hi=None):
+    return ("int", lo, hi)
+
+
+def _float(lo=None, hi=None):
+    return ("float", lo, hi)
 
 
 @dataclass
@@ -21,6 +37,10 @@ class SamplingConfig:
     lease_seconds: int = 600  # an abandoned claim comes back after this
     double_annotation: float = 0.0  # share of crops sent to two annotators (agreement)
     hybrid_pool: int = 3000  # most-uncertain crops among which a diverse batch is picked
+
+    RULES = {"strategy": STRATEGY_CHOICES, "batch_size": _int(1, 1000),
+             "random_share": _float(0, 1), "lease_seconds": _int(10), "double_annotation": _float(0, 1),
+             "hybrid_pool": _int(1)}
 
 
 @dataclass
@@ -33,6 +53,10 @@ class TrainingConfig:
     synthetic_masks: bool = False  # paste masks from mask_overlays on no_mask crops
     mask_overlays: str = ""  # folder of RGBA mask PNGs (e.g. ../shared/data/mask_overlays)
 
+    RULES = {"epochs": _int(1, 10_000), "batch_size": _int(2, 65_536), "lr": _float(1e-9, 1),
+             "val_fraction": _float(0, 0.99), "seed": _int(0), "synthetic_masks": bool,
+             "mask_overlays": str}
+
 
 @dataclass
 class ExtractConfig:
@@ -43,8 +67,37 @@ class ExtractConfig:
     margin: float = 0.15
     per_track: int = 3
     min_sharpness: float = 0.0  # variance of the Laplacian; 0 keeps blurry crops too
+    min_score: float = -1.0  # detector confidence 0..1; -1: each detector's measured default
     long_edge: int = 0  # OpenPifPaf resizes frames to this long edge; 0 = native size
     batch_size: int = 4  # frames per detector call
+
+    RULES = {"detector": DETECTOR_CHOICES, "checkpoint": str, "fps": _float(1e-6, 1000),
+             "min_size": _int(0, 10_000), "margin": _float(0, 10), "per_track": _int(1, 1000),
+             "min_sharpness": _float(0), "min_score": _float(-1, 1), "long_edge": _int(0, 20_000),
+             "batch_size": _int(1, 256)}
+
+
+@dataclass
+class AuthConfig:
+    min_password_length: int = 10
+    max_failures: int = 5  # wrong passwords in a row (per account, per client) before a lockout
+    lockout_minutes: float = 15.0
+    session_hours: float = 12.0  # a signed-in browser stays signed in this long
+
+    RULES = {"min_password_length": _int(8, 1000), "max_failures": _int(1, 1000),
+             "lockout_minutes": _float(0.1, 100_000), "session_hours": _float(0.05, 24 * 365)}
+
+
+@dataclass
+class LimitsConfig:
+    max_image_pixels: int = 40_000_000  # larger pictures are counted unreadable, never decoded
+    max_upload_mb: int = 2048
+
+    RULES = {"max_image_pixels": _int(1, 10**10), "max_upload_mb": _int(1, 10**6)}
+
+
+SECTIONS = {"sampling": SamplingConfig, "training": TrainingConfig, "extract": ExtractConfig,
+            "auth": AuthConfig, "limits": LimitsConfig}
 
 
 @dataclass
@@ -53,6 +106,8 @@ class Config:
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     extract: ExtractConfig = field(default_factory=ExtractConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
 
     @property
     def label_values(self) -> list[str]:
@@ -65,40 +120,74 @@ def load_config(path: Path) -> Config:
         raw = tomllib.loads(path.read_text())
     except FileNotFoundError:
         raise WorkspaceError(f"{path} is missing; run `annotator init`") from None
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise WorkspaceError(f"{path} is not valid TOML: {exc}") from None
-    try:
-        cfg = Config(
-            labels=[str(x) for x in raw.get("labels", Config().labels)],
-            sampling=SamplingConfig(**raw.get("sampling", {})),
-            training=TrainingConfig(**raw.get("training", {})),
-            extract=ExtractConfig(**raw.get("extract", {})),
-        )
-    except TypeError as exc:
-        raise WorkspaceError(f"{path}: unknown setting ({exc})") from None
-    clash = set(cfg.labels) & set(SPECIAL_LABELS)
-    if len(cfg.labels) < 2 or clash or len(set(cfg.labels)) != len(cfg.labels):
-        raise WorkspaceError(f"{path}: labels must be 2+ distinct names other than {SPECIAL_LABELS}")
-    return cfg
+    return parse_config(raw, where=str(path))
+
+
+def parse_config(raw: dict, *, where: str = "config.toml") -> Config:
+    """A checked Config from parsed TOML; WorkspaceError names the first bad value."""
+    unknown = set(raw) - {"labels", *SECTIONS}
+    if unknown:
+        raise WorkspaceError(f"{where}: unknown setting {sorted(unknown)[0]!r}")
+    labels = raw.get("labels", Config().labels)
+    if (not isinstance(labels, list) or not all(isinstance(x, str) and x.strip() for x in labels)):
+        raise WorkspaceError(f"{where}: labels must be a list of names, e.g. [\"mask\", \"no_mask\"]"
+                             f", got {labels!r}")
+    clash = set(labels) & set(SPECIAL_LABELS)
+    if len(labels) < 2 or clash or len(set(labels)) != len(labels):
+        raise WorkspaceError(f"{where}: labels must be 2+ distinct names other than {SPECIAL_LABELS}")
+    sections = {}
+    for name, cls in SECTIONS.items():
+        values = raw.get(name, {})
+        if not isinstance(values, dict):
+            raise WorkspaceError(f"{where}: [{name}] must be a table")
+        known = {f.name for f in fields(cls)}
+        for key in values:
+            if key not in known:
+                raise WorkspaceError(f"{where}: unknown setting {name}.{key}")
+        sections[name] = cls(**{k: _checked(f"{name}.{k}", v, cls.RULES[k], where)
+                                for k, v in values.items()})
+    return Config(labels=list(labels), **sections)
+
+
+def _checked(key: str, value, rule, where: str):
+    def bad(expect: str):
+        return WorkspaceError(f"{where}: {key} must be {expect}, got {value!r}")
+
+    if rule is bool:
+        if not isinstance(value, bool):
+            raise bad("true or false")
+        return value
+    if rule is str:
+        if not isinstance(value, str):
+            raise bad("a string")
+        return value
+    if isinstance(rule, tuple) and rule and rule[0] in ("int", "float"):
+        kind, lo, hi = rule
+        ok_type = (isinstance(value, int) if kind == "int" else isinstance(value, (int, float)))
+        if isinstance(value, bool) or not ok_type or (kind == "float" and not math.isfinite(value)):
+            raise bad("an integer" if kind == "int" else "a number")
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            rng = (f">= {lo}" if hi is None else f"between {lo} and {hi}")
+            raise bad(f"{'an integer' if kind == 'int' else 'a number'} {rng}")
+        return float(value) if kind == "float" else value
+    if not isinstance(value, str) or value not in rule:  # a tuple of choices
+        raise bad("one of " + ", ".join(rule))
+    return value
 
 
 def dump_config(cfg: Config) -> str:
     """TOML text with a comment per section, written once by `annotator init`."""
 
     def table(obj) -> str:
-        lines = []
-        for f in fields(obj):
-            v = getattr(obj, f.name)
-            lines.append(f"{f.name} = {_toml_value(v)}")
-        return "\n".join(lines)
+        return "\n".join(f"{f.name} = {_toml_value(getattr(obj, f.name))}" for f in fields(obj))
 
     return (
         "# facemask-annotator workspace settings\n"
         "# Classes the classifier learns (annotators can also say not_a_face or skip).\n"
         f"labels = {_toml_value(cfg.labels)}\n\n"
-        "[sampling]\n" + table(cfg.sampling) + "\n\n"
-        "[training]\n" + table(cfg.training) + "\n\n"
-        "[extract]\n" + table(cfg.extract) + "\n"
+        + "\n\n".join(f"[{name}]\n" + table(getattr(cfg, name)) for name in SECTIONS) + "\n"
     )
 
 

@@ -92,9 +92,6 @@ def group_ids(
     """
     if by not in ("track", "source"):
         raise ValueError(f"by must be 'track' or 'source', got {by!r}")
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
     n = len(sha256)
     if not (len(source) == len(track) == n):
         raise ValueError("source, track and sha256 must have the same length")
@@ -119,8 +116,29 @@ def group_ids(
         pairs = near_duplicate_pairs(hashes, max_distance=max_distance)
         rows.extend(pairs[:, 0].tolist())
         cols.extend(pairs[:, 1].tolist())
-    graph = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, n))
-    _, labels = connected_components(graph, directed=False)
+    return _components(n, rows, cols)
+
+
+def _components(n: int, rows: Sequence[int], cols: Sequence[int]) -> np.ndarray:
+    """Connected components of an undirected graph given as edge lists (union-find).
+
+    Components are numbered by their smallest member, in order: the numbering of a breadth-first
+    labelling from node 0, so group ids do not depend on the order of the edges.
+    """
+    parent = list(range(n))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]  # path halving
+            i = parent[i]
+        return i
+
+    for a, b in zip(rows, cols):
+        ra, rb = root(int(a)), root(int(b))
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)  # the smaller index stays the root
+    roots = np.array([root(i) for i in range(n)], dtype=np.int64)
+    _, labels = np.unique(roots, return_inverse=True)  # roots are the smallest members
     return labels.astype(np.int64)
 
 

@@ -1,13 +1,20 @@
-"""Database schema, engine set-up and plain query functions.
+"""Database schema, engine set-up, and single-table row helpers.
 
-One of the two modules that import SQLAlchemy (the other is ``queue``). SQLite-specific settings
-live in ``_configure_sqlite`` only, so the same schema runs on PostgreSQL via ``ANNOTATOR_DB_URL``.
+Where a query goes:
+
+* here (``db``): the schema, the engine, dialect differences, and helpers that read or write
+  rows of one entity by its key (a source, an account, a dataset, a model version, a job);
+* ``queue``: the queue's state transitions (add crops, claim under leases, label, undo, relabel);
+* ``reports``: read models for pages, export and datasets (joins and aggregates -> DataFrames).
+
 Functions take a ``Session`` first and never commit: the caller owns the transaction.
+Dialect-specific SQL (SQLite pragmas, ``BEGIN IMMEDIATE``) lives in this module only.
 """
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Optional
+from pathlib import Path
+from typing import Any, Iterator, Optional, Sequence
 
 from sqlalchemy import (
     JSON,
@@ -22,18 +29,55 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    and_,
     create_engine,
     event,
     func,
+    insert,
     select,
+    text,
+    update,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-# Crop status: where a crop stands in the labeling queue (denormalised from labels for fast claims).
-UNLABELED, LABELED, SKIPPED, NOT_A_FACE = "unlabeled", "labeled", "skipped", "not_a_face"
-CROP_STATUSES = (UNLABELED, LABELED, SKIPPED, NOT_A_FACE)
-ROLES = ("admin", "annotator", "system")
+
+class CropStatus:
+    """Where a crop stands in the queue (denormalised from its labels for fast claims).
+
+    Not label values: a label says ``not_a_face`` (``config.NOT_A_FACE``); a crop that got it
+    is ``REJECTED`` (stored as ``"not_a_face"``) and stays out of every dataset.
+    """
+
+    UNLABELED = "unlabeled"
+    LABELED = "labeled"
+    SKIPPED = "skipped"
+    REJECTED = "not_a_face"
+    ALL = (UNLABELED, LABELED, SKIPPED, REJECTED)
+
+
+class Role:
+    ADMIN = "admin"
+    ANNOTATOR = "annotator"
+    SYSTEM = "system"  # records automatic labels (imports); cannot sign in
+    HUMAN = (ADMIN, ANNOTATOR)
+
+
+class JobStatus:
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    ACTIVE = (QUEUED, RUNNING)
+
+
+class AddedBy:
+    """How a crop entered the queue."""
+
+    EXTRACT = "extract"
+    IMPORT = "import"
+    DETECT = "detect"  # an uncertain track sent back by `annotator detect --to-queue`
 
 
 def utcnow() -> dt.datetime:
@@ -59,10 +103,10 @@ class Source(Base):
 
     __tablename__ = "sources"
     id: Mapped[int] = mapped_column(primary_key=True)
-    # Identity: the content sha256 for files, the URI for streams and folders.
+    # Identity: the content sha256 for files; the URI without its password for streams.
     key: Mapped[str] = mapped_column(String(300), unique=True)
     kind: Mapped[str] = mapped_column(String(16))  # video | image | folder | stream
-    uri: Mapped[str] = mapped_column(Text)
+    uri: Mapped[str] = mapped_column(Text)  # never holds a stream password
     name: Mapped[str] = mapped_column(String(300))
     sha256: Mapped[Optional[str]] = mapped_column(String(64))
     fps: Mapped[Optional[float]]
@@ -71,7 +115,7 @@ class Source(Base):
     height: Mapped[Optional[int]]
     # Extraction progress: frames [0, frames_done) are committed; a resumed run starts here.
     frames_done: Mapped[int] = mapped_column(default=0)
-    status: Mapped[str] = mapped_column(String(16), default="new")  # new|running|done|error
+    status: Mapped[str] = mapped_column(String(16), default="new")  # new|running|partial|done|error
     error: Mapped[Optional[str]] = mapped_column(Text)
     stats: Mapped[Optional[dict]] = mapped_column(JSON)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
@@ -107,10 +151,11 @@ class Crop(Base):
     # Content address of the image file in the crop store; identical images share one file.
     sha256: Mapped[str] = mapped_column(String(64), index=True)
     path: Mapped[str] = mapped_column(String(200))
-    status: Mapped[str] = mapped_column(String(16), default=UNLABELED)
+    status: Mapped[str] = mapped_column(String(16), default=CropStatus.UNLABELED)
     # Higher first. Set from the active model's uncertainty when crops are scored.
     priority: Mapped[float] = mapped_column(Float, default=0.0)
     votes_needed: Mapped[int] = mapped_column(default=1)
+    added_by: Mapped[Optional[str]] = mapped_column(String(16), default=AddedBy.EXTRACT)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
@@ -118,9 +163,36 @@ class Annotator(Base):
     __tablename__ = "annotators"
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
+    # Lower-cased name: "root" and "ROOT" are one account.
+    name_key: Mapped[Optional[str]] = mapped_column(String(100), unique=True)
     password_hash: Mapped[Optional[str]] = mapped_column(String(200))
-    role: Mapped[str] = mapped_column(String(16), default="annotator")
+    role: Mapped[str] = mapped_column(String(16), default=Role.ANNOTATOR)
+    disabled_at: Mapped[Optional[dt.datetime]]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class AuthFailure(Base):
+    """Wrong sign-ins counted per key (``user:NAME`` or ``client:ADDRESS``) for the lockout."""
+
+    __tablename__ = "auth_failures"
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    failures: Mapped[int] = mapped_column(default=0)
+    first_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    locked_until: Mapped[Optional[dt.datetime]]
+
+
+class UserSession(Base):
+    """A signed-in browser: only the token's sha256 is stored; sign-out revokes it here."""
+
+    __tablename__ = "user_sessions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    annotator_id: Mapped[int] = mapped_column(
+        ForeignKey("annotators.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime]
+    last_seen_at: Mapped[Optional[dt.datetime]]
+    revoked_at: Mapped[Optional[dt.datetime]]
 
 
 class Label(Base):
@@ -130,6 +202,7 @@ class Label(Base):
     __table_args__ = (
         Index("ix_labels_crop", "crop_id"),
         Index("ix_labels_annotator_time", "annotator_id", "created_at"),
+        Index("ix_labels_decision", "decision_id"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     crop_id: Mapped[int] = mapped_column(ForeignKey("crops.id", ondelete="CASCADE"))
@@ -138,6 +211,10 @@ class Label(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     seconds: Mapped[Optional[float]]  # time the annotator spent on it
     sampling: Mapped[Optional[str]] = mapped_column(String(20))  # strategy that surfaced the crop
+    # How the decision was made: key | grid | track | review | import.
+    method: Mapped[Optional[str]] = mapped_column(String(16))
+    # Labels given by one gesture (a track decision) share it; one undo reverts them all.
+    decision_id: Mapped[Optional[str]] = mapped_column(String(32))
     superseded_by_id: Mapped[Optional[int]] = mapped_column(ForeignKey("labels.id"))
     undone_at: Mapped[Optional[dt.datetime]]
 
@@ -194,20 +271,26 @@ class Prediction(Base):
 
 
 class Job(Base):
-    """A background job (extract, retrain, score) started from the UI; progress polled from here."""
+    """A background job started from the UI; its process reports progress here."""
 
     __tablename__ = "jobs"
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[str] = mapped_column(String(40))
-    args: Mapped[Optional[list]] = mapped_column(JSON)
-    status: Mapped[str] = mapped_column(String(16), default="queued")  # queued|running|done|failed
-    progress: Mapped[float] = mapped_column(Float, default=0.0)  # 0..1
+    # The job's options as a JSON object (validated by pipelines.runner before it is stored).
+    args: Mapped[Optional[Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED)
+    progress: Mapped[float] = mapped_column(Float, default=0.0)  # 0..1, never goes back
     message: Mapped[Optional[str]] = mapped_column(Text)
     result: Mapped[Optional[dict]] = mapped_column(JSON)
+    detail: Mapped[Optional[dict]] = mapped_column(JSON)  # live data for the UI (e.g. epochs)
     pid: Mapped[Optional[int]]
+    host: Mapped[Optional[str]] = mapped_column(String(255))
     log_path: Mapped[Optional[str]] = mapped_column(Text)
     started_by: Mapped[Optional[str]] = mapped_column(String(100))
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[Optional[dt.datetime]]
+    heartbeat_at: Mapped[Optional[dt.datetime]]
     finished_at: Mapped[Optional[dt.datetime]]
 
 
@@ -250,7 +333,48 @@ def _configure_sqlite(engine: Engine, *, immediate: bool) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-# --- small queries shared by jobs and pages ----------------------------------------------------
+def is_sqlite(session: Session) -> bool:
+    return session.get_bind().dialect.name == "sqlite"
+
+
+# --- shared building blocks ---------------------------------------------------------------------
+
+
+CHUNK = 500  # ids per IN (...) list: well under SQLite's and PostgreSQL's parameter limits
+
+
+def chunks(seq: Sequence, n: int = CHUNK) -> Iterator[Sequence]:
+    """``seq`` in slices of ``n`` (for IN lists and bulk statements)."""
+    for i in range(0, len(seq), n):
+        yield seq[i : i + n]
+
+
+def active_label(label=Label):
+    """The filter for a label that counts: neither undone nor superseded by a relabel.
+
+    Pass an ``aliased(Label)`` to filter an alias.
+    """
+    return and_(label.superseded_by_id.is_(None), label.undone_at.is_(None))
+
+
+def count(session: Session, model, *where) -> int:
+    return session.scalar(select(func.count()).select_from(model).where(*where)) or 0
+
+
+def next_name(session: Session, model, prefix: str, folder: Path) -> str:
+    """``d001``/``v001``...: the first name that has neither a row nor a folder.
+
+    A folder without a row is what a crash between the folder's rename and the row's insert
+    leaves behind; skipping it keeps "Retrain now" working without anyone cleaning up.
+    """
+    n = count(session, model) + 1
+    while (session.scalar(select(model.id).where(model.name == f"{prefix}{n:03d}")) is not None
+           or (Path(folder) / f"{prefix}{n:03d}").exists()):
+        n += 1
+    return f"{prefix}{n:03d}"
+
+
+# --- sources ------------------------------------------------------------------------------------
 
 
 def get_or_create_source(
@@ -298,138 +422,22 @@ def update_source_progress(
         src.stats = stats
 
 
+# --- accounts -----------------------------------------------------------------------------------
+
+
 def get_annotator(session: Session, name: str) -> Annotator | None:
-    return session.scalar(select(Annotator).where(Annotator.name == name))
-
-
-def active_model(session: Session) -> ModelVersion | None:
-    return session.scalar(select(ModelVersion).where(ModelVersion.active.is_(True)))
-
-
-def count(session: Session, model, *where) -> int:
-    return session.scalar(select(func.count()).select_from(model).where(*where)) or 0
+    """The account whose name matches case-insensitively."""
+    return session.scalar(select(Annotator).where(Annotator.name_key == name.strip().lower()))
 
 
 def list_annotators(session: Session, *, include_system: bool = False) -> list[Annotator]:
-    q = select(Annotator).order_by(Annotator.name)
+    q = select(Annotator).order_by(Annotator.name_key)
     if not include_system:
-        q = q.where(Annotator.role != "system")
+        q = q.where(Annotator.role != Role.SYSTEM)
     return list(session.scalars(q))
 
 
-# --- labeling app (issue 5): predictions, model versions and jobs for the pages ---------------
-
-
-def prediction_arrays(session: Session, model_version_id: int, crop_ids):
-    """The model's stored outputs for these crops, as arrays.
-
-    Returns ``(ids (n,), probs (n, K) float64, emb (n, D) float32 or None)`` for the crops that
-    have a prediction; ``emb`` is None unless every row has an embedding of one size.
-    """
-    import numpy as np
-
-    rows = []
-    ids = list(crop_ids)
-    for i in range(0, len(ids), 500):
-        rows += session.execute(
-            select(Prediction.crop_id, Prediction.probs, Prediction.embedding).where(
-                Prediction.model_version_id == model_version_id,
-                Prediction.crop_id.in_(ids[i : i + 500]),
-            )
-        ).all()
-    if not rows:
-        return np.zeros(0, np.int64), np.zeros((0, 2)), None
-    out_ids = np.array([r[0] for r in rows], np.int64)
-    probs = np.array([r[1] for r in rows], np.float64)
-    embs = [r[2] for r in rows]
-    emb = None
-    if all(e is not None for e in embs) and len({len(e) for e in embs}) == 1:
-        emb = np.frombuffer(b"".join(embs), np.float32).reshape(len(embs), -1)
-    return out_ids, probs, emb
-
-
-def model_versions_frame(session: Session):
-    """One row per model version, oldest first: name, created_at, promoted_at, active, classes,
-    labels (training examples, from its dataset's counts when known) and every numeric metric
-    as its own column."""
-    import pandas as pd
-
-    rows = []
-    q = select(ModelVersion, Dataset.counts).outerjoin(
-        Dataset, Dataset.id == ModelVersion.dataset_id
-    ).order_by(ModelVersion.created_at, ModelVersion.id)
-    for mv, counts in session.execute(q).all():
-        row = {"name": mv.name, "created_at": mv.created_at, "promoted_at": mv.promoted_at,
-               "active": bool(mv.active), "classes": list(mv.classes or [])}
-        metrics = mv.metrics or {}
-        for k, v in _flatten(metrics).items():
-            if isinstance(v, (int, float)) and not isinstance(v, bool):
-                row[k] = v
-        row["labels"] = _label_count(metrics, counts)
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def _flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
-
-
-def _label_count(metrics: dict, counts: dict | None):
-    flat = _flatten(metrics)
-    if isinstance(flat.get("n_train"), (int, float)) and isinstance(flat.get("n_val"), (int, float)):
-        return flat["n_train"] + flat["n_val"]  # every label the version was built from
-    for key in ("n_labels", "labels", "n_train", "train_size", "train.n", "n_train_labels"):
-        if isinstance(flat.get(key), (int, float)):
-            return flat[key]
-    if counts:
-        flat = _flatten(counts)
-        if isinstance(flat.get("total"), (int, float)):
-            return flat["total"]
-        nums = [v for k, v in flat.items() if isinstance(v, (int, float)) and not k.startswith("val")]
-        return sum(nums) if nums else None
-    return None
-
-
-JOB_STATUSES = ("queued", "running", "done", "failed")
-
-
-def create_job(session: Session, *, kind: str, args: list, started_by: str | None = None) -> int:
-    job = Job(kind=kind, args=list(args), status="queued", progress=0.0, started_by=started_by)
-    session.add(job)
-    session.flush()
-    return job.id
-
-
-def update_job(session: Session, job_id: int, **values) -> None:
-    """Set fields of a job (status, progress, message, result, pid, log_path, finished_at)."""
-    unknown = set(values) - {"status", "progress", "message", "result", "pid", "log_path",
-                             "finished_at"}
-    if unknown:
-        raise ValueError(f"not job fields: {sorted(unknown)}")
-    job = session.get(Job, job_id)
-    if job is None:
-        raise LookupError(f"job {job_id} does not exist")
-    for k, v in values.items():
-        setattr(job, k, v)
-
-
-def list_jobs(session: Session, *, kinds=None, limit: int = 20) -> list[dict]:
-    """Newest jobs first, as plain dicts with every Job column."""
-    q = select(Job).order_by(Job.id.desc()).limit(limit)
-    if kinds:
-        q = q.where(Job.kind.in_(list(kinds)))
-    cols = [c.key for c in Job.__table__.columns]
-    return [{c: getattr(j, c) for c in cols} for j in session.scalars(q)]
-
-
-# --- datasets, model versions, predictions and priorities (issue 4) ----------------------------
+# --- datasets and model versions ----------------------------------------------------------------
 
 
 def get_dataset(session: Session, name: str) -> Dataset | None:
@@ -452,19 +460,8 @@ def list_model_versions(session: Session) -> list[ModelVersion]:
     return list(session.scalars(select(ModelVersion).order_by(ModelVersion.id)))
 
 
-def activate_model(session: Session, version_id: int, *, stamp: bool = True) -> None:
-    """Make one version the active one, in the caller's (single) transaction.
-
-    ``stamp`` records the promotion time (rollback re-activates without stamping, so that a
-    second rollback goes one step further back).
-    """
-    from sqlalchemy import update
-
-    session.execute(update(ModelVersion).values(active=ModelVersion.id == version_id))
-    if stamp:
-        session.execute(
-            update(ModelVersion).where(ModelVersion.id == version_id).values(promoted_at=utcnow())
-        )
+def active_model(session: Session) -> ModelVersion | None:
+    return session.scalar(select(ModelVersion).where(ModelVersion.active.is_(True)))
 
 
 def previous_model(session: Session) -> ModelVersion | None:
@@ -478,16 +475,54 @@ def previous_model(session: Session) -> ModelVersion | None:
     return session.scalar(q.order_by(ModelVersion.promoted_at.desc(), ModelVersion.id.desc()).limit(1))
 
 
+def activate_model(session: Session, version_id: int, *, stamp: bool = True) -> int:
+    """Make one version the active one and point the queue at its uncertainties, in the caller's
+    (single) transaction: a crash leaves either the old model with its priorities or the new
+    one with its own. Returns the number of unlabeled crops whose priority was set.
+
+    ``stamp`` records the promotion time (rollback re-activates without stamping, so that a
+    second rollback goes one step further back).
+    """
+    session.execute(update(ModelVersion).values(active=ModelVersion.id == version_id))
+    if stamp:
+        session.execute(
+            update(ModelVersion).where(ModelVersion.id == version_id).values(promoted_at=utcnow())
+        )
+    return sync_priorities(session, version_id)
+
+
+def sync_priorities(session: Session, version_id: int) -> int:
+    """``Crop.priority`` of every unlabeled crop = this version's uncertainty (0 if unscored).
+
+    One statement (portable SQL), so it is atomic with whatever else the transaction does.
+    """
+    uncertainty = (
+        select(Prediction.uncertainty)
+        .where(Prediction.crop_id == Crop.id, Prediction.model_version_id == version_id)
+        .scalar_subquery()
+    )
+    res = session.execute(
+        update(Crop).where(Crop.status == CropStatus.UNLABELED)
+        .values(priority=func.coalesce(uncertainty, 0.0))
+        .execution_options(synchronize_session=False)
+    )
+    return res.rowcount or 0
+
+
+# --- predictions ------------------------------------------------------------------------------
+
+
 def unscored_crops(
     session: Session, model_version_id: int, *, after_id: int = 0, limit: int = 2048
-) -> list[tuple[int, str]]:
-    """Unlabeled crops (id > ``after_id``) with no prediction from this version: ``(id, path)``."""
+) -> list[tuple[int, str, str]]:
+    """Unlabeled crops (id > ``after_id``) with no prediction from this version:
+    ``(id, sha256, path)``, by id."""
     from sqlalchemy import exists
 
     q = (
-        select(Crop.id, Crop.path)
+        select(Crop.id, Crop.sha256, Crop.path)
         .where(
-            Crop.status == UNLABELED,
+            Crop.status == CropStatus.UNLABELED,
             Crop.id > after_id,
             ~exists().where(Prediction.crop_id == Crop.id,
                             Prediction.model_version_id == model_version_id),
@@ -495,39 +530,70 @@ def unscored_crops(
         .order_by(Crop.id)
         .limit(limit)
     )
-    return [(int(i), p) for i, p in session.execute(q).all()]
+    return [(int(i), h, p) for i, h, p in session.execute(q).all()]
 
 
-def add_predictions(session: Session, rows: list[dict]) -> None:
-    """Insert prediction rows (crop_id, model_version_id, probs, uncertainty, embedding)."""
-    from sqlalchemy import insert
+def add_predictions(session: Session, rows: list[dict], *, set_priority: bool) -> int:
+    """Insert prediction rows (crop_id, model_version_id, probs, uncertainty, embedding).
 
-    if rows:
-        session.execute(insert(Prediction), rows)
-
-
-def set_priorities(session: Session, priorities: dict[int, float]) -> int:
-    """Set ``Crop.priority`` (the queue claims highest first) for the given crop ids."""
-    from sqlalchemy import update
-
-    if not priorities:
+    ``set_priority``: also copy each uncertainty into ``Crop.priority``; done only when the
+    version is still the active one inside this transaction (a promotion may have happened
+    while the chunk was on the model). Returns the number of priorities set.
+    """
+    if not rows:
+        return 0
+    session.execute(insert(Prediction), rows)
+    version = rows[0]["model_version_id"]
+    if not (set_priority and session.scalar(
+            select(ModelVersion.active).where(ModelVersion.id == version))):
         return 0
     session.execute(
-        update(Crop), [{"id": cid, "priority": float(p)} for cid, p in priorities.items()]
+        update(Crop).execution_options(synchronize_session=False),
+        [{"id": r["crop_id"], "priority": float(r["uncertainty"])} for r in rows],
     )
-    return len(priorities)
+    return len(rows)
 
 
-def prediction_uncertainties(
-    session: Session, model_version_id: int, *, after_id: int = 0, limit: int = 5000
-) -> list[tuple[int, float]]:
-    """``(crop_id, uncertainty)`` of this version's predictions on unlabeled crops, by crop id."""
-    q = (
-        select(Prediction.crop_id, Prediction.uncertainty)
-        .join(Crop, Crop.id == Prediction.crop_id)
-        .where(Prediction.model_version_id == model_version_id, Crop.status == UNLABELED,
-               Prediction.crop_id > after_id)
-        .order_by(Prediction.crop_id)
-        .limit(limit)
-    )
-    return [(int(c), float(u)) for c, u in session.execute(q).all()]
+# --- jobs -------------------------------------------------------------------------------------
+
+JOB_FIELDS = {"status", "progress", "message", "result", "detail", "pid", "host", "log_path",
+              "cancel_requested", "started_at", "heartbeat_at", "finished_at"}
+
+
+def create_job(session: Session, *, kind: str, args: dict, started_by: str | None = None) -> int:
+    job = Job(kind=kind, args=args, status=JobStatus.QUEUED, progress=0.0, started_by=started_by)
+    session.add(job)
+    session.flush()
+    return job.id
+
+
+def update_job(session: Session, job_id: int, **values) -> None:
+    """Set fields of a job (see ``JOB_FIELDS``)."""
+    unknown = set(values) - JOB_FIELDS
+    if unknown:
+        raise ValueError(f"not job fields: {sorted(unknown)}")
+    session.execute(update(Job).where(Job.id == job_id).values(**values))
+
+
+def get_job(session: Session, job_id: int) -> dict | None:
+    job = session.get(Job, job_id)
+    return None if job is None else _job_dict(job)
+
+
+def list_jobs(session: Session, *, kinds=None, limit: int = 20) -> list[dict]:
+    """Newest jobs first, as plain dicts with every Job column."""
+    q = select(Job).order_by(Job.id.desc()).limit(limit)
+    if kinds:
+        q = q.where(Job.kind.in_(list(kinds)))
+    return [_job_dict(j) for j in session.scalars(q)]
+
+
+def _job_dict(job: Job) -> dict:
+    return {c.key: getattr(job, c.key) for c in Job.__table__.columns}
+
+
+def database_time(session: Session) -> dt.datetime:
+    """Now, by the database server's clock (jobs on several hosts compare heartbeats by it)."""
+    if is_sqlite(session):
+        return utcnow()
+    return session.scalar(text("SELECT (now() AT TIME ZONE 'utc')"))

@@ -1,6 +1,6 @@
 """Head boxes from body keypoints or face boxes, and crop quality (pure NumPy, no I/O).
 
-A detector adapter (``annotator.detect``) turns its output into :class:`Person` objects in frame
+A detector adapter (``annotator.detectors``) turns its output into :class:`Person` objects in frame
 pixels; :func:`head_box` turns one person into a square head box inside the frame, or says why
 it cannot (``HeadBox.reason``). Crops are then cut from the original frame at native resolution.
 
@@ -23,6 +23,7 @@ __all__ = [
     "neuralet_head_box",
     "square_box",
     "sharpness",
+    "context_window",
     "NOSE", "LEFT_EYE", "RIGHT_EYE", "LEFT_EAR", "RIGHT_EAR", "LEFT_SHOULDER", "RIGHT_SHOULDER",
 ]
 
@@ -199,6 +200,17 @@ def sharpness(gray: np.ndarray) -> float:
         return 0.0
     lap = g[:-2, 1:-1] + g[2:, 1:-1] + g[1:-1, :-2] + g[1:-1, 2:] - 4.0 * g[1:-1, 1:-1]
     return float(lap.var())
+
+
+def context_window(box, frame_size: tuple[int, int], *, pad: float = 1.5) -> tuple[int, int, int, int]:
+    """The part of the frame to show around a crop: reaching ``1 + 2 * pad`` crop sides from the
+    crop's centre on every side, clipped to the frame, as integer ``(x1, y1, x2, y2)``."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    w, h = frame_size
+    reach = max(x2 - x1, y2 - y1) * (1 + 2 * pad)
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    return (int(max(0, cx - reach)), int(max(0, cy - reach)),
+            int(min(w, cx + reach)), int(min(h, cy + reach)))
 
 
 # --- private helpers (inputs already validated) -------------------------------------------------

@@ -1,76 +1,102 @@
-"""Background jobs started from the UI: ``annotator <command> --json`` in a detached process.
+"""Background jobs: a ``Job`` row plus a detached process that runs it (``pipelines.runner``).
 
-:func:`start` records a ``Job`` row and launches ``python -m annotator.jobs --project DIR ID``
-in its own session (so it survives page reloads and a restart of the Streamlit server). That
-runner executes the ordinary CLI command in-process with ``--json``, sends the command's
-progress callbacks to the ``Job`` row (progress 0..1 and a message), writes everything the
-command prints to ``jobs/job-ID.log``, and stores the command's JSON report as ``Job.result``.
-Pages poll :func:`list_jobs`; nothing heavy ever runs inside the Streamlit script.
+:func:`start` records the job (its kind and its options as a JSON object, never a command line)
+and launches ``python -m pipelines.runner --project DIR ID`` in its own session, so it survives
+page reloads and a restart of the Streamlit server. The runner reports progress, a heartbeat
+and the outcome on the row; pages poll :func:`list_jobs`, which also settles jobs whose process
+is gone (killed, crashed, or never started), so a dead job never blocks the Models page.
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import datetime as dt
-import io
-import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
-import traceback
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, fields
 
 from annotator import db
-from annotator.errors import InputError
+from annotator.db import JobStatus
 from annotator.workspace import Workspace
 
-# Commands the UI may start, by the words that name them.
-ALLOWED = {("extract",), ("retrain",), ("score",), ("models", "promote"), ("models", "rollback"),
-           ("stats",), ("import-folder",), ("export",)}
-PROGRESS_EVERY_S = 0.5
+RUNNER_MODULE = "pipelines.runner"
+HEARTBEAT_S = 5.0  # the runner touches heartbeat_at this often
+STALE_S = 90.0  # no heartbeat for this long: the process is gone (any host)
+START_GRACE_S = 60.0  # a queued job with no process after this long never started
 
 
 @dataclass(frozen=True)
 class JobInfo:
     id: int
     kind: str
-    args: list
-    status: str  # queued | running | done | failed
+    args: dict | list | None
+    status: str
     progress: float
     message: str | None
     result: dict | None
+    detail: dict | None
     pid: int | None
+    host: str | None
     log_path: str | None
     started_by: str | None
+    cancel_requested: bool
     created_at: dt.datetime
+    started_at: dt.datetime | None
+    heartbeat_at: dt.datetime | None
     finished_at: dt.datetime | None
 
     @property
     def active(self) -> bool:
-        return self.status in ("queued", "running")
+        return self.status in JobStatus.ACTIVE
+
+    @property
+    def eta_s(self) -> float | None:
+        """Seconds left at the pace so far (None before 1% or while queued)."""
+        if not self.active or self.started_at is None or self.progress <= 0.01:
+            return None
+        elapsed = ((self.heartbeat_at or db.utcnow()) - self.started_at).total_seconds()
+        return max(0.0, elapsed * (1 - self.progress) / self.progress)
+
+    def describe(self) -> str:
+        """The job's options in one line, for lists (values shortened)."""
+        if isinstance(self.args, dict):
+            parts = [f"{k}={_short(v)}" for k, v in self.args.items() if v not in (None, [], "")]
+            return ", ".join(parts)
+        return " ".join(str(a) for a in self.args or [])
 
 
-def start(ws: Workspace, args: list[str], *, started_by: str | None = None) -> int:
-    """Launch ``annotator ARGS --json`` in the background; returns the job id at once."""
-    args = [str(a) for a in args]
-    kind = _kind(args)
-    if "--json" not in args:
-        args.append("--json")
+def _short(v) -> str:
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_short(x) for x in v[:3]) + (", ..." if len(v) > 3 else "") + "]"
+    text = str(v)
+    return text if len(text) <= 60 else "..." + text[-57:]
+
+
+def host() -> str:
+    return socket.gethostname()
+
+
+def start(ws: Workspace, kind: str, args: dict, *, started_by: str | None = None,
+          env: dict[str, str] | None = None) -> int:
+    """Record a job and launch its process; returns the job id at once.
+
+    ``args`` must already be validated (``pipelines.runner.submit`` does). ``env`` reaches only
+    the job's process: how secrets (a stream's password) travel without being stored.
+    """
     with ws.session() as s:
         job_id = db.create_job(s, kind=kind, args=args, started_by=started_by)
         log = ws.jobs_dir / f"job-{job_id}.log"
-        db.update_job(s, job_id, log_path=str(log))
+        db.update_job(s, job_id, log_path=str(log), host=host())
     ws.jobs_dir.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as fh:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "annotator.jobs", "--project", str(ws.root.resolve()),
-             str(job_id)],
+            [sys.executable, "-m", RUNNER_MODULE, "--project", str(ws.root.resolve()), str(job_id)],
             stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT,
             start_new_session=True,  # own process group: a page reload or server stop won't kill it
-            env={**os.environ, "ANNOTATOR_PROJECT": str(ws.root.resolve()),
+            env={**os.environ, **(env or {}), "ANNOTATOR_PROJECT": str(ws.root.resolve()),
                  "ANNOTATOR_DB_URL": ws.db_url, "PYTHONUNBUFFERED": "1"},
         )
     with ws.session() as s:
@@ -79,43 +105,67 @@ def start(ws: Workspace, args: list[str], *, started_by: str | None = None) -> i
 
 
 def list_jobs(ws: Workspace, *, kinds=None, limit: int = 20) -> list[JobInfo]:
-    """Newest first. Jobs whose process died without finishing are marked failed here."""
+    """Newest first. Active jobs whose process is gone are settled first (see :func:`settle`)."""
     with ws.read_session() as s:
         rows = db.list_jobs(s, kinds=kinds, limit=limit)
-    jobs = [JobInfo(**{k: r[k] for k in JobInfo.__dataclass_fields__}) for r in rows]
-    dead = [j for j in jobs if j.status == "running" and j.pid and not _alive(j.pid)]
-    if dead:
-        with ws.session() as s:
-            for j in dead:
-                db.update_job(s, j.id, status="failed", finished_at=db.utcnow(),
-                              message=j.message or "the job process ended without a report")
-        return list_jobs(ws, kinds=kinds, limit=limit)
-    return jobs
+    if settle(ws, [_info(r) for r in rows if r["status"] in JobStatus.ACTIVE]):
+        with ws.read_session() as s:
+            rows = db.list_jobs(s, kinds=kinds, limit=limit)
+    return [_info(r) for r in rows]
 
 
 def get(ws: Workspace, job_id: int) -> JobInfo | None:
-    return next((j for j in list_jobs(ws, limit=10_000) if j.id == job_id), None)
+    with ws.read_session() as s:
+        row = db.get_job(s, job_id)
+    if row is None:
+        return None
+    if row["status"] in JobStatus.ACTIVE and settle(ws, [_info(row)]):
+        with ws.read_session() as s:
+            row = db.get_job(s, job_id)
+    return _info(row)
 
 
-def log_tail(job: JobInfo, *, lines: int = 30) -> str:
-    if not job.log_path or not os.path.exists(job.log_path):
-        return ""
-    with open(job.log_path, "rb") as fh:
-        fh.seek(0, os.SEEK_END)
-        fh.seek(max(0, fh.tell() - 64_000))
-        text = fh.read().decode("utf-8", "replace")
-    return "\n".join(text.splitlines()[-lines:])
+def settle(ws: Workspace, active: list[JobInfo], *, now: dt.datetime | None = None) -> int:
+    """Mark active jobs whose process is gone as failed (or cancelled, if that was asked).
+
+    Gone means: on this host and its pid is not alive; on any host, no heartbeat for
+    ``STALE_S``; or still queued with no process ``START_GRACE_S`` after it was created.
+    Returns how many jobs were settled.
+    """
+    now = now or db.utcnow()
+    here = host()
+    dead = []
+    for j in active:
+        reason = None
+        if j.pid and (j.host in (None, here)) and not _alive(j.pid):
+            reason = "the job process ended without a report (killed or crashed)"
+        elif j.heartbeat_at is not None and (now - j.heartbeat_at).total_seconds() > STALE_S:
+            reason = f"no heartbeat for {int((now - j.heartbeat_at).total_seconds())} s"
+        elif j.pid is None and (now - j.created_at).total_seconds() > START_GRACE_S:
+            reason = "the job process never started"
+        if reason:
+            dead.append((j, reason))
+    if not dead:
+        return 0
+    with ws.session() as s:
+        for j, reason in dead:
+            status = JobStatus.CANCELLED if j.cancel_requested else JobStatus.FAILED
+            db.update_job(s, j.id, status=status, finished_at=now,
+                          message="cancelled" if j.cancel_requested else reason)
+    return len(dead)
 
 
 def cancel(ws: Workspace, job_id: int) -> bool:
-    """Stop a running job (SIGTERM to its process group); the work done so far is kept."""
+    """Stop an active job: ask its runner (which ends the work and records ``cancelled``) and
+    send SIGTERM to its process group when it runs on this host. Work done so far is kept."""
     job = get(ws, job_id)
-    if job is None or not job.active or not job.pid:
+    if job is None or not job.active:
         return False
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(job.pid, signal.SIGTERM)
     with ws.session() as s:
-        db.update_job(s, job_id, status="failed", message="cancelled", finished_at=db.utcnow())
+        db.update_job(s, job_id, cancel_requested=True)
+    if job.pid and job.host in (None, host()):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(job.pid, signal.SIGTERM)
     return True
 
 
@@ -131,95 +181,18 @@ def wait(ws: Workspace, job_id: int, *, timeout: float = 60.0, poll: float = 0.2
         time.sleep(poll)
 
 
-# --- the runner (in the detached process) -----------------------------------------------------
+def log_tail(job: JobInfo, *, lines: int = 30) -> str:
+    if not job.log_path or not os.path.exists(job.log_path):
+        return ""
+    with open(job.log_path, "rb") as fh:
+        fh.seek(0, os.SEEK_END)
+        fh.seek(max(0, fh.tell() - 64_000))
+        text = fh.read().decode("utf-8", "replace")
+    return "\n".join(text.splitlines()[-lines:])
 
 
-def run_job(ws: Workspace, job_id: int) -> int:
-    """Execute one job's command in this process and record its outcome. Returns the exit code."""
-    from annotator import cli
-
-    with ws.read_session() as s:
-        rows = [r for r in db.list_jobs(s, limit=1_000_000) if r["id"] == job_id]
-    if not rows:
-        raise InputError(f"job {job_id} does not exist")
-    args = list(rows[0]["args"])
-    with ws.session() as s:
-        db.update_job(s, job_id, status="running", pid=os.getpid(), message="started")
-    cli.progress_bar = _job_progress(ws, job_id)  # the command's progress goes to the Job row
-    captured = io.StringIO()
-    code, error = 1, None
-    try:
-        with contextlib.redirect_stdout(captured):
-            code = cli.app(args=args, standalone_mode=False, prog_name="annotator")
-        code = 0 if code is None else int(code)
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    except BaseException as exc:  # a crash must still end as a failed job, with the traceback
-        error = f"{type(exc).__name__}: {exc}"
-        traceback.print_exc()
-    out = captured.getvalue()
-    sys.stdout.write(out)
-    result = _last_json(out)
-    ok = code == 0 and error is None
-    sys.stdout.flush()
-    sys.stderr.flush()
-    done = dict(status="done", progress=1.0, message="done") if ok else dict(
-        status="failed", message=error or _last_error_line(rows[0]["log_path"]))
-    with ws.session() as s:
-        db.update_job(
-            s, job_id, finished_at=db.utcnow(),
-            result=result if isinstance(result, dict) else ({"output": result} if result else None),
-            **done,
-        )
-    return code
-
-
-def _job_progress(ws: Workspace, job_id: int):
-    @contextlib.contextmanager
-    def progress_bar(description: str, *, enabled: bool = True):
-        last = [0.0]
-
-        def update(done, total, message: str = "", *, stage: str | None = None):
-            now = time.monotonic()
-            finished = total is not None and done >= total
-            if now - last[0] < PROGRESS_EVERY_S and not finished:
-                return
-            last[0] = now
-            frac = min(1.0, done / total) if total else 0.0
-            text = f"{stage or description}: {done}" + (f"/{total}" if total else "")
-            with ws.session() as s:
-                db.update_job(s, job_id, progress=frac,
-                              message=f"{text} {message}".strip())
-            print(f"[progress] {frac:.3f} {text} {message}", file=sys.stderr, flush=True)
-
-        yield update
-
-    return progress_bar
-
-
-def _last_json(text: str):
-    for line in reversed(text.strip().splitlines()):
-        line = line.strip()
-        if line.startswith(("{", "[")):
-            with contextlib.suppress(ValueError):
-                return json.loads(line)
-    return None
-
-
-def _last_error_line(log_path: str | None) -> str:
-    if not log_path or not os.path.exists(log_path):
-        return "failed"
-    lines = [ln for ln in Path(log_path).read_text(errors="replace").splitlines() if ln.strip()]
-    errs = [ln for ln in lines if ln.startswith("error:")]
-    return (errs or lines or ["failed"])[-1][:500]
-
-
-def _kind(args: list[str]) -> str:
-    words = [a for a in args if not a.startswith("-")]
-    for n in (2, 1):
-        if tuple(words[:n]) in ALLOWED:
-            return " ".join(words[:n])
-    raise InputError(f"not a command the app can run: {' '.join(args) or '(none)'}")
+def _info(row: dict) -> JobInfo:
+    return JobInfo(**{f.name: row.get(f.name) for f in fields(JobInfo)})
 
 
 def _alive(pid: int) -> bool:
@@ -235,17 +208,3 @@ def _alive(pid: int) -> bool:
         if done == pid:
             return False
     return True
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m annotator.jobs",
-                                     description="Run one recorded background job.")
-    parser.add_argument("--project", required=True, type=Path)
-    parser.add_argument("job_id", type=int)
-    ns = parser.parse_args(argv)
-    ws = Workspace.open(ns.project)
-    return run_job(ws, ns.job_id)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,9 +1,11 @@
-"""The labeling service behind the pages: pick, claim, show, label, undo, review, measure.
+"""The labeling service behind the Label, Grid, Review and Browse pages: pick, claim, show,
+decide, undo, review.
 
 It connects the pure sampler (:mod:`annotator.sample`) with the queue (:mod:`annotator.queue`):
-arrays for the claimable crops are read from the database, ``sample.select_batch`` picks a batch,
-and ``queue.claim_batch`` holds it under a lease. Pages call these functions and get dataclasses
-or DataFrames back; every write is one short transaction.
+arrays for the claimable crops are read through :mod:`annotator.reports`,
+``sample.select_batch`` picks a batch, and ``queue.claim_batch`` holds it under a lease. Pages
+call these functions and get dataclasses or DataFrames back; every write is one short
+transaction. The dashboard's and the Users page's reads are in :mod:`annotator.team`.
 
 Speed on a large queue: only the ``hybrid_pool`` most uncertain claimable crops (``Crop.priority``
 is set to the active model's uncertainty when crops are scored) plus a small uniform sample of the
@@ -19,14 +21,14 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from annotator import db, queue, sample
+from annotator import db, images, queue, reports, sample, video
 from annotator.config import NOT_A_FACE, SKIP
+from annotator.geometry import context_window
 from annotator.workspace import Workspace
 
 DOUBLE = "double"  # sampling reason of a crop served for its second vote
@@ -103,13 +105,13 @@ def choose(ws: Workspace, annotator_id: int, size: int, *, seed: int | None = No
     with ws.read_session() as s:
         out: list[tuple[int, str]] = []
         if cfg.double_annotation > 0:
-            out = [(cid, DOUBLE) for cid in queue.awaiting_vote(s, annotator_id, limit=size)]
+            out = [(cid, DOUBLE) for cid in reports.awaiting_vote(s, annotator_id, limit=size)]
         want = size - len(out)
         if want <= 0:
             return out[:size]
         n_random = max(1, int(np.ceil(want * cfg.random_share))) if cfg.random_share > 0 else 0
-        top = queue.claimable_top(s, annotator_id, limit=cfg.hybrid_pool)
-        rand = queue.claimable_sample(s, annotator_id, size=max(4 * n_random, 20), seed=seed)
+        top = reports.claimable_top(s, annotator_id, limit=cfg.hybrid_pool)
+        rand = reports.claimable_sample(s, annotator_id, size=max(4 * n_random, 20), seed=seed)
         cands = pd.concat([top, rand[~rand["crop_id"].isin(top["crop_id"])]], ignore_index=True)
         if cands.empty:
             return out
@@ -164,10 +166,10 @@ def cards(ws: Workspace, items: Sequence[tuple[int, str | None]]) -> list[Card]:
     ids = [cid for cid, _ in items]
     model = active_model(ws)
     with ws.read_session() as s:
-        info = queue.crop_cards(s, ids)
+        info = reports.crop_cards(s, ids)
         probs_of = {}
         if model is not None:
-            pids, probs, _ = db.prediction_arrays(s, model.id, ids)
+            pids, probs, _ = reports.prediction_arrays(s, model.id, ids)
             probs_of = {int(i): p for i, p in zip(pids, probs)}
     out = []
     for r in info.itertuples(index=False):
@@ -183,7 +185,7 @@ def cards(ws: Workspace, items: Sequence[tuple[int, str | None]]) -> list[Card]:
             continue  # file gone: the crop is not shown (it stays held until the lease ends)
         box = None if pd.isna(r.x1) else (float(r.x1), float(r.y1), float(r.x2), float(r.y2))
         out.append(Card(
-            crop_id=int(r.crop_id), image=data, mime=_mime(path), width=int(r.width),
+            crop_id=int(r.crop_id), image=data, mime=images.mime_type(path), width=int(r.width),
             height=int(r.height), sampling=reasons.get(int(r.crop_id)), guess=guess,
             confidence=conf, probs=None if p is None else tuple(float(x) for x in p),
             source_kind=r.source_kind, source_uri=r.source_uri, source_name=r.source_name,
@@ -220,14 +222,12 @@ def submit_page(ws: Workspace, annotator_id: int, decisions: Mapping[int, str], 
     return len(decisions)
 
 
-def undo(ws: Workspace, annotator_id: int) -> Card | None:
-    """Withdraw the annotator's last decision; returns its crop (held again) to show first."""
+def undo(ws: Workspace, annotator_id: int) -> list[Card]:
+    """Withdraw the annotator's last decision (every crop of a track decision); returns the
+    crops, held again, to show first. Empty when there is nothing to undo."""
     with ws.session() as s:
-        crop_id = queue.undo_last(s, annotator_id, lease_seconds=ws.config.sampling.lease_seconds)
-    if crop_id is None:
-        return None
-    found = cards(ws, [(crop_id, "undo")])
-    return found[0] if found else None
+        crop_ids = queue.undo_last(s, annotator_id, lease_seconds=ws.config.sampling.lease_seconds)
+    return cards(ws, [(cid, "undo") for cid in crop_ids])
 
 
 def release(ws: Workspace, annotator_id: int) -> int:
@@ -241,8 +241,8 @@ def rate(ws: Workspace, annotator_id: int, *, now: dt.datetime | None = None) ->
     day = now.replace(hour=0, minute=0, second=0, microsecond=0)
     with ws.read_session() as s:
         return Rate(
-            last_hour=queue.label_count_since(s, annotator_id, now - dt.timedelta(hours=1)),
-            today=queue.label_count_since(s, annotator_id, day),
+            last_hour=reports.label_count_since(s, annotator_id, now - dt.timedelta(hours=1)),
+            today=reports.label_count_since(s, annotator_id, day),
         )
 
 
@@ -271,26 +271,14 @@ def frame_context(card: Card, *, max_width: int = 720, pad: float = 1.5) -> np.n
     box drawn, as RGB (H, W, 3); None when the source file is not on disk or unreadable."""
     if not card.has_frame:
         return None
-    import cv2
-
-    if card.source_kind == "image":
-        frame = cv2.imread(card.source_uri, cv2.IMREAD_COLOR)
-    else:
-        cap = cv2.VideoCapture(card.source_uri)
-        try:
-            cap.set(cv2.CAP_PROP_POS_FRAMES, card.frame_index)
-            ok, frame = cap.read()
-        finally:
-            cap.release()
-        frame = frame if ok else None
+    frame = video.read_frame(card.source_uri, kind=card.source_kind, index=card.frame_index)
     if frame is None:
         return None
+    import cv2
+
     h, w = frame.shape[:2]
+    l, t, r, b = context_window(card.box, (w, h), pad=pad)
     x1, y1, x2, y2 = card.box
-    side = max(x2 - x1, y2 - y1) * (1 + 2 * pad)
-    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-    l, t = int(max(0, cx - side)), int(max(0, cy - side))
-    r, b = int(min(w, cx + side)), int(min(h, cy + side))
     cv2.rectangle(frame, (int(x1), int(y1)), (int(x2), int(y2)), (0, 200, 255), 2)
     view = frame[t:b, l:r]
     if view.shape[1] > max_width:
@@ -308,7 +296,7 @@ def disagreements(ws: Workspace, *, annotator_id: int | None = None, limit: int 
     With ``annotator_id``, only crops that annotator voted on (an annotator reviews own work).
     """
     with ws.read_session() as s:
-        votes = queue.multi_voted(s)
+        votes = reports.multi_voted(s)
     cols = ["crop_id", "votes", "values"]
     if votes.empty:
         return pd.DataFrame(columns=cols)
@@ -336,10 +324,10 @@ def contradictions(ws: Workspace, *, threshold: float = 0.9, annotator: str | No
     if model is None:
         return pd.DataFrame(columns=cols)
     with ws.read_session() as s:
-        cur = queue.current_labels(s, ws.config.labels)
+        cur = reports.current_labels(s, ws.config.labels)
         if annotator is not None and not cur.empty:
             cur = cur[cur["annotators"].str.split(",").apply(lambda a: annotator in a)]
-        ids, probs, _ = db.prediction_arrays(s, model.id, cur["crop_id"].tolist())
+        ids, probs, _ = reports.prediction_arrays(s, model.id, cur["crop_id"].tolist())
     if len(ids) == 0:
         return pd.DataFrame(columns=cols)
     index = {c: k for k, c in enumerate(model.classes)}
@@ -365,89 +353,6 @@ def relabel(ws: Workspace, annotator_id: int, crop_id: int, value: str) -> int:
         return queue.relabel(s, annotator_id, crop_id, value, allowed=ws.config.label_values)
 
 
-# --- dashboard --------------------------------------------------------------------------------
-
-
-def labels_per_hour(ws: Workspace, *, hours: int = 48, now: dt.datetime | None = None) -> pd.DataFrame:
-    """Labels per annotator per hour over the last ``hours``: index hour, one column per
-    annotator."""
-    now = now or db.utcnow()
-    with ws.read_session() as s:
-        df = queue.label_times(s, since=now - dt.timedelta(hours=hours))
-    if df.empty:
-        return pd.DataFrame()
-    df["hour"] = pd.to_datetime(df["created_at"]).dt.floor("h")
-    return df.pivot_table(index="hour", columns="annotator", values="value", aggfunc="count",
-                          fill_value=0)
-
-
-def agreement(ws: Workspace, classes: Sequence[str] | None = None) -> pd.DataFrame:
-    """Cohen's kappa for every pair of annotators with crops in common.
-
-    Columns: annotator_a, annotator_b, crops (in common), agree (share), kappa.
-    """
-    from sklearn.metrics import cohen_kappa_score
-
-    with ws.read_session() as s:
-        votes = queue.multi_voted(s)
-    cols = ["annotator_a", "annotator_b", "crops", "agree", "kappa"]
-    if votes.empty:
-        return pd.DataFrame(columns=cols)
-    wide = votes.pivot_table(index="crop_id", columns="annotator", values="value", aggfunc="last")
-    names = sorted(wide.columns)
-    rows = []
-    for i, a in enumerate(names):
-        for b in names[i + 1:]:
-            both = wide[[a, b]].dropna()
-            if both.empty:
-                continue
-            agree = float((both[a] == both[b]).mean())
-            labels = sorted(set(both[a]) | set(both[b]))
-            kappa = (1.0 if agree == 1.0 else 0.0) if len(labels) < 2 else float(
-                cohen_kappa_score(both[a], both[b], labels=labels))
-            rows.append((a, b, len(both), agree, kappa))
-    return pd.DataFrame(rows, columns=cols)
-
-
-def queue_uncertainty(ws: Workspace) -> np.ndarray:
-    """Uncertainty (priority) of every unlabeled crop, for the histogram."""
-    with ws.read_session() as s:
-        return np.asarray(queue.queue_priorities(s), dtype=float)
-
-
-def model_history(ws: Workspace) -> pd.DataFrame:
-    """Model versions oldest first with their metrics as columns (see db.model_versions_frame)."""
-    with ws.read_session() as s:
-        return db.model_versions_frame(s)
-
-
-def stats(ws: Workspace) -> dict:
-    with ws.read_session() as s:
-        return queue.stats(s, ws.config.labels)
-
-
-# --- accounts (admin) -------------------------------------------------------------------------
-
-
-def users(ws: Workspace) -> pd.DataFrame:
-    """Accounts with their label counts: name, role, labels, last_label_at."""
-    with ws.read_session() as s:
-        people = [(u.name, u.role) for u in db.list_annotators(s)]
-        times = queue.label_times(s)
-    counts = times.groupby("annotator")["created_at"].agg(["count", "max"]) if not times.empty \
-        else pd.DataFrame(columns=["count", "max"])
-    rows = [(name, role, int(counts["count"].get(name, 0)), counts["max"].get(name))
-            for name, role in people]
-    return pd.DataFrame(rows, columns=["name", "role", "labels", "last_label_at"])
-
-
-def add_user(ws: Workspace, name: str, password: str, *, role: str = "annotator") -> None:
-    from annotator import auth
-
-    with ws.session() as s:
-        auth.add_user(s, name, password, role=role)
-
-
 # --- helpers ----------------------------------------------------------------------------------
 
 
@@ -466,7 +371,7 @@ def _predictions(ws, s, model: Model, crop_ids: np.ndarray):
             _PRED_CACHE.popitem(last=False)
         missing = [int(c) for c in crop_ids if int(c) not in cache]
     if missing:
-        ids, probs, emb = db.prediction_arrays(s, model.id, missing)
+        ids, probs, emb = reports.prediction_arrays(s, model.id, missing)
         with _CACHE_LOCK:
             if len(cache) + len(ids) > _CACHE_ROWS:
                 cache.clear()
@@ -500,15 +405,8 @@ def _double(crop_id: int, share: float) -> bool:
     return ((crop_id * 2654435761) % 2**32) / 2**32 < share
 
 
-def _mime(path: Path) -> str:
-    ext = path.suffix.lower().lstrip(".")
-    return {"jpg": "image/jpeg", "jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp",
-            "bmp": "image/bmp", "gif": "image/gif", "tif": "image/tiff"}.get(ext, "image/png")
-
-
 __all__ = [
-    "Card", "Model", "Rate", "active_model", "agreement", "cards", "choose",
-    "claim", "contradictions", "disagreements", "frame_context", "labels_per_hour",
-    "model_history", "queue_uncertainty", "rate", "release", "relabel", "shortcuts", "stats",
-    "submit", "submit_page", "undo", "users", "add_user",
+    "Card", "Model", "Rate", "active_model", "cards", "choose", "claim", "contradictions",
+    "disagreements", "frame_context", "rate", "release", "relabel", "shortcuts", "submit",
+    "submit_page", "undo",
 ]

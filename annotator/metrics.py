@@ -2,11 +2,10 @@
 precision / recall / F1, confusion matrix, ROC AUC and expected calibration error.
 
 ``labels`` are integer class indices ``(N,)``; ``probs`` are class probabilities ``(N, K)``.
-``plot_report`` (matplotlib, imported inside it) draws the confusion, ROC and reliability PNGs.
+Plots of these live in :mod:`annotator.plots`.
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -19,7 +18,9 @@ __all__ = [
     "roc_auc",
     "expected_calibration_error",
     "report",
-    "plot_report",
+    "cohen_kappa",
+    "roc_curve",
+    "binary_auc",
 ]
 
 
@@ -75,7 +76,7 @@ def per_class(labels, preds, n_classes: int) -> dict[str, np.ndarray]:
     return {"precision": precision, "recall": recall, "f1": f1, "support": support.astype(int)}
 
 
-def _binary_auc(positive: np.ndarray, scores: np.ndarray) -> float:
+def binary_auc(positive: np.ndarray, scores: np.ndarray) -> float:
     """Mann-Whitney U / (n_pos n_neg), ties counted half (equals the trapezoidal ROC area)."""
     n_pos = int(positive.sum())
     n_neg = positive.size - n_pos
@@ -99,8 +100,8 @@ def roc_auc(labels, probs) -> float:
     labels, probs = _check(labels, probs)
     k = probs.shape[1]
     if k == 2:
-        return _binary_auc(labels == 1, probs[:, 1])
-    aucs = [_binary_auc(labels == c, probs[:, c]) for c in range(k)]
+        return binary_auc(labels == 1, probs[:, 1])
+    aucs = [binary_auc(labels == c, probs[:, c]) for c in range(k)]
     aucs = [a for a in aucs if not np.isnan(a)]
     return float(np.mean(aucs)) if aucs else float("nan")
 
@@ -166,59 +167,7 @@ def _num(x: float) -> float | None:
     return None if x is None or np.isnan(x) else round(float(x), 6)
 
 
-def plot_report(labels, probs, classes: Sequence[str], out_dir: Path, *, n_bins: int = 15) -> list[Path]:
-    """Write ``confusion.png``, ``roc.png`` and ``reliability.png`` into ``out_dir``."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    labels, probs = _check(labels, probs)
-    classes = list(classes)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-
-    cm = confusion_matrix(labels, probs.argmax(axis=1), len(classes))
-    fig, ax = plt.subplots(figsize=(4, 4))
-    ax.imshow(cm, cmap="Blues")
-    for (i, j), v in np.ndenumerate(cm):
-        ax.text(j, i, str(v), ha="center", va="center",
-                color="white" if v > cm.max() / 2 else "black")
-    ax.set_xticks(range(len(classes)), classes)
-    ax.set_yticks(range(len(classes)), classes)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title("confusion matrix")
-    written.append(_save(fig, out_dir / "confusion.png"))
-
-    fig, ax = plt.subplots(figsize=(4, 4))
-    curves = list(enumerate(classes)) if len(classes) > 2 else [(1, classes[1])]
-    for c, name in curves:
-        fpr, tpr = _roc_curve(labels == c, probs[:, c])
-        if fpr is not None:
-            ax.plot(fpr, tpr, label=f"{name} (AUC {_binary_auc(labels == c, probs[:, c]):.3f})")
-    ax.plot([0, 1], [0, 1], "k--", lw=0.8)
-    ax.set_xlabel("false positive rate")
-    ax.set_ylabel("true positive rate")
-    ax.set_title("ROC")
-    ax.legend(loc="lower right", fontsize=8)
-    written.append(_save(fig, out_dir / "roc.png"))
-
-    rel = reliability(labels, probs, n_bins=n_bins)
-    centers = (rel["edges"][:-1] + rel["edges"][1:]) / 2
-    used = rel["count"] > 0
-    fig, ax = plt.subplots(figsize=(4, 4))
-    ax.bar(centers[used], rel["accuracy"][used], width=1.0 / n_bins, edgecolor="k", alpha=0.7)
-    ax.plot([0, 1], [0, 1], "k--", lw=0.8)
-    ax.set_xlabel("confidence")
-    ax.set_ylabel("accuracy")
-    ax.set_title(f"reliability (ECE {expected_calibration_error(labels, probs, n_bins=n_bins):.3f})")
-    written.append(_save(fig, out_dir / "reliability.png"))
-    return written
-
-
-def _roc_curve(positive: np.ndarray, scores: np.ndarray):
+def roc_curve(positive: np.ndarray, scores: np.ndarray):
     n_pos, n_neg = int(positive.sum()), int((~positive).sum())
     if n_pos == 0 or n_neg == 0:
         return None, None
@@ -230,10 +179,24 @@ def _roc_curve(positive: np.ndarray, scores: np.ndarray):
     return np.r_[0, fps / n_neg], np.r_[0, tps / n_pos]
 
 
-def _save(fig, path: Path) -> Path:
-    import matplotlib.pyplot as plt
+def cohen_kappa(a: Sequence, b: Sequence) -> float:
+    """Cohen's kappa of two annotators' labels on the same items (any hashable values).
 
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    1 = perfect agreement, 0 = what chance gives. When both gave a single value throughout,
+    agreement is perfect by definition (1.0) and kappa is undefined otherwise (0.0).
+    """
+    a, b = list(a), list(b)
+    if len(a) != len(b):
+        raise ValueError("a and b must have the same length")
+    if not a:
+        return float("nan")
+    values = sorted(set(a) | set(b), key=str)
+    observed = float(np.mean([x == y for x, y in zip(a, b)]))
+    if len(values) < 2:
+        return 1.0
+    pa = np.array([a.count(v) for v in values], dtype=float) / len(a)
+    pb = np.array([b.count(v) for v in values], dtype=float) / len(b)
+    expected = float(pa @ pb)
+    if expected >= 1.0:
+        return 1.0 if observed == 1.0 else 0.0
+    return (observed - expected) / (1.0 - expected)

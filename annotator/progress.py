@@ -1,15 +1,80 @@
-"""Progress reporting shared by jobs: the CLI shows a rich bar, the UI writes to the jobs table."""
+"""Progress reporting, one contract for every job: ``progress(done, total, message, stage=...)``.
+
+The CLI shows a rich bar per stage; the background-job runner turns the calls into one
+monotonic fraction with an ETA on the job's row (:class:`StagedProgress`). A job names its
+stages (``"dataset"``, ``"train"``, a video's file name...) so both can tell them apart.
+"""
 from __future__ import annotations
 
-from typing import Callable, Optional, Protocol
+import time
+from typing import Mapping, Optional, Protocol
 
 
-class Progress(Protocol):
-    def __call__(self, done: int, total: Optional[int], message: str = "") -> None: ...
+class ProgressFn(Protocol):
+    """``data``: numbers a page may plot while the job runs (e.g. one epoch's losses)."""
+
+    def __call__(self, done: int, total: Optional[int], message: str = "", *,
+                 stage: str | None = None, data: dict | None = None) -> None: ...
 
 
-def silent(done: int, total: Optional[int], message: str = "") -> None:
+def silent(done: int, total: Optional[int], message: str = "", *, stage: str | None = None,
+           data: dict | None = None) -> None:
     """The default: jobs report nothing."""
 
 
-ProgressFn = Optional[Callable[[int, Optional[int], str], None]]
+def under(progress: ProgressFn, stage: str) -> ProgressFn:
+    """``progress`` with every call put under ``stage``: a step of a larger job (``retrain``
+    runs build-dataset, train and score under their own names)."""
+
+    def call(done: int, total: Optional[int], message: str = "", *, data: dict | None = None,
+             **_inner_stage) -> None:
+        progress(done, total, message, stage=stage, data=data)
+
+    return call
+
+
+class StagedProgress:
+    """One overall fraction in [0, 1] that never goes back, and an ETA, from per-stage calls.
+
+    Parameters
+    ----------
+    weights : mapping stage -> share of the whole job, optional
+        Declared stages in order (e.g. ``{"dataset": 0.1, "train": 0.8, "score": 0.1}``). A
+        stage's start means every earlier declared stage is finished. Undeclared stages (a
+        video's name in ``extract``) share the whole job equally among those seen so far.
+    clock : callable returning seconds (tests pass a fake one)
+    """
+
+    def __init__(self, weights: Mapping[str, float] | None = None, *, clock=time.monotonic):
+        total = sum((weights or {}).values())
+        self.weights = {k: v / total for k, v in (weights or {}).items()} if total else {}
+        self.order = list(self.weights)
+        self.clock = clock
+        self.t0 = clock()
+        self.parts: dict[str, float] = {}
+        self.fraction = 0.0
+
+    def update(self, done: int, total: Optional[int], stage: str | None) -> float:
+        """Record one progress call; returns the overall fraction."""
+        stage = stage or "_"
+        part = min(1.0, max(0.0, done / total)) if total else 0.0
+        self.parts[stage] = max(part, self.parts.get(stage, 0.0))
+        if stage in self.weights:
+            for earlier in self.order[: self.order.index(stage)]:
+                self.parts[earlier] = 1.0
+            overall = sum(w * self.parts.get(s, 0.0) for s, w in self.weights.items())
+        else:
+            free = [s for s in self.parts if s not in self.weights]
+            left = 1.0 - sum(self.weights.values())
+            share = (left if left > 0 else 1.0) / max(len(free), 1)
+            overall = sum(w * self.parts.get(s, 0.0) for s, w in self.weights.items()) + sum(
+                share * self.parts[s] for s in free)
+        self.fraction = max(self.fraction, min(1.0, overall))
+        return self.fraction
+
+    def eta_s(self) -> float | None:
+        """Seconds left at the average pace so far; None before anything measurable happened."""
+        elapsed = self.clock() - self.t0
+        if self.fraction <= 0.01 or elapsed < 1.0:
+            return None
+        return elapsed * (1.0 - self.fraction) / self.fraction

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from annotator.images import encode_png
+
 
 @dataclass(frozen=True)
 class StoredFile:
@@ -36,15 +38,18 @@ class CropStore:
 
     def put_image(self, bgr: np.ndarray) -> StoredFile:
         """Encode an OpenCV BGR crop as lossless PNG and store it."""
-        import cv2
-
-        ok, buf = cv2.imencode(".png", bgr)
-        if not ok:
-            raise ValueError("could not encode crop as PNG")
-        return self.put_bytes(buf.tobytes(), "png")
+        return self.put_bytes(encode_png(bgr), "png")
 
     def path(self, relpath: str) -> Path:
         return self.root / relpath
 
     def read_bytes(self, relpath: str) -> bytes:
         return (self.root / relpath).read_bytes()
+
+    def remove(self, relpath: str) -> bool:
+        """Delete a stored file (the caller checked that no crop row uses it)."""
+        try:
+            (self.root / relpath).unlink()
+        except FileNotFoundError:
+            return False
+        return True

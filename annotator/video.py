@@ -18,9 +18,10 @@ import numpy as np
 
 from annotator.errors import InputError
 
+from annotator.images import IMAGE_EXTS, read_bgr
+
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".ts", ".mts",
               ".wmv", ".flv", ".3gp", ".mjpeg", ".mjpg", ".h264", ".h265", ".hevc", ".asf", ".dav"}
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".jp2", ".pgm", ".ppm"}
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
 OPEN_TIMEOUT_MS = 10_000
 
@@ -302,11 +303,26 @@ def _open(spec: SourceSpec):
 
 
 def _read_image(spec: SourceSpec) -> np.ndarray:
-    import cv2
-
     if not Path(spec.uri).is_file():
         raise InputError(f"{spec.name}: no such file")
-    img = cv2.imread(spec.uri, cv2.IMREAD_COLOR)
+    img = read_bgr(spec.uri)
     if img is None:
-        raise InputError(f"{spec.name}: not an image OpenCV can read")
+        raise InputError(f"{spec.name}: not an image OpenCV can read (or too large)")
     return img
+
+
+def read_frame(uri: str, *, kind: str, index: int | None) -> np.ndarray | None:
+    """One frame of a video file (by index) or a still image, BGR; None if it cannot be read."""
+    if kind == "image":
+        return read_bgr(uri)
+    if kind != "video" or index is None or not Path(uri).is_file():
+        return None
+    import cv2
+
+    cap = cv2.VideoCapture(uri)
+    try:
+        cap.set(cv2.CAP_PROP_POS_FRAMES, index)
+        ok, frame = cap.read()
+    finally:
+        cap.release()
+    return frame if ok else None

@@ -17,12 +17,11 @@ import sys
 from pathlib import Path
 
 # The repo root replaces bench/ on the path: bench/queue.py must not shadow the stdlib queue.
-sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-import cv2  # noqa: E402
+import cv2
 
-from annotator.geometry import head_box_from_face  # noqa: E402
-from pipelines import simulate  # noqa: E402
+from annotator.geometry import head_box_from_face
+from pipelines import simulate
 
 SHARED = Path(os.environ.get("ANNOTATOR_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
 

@@ -24,10 +24,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[0] = str(REPO)  # replaces bench/, whose queue.py would shadow the stdlib queue
 
-from annotator.workspace import Workspace  # noqa: E402
-from pipelines import extract  # noqa: E402
+from annotator.workspace import Workspace
+from pipelines import extract
 
 STAGES = ("decode", "detect", "crop_store", "db")
 

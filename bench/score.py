@@ -26,18 +26,18 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[0] = str(REPO)  # replaces bench/, whose queue.py would shadow the stdlib queue
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-from annotator import db  # noqa: E402
-from annotator.sample import uncertainty  # noqa: E402
-from annotator.workspace import Workspace  # noqa: E402
-from models import registry  # noqa: E402
-from models.ofm import OFMClassifier  # noqa: E402
-from models.training import load_images, predict  # noqa: E402
-from pipelines import import_folder, score  # noqa: E402
+from annotator import db
+from annotator.sample import uncertainty
+from annotator.workspace import Workspace
+from pipelines import versions
+from models.ofm import OFMClassifier
+from annotator.images import load_images
+from models.training import predict
+from pipelines import import_folder, score
 
 
 def make_crops(folder: Path, n: int) -> str:
@@ -100,13 +100,14 @@ def main() -> None:
     try:
         data = make_crops(tmp / "crops", args.crops)
         ws = Workspace.init(tmp / "ws")
-        import_folder.run(ws, import_folder.ImportOptions(tmp / "crops"))
+        import_folder.run(ws, import_folder.ImportOptions(folder=tmp / "crops"))
         torch.manual_seed(0)
         model = OFMClassifier(ws.config.labels)
-        registry.save_version(ws, model, metrics={"source": "bench"}, card="# bench", name="ours")
-        registry.save_version(ws, model, metrics={"source": "bench"}, card="# bench", name="loop")
-        registry.save_version(ws, model, metrics={"source": "bench"}, card="# bench", name="torch")
-        registry.activate(ws, "ours")
+        versions.register(ws, model, metrics={"source": "bench"}, card="# bench", name="ours")
+        versions.register(ws, model, metrics={"source": "bench"}, card="# bench", name="loop")
+        versions.register(ws, model, metrics={"source": "bench"}, card="# bench", name="torch")
+        with ws.session() as s:  # active without scoring: the bench measures that
+            db.activate_model(s, db.get_model_version(s, "ours").id)
 
         # The network alone: batch 256 vs one crop at a time.
         with ws.read_session() as s:

@@ -24,14 +24,14 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[0] = str(REPO)  # replaces bench/, whose queue.py would shadow the stdlib queue
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+import numpy as np
+import torch
+import torch.nn.functional as F
 
-from models.ofm import OFMClassifier  # noqa: E402
-from models.training import fit, load_images, prepare_batch  # noqa: E402
+from models.ofm import OFMClassifier
+from annotator.images import load_images
+from models.training import fit, prepare_batch
 
 
 def crops(n: int) -> tuple[np.ndarray, np.ndarray, str]:

@@ -21,10 +21,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[0] = str(REPO)  # replaces bench/, whose queue.py would shadow the stdlib queue
 
-from tests.app import factory  # noqa: E402
-from tests.e2e import browser as B  # noqa: E402
+from tests.app import factory
+from tests.e2e import browser as B
 
 TARGET_P95_MS = 300.0
 
@@ -83,7 +82,7 @@ def measure_floor(tmp: Path, presses: int, warmup: int, think_ms: int = 0) -> di
     app = tmp / "floor_app.py"
     app.write_text(FLOOR_APP)
     port = B.free_port()
-    from annotator.cli import APP_SERVER_OPTIONS
+    from pipelines.cli import APP_SERVER_OPTIONS
 
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(app), "--server.address", "127.0.0.1",

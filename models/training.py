@@ -4,9 +4,9 @@ Images are uint8 RGB arrays ``(N, 45, 45, 3)``; labels are class indices ``(N,)`
 is preprocessed and augmented as one tensor (no per-image Python work), so the network, not the
 input pipeline, sets the speed.
 
-Public API (also used by the active-learning simulator):
+Public API (also used by the active-learning simulator; images are read by
+``annotator.images``):
 
-- ``load_images(paths, size=45) -> uint8 (N, size, size, 3)``
 - ``fit(model, train_x, train_y, val_x, val_y, *, epochs, batch_size, lr, seed, ...) -> History``
 - ``predict(model, images, *, batch_size) -> (probs (N, K), embeddings (N, 10))``
 - ``augment_batch(x, generator)`` and ``load_mask_overlays(folder, ...)``
@@ -16,11 +16,9 @@ from __future__ import annotations
 import copy
 import math
 import time
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -28,11 +26,10 @@ import torch.nn.functional as F
 
 from annotator.errors import InputError
 from annotator.metrics import balanced_accuracy
+from annotator.progress import ProgressFn
+from models.export import onnx_bytes, probabilities
 from models.ofm import EMBEDDING_DIM, INPUT_SIZE
-
 __all__ = [
-    "load_images",
-    "load_images_checked",
     "to_tensor",
     "augment_batch",
     "prepare_batch",
@@ -46,64 +43,7 @@ __all__ = [
     "OnnxPredictor",
 ]
 
-ProgressFn = Optional[Callable[[int, Optional[int], str], None]]
-
-
-# --- loading ----------------------------------------------------------------------------------
-
-
-def _read_rgb(path: str, size: int) -> np.ndarray | None:
-    import cv2
-
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        return None
-    if bgr.shape[:2] != (size, size):
-        bgr = cv2.resize(bgr, (size, size), interpolation=cv2.INTER_AREA)
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-
-def load_images_checked(
-    paths: Sequence, size: int = INPUT_SIZE, *, workers: int = 4
-) -> tuple[np.ndarray, np.ndarray]:
-    """Like ``load_images`` but unreadable files give a zero image and ``ok[i] = False``.
-
-    Returns
-    -------
-    images : uint8 (N, size, size, 3)
-    ok : bool (N,)
-    """
-    paths = [str(p) for p in paths]
-    out = np.zeros((len(paths), size, size, 3), dtype=np.uint8)
-    ok = np.zeros(len(paths), dtype=bool)
-    if not paths:
-        return out, ok
-    with ThreadPoolExecutor(max_workers=workers) as pool:  # OpenCV decodes without the GIL
-        for i, im in enumerate(pool.map(lambda p: _read_rgb(p, size), paths, chunksize=64)):
-            if im is not None:
-                out[i] = im
-                ok[i] = True
-    return out, ok
-
-
-def load_images(paths: Sequence, size: int = INPUT_SIZE, *, workers: int = 4) -> np.ndarray:
-    """Read image files as RGB, resized to ``size`` x ``size`` (area interpolation).
-
-    Returns
-    -------
-    images : uint8 (N, size, size, 3)
-
-    Raises
-    ------
-    InputError
-        When a file is missing or not an image (the first few are named).
-    """
-    paths = [str(p) for p in paths]
-    out, ok = load_images_checked(paths, size, workers=workers)
-    if not ok.all():
-        bad = [p for p, good in zip(paths, ok) if not good]
-        raise InputError(f"{len(bad)} unreadable image(s), e.g. {', '.join(bad[:3])}")
-    return out
+# --- tensors ---------------------------------------------------------------------------------
 
 
 def to_tensor(
@@ -352,7 +292,7 @@ def fit(
     augment: bool = True,
     balanced: bool = True,
     synthetic: SyntheticMasks | None = None,
-    progress: ProgressFn = None,
+    progress: ProgressFn | None = None,
     init_state: dict | None = None,
     device: torch.device | str | None = None,
     bn_momentum: float = 0.1,
@@ -367,8 +307,8 @@ def fit(
         Draw each epoch's N samples class-balanced (with replacement) instead of a permutation.
     synthetic : SyntheticMasks, optional
         Paste masks on some ``source_class`` samples (they become ``target_class``).
-    progress : callable(done, total, message), optional
-        Called after every epoch with the loss and validation metrics.
+    progress : ProgressFn, optional
+        Called after every epoch (stage ``"train"``) with the epoch's row as ``data``.
     init_state : state dict, optional
         Starting weights (e.g. the active model's).
     bn_momentum : float
@@ -449,7 +389,7 @@ def fit(
                 msg = f"loss {row['loss']:.3f}"
                 if has_val:
                     msg += f" val bal.acc {row['val_balanced_accuracy']:.3f}"
-                progress(epoch, epochs, msg)
+                progress(epoch, epochs, msg, stage="train", data=row)
     finally:
         for m, mom in zip(bns, saved_momentum):
             m.momentum = mom
@@ -501,38 +441,18 @@ def predict(
 
 class OnnxPredictor:
     """``predict`` through ONNX Runtime on the CPU: the same outputs as the PyTorch model
-    (probabilities and embeddings), about twice the crops per second on a CPU here.
-
-    Built from the model in memory (legacy TorchScript-based exporter, no extra package).
-    """
+    (probabilities and embeddings), about twice the crops per second on a CPU here."""
 
     def __init__(self, model: torch.nn.Module, *, threads: int | None = None):
-        import io
-        import warnings
-
         import onnxruntime as ort
 
-        class _Both(torch.nn.Module):
-            def __init__(self, net):
-                super().__init__()
-                self.net = net
-
-            def forward(self, x):
-                logits, emb = self.net(x, return_embedding=True)
-                return torch.softmax(logits, dim=1), emb
-
-        buf = io.BytesIO()
-        net = _Both(copy.deepcopy(model).cpu().eval()).eval()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(net, (torch.rand(2, 3, INPUT_SIZE, INPUT_SIZE),), buf,
-                              input_names=["x"], output_names=["probs", "emb"],
-                              dynamic_axes={"x": {0: "n"}, "probs": {0: "n"}, "emb": {0: "n"}},
-                              opset_version=17, dynamo=False)
+        net = probabilities(copy.deepcopy(model).cpu().eval(), with_embedding=True)
+        blob = onnx_bytes(net, torch.rand(2, 3, INPUT_SIZE, INPUT_SIZE), inputs=["x"],
+                          outputs=["probs", "emb"])
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads or torch.get_num_threads()
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")  # shared CPUs
-        self.session = ort.InferenceSession(buf.getvalue(), so, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(blob, so, providers=["CPUExecutionProvider"])
 
     def __call__(self, images: np.ndarray, *, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
         """Same contract as ``predict``: uint8 (N, 45, 45, 3) -> (probs (N, K), emb (N, D))."""

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from annotator import jobs
 from annotator.errors import AnnotatorError
 from pages import common
+from pipelines import extract, runner
 
 ws = common.workspace()
 me = common.require_admin()
@@ -40,7 +40,8 @@ if st.button("Start extraction", type="primary", key="extract_start"):
         if not targets:
             st.warning("Upload a video or give a path first.")
         else:
-            job_id = jobs.start(ws, ["extract", *targets], started_by=me["name"])
+            job_id = runner.submit(ws, "extract", extract.ExtractOptions(sources=targets),
+                                   started_by=me["name"])
             state.extract_msg = f"started job {job_id}: extract {' '.join(targets)}"
             st.rerun()
     except AnnotatorError as exc:

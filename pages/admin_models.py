@@ -3,20 +3,21 @@ from __future__ import annotations
 
 import streamlit as st
 
-from annotator import jobs, labeling
+from annotator import jobs, labeling, team
 from annotator.errors import AnnotatorError
 from pages import common
+from pipelines import retrain, runner, versions
 
 ws = common.workspace()
 me = common.require_admin()
 state = st.session_state
-KINDS = ["retrain", "score", "models promote", "models rollback"]
+KINDS = ["retrain", "score", "promote", "rollback"]
 
 
-def _start(args: list[str]) -> None:
+def _start(kind: str, options) -> None:
     try:
-        job_id = jobs.start(ws, args, started_by=me["name"])
-        state.models_msg = f"started job {job_id}: annotator {' '.join(args)}"
+        job_id = runner.submit(ws, kind, options, started_by=me["name"])
+        state.models_msg = f"started job {job_id}: {kind}"
     except AnnotatorError as exc:
         state.models_msg = str(exc)
 
@@ -24,7 +25,7 @@ def _start(args: list[str]) -> None:
 st.title("Models")
 if state.get("models_msg"):
     st.info(state.models_msg)
-history = labeling.model_history(ws)
+history = team.model_history(ws)
 active = labeling.active_model(ws)
 st.caption(f"active model: **{active.name}**" if active else "no active model yet")
 if history.empty:
@@ -35,7 +36,8 @@ else:
 running = any(j.active for j in jobs.list_jobs(ws, kinds=KINDS))
 c1, c2, c3 = st.columns(3)
 with c1:
-    st.button("Retrain now", type="primary", key="retrain", on_click=_start, args=(["retrain"],),
+    st.button("Retrain now", type="primary", key="retrain", on_click=_start,
+              args=("retrain", retrain.RetrainOptions()),
               disabled=running, help="Build a dataset from the labels, train, evaluate, and "
               "promote the new version if it beats the active one.")
 with c2:
@@ -46,10 +48,10 @@ with c2:
                         help="Promote even if it does not beat the active model on the same "
                         "validation set (or there is none yet).")
     st.button("Promote", key="promote", disabled=running or not version, on_click=_start,
-              args=(["models", "promote", str(version), *(["--force"] if force else [])],))
+              args=("promote", versions.PromoteOptions(version=str(version), force=force)))
 with c3:
     st.button("Roll back", key="rollback", disabled=running or len(names) < 2,
-              on_click=_start, args=(["models", "rollback"],),
+              on_click=_start, args=("rollback", versions.RollbackOptions()),
               help="Make the previously active version active again.")
 
 st.subheader("Jobs")

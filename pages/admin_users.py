@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from annotator import labeling
+from annotator import team
 from annotator.errors import AnnotatorError
 from pages import common
 
@@ -11,7 +11,7 @@ ws = common.workspace()
 me = common.require_admin()
 
 st.title("Users")
-st.dataframe(labeling.users(ws), hide_index=True)
+st.dataframe(team.users(ws), hide_index=True)
 
 st.subheader("Add an account")
 with st.form("add-user", clear_on_submit=True):
@@ -21,7 +21,7 @@ with st.form("add-user", clear_on_submit=True):
     added = st.form_submit_button("Add user", type="primary")
 if added:
     try:
-        labeling.add_user(ws, name.strip(), password, role=role)
+        team.add_user(ws, name.strip(), password, role=role)
     except AnnotatorError as exc:
         st.error(str(exc))
     else:

@@ -19,10 +19,8 @@ def sign_in() -> None:
         submitted = st.form_submit_button("Sign in", type="primary")
     if submitted:
         try:
-            ws = common.workspace()
-            with ws.read_session() as s:
-                who = auth.authenticate(s, name.strip(), password)
-                st.session_state.user = {"id": who.id, "name": who.name, "role": who.role}
+            who = auth.sign_in(common.workspace(), name, password)
+            st.session_state.user = {"id": who.id, "name": who.name, "role": who.role}
         except AnnotatorError as exc:
             st.error(str(exc))
         else:

@@ -107,7 +107,7 @@ def render_jobs(listed) -> None:
         st.caption("no jobs yet")
         return
     for j in listed:
-        label = f"job {j.id} · {' '.join(j.args or [])} · {j.status}"
+        label = f"job {j.id} · {j.kind} · {j.describe()} · {j.status}"
         if j.active:
             st.progress(min(max(j.progress or 0.0, 0.0), 1.0), text=f"{label} · {j.message or ''}")
         elif j.status == "failed":

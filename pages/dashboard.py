@@ -5,14 +5,14 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from annotator import labeling
+from annotator import team
 from pages import common
 
 ws = common.workspace()
 me = common.require_user()
 
 st.title("Dashboard")
-stats = labeling.stats(ws)
+stats = team.stats(ws)
 crops = stats["crops"]
 cols = st.columns(5)
 cols[0].metric("Crops", crops["total"])
@@ -30,21 +30,21 @@ with right:
     st.bar_chart(pd.Series(stats["labels"], name="labels", dtype=float))
 
 st.subheader("Labels per annotator per hour (last 48 h)")
-per_hour = labeling.labels_per_hour(ws)
+per_hour = team.labels_per_hour(ws)
 if per_hour.empty:
     st.caption("no labels yet")
 else:
     st.bar_chart(per_hour)
 
 st.subheader("Inter-annotator agreement (Cohen's kappa)")
-kappa = labeling.agreement(ws)
+kappa = team.agreement(ws)
 if kappa.empty:
     st.caption("No crop has two votes yet: set sampling.double_annotation in config.toml "
                "(e.g. 0.05) to send a share of crops to two annotators.")
 else:
     st.dataframe(kappa.style.format({"agree": "{:.1%}", "kappa": "{:.3f}"}), hide_index=True)
 
-models = labeling.model_history(ws)
+models = team.model_history(ws)
 st.subheader("Model versions")
 if models.empty:
     st.caption("no model trained yet")
@@ -65,7 +65,7 @@ else:
                       .set_index("labels")[[bacc]])
 
 st.subheader("Uncertainty of the queue")
-u = labeling.queue_uncertainty(ws)
+u = team.queue_uncertainty(ws)
 if u.size == 0 or not np.any(u):
     st.caption("no model scores on the queue yet (cold start: diverse + random sampling)")
 else:

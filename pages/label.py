@@ -73,18 +73,20 @@ def _decide(value: str) -> None:
 
 def _undo() -> None:
     try:
-        card = labeling.undo(ws, me["id"])
+        back = labeling.undo(ws, me["id"])
     except AnnotatorError as exc:
         state.label_msg = str(exc)
         return
-    if card is None:
+    if not back:
         state.label_msg = "nothing to undo"
         return
-    state.setdefault("label_decided", set()).discard(card.crop_id)
-    rest = [c for c in state.get("label_cards") or [] if c.crop_id != card.crop_id]
-    state.label_cards = [card, *rest]
-    state.label_done = max(0, state.get("label_done", 0) - 1)
-    state.label_msg = f"undid your last decision on crop #{card.crop_id}"
+    ids = {c.crop_id for c in back}
+    state.setdefault("label_decided", set()).difference_update(ids)
+    rest = [c for c in state.get("label_cards") or [] if c.crop_id not in ids]
+    state.label_cards = [*back, *rest]
+    state.label_done = max(0, state.get("label_done", 0) - len(back))
+    state.label_msg = (f"undid your last decision on crop #{back[0].crop_id}" if len(back) == 1
+                       else f"undid your track decision on {len(back)} crops")
 
 
 @st.cache_data(max_entries=64, show_spinner=False)

@@ -9,28 +9,26 @@ from __future__ import annotations
 
 import csv
 import os
-import re
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from annotator import db, queue
+from annotator import db, images, reports
 from annotator.dataset import TRAIN, VAL, assign_split, dhash, group_ids
 from annotator.errors import InputError
+from annotator.files import atomic_folder, removed_on_error
 from annotator.progress import ProgressFn, silent
 from annotator.workspace import Workspace
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 MANIFEST = "manifest.csv"
 IMAGES = "images45.npy"
 FIELDS = ["crop_id", "source", "track", "label", "annotators", "split", "group", "sha256", "file"]
 
 
-@dataclass
+@dataclass(kw_only=True)
 class BuildOptions:
     name: str | None = None
     val_fraction: float | None = None  # default: config.training.val_fraction
@@ -62,10 +60,9 @@ class DatasetArrays:
     classes: list[str]
 
 
-def run(ws: Workspace, opts: BuildOptions, progress: ProgressFn = None) -> BuildReport:
-    from models.training import load_images
+def run(ws: Workspace, opts: BuildOptions, progress: ProgressFn = silent) -> BuildReport:
+    from models.registry import check_name
 
-    progress = progress or silent
     t0 = time.perf_counter()
     classes = list(ws.config.labels)
     frac = ws.config.training.val_fraction if opts.val_fraction is None else opts.val_fraction
@@ -75,43 +72,36 @@ def run(ws: Workspace, opts: BuildOptions, progress: ProgressFn = None) -> Build
     if opts.group_by not in ("track", "source"):
         raise InputError(f"--group-by must be track or source, got {opts.group_by!r}")
     with ws.read_session() as s:
-        name = opts.name or _next_name(s)
-        if not NAME_RE.match(name):
-            raise InputError(f"invalid dataset name {name!r}: letters, digits, _ . - (max 100)")
+        name = opts.name or db.next_name(s, db.Dataset, "d", ws.datasets_dir)
+        check_name(name, "dataset")
         if db.get_dataset(s, name) is not None or (ws.datasets_dir / name).exists():
             raise InputError(f"dataset {name!r} already exists")
-        labels = queue.current_labels(s, classes)
+        labels = reports.current_labels(s, classes)
         earlier = [ws.root / d.manifest for d in db.list_datasets(s)]
     if labels.empty:
         raise InputError("no labeled crops yet: label some (or import a labeled folder) first")
     labels = labels.sort_values("crop_id").reset_index(drop=True)
-    progress(0, len(labels), "reading crops")
+    progress(0, len(labels), "reading crops", stage="dataset")
     paths = [ws.store.path(p) for p in labels["path"]]
-    x = load_images(paths)
-    progress(len(labels), len(labels), "grouping")
+    x = images.load_images(paths)
+    progress(len(labels) // 2, len(labels), "grouping", stage="dataset")
     y = np.array([classes.index(v) for v in labels["label"]], dtype=np.int64)
     track = [None if _na(t) else int(t) for t in labels["track_id"]]
     groups = group_ids(list(labels["source_key"]), track, list(labels["sha256"]),
-                       hashes=dhash(_thumbs(x)), max_distance=opts.max_distance, by=opts.group_by)
+                       hashes=dhash(images.dhash_thumbnails(x)), max_distance=opts.max_distance, by=opts.group_by)
     previous = _previous_splits(earlier)
     prev = [previous.get(int(c)) for c in labels["crop_id"]]
     is_val = assign_split(y, groups, val_fraction=frac, seed=seed, previous=prev)
     split = np.where(is_val, VAL, TRAIN)
 
-    ws.datasets_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=ws.datasets_dir))
     final = ws.datasets_dir / name
-    try:
+    with atomic_folder(final) as tmp:
         rows = _write_files(ws, tmp, labels, split, groups, track, progress)
         with open(tmp / MANIFEST, "w", newline="") as fh:
             w = csv.DictWriter(fh, fieldnames=FIELDS)
             w.writeheader()
             w.writerows(rows)
         np.save(tmp / IMAGES, x)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     counts = {sp: {c: int(((split == sp) & (y == i)).sum()) for i, c in enumerate(classes)}
               for sp in (TRAIN, VAL)}
     sizes = np.bincount(groups)
@@ -120,24 +110,14 @@ def run(ws: Workspace, opts: BuildOptions, progress: ProgressFn = None) -> Build
         groups=int((sizes > 0).sum()), largest_group=int(sizes.max()),
         kept_in_val=sum(p == VAL for p in prev), kept_in_train=sum(p == TRAIN for p in prev),
     )
-    try:
-        with ws.session() as s:
-            s.add(db.Dataset(name=name, path=os.path.relpath(final, ws.root),
-                             manifest=os.path.relpath(final / MANIFEST, ws.root),
-                             counts={"classes": classes, **counts, "total": len(labels),
-                                     "val_fraction": frac, "group_by": opts.group_by}))
-    except BaseException:
-        shutil.rmtree(final, ignore_errors=True)
-        raise
+    with removed_on_error(final), ws.session() as s:
+        s.add(db.Dataset(name=name, path=os.path.relpath(final, ws.root),
+                         manifest=os.path.relpath(final / MANIFEST, ws.root),
+                         counts={"classes": classes, **counts, "total": len(labels),
+                                 "val_fraction": frac, "group_by": opts.group_by}))
+    progress(len(labels), len(labels), f"{name}: {len(labels)} crops", stage="dataset")
     report.seconds = round(time.perf_counter() - t0, 2)
     return report
-
-
-def _next_name(session) -> str:
-    n = len(db.list_datasets(session)) + 1
-    while db.get_dataset(session, f"d{n:03d}") is not None:
-        n += 1
-    return f"d{n:03d}"
 
 
 def _na(v) -> bool:
@@ -145,17 +125,6 @@ def _na(v) -> bool:
         return v is None or bool(np.isnan(float(v)))
     except (TypeError, ValueError):
         return True
-
-
-def _thumbs(x: np.ndarray) -> np.ndarray:
-    """Grayscale 8x9 thumbnails ``(N, 8, 9)`` for difference hashing."""
-    import cv2
-
-    out = np.empty((len(x), 8, 9), dtype=np.float32)
-    for i, im in enumerate(x):
-        out[i] = cv2.resize(cv2.cvtColor(im, cv2.COLOR_RGB2GRAY), (9, 8),
-                            interpolation=cv2.INTER_AREA)
-    return out
 
 
 def _previous_splits(manifests: list[Path]) -> dict[int, str]:
@@ -194,7 +163,7 @@ def _write_files(ws, root: Path, labels, split, groups, track, progress) -> list
                      "annotators": r.annotators, "split": split[i], "group": int(groups[i]),
                      "sha256": r.sha256, "file": rel})
         if i % 500 == 0:
-            progress(i, len(labels), "writing files")
+            progress(len(labels) // 2 + i // 2, len(labels), "writing files", stage="dataset")
     return rows
 
 
@@ -216,8 +185,6 @@ def read_manifest(ws: Workspace, name: str) -> tuple[db.Dataset, list[dict]]:
 def load_split(ws: Workspace, name: str | None, split: str | None,
                classes: list[str] | None = None) -> DatasetArrays:
     """Images and labels of one split (``train``, ``val`` or None for both) of a dataset."""
-    from models.training import load_images
-
     ds, rows = read_manifest(ws, name)
     classes = classes or list((ds.counts or {}).get("classes") or ws.config.labels)
     keep = [i for i, r in enumerate(rows) if split is None or r["split"] == split]
@@ -225,7 +192,7 @@ def load_split(ws: Workspace, name: str | None, split: str | None,
     if cache.is_file():
         x = np.load(cache, mmap_mode="r")[keep]
     else:
-        x = load_images([ws.root / ds.path / rows[i]["file"] for i in keep])
+        x = images.load_images([ws.root / ds.path / rows[i]["file"] for i in keep])
     unknown = sorted({rows[i]["label"] for i in keep} - set(classes))
     if unknown:
         raise InputError(f"dataset {ds.name} has labels {unknown} that are not classes {classes}")

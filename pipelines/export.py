@@ -5,7 +5,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from annotator import queue
+from annotator import reports
 from annotator.errors import InputError
 from annotator.progress import ProgressFn, silent
 from annotator.workspace import Workspace
@@ -13,7 +13,7 @@ from annotator.workspace import Workspace
 FORMATS = ("imagefolder", "csv")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ExportOptions:
     out: Path
     format: str = "imagefolder"
@@ -27,14 +27,13 @@ class ExportReport:
     labels: dict[str, int]
 
 
-def run(ws: Workspace, opts: ExportOptions, progress: ProgressFn = None) -> ExportReport:
-    progress = progress or silent
+def run(ws: Workspace, opts: ExportOptions, progress: ProgressFn = silent) -> ExportReport:
     if opts.format not in FORMATS:
         raise InputError(f"unknown format {opts.format!r}; expected {' or '.join(FORMATS)}")
     out = Path(opts.out)
     with ws.read_session() as s:
-        table = queue.current_labels(s, ws.config.labels)
-        details = queue.crop_details(s, table["crop_id"].tolist())
+        table = reports.current_labels(s, ws.config.labels)
+        details = reports.crop_details(s, table["crop_id"].tolist())
     table = table.merge(details, on="crop_id", how="left")
     if opts.format == "csv":
         if out.is_dir():

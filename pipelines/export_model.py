@@ -17,10 +17,10 @@ from annotator.workspace import Workspace
 FORMATS = ("onnx", "torchscript")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ExportOptions:
     version: str
-    format: str
+    format: str = "onnx"
     out: Path
     opset: int = 17
 
@@ -34,44 +34,28 @@ class ExportReport:
     bytes: int
 
 
-def deployable(model):
-    """Wrap the classifier: NHWC float input in [0, 1] -> softmax probabilities."""
-    import torch
-
-    class Deployable(torch.nn.Module):
-        def __init__(self, net):
-            super().__init__()
-            self.net = net
-
-        def forward(self, x):
-            return torch.softmax(self.net(x.permute(0, 3, 1, 2)), dim=1)
-
-    return Deployable(model).eval()
-
-
 def run(ws: Workspace, opts: ExportOptions) -> ExportReport:
     import torch
 
-    from models import registry
+    from models.export import onnx_bytes, probabilities
     from models.ofm import INPUT_SIZE
+    from pipelines import versions
 
     if opts.format not in FORMATS:
         raise InputError(f"--format must be one of {', '.join(FORMATS)}, got {opts.format!r}")
-    model, mv = registry.load_model(ws, opts.version)
+    model, mv = versions.load(ws, opts.version)
     out = Path(opts.out)
     if out.is_dir():
         raise InputError(f"{out} is a folder; give a file name")
     out.parent.mkdir(parents=True, exist_ok=True)
-    net = deployable(model)
+    net = probabilities(model, nhwc=True)
     example = torch.rand(2, INPUT_SIZE, INPUT_SIZE, 3)
     classes = list(model.classes)
     if opts.format == "onnx":
         import onnx
 
-        torch.onnx.export(net, (example,), str(out), input_names=["image"],
-                          output_names=["probs"], dynamic_axes={"image": {0: "n"}, "probs": {0: "n"}},
-                          opset_version=opts.opset, dynamo=False)
-        proto = onnx.load(str(out))
+        proto = onnx.load_from_string(onnx_bytes(net, example, inputs=["image"], outputs=["probs"],
+                                                 opset=opts.opset))
         entry = proto.metadata_props.add()
         entry.key, entry.value = "classes", json.dumps(classes)
         entry = proto.metadata_props.add()

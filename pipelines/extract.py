@@ -1,6 +1,6 @@
 """Job: CCTV footage -> people (OpenPifPaf keypoints or MTCNN faces) -> head crops in the queue.
 
-Per source: read sampled frames (``annotator.video``), detect (``annotator.detect``), cut a head box
+Per source: read sampled frames (``annotator.video``), detect (``annotator.detectors``), cut a head box
 from each person (``annotator.geometry``), follow heads across frames and keep a few good crops
 per track (``annotator.track``), store them (``ws.store``) and add them to the queue.
 
@@ -19,7 +19,6 @@ Several sources run in parallel worker processes (``workers``); each loads its d
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import math
 import os
 import time
@@ -40,7 +39,7 @@ from annotator.workspace import Workspace
 PENDING_CAP = 8  # candidates held per live track = PENDING_CAP * per_track (bounds memory)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ExtractOptions:
     """What to extract; ``None`` means the workspace's ``[extract]`` default."""
 
@@ -61,6 +60,25 @@ class ExtractOptions:
 
 
 @dataclass
+class SourceResult:
+    """What happened to one source in one run."""
+
+    name: str
+    uri: str
+    kind: str
+    status: str | None = None  # done | partial | error (None: not reached)
+    skipped: bool = False  # already fully extracted: nothing to do
+    source_id: int | None = None
+    frames: int = 0
+    detections: int = 0
+    tracks: int = 0
+    crops_kept: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+    error: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
 class ExtractReport:
     sources: int = 0  # sources processed by this run (not counting skipped ones)
     skipped: int = 0  # already fully extracted: nothing to do
@@ -73,7 +91,7 @@ class ExtractReport:
     seconds: float = 0.0
     detector: str = ""
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
-    per_source: list[dict] = field(default_factory=list)
+    per_source: list[SourceResult] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -134,9 +152,8 @@ def resolve(ws: Workspace, opts: ExtractOptions) -> Settings:
     return s
 
 
-def run(ws: Workspace, opts: ExtractOptions, progress: ProgressFn = None) -> ExtractReport:
+def run(ws: Workspace, opts: ExtractOptions, progress: ProgressFn = silent) -> ExtractReport:
     """Extract head crops from every source; per-source errors are reported, the batch goes on."""
-    progress = _staged(progress or silent)
     t0 = time.perf_counter()
     settings = resolve(ws, opts)
     specs, errors = video.expand_sources(list(opts.sources))
@@ -144,7 +161,7 @@ def run(ws: Workspace, opts: ExtractOptions, progress: ProgressFn = None) -> Ext
         raise InputError("no sources given")
     report = ExtractReport(detector=settings.detector, errors=list(errors))
     if settings.detector == "openpifpaf" and specs:
-        from annotator.detect import resolve_checkpoint
+        from annotator.detectors import resolve_checkpoint
 
         resolve_checkpoint(settings.checkpoint)  # fail once, clearly, before any work
     workers = _workers(opts.workers, specs)
@@ -167,23 +184,21 @@ def run(ws: Workspace, opts: ExtractOptions, progress: ProgressFn = None) -> Ext
 
 
 def extract_source(ws: Workspace, spec: video.SourceSpec, st: Settings, detector,
-                   progress=silent) -> dict:
-    """Extract one source; returns its result dict (never raises for a bad source)."""
-    res = {"name": spec.name, "uri": spec.uri, "kind": spec.kind, "status": None, "skipped": False,
-           "frames": 0, "detections": 0, "tracks": 0, "crops_kept": 0, "dropped": {},
-           "error": None, "timings": {}}
+                   progress: ProgressFn = silent) -> SourceResult:
+    """Extract one source (never raises for a bad source: the error is in the result)."""
+    res = SourceResult(name=spec.name, uri=spec.uri, kind=spec.kind)
     try:
         _SourceRun(ws, spec, st, detector, progress, res).run()
     except AnnotatorError as exc:
-        res["error"], res["status"] = str(exc), "error"
+        res.error, res.status = str(exc), "error"
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as exc:  # a bug or an odd file: report it, the batch goes on
-        res["error"], res["status"] = f"{spec.name}: {type(exc).__name__}: {exc}", "error"
-    if res["status"] == "error" and res.get("source_id"):
+        res.error, res.status = f"{spec.name}: {type(exc).__name__}: {exc}", "error"
+    if res.status == "error" and res.source_id:
         try:
             with ws.session() as s:
-                update_source_progress(s, res["source_id"], status="error", error=res["error"])
+                update_source_progress(s, res.source_id, status="error", error=res.error)
         except Exception:  # the report still carries the error
             pass
     return res
@@ -218,9 +233,9 @@ class _SourceRun:
                 s, key=key, kind=spec.kind, uri=spec.uri, name=spec.name, sha256=sha,
                 fps=info.fps, frame_count=info.frame_count, width=info.width, height=info.height)
             self.source_id, start, status, stats = src.id, src.frames_done, src.status, src.stats
-        self.res["source_id"] = self.source_id
+        self.res.source_id = self.source_id
         if status == "done" and spec.kind != "stream":
-            self.res.update(skipped=True, status="done")
+            self.res.skipped, self.res.status = True, "done"
             return
         stats = stats or {}
         saved = stats.get("resume") if start > 0 and spec.kind != "stream" else None
@@ -242,9 +257,9 @@ class _SourceRun:
         status = "done" if reader.finished else "partial"
         self._commit(reader.next_index, final=True, status=status, error=reader.problem)
         self._report_progress(final=True)
-        self.res["status"] = status
+        self.res.status = status
         if reader.problem:
-            self.res["error"] = reader.problem
+            self.res.error = reader.problem
 
     def _loop(self, reader, info):
         st = self.st
@@ -273,9 +288,9 @@ class _SourceRun:
     def _report_progress(self, final=False):
         if self.spec.kind == "image":  # images share one bar (see _ImageProgress)
             return
-        done = self.res["frames"]
+        done = self.res.frames
         rate = done / max(time.perf_counter() - self.t_start, 1e-9)
-        message = f"{self.res['detections']} heads, {self.res['crops_kept']} kept, {rate:.1f} frames/s"
+        message = f"{self.res.detections} heads, {self.res.crops_kept} kept, {rate:.1f} frames/s"
         self.progress(done, done if final else self.expected, message, stage=self.spec.name)
 
     # -- per batch of frames --
@@ -287,8 +302,8 @@ class _SourceRun:
         for frame, people in zip(frames, people_per_frame):
             t = time.perf_counter()
             h, w = frame.image.shape[:2]
-            self.res["frames"] += 1
-            self.res["detections"] += len(people)
+            self.res.frames += 1
+            self.res.detections += len(people)
             boxes, found = [], []
             for p in people:
                 hb = head_box(p, (w, h), margin=st.margin, min_size=st.min_size)
@@ -350,7 +365,7 @@ class _SourceRun:
         kept = set(keep)
         self.discard += [c for i, c in enumerate(cands) if i not in kept]
         self.dropped["near_duplicate"] += len(cands) - len(kept)
-        self.res["tracks"] += 1
+        self.res.tracks += 1
 
     # -- one transaction: crops + progress + resume state --
     def _commit(self, frames_done, *, final, status, error=None):
@@ -364,19 +379,19 @@ class _SourceRun:
             stats["totals"] = self._totals(len(new_ids))
             update_source_progress(s, self.source_id, frames_done=frames_done, status=status,
                                    error=error, stats=stats)
-        self.res["crops_kept"] += len(new_ids)  # counted once committed
+        self.res.crops_kept += len(new_ids)  # counted once committed
         self.to_add = []
         self._delete_unused(self.discard)
         self.discard = []
         self.timings["db"] += time.perf_counter() - t
-        self.res["dropped"] = dict(self.dropped)
-        self.res["timings"] = {k: round(v, 3) for k, v in self.timings.items()}
+        self.res.dropped = dict(self.dropped)
+        self.res.timings = {k: round(v, 3) for k, v in self.timings.items()}
 
     def _totals(self, new_crops: int) -> dict:
         """Counts over every run of this source (earlier runs' totals + this run so far)."""
         t = Counter(self.base)
-        t.update({k: self.res[k] for k in ("frames", "detections", "tracks")})
-        t.update({"crops_kept": self.res["crops_kept"] + new_crops})
+        t.update({k: getattr(self.res, k) for k in ("frames", "detections", "tracks")})
+        t.update({"crops_kept": self.res.crops_kept + new_crops})
         t.update({f"dropped_{k}": v for k, v in self.dropped.items()})
         return dict(t)
 
@@ -419,7 +434,7 @@ def _expected_frames(info, st: Settings, start: int) -> int | None:
 def _load(st: Settings, *, threads: int | None):
     """The detector for this process. MTCNN's small convolutions gain nothing from several
     threads and lose a lot when cores are busy, so it runs on one; OpenPifPaf gets the cores."""
-    from annotator.detect import load_detector
+    from annotator.detectors import load_detector
 
     if st.detector == "mtcnn":
         threads = 1
@@ -452,7 +467,7 @@ def _worker_init(root, db_url, st, threads, messages):
 def _worker_run(spec):
     messages = _WORKER["messages"]
 
-    def progress(done, total, message="", *, stage=None):
+    def progress(done, total, message="", *, stage=None, data=None):
         messages.put((done, total, message, stage))
 
     return extract_source(_WORKER["ws"], spec, _WORKER["st"], _WORKER["detector"], progress)
@@ -478,13 +493,13 @@ def _run_parallel(ws, specs, st, workers, progress, images):
                     try:
                         results.append(fut.result())
                     except Exception as exc:  # the worker itself died
-                        results.append({"name": spec.name, "uri": spec.uri, "kind": spec.kind,
-                                        "status": "error",
-                                        "error": f"{spec.name}: worker failed: {exc}"})
+                        results.append(SourceResult(
+                            name=spec.name, uri=spec.uri, kind=spec.kind, status="error",
+                            error=f"{spec.name}: worker failed: {exc}"))
                     images.done(results[-1])
             _drain(messages, progress)
     order = {s.uri: i for i, s in enumerate(specs)}
-    return sorted(results, key=lambda r: order.get(r["uri"], 0))
+    return sorted(results, key=lambda r: order.get(r.uri, 0))
 
 
 def _drain(messages, progress):
@@ -507,48 +522,29 @@ class _ImageProgress:
     def __init__(self, progress, total: int):
         self.progress, self.total, self.n, self.heads, self.kept = progress, total, 0, 0, 0
 
-    def done(self, res: dict) -> None:
-        if res.get("kind") != "image":
+    def done(self, res: SourceResult) -> None:
+        if res.kind != "image":
             return
         self.n += 1
-        self.heads += int(res.get("detections") or 0)
-        self.kept += int(res.get("crops_kept") or 0)
+        self.heads += res.detections
+        self.kept += res.crops_kept
         self.progress(self.n, self.total, f"{self.heads} heads, {self.kept} kept", stage="images")
 
 
-def _staged(progress):
-    """Call ``progress`` with ``stage=`` (one bar per source) only if it accepts it."""
-    try:
-        params = inspect.signature(progress).parameters
-        takes_stage = "stage" in params or any(p.kind == p.VAR_KEYWORD for p in params.values())
-    except (TypeError, ValueError):
-        takes_stage = False
-
-    def call(done, total, message="", *, stage=None):
-        if takes_stage:
-            progress(done, total, message, stage=stage)
-        else:
-            progress(done, total, f"{stage}: {message}" if stage else message)
-
-    return call
-
-
-def _merge(report: ExtractReport, res: dict) -> None:
-    if res.get("skipped"):
+def _merge(report: ExtractReport, res: SourceResult) -> None:
+    if res.skipped:
         report.skipped += 1
     else:
         report.sources += 1
     for k in ("frames", "detections", "tracks", "crops_kept"):
-        setattr(report, k, getattr(report, k) + int(res.get(k, 0) or 0))
-    for k, v in (res.get("dropped") or {}).items():
+        setattr(report, k, getattr(report, k) + getattr(res, k))
+    for k, v in res.dropped.items():
         report.dropped[k] = report.dropped.get(k, 0) + v
-    for k, v in (res.get("timings") or {}).items():
+    for k, v in res.timings.items():
         report.timings[k] = round(report.timings.get(k, 0.0) + v, 3)
-    if res.get("error"):
-        report.errors.append(res["error"])
-    report.per_source.append({k: res.get(k) for k in (
-        "name", "kind", "status", "skipped", "frames", "detections", "tracks", "crops_kept",
-        "dropped", "error")})
+    if res.error:
+        report.errors.append(res.error)
+    report.per_source.append(res)
 
 
 def summary(report: ExtractReport) -> str:

@@ -1,25 +1,21 @@
 """Job: import an ImageFolder of crops (subfolders named after labels become labels)."""
 from __future__ import annotations
 
-import io
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
-
-from annotator import queue
+from annotator import images, queue, reports
 from annotator.auth import system_user
-from annotator.db import get_or_create_source
+from annotator.db import AddedBy, get_or_create_source
 from annotator.errors import InputError
 from annotator.progress import ProgressFn, silent
 from annotator.workspace import Workspace
 
-EXT_BY_FORMAT = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "BMP": "bmp", "GIF": "gif", "TIFF": "tif"}
 CHUNK = 500  # files per transaction: an interrupted import loses at most one chunk of work
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ImportOptions:
     folder: Path
     labeled: bool = False
@@ -36,8 +32,7 @@ class ImportReport:
     seconds: float = 0.0
 
 
-def run(ws: Workspace, opts: ImportOptions, progress: ProgressFn = None) -> ImportReport:
-    progress = progress or silent
+def run(ws: Workspace, opts: ImportOptions, progress: ProgressFn = silent) -> ImportReport:
     root = Path(opts.folder)
     if not root.exists():
         raise InputError(f"{root} does not exist")
@@ -61,7 +56,8 @@ def run(ws: Workspace, opts: ImportOptions, progress: ProgressFn = None) -> Impo
         importer_id = system_user(s, "import").id
     for start in range(0, len(files), CHUNK):
         _import_chunk(ws, root, files[start : start + CHUNK], source_id, importer_id, opts, report)
-        progress(min(start + CHUNK, len(files)), len(files), f"{report.added} added")
+        progress(min(start + CHUNK, len(files)), len(files), f"{report.added} added",
+                 stage="import")
     report.seconds = round(time.perf_counter() - t0, 2)
     return report
 
@@ -72,24 +68,23 @@ def _import_chunk(ws, root, paths, source_id, importer_id, opts, report):
         rel = path.relative_to(root).as_posix()
         try:
             data = path.read_bytes()
-            with Image.open(io.BytesIO(data)) as im:
-                im.load()  # full decode: truncated files fail here, not in the labeling app
-                fmt, (w, h) = im.format, im.size
-        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+            ext, w, h = images.probe_bytes(data, max_pixels=ws.config.limits.max_image_pixels)
+        except (OSError, InputError) as exc:
             report.unreadable += 1
             if len(report.unreadable_files) < 20:
-                report.unreadable_files.append(f"{rel}: {type(exc).__name__}")
+                report.unreadable_files.append(f"{rel}: {exc if isinstance(exc, InputError) else type(exc).__name__}")
             continue
-        stored = ws.store.put_bytes(data, EXT_BY_FORMAT.get(fmt, (fmt or "img").lower()))
-        crops.append(queue.NewCrop(origin=rel, sha256=stored.sha256, path=stored.relpath, width=w, height=h))
+        stored = ws.store.put_bytes(data, ext)
+        crops.append(queue.NewCrop(origin=rel, sha256=stored.sha256, path=stored.relpath, width=w,
+                                   height=h))
         if opts.labeled and len(path.relative_to(root).parts) > 1:
             label_of[rel] = path.relative_to(root).parts[0]
     with ws.session() as s:
-        new_ids = queue.add_crops(s, source_id, crops, votes_needed=1)
+        new_ids = queue.add_crops(s, source_id, crops, votes_needed=1, added_by=AddedBy.IMPORT)
         report.added += len(new_ids)
         report.existing += len(crops) - len(new_ids)
         if label_of and new_ids:
-            origin_of = queue.crop_origins(s, new_ids)
+            origin_of = reports.crop_origins(s, new_ids)
             values = {cid: label_of[o] for cid, o in origin_of.items() if o in label_of}
             queue.import_labels(s, importer_id, values)
             for v in values.values():

@@ -1,25 +1,32 @@
 """Job: the whole loop in one call (what the UI's "Retrain now" runs).
 
-build-dataset -> train -> evaluate on the frozen validation set -> promote if at least as good
-as the active model -> score the unlabeled crops with the (possibly new) active model.
+build-dataset -> train -> promote if at least as good as the active model on the frozen
+validation set (the candidate's figure comes from training, not a second scoring) -> score the
+crops the active model has not scored yet.
 """
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
-from annotator import db
-from annotator.progress import ProgressFn, silent
+from annotator.progress import ProgressFn, silent, under
 from annotator.workspace import Workspace
-from pipelines import build_dataset, evaluate, score, train
+from pipelines import build_dataset, score, train, versions
+
+STAGES = {"dataset": 0.1, "train": 0.75, "promote": 0.1, "score": 0.05}  # shares of the job
 
 
-@dataclass
+@dataclass(kw_only=True)
 class RetrainOptions:
-    build: build_dataset.BuildOptions = field(default_factory=build_dataset.BuildOptions)
-    train: train.TrainOptions = field(default_factory=train.TrainOptions)
+    epochs: int | None = None  # defaults: config.training
+    batch_size: int | None = None
+    lr: float | None = None
+    init: str = "active"  # active | none | VERSION
+    synthetic_masks: Path | None = None  # folder of RGBA mask PNGs
+    val_fraction: float | None = None
     force: bool = False  # promote even if worse
-    score: bool = True
+    score: bool = True  # score what the active model has not scored yet, at the end
 
 
 @dataclass
@@ -32,23 +39,19 @@ class RetrainReport:
     seconds: float = 0.0
 
 
-def run(ws: Workspace, opts: RetrainOptions, progress: ProgressFn = None) -> RetrainReport:
-    progress = progress or silent
+def run(ws: Workspace, opts: RetrainOptions, progress: ProgressFn = silent) -> RetrainReport:
     t0 = time.perf_counter()
-
-    def stage(name):
-        return lambda d, t, m="": progress(d, t, f"{name}: {m}")
-
-    built = build_dataset.run(ws, opts.build, stage("dataset"))
-    opts.train.dataset = built.name
-    trained = train.run(ws, opts.train, stage("train"))
-    promoted = evaluate.promote(ws, trained.version, force=opts.force)
+    built = build_dataset.run(ws, build_dataset.BuildOptions(val_fraction=opts.val_fraction),
+                              under(progress, "dataset"))
+    trained = train.run(ws, train.TrainOptions(
+        dataset=built.name, epochs=opts.epochs, batch_size=opts.batch_size, lr=opts.lr,
+        init=opts.init, synthetic_masks=opts.synthetic_masks), under(progress, "train"))
+    promoted = versions.promote(ws, versions.PromoteOptions(version=trained.version,
+                                                            force=opts.force),
+                                under(progress, "promote"), candidate_val=trained.val)
+    active = versions.get(ws).name
     scored = None
-    with ws.read_session() as s:
-        active = db.active_model(s)
-        active_name = active.name if active is not None else None
-    if opts.score and active_name is not None:
-        scored = asdict(score.run(ws, score.ScoreOptions(), stage("score")))
+    if opts.score:
+        scored = asdict(score.run(ws, score.ScoreOptions(), under(progress, "score")))
     return RetrainReport(dataset=asdict(built), train=asdict(trained), promote=asdict(promoted),
-                         score=scored, active=active_name,
-                         seconds=round(time.perf_counter() - t0, 2))
+                         score=scored, active=active, seconds=round(time.perf_counter() - t0, 2))

@@ -5,8 +5,9 @@ probabilities, uncertainty and the penultimate-layer embedding per (crop, versio
 version is the active one, set ``Crop.priority = uncertainty`` so that the labeling queue serves
 the crops the model is least sure about first. Each chunk is one short transaction, so scoring
 is resumable (crops already scored by the version are skipped) and never blocks annotators for
-long. The next chunk's files are read while the current one is on the model. On a CPU the
-network runs in ONNX Runtime (same outputs as PyTorch to 1e-6, about twice as fast here).
+long. A version that becomes active later gets its priorities from ``pipelines.versions``.
+The next chunk's files are read while the current one is on the model. On a CPU the network
+runs in ONNX Runtime (same outputs as PyTorch to 1e-6, about twice as fast here).
 """
 from __future__ import annotations
 
@@ -16,14 +17,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from annotator import db
+from annotator import db, images
 from annotator.errors import InputError
 from annotator.progress import ProgressFn, silent
 from annotator.sample import uncertainty
 from annotator.workspace import Workspace
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ScoreOptions:
     model: str | None = None  # None = the active model
     batch_size: int = 256
@@ -44,16 +45,15 @@ class ScoreReport:
     crops_per_s: float = 0.0
 
 
-def run(ws: Workspace, opts: ScoreOptions, progress: ProgressFn = None) -> ScoreReport:
-    from models import registry
+def run(ws: Workspace, opts: ScoreOptions, progress: ProgressFn = silent) -> ScoreReport:
+    from pipelines import versions
 
-    progress = progress or silent
     t0 = time.perf_counter()
-    model, mv = registry.load_model(ws, opts.model)
+    model, mv = versions.load(ws, opts.model)
     backend, infer = _backend(model, opts.backend)
     report = ScoreReport(model=mv.name, active=bool(mv.active), backend=backend)
     with ws.read_session() as s:
-        total = db.count(s, db.Crop, db.Crop.status == db.UNLABELED)
+        total = db.count(s, db.Crop, db.Crop.status == db.CropStatus.UNLABELED)
     todo = total if opts.limit is None else min(total, opts.limit)
     after, done = 0, 0
     with ThreadPoolExecutor(max_workers=1) as reader:
@@ -67,9 +67,7 @@ def run(ws: Workspace, opts: ScoreOptions, progress: ProgressFn = None) -> Score
             pending = reader.submit(_read, ws, nxt) if nxt else None  # overlap I/O and model
             _score_chunk(ws, infer, mv, ids[ok], x[ok], opts, report)
             report.unreadable += int((~ok).sum())
-            progress(done, todo, f"{report.scored} scored")
-    if mv.active:
-        report.priorities_set = sync_priorities(ws, mv.id)
+            progress(done, todo, f"{report.scored} scored", stage="score")
     report.seconds = round(time.perf_counter() - t0, 2)
     report.crops_per_s = round(report.scored / max(report.seconds, 1e-9), 1)
     return report
@@ -87,10 +85,8 @@ def _next_chunk(ws, version_id, after, size):
 
 
 def _read(ws, batch):
-    from models.training import load_images_checked
-
-    ids = np.array([cid for cid, _ in batch], dtype=np.int64)
-    x, ok = load_images_checked([ws.store.path(p) for _, p in batch])
+    ids = np.array([cid for cid, _, _ in batch], dtype=np.int64)
+    x, ok = images.load_images_checked([ws.store.path(p) for _, _, p in batch])
     return ids, x, ok
 
 
@@ -120,22 +116,5 @@ def _score_chunk(ws, infer, mv, ids, x, opts, report) -> None:
         for c, p, u, e in zip(ids, probs, unc, emb)
     ]
     with ws.session() as s:
-        db.add_predictions(s, rows)
-        if mv.active:
-            db.set_priorities(s, dict(zip(ids.tolist(), unc.tolist())))
+        report.priorities_set += db.add_predictions(s, rows, set_priority=True)
     report.scored += len(ids)
-
-
-def sync_priorities(ws: Workspace, version_id: int, *, chunk: int = 5000) -> int:
-    """Copy this version's stored uncertainties into ``Crop.priority`` (unlabeled crops), in
-    short transactions. Used after scoring with the active model and after a promotion."""
-    after, n = 0, 0
-    while True:
-        with ws.session() as s:
-            rows = db.prediction_uncertainties(s, version_id, after_id=after, limit=chunk)
-            if not rows:
-                break
-            db.set_priorities(s, dict(rows))
-        after = rows[-1][0]
-        n += len(rows)
-    return n

@@ -21,16 +21,16 @@ from pathlib import Path
 
 import numpy as np
 
+from annotator import images
 from annotator.errors import InputError
 from annotator.progress import ProgressFn, silent
 from annotator.sample import STRATEGIES
 
 CURVE_FIELDS = ["strategy", "repeat", "round", "labels", "balanced_accuracy", "accuracy",
                 "no_mask_recall"]
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
 
-@dataclass
+@dataclass(kw_only=True)
 class SimulateOptions:
     pool: Path
     eval: Path
@@ -83,22 +83,6 @@ class SimulateReport:
 # --- data -------------------------------------------------------------------------------------
 
 
-def read_image_folder(root: Path) -> tuple[list[Path], list[str]]:
-    """Image paths and their subfolder names (labels) of an ImageFolder, sorted."""
-    root = Path(root)
-    if not root.is_dir():
-        raise InputError(f"{root} is not a folder")
-    paths, labels = [], []
-    for sub in sorted(p for p in root.iterdir() if p.is_dir()):
-        for p in sorted(sub.rglob("*")):
-            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES:
-                paths.append(p)
-                labels.append(sub.name)
-    if not paths:
-        raise InputError(f"{root} holds no images in label subfolders")
-    return paths, labels
-
-
 @dataclass
 class _Data:
     classes: list[str]
@@ -111,31 +95,23 @@ class _Data:
 
 def _load(opts: SimulateOptions) -> _Data:
     from annotator.dataset import dhash, group_ids
-    from models.training import load_images
 
-    pool_paths, pool_labels = read_image_folder(opts.pool)
-    eval_paths, eval_labels = read_image_folder(opts.eval)
+    pool_paths, pool_labels = images.read_image_folder(opts.pool)
+    eval_paths, eval_labels = images.read_image_folder(opts.eval)
     classes = sorted(set(pool_labels))
     extra = sorted(set(eval_labels) - set(classes))
     if len(classes) < 2:
         raise InputError(f"{opts.pool} needs at least two label subfolders")
     if extra:
         raise InputError(f"{opts.eval} has labels the pool lacks: {', '.join(extra)}")
-    pool_x, eval_x = load_images(pool_paths), load_images(eval_paths)
+    pool_x, eval_x = images.load_images(pool_paths), images.load_images(eval_paths)
     index = {c: i for i, c in enumerate(classes)}
     # Near-duplicate photos form one group: the sampler takes at most one per batch.
-    hashes = dhash(_thumbs(pool_x))
+    hashes = dhash(images.dhash_thumbnails(pool_x))
     groups = group_ids([""] * len(pool_x), [None] * len(pool_x), [str(p) for p in pool_paths],
                        hashes=hashes)
     return _Data(classes, pool_x, np.array([index[c] for c in pool_labels]), groups,
                  eval_x, np.array([index[c] for c in eval_labels]))
-
-
-def _thumbs(images: np.ndarray) -> np.ndarray:
-    import cv2
-
-    gray = [cv2.cvtColor(im, cv2.COLOR_RGB2GRAY) for im in images]
-    return np.stack([cv2.resize(g, (9, 8), interpolation=cv2.INTER_AREA) for g in gray])
 
 
 # --- one run ----------------------------------------------------------------------------------
@@ -176,7 +152,7 @@ def _seed_set(data: _Data, opts: SimulateOptions, repeat: int) -> np.ndarray:
 
 
 def run_one(data: _Data, opts: SimulateOptions, strategy: str, repeat: int,
-            progress: ProgressFn = None) -> list[dict]:
+            progress: ProgressFn | None = None) -> list[dict]:
     """Play one strategy for ``opts.rounds`` rounds; resume from its checkpoint if any."""
     import torch
 
@@ -220,7 +196,7 @@ def run_one(data: _Data, opts: SimulateOptions, strategy: str, repeat: int,
     return rows
 
 
-def full_pool_score(data: _Data, opts: SimulateOptions, progress: ProgressFn = None) -> float:
+def full_pool_score(data: _Data, opts: SimulateOptions, progress: ProgressFn | None = None) -> float:
     """Balanced accuracy of a model trained on the whole pool: the ceiling the curves aim at."""
     from models.training import fit
 
@@ -243,8 +219,7 @@ def _worker(opts: SimulateOptions, strategy: str, repeat: int) -> list[dict]:
 # --- the job ----------------------------------------------------------------------------------
 
 
-def run(opts: SimulateOptions, progress: ProgressFn = None) -> SimulateReport:
-    progress = progress or silent
+def run(opts: SimulateOptions, progress: ProgressFn = silent) -> SimulateReport:
     bad = [s for s in opts.strategies if s not in STRATEGIES]
     if bad or not opts.strategies:
         raise InputError(f"unknown strategy {', '.join(bad) or '(none)'}; expected {', '.join(STRATEGIES)}")
@@ -259,13 +234,13 @@ def run(opts: SimulateOptions, progress: ProgressFn = None) -> SimulateReport:
     total = len(tasks) * (opts.rounds + 1)
     done = 0
 
-    def tick(_d, _t, msg=""):
+    def tick(_d, _t, msg="", **_kw):
         nonlocal done
         done += 1
-        progress(done, total, msg)
+        progress(done, total, msg, stage="simulate")
 
-    full = full_pool_score(data, opts, lambda d, t, msg="": progress(
-        0, total, f"full-pool reference model: epoch {d}/{t} {msg}"))
+    full = full_pool_score(data, opts, lambda d, t, msg="", **_kw: progress(
+        0, total, f"full-pool reference model: epoch {d}/{t} {msg}", stage="simulate"))
     rows: list[dict] = []
     if opts.jobs == 1:
         import torch
@@ -285,7 +260,8 @@ def run(opts: SimulateOptions, progress: ProgressFn = None) -> SimulateReport:
                 got = fut.result()
                 rows += got
                 done += len(got)
-                progress(done, total, f"{got[-1]['strategy']} #{got[-1]['repeat']} finished")
+                progress(done, total, f"{got[-1]['strategy']} #{got[-1]['repeat']} finished",
+                         stage="simulate")
     rows.sort(key=lambda r: (r["strategy"], r["repeat"], r["round"]))
     _write_curves(out / "curves.csv", rows)
     summary = summarize(rows, full)

@@ -20,7 +20,7 @@ from annotator.workspace import Workspace
 MASK, NO_MASK = "mask", "no_mask"
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TrainOptions:
     dataset: str | None = None  # default: the latest
     epochs: int | None = None  # defaults: config.training
@@ -49,13 +49,13 @@ class TrainReport:
     seconds: float = 0.0
 
 
-def run(ws: Workspace, opts: TrainOptions, progress: ProgressFn = None) -> TrainReport:
+def run(ws: Workspace, opts: TrainOptions, progress: ProgressFn = silent) -> TrainReport:
     from models import registry
     from models.ofm import OFMClassifier
     from models.training import fit, load_mask_overlays, predict
+    from pipelines import versions
     from pipelines.build_dataset import load_split, read_manifest
 
-    progress = progress or silent
     t0 = time.perf_counter()
     cfg = ws.config.training
     epochs = opts.epochs or cfg.epochs
@@ -101,11 +101,10 @@ def run(ws: Workspace, opts: TrainOptions, progress: ProgressFn = None) -> Train
                "images_per_s": hist.images_per_s, "device": hist.device,
                "train_seconds": hist.seconds}
     with ws.read_session() as s:
-        name = opts.name or registry.next_name(s)
+        name = opts.name or db.next_name(s, db.ModelVersion, "v", ws.models_dir)
     card = registry.model_card(name=name, classes=classes, dataset=ds.name, metrics=metrics,
                                params=params, source=f"trained ({init[0]} init)")
-    name = registry.save_version(ws, model, metrics=metrics, card=card, dataset_id=ds.id,
-                                 name=name)
+    name = versions.register(ws, model, metrics=metrics, card=card, dataset_id=ds.id, name=name)
     return TrainReport(version=name, dataset=ds.name, init=init[0], n_train=len(train.y),
                        n_val=len(val.y), best_epoch=hist.best_epoch, val=val_report,
                        history=hist.epochs, images_per_s=hist.images_per_s, device=hist.device,
@@ -114,7 +113,7 @@ def run(ws: Workspace, opts: TrainOptions, progress: ProgressFn = None) -> Train
 
 def _initial_weights(ws: Workspace, init: str, classes: list[str]):
     """``(description, state_dict or None)`` for ``--init active|none|VERSION``."""
-    from models import registry
+    from pipelines import versions
 
     if init in ("none", "", None):
         return "none", None
@@ -126,7 +125,7 @@ def _initial_weights(ws: Workspace, init: str, classes: list[str]):
         if list(mv.classes) != classes:
             return f"none (active {mv.name} has other classes)", None
         init = mv.name
-    model, mv = registry.load_model(ws, init)
+    model, mv = versions.load(ws, init)
     if list(mv.classes) != classes:
         raise InputError(f"{mv.name} predicts {mv.classes}; the workspace has {classes}")
     return mv.name, model.state_dict()

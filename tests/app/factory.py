@@ -64,7 +64,7 @@ def build(
             rows.append(dict(
                 source_id=src.id, origin=f"f{i:07d}", frame_index=i, timestamp_s=i / 25,
                 x1=100.0, y1=100.0, x2=148.0, y2=148.0, width=48, height=48,
-                track_id=i // per_track, sha256=f.sha256, path=f.relpath, status=db.UNLABELED,
+                track_id=i // per_track, sha256=f.sha256, path=f.relpath, status=db.CropStatus.UNLABELED,
                 priority=0.0, votes_needed=1, created_at=now,
             ))
         for start in range(0, n_crops, 20_000):
@@ -84,7 +84,9 @@ def add_model(ws: Workspace, name: str, *, seed: int = 0, emb_dim: int = 16,
     with ws.session() as s:
         s.execute(update(db.ModelVersion).values(active=False))
         mv = db.ModelVersion(name=name, path=f"models/{name}", classes=list(ws.config.labels),
-                             metrics=metrics or {"val_balanced_accuracy": 0.8, "n_labels": labels},
+                             metrics=metrics or {"balanced_accuracy": 0.8,
+                                                 "n_train": labels * 85 // 100,
+                                                 "n_val": labels - labels * 85 // 100},
                              active=True, promoted_at=db.utcnow())
         s.add(mv)
         s.flush()

@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
 
-from annotator import db, labeling
+from annotator import db, labeling, reports
 from tests.app import factory
 
 PAGES = Path(__file__).resolve().parents[2] / "pages"
@@ -180,7 +180,7 @@ def test_review_lists_disagreements_and_contradictions_and_relabels(ws):
     factory.label_some(ws, "bob", [2], "mask")
     # A crop labeled against a confident model.
     with ws.read_session() as s:
-        ids, probs, _ = db.prediction_arrays(s, labeling.active_model(ws).id, range(3, 300))
+        ids, probs, _ = reports.prediction_arrays(s, labeling.active_model(ws).id, range(3, 300))
     sure_no_mask = int(ids[probs[:, 1].argmax()])
     factory.label_some(ws, "alice", [sure_no_mask], "mask")
 
@@ -203,7 +203,7 @@ def test_dashboard_renders_counts_kappa_and_plots(ws):
     factory.label_some(ws, "alice", range(1, 21), "mask")
     factory.label_some(ws, "bob", range(1, 16), "mask")
     factory.label_some(ws, "bob", range(16, 21), "no_mask")
-    factory.add_model(ws, "v2", metrics={"val_balanced_accuracy": 0.9, "n_labels": 200})
+    factory.add_model(ws, "v2", metrics={"balanced_accuracy": 0.9, "n_train": 170, "n_val": 30})
     at = signed_in(ws, "alice", "dashboard.py")
     assert not at.exception
     assert at.metric[0].value == "300"
@@ -216,17 +216,17 @@ def test_dashboard_renders_counts_kappa_and_plots(ws):
 
 def test_models_page_starts_jobs_for_admin(ws, monkeypatch):
     started = []
-    monkeypatch.setattr("annotator.jobs.start",
-                        lambda ws_, args, started_by=None: started.append((args, started_by)) or 7)
+    monkeypatch.setattr("annotator.jobs.start", lambda ws_, kind, args, started_by=None, env=None:
+                        started.append((kind, args, started_by)) or 7)
     at = signed_in(ws, "root", "admin_models.py")
     at.button(key="retrain").click().run()
-    assert started == [(["retrain"], "root")]
+    assert started[0][0] == "retrain" and started[0][2] == "root"
     assert "started job 7" in at.info[0].value
     at.button(key="promote").click().run()
-    assert started[-1] == (["models", "promote", "v1"], "root")
+    assert started[-1][:2] == ("promote", {"version": "v1", "force": False})
     at.checkbox(key="promote_force").check().run()
     at.button(key="promote").click().run()
-    assert started[-1] == (["models", "promote", "v1", "--force"], "root")
+    assert started[-1][:2] == ("promote", {"version": "v1", "force": True})
 
 
 def test_models_page_runs_a_real_rollback_job_and_shows_it(ws):
@@ -237,7 +237,8 @@ def test_models_page_runs_a_real_rollback_job_and_shows_it(ws):
     at.button(key="rollback").click().run()
     job_id = int(at.info[0].value.split("started job ")[1].split(":")[0])
     job = jobs.wait(ws, job_id, timeout=120)
-    assert job.status == "done" and job.result == {"from": "v2", "to": "v1"}
+    assert job.status == "done", jobs.log_tail(job)
+    assert (job.result["rolled_back_from"], job.result["to"]) == ("v2", "v1")
     at.run()
     assert labeling.active_model(ws).name == "v1"
     assert any(f"job {job_id}" in s.value and "done" in s.value for s in at.success)
@@ -245,12 +246,15 @@ def test_models_page_runs_a_real_rollback_job_and_shows_it(ws):
 
 def test_extract_page_starts_extraction_of_a_server_path(ws, monkeypatch, tmp_path):
     started = []
-    monkeypatch.setattr("annotator.jobs.start",
-                        lambda ws_, args, started_by=None: started.append(args) or 3)
+    monkeypatch.setattr("annotator.jobs.start", lambda ws_, kind, args, started_by=None, env=None:
+                        started.append((kind, args)) or 3)
+    for name in ("a.mp4", "b.mp4"):
+        (tmp_path / name).write_bytes(b"")
     at = signed_in(ws, "root", "admin_extract.py")
     at.text_area(key="extract_paths").input(f"{tmp_path}/a.mp4\n\n{tmp_path}/b.mp4").run()
     at.button(key="extract_start").click().run()
-    assert started == [["extract", f"{tmp_path}/a.mp4", f"{tmp_path}/b.mp4"]]
+    assert [(k, a["sources"]) for k, a in started] == [
+        ("extract", [f"{tmp_path}/a.mp4", f"{tmp_path}/b.mp4"])]
 
 
 def test_db_counts_match_after_page_use(ws):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from annotator.cli import app
+from pipelines.cli import app
 from tests.conftest import write_image_folder
 
 runner = CliRunner()
@@ -77,7 +77,7 @@ def test_bad_input_is_one_line_not_a_traceback(tmp_path):
 def test_import_real_faces(tmp_path, shared_data):
     """Acceptance: the real faces folder imports with its labels, and a second import adds nothing."""
     env = {**os.environ, "ANNOTATOR_PROJECT": str(tmp_path / "ws")}
-    exe = [sys.executable, "-m", "annotator"]
+    exe = [str(Path(sys.executable).with_name("annotator"))]
     subprocess.run([*exe, "init"], env=env, check=True, capture_output=True)
     faces = shared_data / "faces"
     first = subprocess.run([*exe, "import-folder", faces, "--labeled", "--json"], env=env,

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from annotator.cli import app
+from pipelines.cli import app
 from annotator.workspace import Workspace
 from pipelines import extract
 
@@ -49,7 +49,7 @@ def invoke(*args):
 def reference(shared_data, tmp_path_factory):
     """An uninterrupted run with the resume-test options, to compare resumed runs against."""
     ws = Workspace.init(tmp_path_factory.mktemp("ref") / "ws")
-    report = extract.run(ws, extract.ExtractOptions([str(shared_data / PEDESTRIANS)], **RESUME))
+    report = extract.run(ws, extract.ExtractOptions(sources=[str(shared_data / PEDESTRIANS)], **RESUME))
     rows = crops_table(ws)
     ws.dispose()
     assert report.errors == [] and report.crops_kept == len(rows) > 5
@@ -91,7 +91,7 @@ def test_pedestrians_cli_tracks_far_below_detections_and_rerun_adds_nothing(shar
 
 def test_people_seen_from_behind_yield_almost_nothing(shared_data, tmp_path):
     ws = Workspace.init(tmp_path / "ws")
-    rep = extract.run(ws, extract.ExtractOptions([str(shared_data / FROM_BEHIND)], detector="mtcnn", fps=0.25))
+    rep = extract.run(ws, extract.ExtractOptions(sources=[str(shared_data / FROM_BEHIND)], detector="mtcnn", fps=0.25))
     assert rep.errors == [] and rep.frames >= 34  # 139 s at 0.25 fps
     # measured: 35 frames -> 4 crops (0.11 a frame; 10 from 140 frames at 1 fps), against 2.75 a
     # frame for the pedestrians walking toward the camera (test above)
@@ -101,7 +101,7 @@ def test_people_seen_from_behind_yield_almost_nothing(shared_data, tmp_path):
 def test_interrupted_run_resumes_to_the_same_crops(shared_data, tmp_path, reference):
     ref_report, ref_rows = reference
     ws = Workspace.init(tmp_path / "ws")
-    opts = extract.ExtractOptions([str(shared_data / PEDESTRIANS)], **RESUME)
+    opts = extract.ExtractOptions(sources=[str(shared_data / PEDESTRIANS)], **RESUME)
 
     def ctrl_c_after_18_frames(done, total, message="", *, stage=None):
         if done >= 18:
@@ -195,13 +195,13 @@ def test_folder_sources_and_parallel_workers(shared_data, tmp_path):
     image = sorted((shared_data / "scenes" / "images").iterdir())[1]
     (folder / "cam2" / image.name).write_bytes(image.read_bytes())
     ws = Workspace.init(tmp_path / "ws")
-    rep = extract.run(ws, extract.ExtractOptions([str(folder)], detector="mtcnn", every=5, workers=2))
+    rep = extract.run(ws, extract.ExtractOptions(sources=[str(folder)], detector="mtcnn", every=5, workers=2))
     assert rep.errors == [] and rep.sources == 3
-    names = [s["name"] for s in rep.per_source]
+    names = [s.name for s in rep.per_source]
     assert sorted(names) == sorted(["cam1.avi", "clip.avi", image.name])
-    assert all(s["status"] == "done" for s in rep.per_source)
+    assert all(s.status == "done" for s in rep.per_source)
     assert rep.frames == 6 + 6 + 1
-    again = extract.run(ws, extract.ExtractOptions([str(folder)], detector="mtcnn", every=5, workers=2))
+    again = extract.run(ws, extract.ExtractOptions(sources=[str(folder)], detector="mtcnn", every=5, workers=2))
     assert again.skipped == 3 and again.crops_kept == 0
 
 
@@ -217,12 +217,12 @@ def test_bad_options_are_one_line_errors(shared_data, tmp_path):
 def test_min_size_and_min_sharpness_filters(shared_data, tmp_path):
     image = str(sorted((shared_data / "scenes" / "images").iterdir())[0])
     ws = Workspace.init(tmp_path / "ws")
-    base = extract.run(ws, extract.ExtractOptions([image], detector="mtcnn"))
+    base = extract.run(ws, extract.ExtractOptions(sources=[image], detector="mtcnn"))
     assert base.crops_kept >= 2 and "min_sharpness" not in base.dropped
     ws2 = Workspace.init(tmp_path / "sharp")
-    rep = extract.run(ws2, extract.ExtractOptions([image], detector="mtcnn", min_sharpness=1e9))
+    rep = extract.run(ws2, extract.ExtractOptions(sources=[image], detector="mtcnn", min_sharpness=1e9))
     assert rep.crops_kept == 0 and rep.dropped["min_sharpness"] >= base.crops_kept
     # MTCNN is told the smallest face to look for, so small heads are not even detected
     ws3 = Workspace.init(tmp_path / "size")
-    rep = extract.run(ws3, extract.ExtractOptions([image], detector="mtcnn", min_size=4000))
+    rep = extract.run(ws3, extract.ExtractOptions(sources=[image], detector="mtcnn", min_size=4000))
     assert rep.crops_kept == 0 and rep.detections < base.detections

@@ -24,7 +24,7 @@ def test_mtcnn_recall_on_annotated_scenes(shared_data, tmp_path):
         rows = list(csv.DictReader(fh))
     names = sorted({r["image"] for r in rows})[:N_IMAGES]
     ws = Workspace.init(tmp_path / "ws")
-    report = extract.run(ws, extract.ExtractOptions([str(root / "images" / n) for n in names],
+    report = extract.run(ws, extract.ExtractOptions(sources=[str(root / "images" / n) for n in names],
                                                     detector="mtcnn"))
     assert report.errors == [] and report.sources == N_IMAGES
     con = sqlite3.connect(ws.root / "annotator.db")

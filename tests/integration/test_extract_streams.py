@@ -75,17 +75,17 @@ def test_stream_extraction_continues_numbering_and_unreachable_is_one_error(came
     url, _ = camera
     ws = Workspace.init(tmp_path / "ws")
     image = sorted((shared_data / "scenes" / "images").iterdir())[2]
-    opts = extract.ExtractOptions(["rtsp://127.0.0.1:9/cam", url, str(image)], detector="mtcnn",
+    opts = extract.ExtractOptions(sources=["rtsp://127.0.0.1:9/cam", url, str(image)], detector="mtcnn",
                                   every=10, max_seconds=1.0)
     rep = extract.run(ws, opts)
     assert rep.errors == ["rtsp://127.0.0.1:9/cam: cannot open stream (unreachable, or not a video stream)"]
-    kinds = {s["name"]: s for s in rep.per_source}
-    assert kinds[url]["kind"] == "stream" and kinds[url]["frames"] > 0
-    assert kinds[image.name]["status"] == "done"
+    kinds = {s.name: s for s in rep.per_source}
+    assert kinds[url].kind == "stream" and kinds[url].frames > 0
+    assert kinds[image.name].status == "done"
     con = sqlite3.connect(ws.root / "annotator.db")
     (first_done,) = con.execute("select frames_done from sources where kind = 'stream'").fetchone()
     assert first_done > 0
-    again = extract.run(ws, extract.ExtractOptions([url], detector="mtcnn", every=10, max_seconds=1.0))
+    again = extract.run(ws, extract.ExtractOptions(sources=[url], detector="mtcnn", every=10, max_seconds=1.0))
     assert again.errors == [] and again.skipped == 0 and again.frames > 0  # streams never "done"
     (second_done,) = con.execute("select frames_done from sources where kind = 'stream'").fetchone()
     con.close()

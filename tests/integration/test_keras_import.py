@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from annotator.cli import app
+from pipelines.cli import app
 
 runner = CliRunner()
 pytestmark = pytest.mark.shared
@@ -13,11 +13,13 @@ pytestmark = pytest.mark.shared
 
 @pytest.fixture(scope="module")
 def faces(shared_data):
-    from pipelines.evaluate import read_image_folder
-    from models.training import load_images
+    import numpy as np
 
-    paths, y = read_image_folder(shared_data / "faces", ["mask", "no_mask"])
-    return load_images(paths), y
+    from annotator.images import load_images, read_image_folder
+
+    classes = ["mask", "no_mask"]
+    paths, names = read_image_folder(shared_data / "faces", classes)
+    return load_images(paths), np.array([classes.index(n) for n in names])
 
 
 def test_class_order_follows_the_workspace(shared_data, faces):

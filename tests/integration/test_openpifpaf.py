@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from annotator.detect import import_openpifpaf, load_detector, people_from_annotations, resolve_checkpoint
+from annotator.detectors import import_openpifpaf, load_detector, people_from_annotations, resolve_checkpoint
 from annotator.errors import InputError
 from annotator.geometry import head_box
 
@@ -138,7 +138,7 @@ def test_offline_without_cached_checkpoint_names_the_ways_out(tmp_path, monkeypa
 def test_offline_cli_prints_one_line_and_fails(tmp_path, shared_data, monkeypatch):
     from typer.testing import CliRunner
 
-    from annotator.cli import app
+    from pipelines.cli import app
     from annotator.workspace import Workspace
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
@@ -158,10 +158,10 @@ def test_extract_job_end_to_end_with_scratch_openpifpaf(shared_data, tmp_path):
     from pipelines import extract
 
     ws = Workspace.init(tmp_path / "ws")
-    opts = extract.ExtractOptions([str(shared_data / PEDESTRIANS)], detector="openpifpaf",
+    opts = extract.ExtractOptions(sources=[str(shared_data / PEDESTRIANS)], detector="openpifpaf",
                                   checkpoint="scratch:shufflenetv2k16", long_edge=321, every=100,
                                   batch_size=2)
     rep = extract.run(ws, opts)
     assert rep.errors == [] and rep.detector == "openpifpaf"
-    assert rep.frames == 2 and rep.per_source[0]["status"] == "done"  # frames 0 and 100
+    assert rep.frames == 2 and rep.per_source[0].status == "done"  # frames 0 and 100
     assert rep.timings["detect"] > 0 and rep.crops_kept == rep.detections == 0

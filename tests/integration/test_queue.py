@@ -3,7 +3,7 @@ import datetime as dt
 
 import pytest
 
-from annotator import queue
+from annotator import queue, reports
 from annotator.auth import add_user, authenticate
 from annotator.db import Crop, Label, get_or_create_source, utcnow
 from annotator.errors import AuthError, QueueError, WorkspaceError
@@ -73,7 +73,7 @@ def test_label_rules_and_history(workspace):
         queue.submit_label(s, a, cid, "banana", allowed=allowed)
     # Undo brings the crop back to the same annotator, at the front of their batch.
     with workspace.session() as s:
-        assert queue.undo_last(s, a) == cid
+        assert queue.undo_last(s, a) == [cid]
         assert s.get(Crop, cid).status == "unlabeled"
     with workspace.session() as s:
         assert [c.crop_id for c in queue.claim_batch(s, a, 5)] == [cid]
@@ -86,7 +86,7 @@ def test_label_rules_and_history(workspace):
         assert [r.value for r in rows] == ["mask", "no_mask", "mask"]
         assert rows[0].undone_at is not None and rows[1].superseded_by_id == new
         assert all(r.seconds is None or r.seconds > 0 for r in rows)
-        st = queue.stats(s, workspace.config.labels)
+        st = reports.stats(s, workspace.config.labels)
     assert st["labels"] == {"mask": 1, "no_mask": 0}
     assert st["crops"]["labeled"] == 1
 
@@ -97,10 +97,10 @@ def test_skip_and_not_a_face_leave_the_queue(workspace):
     allowed = workspace.config.label_values
     with workspace.session() as s:
         queue.claim_batch(s, a, 3)
-        queue.skip(s, a, c1, allowed=allowed)
-        queue.mark_not_a_face(s, a, c2, allowed=allowed)
+        queue.submit_label(s, a, c1, "skip", allowed=allowed)
+        queue.submit_label(s, a, c2, "not_a_face", allowed=allowed)
     with workspace.session() as s:
-        st = queue.stats(s, workspace.config.labels)
+        st = reports.stats(s, workspace.config.labels)
         assert [c.crop_id for c in queue.claim_batch(s, a, 3)] == [c3]
     assert st["crops"] == {"total": 3, "labeled": 0, "unlabeled": 1, "skipped": 1, "not_a_face": 1}
 
@@ -121,7 +121,7 @@ def test_double_annotation_goes_to_a_second_annotator(workspace):
     with workspace.session() as s:
         assert s.get(Crop, cid).status == "labeled"
         # A tie is no training label.
-        assert queue.current_labels(s, workspace.config.labels).empty
+        assert reports.current_labels(s, workspace.config.labels).empty
 
 
 def test_authentication(workspace):

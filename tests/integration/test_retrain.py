@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from annotator import db, queue
-from annotator.cli import app
+from annotator import db, queue, reports
+from pipelines.cli import app
 from annotator.errors import InputError
 from annotator.workspace import Workspace
 
@@ -118,8 +118,8 @@ def _save_constant_model(ws_path, name):
     """A model that always says 'mask' (balanced accuracy 0.5): a worse candidate."""
     import torch
 
-    from models import registry
     from models.ofm import OFMClassifier
+    from pipelines import versions
 
     ws = Workspace.open(ws_path)
     m = OFMClassifier(ws.config.labels)
@@ -128,7 +128,8 @@ def _save_constant_model(ws_path, name):
         m.fc_out.bias.copy_(torch.tensor([5.0, -5.0]))
     with ws.read_session() as s:
         ds = db.get_dataset(s, "d001")
-    registry.save_version(ws, m, metrics={"source": "test"}, card="# constant", dataset_id=ds.id, name=name)
+    versions.register(ws, m, metrics={"source": "test"}, card="# constant", dataset_id=ds.id,
+                      name=name)
     ws.dispose()
 
 
@@ -144,7 +145,8 @@ def test_promote_gate_force_and_rollback(loop):
     assert rep["dataset"] == "d001"
     rep = ok_json("models", "promote", "const", "--force", "--project", ws)
     assert rep["promoted"] and rep["previous"] == "v001"
-    assert ok_json("models", "rollback", "--project", ws) == {"from": "const", "to": "v001"}
+    back = ok_json("models", "rollback", "--project", ws)
+    assert (back["rolled_back_from"], back["to"]) == ("const", "v001")
     active = [v["name"] for v in ok_json("models", "list", "--project", ws) if v["active"]]
     assert active == ["v001"]
     r = cli("models", "rollback", "--project", ws)
@@ -155,17 +157,22 @@ def test_score_sets_priorities_and_resumes(loop):
     ws_path = loop["ws"]
     ok_json("models", "promote", "v001", "--project", ws_path)  # no-op if already active
     rep = ok_json("score", "--project", ws_path)
-    assert rep["model"] == "v001" and rep["active"] and rep["scored"] == 24
-    assert rep["backend"] == "onnx"  # the default on a CPU
-    again = ok_json("score", "--project", ws_path)
+    assert rep["model"] == "v001" and rep["active"]
+    assert rep["scored"] == 0  # promoting v001 scored the queue before it became active
+    _save_constant_model(ws_path, "never-active")
+    other = ok_json("score", "--model", "never-active", "--project", ws_path)
+    assert other["scored"] == 24 and not other["active"] and other["priorities_set"] == 0
+    assert other["backend"] == "onnx"  # the default on a CPU
+    again = ok_json("score", "--model", "never-active", "--project", ws_path)
     assert again["scored"] == 0  # resumable: scored crops are skipped
     ws = Workspace.open(ws_path)
     with ws.read_session() as s:
         mv = db.get_model_version(s, "v001")
-        crops = s.query(db.Crop).filter(db.Crop.status == db.UNLABELED).all()
+        crops = s.query(db.Crop).filter(db.Crop.status == db.CropStatus.UNLABELED).all()
         ids = [c.id for c in crops]
-        got_ids, probs, emb = db.prediction_arrays(s, mv.id, ids)
-        unc = dict(db.prediction_uncertainties(s, mv.id))
+        got_ids, probs, emb = reports.prediction_arrays(s, mv.id, ids)
+        unc = dict(s.query(db.Prediction.crop_id, db.Prediction.uncertainty)
+                   .filter(db.Prediction.model_version_id == mv.id).all())
         prio = {c.id: c.priority for c in crops}
     assert sorted(got_ids.tolist()) == sorted(ids) and emb.shape == (24, 10)
     np.testing.assert_allclose(probs.sum(1), 1, atol=1e-4)
@@ -192,7 +199,7 @@ def test_interrupted_training_leaves_active_untouched(loop):
         before = (db.active_model(s).name, db.count(s, db.ModelVersion))
     dirs = sorted(p.name for p in (ws.models_dir).iterdir())
 
-    def interrupt(done, total, msg=""):
+    def interrupt(done, total, msg="", **kw):
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
@@ -225,6 +232,6 @@ def test_user_errors_are_one_line(tmp_path):
     r = cli("models", "import-keras", tmp_path / "junk.h5", "--project", ws)
     assert r.exit_code != 0 and "error:" in r.output
     with pytest.raises(InputError):
-        from pipelines.evaluate import read_image_folder
+        from annotator.images import read_image_folder
 
         read_image_folder(tmp_path, ["mask", "no_mask"])

@@ -4,7 +4,7 @@ import json
 
 from typer.testing import CliRunner
 
-from annotator.cli import app
+from pipelines.cli import app
 from pipelines import simulate
 
 

@@ -64,7 +64,9 @@ def test_report_is_json_ready_with_the_cli_keys(data, tmp_path):
     assert np.array(rep["confusion"]).sum() == 500
     one_class = M.report(np.zeros(3, int), np.tile([0.8, 0.2], (3, 1)), ["mask", "no_mask"])
     assert one_class["roc_auc"] is None  # NaN becomes null, not invalid JSON
-    written = M.plot_report(y, p, ["a", "b", "c"], tmp_path / "plots")
+    from annotator.plots import plot_report
+
+    written = plot_report(y, p, ["a", "b", "c"], tmp_path / "plots")
     assert sorted(w.name for w in written) == ["confusion.png", "reliability.png", "roc.png"]
     assert all(w.stat().st_size > 1000 for w in written)
 
@@ -74,3 +76,12 @@ def test_input_validation():
         M.report(np.array([0, 1]), np.ones((3, 2)) / 2, ["a", "b"])
     with pytest.raises(ValueError):
         M.report(np.array([0, 2]), np.ones((2, 2)) / 2, ["a", "b"])
+
+
+def test_cohen_kappa_matches_the_textbook_example():
+    # Two raters, 50 items: 20 yes/yes, 15 no/no, 5 yes/no, 10 no/yes -> kappa 0.4.
+    a = ["y"] * 20 + ["n"] * 15 + ["y"] * 5 + ["n"] * 10
+    b = ["y"] * 20 + ["n"] * 15 + ["n"] * 5 + ["y"] * 10
+    assert M.cohen_kappa(a, b) == pytest.approx(0.4)
+    assert M.cohen_kappa(["m", "m"], ["m", "m"]) == 1.0
+    assert M.cohen_kappa(["m", "n"], ["n", "m"]) == pytest.approx(-1.0)

@@ -4,13 +4,12 @@ import pytest
 import torch
 
 from annotator.errors import InputError
+from annotator.images import load_images, load_images_checked
 from models.ofm import OFMClassifier
 from models.training import (
     augment_batch,
     balanced_indices,
     fit,
-    load_images,
-    load_images_checked,
     load_mask_overlays,
     predict,
     to_tensor,
@@ -34,7 +33,7 @@ def test_fit_learns_and_keeps_best_epoch():
     m = OFMClassifier()
     seen = []
     h = fit(m, tx, ty, vx, vy, epochs=3, batch_size=32, lr=2e-3, seed=0,
-            progress=lambda d, t, msg: seen.append((d, t, msg)))
+            progress=lambda d, t, msg, **kw: seen.append((d, t, msg)))
     assert [s[0] for s in seen] == [1, 2, 3] and "val bal.acc" in seen[-1][2]
     assert len(h.epochs) == 3 and 1 <= h.best_epoch <= 3
     best = max(e["val_balanced_accuracy"] for e in h.epochs)

@@ -1,7 +1,9 @@
 """The `annotator` command: thin commands that open the workspace, call one job and print.
 
-Heavy libraries (torch, openpifpaf, streamlit) are imported inside command bodies so that
-``annotator --help`` stays fast.
+A surface, like the pages and the background-job runner: it parses arguments into a job's
+keyword-only options, calls the job with a rich progress bar, and prints a short text or
+``--json``. Heavy libraries (torch, openpifpaf, streamlit) are imported inside command bodies so
+that ``annotator --help`` stays fast.
 """
 from __future__ import annotations
 
@@ -18,7 +20,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from annotator.errors import AnnotatorError, InputError
+from annotator.errors import AnnotatorError
+from annotator.workspace import DEFAULT_PROJECT
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -38,7 +41,6 @@ ProjectOpt = Annotated[
                  show_default=True),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
-DEFAULT_PROJECT = Path("data")
 
 
 def command(typer_app: typer.Typer, name: str | None = None, **kw):
@@ -80,7 +82,7 @@ def emit(data, as_json: bool, human: str | None = None) -> None:
 
 @contextmanager
 def progress_bar(description: str, *, enabled: bool = True):
-    """A rich progress bar on stderr, handed to jobs as ``progress(done, total, message)``.
+    """A rich progress bar per stage on stderr, handed to jobs as their ``ProgressFn``.
 
     The bar appears on the first update, so a job that fails its input checks prints only
     its one-line error.
@@ -91,7 +93,8 @@ def progress_bar(description: str, *, enabled: bool = True):
     )
     tasks: dict[str, int] = {}
 
-    def update(done: int, total: Optional[int], message: str = "", *, stage: str | None = None):
+    def update(done: int, total: Optional[int], message: str = "", *, stage: str | None = None,
+               data: dict | None = None):
         key = stage or description
         if not tasks:
             bar.start()
@@ -132,7 +135,8 @@ def import_folder_cmd(
 
     ws = open_ws(project)
     with progress_bar("import", enabled=not as_json) as progress:
-        report = import_folder.run(ws, import_folder.ImportOptions(folder, labeled), progress)
+        report = import_folder.run(ws, import_folder.ImportOptions(folder=folder, labeled=labeled),
+                                   progress)
     human = (f"{report.added} crops added, {report.existing} already known, "
              f"{report.unreadable} unreadable files skipped; labels {report.labels}")
     emit(report, as_json, human)
@@ -143,11 +147,11 @@ def import_folder_cmd(
 @command(app, "stats")
 def stats_cmd(project: ProjectOpt = DEFAULT_PROJECT, as_json: JsonOpt = False):
     """Counts of sources, crops by status, labels, annotators, models and datasets."""
-    from annotator import queue
+    from annotator import reports
 
     ws = open_ws(project)
     with ws.read_session() as s:
-        st = queue.stats(s, ws.config.labels)
+        st = reports.stats(s, ws.config.labels)
     if as_json:
         emit(st, True)
         return
@@ -174,7 +178,7 @@ def export_cmd(
 
     ws = open_ws(project)
     with progress_bar("export", enabled=not as_json) as progress:
-        report = export.run(ws, export.ExportOptions(dest, fmt), progress)
+        report = export.run(ws, export.ExportOptions(out=dest, format=fmt), progress)
     emit(report, as_json, f"exported {report.crops} crops to {report.out}: {report.labels}")
 
 
@@ -214,7 +218,7 @@ def user_list_cmd(project: ProjectOpt = DEFAULT_PROJECT, as_json: JsonOpt = Fals
     emit(users, as_json, "\n".join(f"{u['name']}\t{u['role']}" for u in users) or "no users")
 
 
-# --- extraction commands (issue 3) ------------------------------------------------------------
+# --- extraction -------------------------------------------------------------------------------
 
 
 @command(app, "extract")
@@ -238,8 +242,10 @@ def extract_cmd(
     from pipelines import extract
 
     ws = open_ws(project)
-    opts = extract.ExtractOptions(sources, detector, checkpoint, fps, every, min_size, margin, per_track,
-                                  min_sharpness, max_seconds, long_edge, workers=workers)
+    opts = extract.ExtractOptions(
+        sources=sources, detector=detector, checkpoint=checkpoint, fps=fps, every=every,
+        min_size=min_size, margin=margin, per_track=per_track, min_sharpness=min_sharpness,
+        max_seconds=max_seconds, long_edge=long_edge, workers=workers)
     with progress_bar("extract", enabled=not as_json) as progress:
         report = extract.run(ws, opts, progress)
     emit(report, as_json, extract.summary(report))
@@ -248,7 +254,7 @@ def extract_cmd(
     if report.errors:
         raise typer.Exit(1)
 
-# --- training, models and scoring commands (issue 4) --------------------------------------------
+# --- training, models and scoring ---------------------------------------------------------------
 
 models_app = typer.Typer(no_args_is_help=True, help="Model versions: list, promote, roll back, import.")
 app.add_typer(models_app, name="models")
@@ -267,7 +273,8 @@ def build_dataset_cmd(
 
     ws = open_ws(project)
     with progress_bar("dataset", enabled=not as_json) as progress:
-        rep = build_dataset.run(ws, build_dataset.BuildOptions(name, val_fraction, group_by=group_by), progress)
+        rep = build_dataset.run(ws, build_dataset.BuildOptions(
+            name=name, val_fraction=val_fraction, group_by=group_by), progress)
     emit(rep, as_json, f"dataset {rep.name}: {rep.crops} crops, {rep.counts} in {rep.groups} groups")
 
 
@@ -287,7 +294,8 @@ def train_cmd(
     from pipelines import train
 
     ws = open_ws(project)
-    opts = train.TrainOptions(dataset, epochs, batch_size, lr, init=init, synthetic_masks=synthetic_masks, name=name)
+    opts = train.TrainOptions(dataset=dataset, epochs=epochs, batch_size=batch_size, lr=lr,
+                              init=init, synthetic_masks=synthetic_masks, name=name)
     with progress_bar("train", enabled=not as_json) as progress:
         rep = train.run(ws, opts, progress)
     emit(rep, as_json, f"trained {rep.version} on {rep.dataset}: best epoch {rep.best_epoch}, "
@@ -306,7 +314,7 @@ def evaluate_cmd(
     from pipelines import evaluate
 
     ws = open_ws(project)
-    rep = evaluate.run(ws, evaluate.EvalOptions(model, data, plots=plots))
+    rep = evaluate.run(ws, evaluate.EvalOptions(model=model, data=data, plots=plots))
     emit(rep, as_json, f"{rep['model']} on {rep['data']}: accuracy {rep['accuracy']}, balanced "
                        f"{rep['balanced_accuracy']}, ROC AUC {rep['roc_auc']}, ECE {rep['ece']}")
 
@@ -324,7 +332,8 @@ def score_cmd(
 
     ws = open_ws(project)
     with progress_bar("score", enabled=not as_json) as progress:
-        rep = score.run(ws, score.ScoreOptions(model, batch_size, backend=backend), progress)
+        rep = score.run(ws, score.ScoreOptions(model=model, batch_size=batch_size, backend=backend),
+                        progress)
     emit(rep, as_json, f"{rep.model}: {rep.scored} crops scored ({rep.crops_per_s}/s), "
                        f"{rep.priorities_set} priorities set, {rep.unreadable} unreadable")
 
@@ -341,7 +350,7 @@ def export_model_cmd(
     from pipelines import export_model
 
     ws = open_ws(project)
-    rep = export_model.run(ws, export_model.ExportOptions(version, fmt, out))
+    rep = export_model.run(ws, export_model.ExportOptions(version=version, format=fmt, out=out))
     emit(rep, as_json, f"exported {rep.version} as {rep.format} to {rep.out} ({rep.bytes} bytes)")
 
 
@@ -354,10 +363,10 @@ def retrain_cmd(
     as_json: JsonOpt = False,
 ):
     """build-dataset + train + evaluate + promote-if-better + score, in one go."""
-    from pipelines import retrain, train
+    from pipelines import retrain
 
     ws = open_ws(project)
-    opts = retrain.RetrainOptions(train=train.TrainOptions(epochs=epochs, init=init), force=force)
+    opts = retrain.RetrainOptions(epochs=epochs, init=init, force=force)
     with progress_bar("retrain", enabled=not as_json) as progress:
         rep = retrain.run(ws, opts, progress)
     emit(rep, as_json, f"dataset {rep.dataset['name']}, model {rep.train['version']}: "
@@ -367,9 +376,9 @@ def retrain_cmd(
 @command(models_app, "list")
 def models_list_cmd(project: ProjectOpt = DEFAULT_PROJECT, as_json: JsonOpt = False):
     """Model versions, newest last; * marks the active one."""
-    from models import registry
+    from pipelines import versions
 
-    rows = registry.list_versions(open_ws(project))
+    rows = versions.list_versions(open_ws(project))
     emit([dataclasses.asdict(r) for r in rows], as_json, "\n".join(
         f"{'*' if r.active else ' '} {r.name}\tdataset {r.dataset or '-'}\tval bal.acc "
         f"{r.val_balanced_accuracy}\t{r.source or ''}" for r in rows) or "no models")
@@ -383,9 +392,11 @@ def models_promote_cmd(
     as_json: JsonOpt = False,
 ):
     """Make VERSION active if it is at least as good on the same validation set."""
-    from pipelines import evaluate
+    from pipelines import versions
 
-    rep = evaluate.promote(open_ws(project), version, force=force)
+    with progress_bar("promote", enabled=not as_json) as progress:
+        rep = versions.promote(open_ws(project), versions.PromoteOptions(version=version,
+                                                                         force=force), progress)
     emit(rep, as_json, f"{'promoted' if rep.promoted else 'not promoted'} {version}: {rep.reason}")
     if not rep.promoted and rep.reason != "already the active model":
         raise typer.Exit(1)
@@ -394,10 +405,12 @@ def models_promote_cmd(
 @command(models_app, "rollback")
 def models_rollback_cmd(project: ProjectOpt = DEFAULT_PROJECT, as_json: JsonOpt = False):
     """Re-activate the version promoted before the active one."""
-    from models import registry
+    from pipelines import versions
 
-    was, now = registry.rollback(open_ws(project))
-    emit({"from": was, "to": now}, as_json, f"rolled back from {was} to {now}")
+    with progress_bar("rollback", enabled=not as_json) as progress:
+        rep = versions.rollback(open_ws(project), versions.RollbackOptions(), progress)
+    emit(rep, as_json, f"rolled back from {rep.rolled_back_from} to {rep.to}; "
+                       f"{rep.priorities_set} queue priorities follow {rep.to}")
 
 
 @command(models_app, "import-keras")
@@ -408,13 +421,16 @@ def models_import_keras_cmd(
     as_json: JsonOpt = False,
 ):
     """Register Neuralet's released Keras weights (active if no model is yet)."""
-    from pipelines import evaluate
+    from pipelines import versions
 
-    rep = evaluate.import_keras(open_ws(project), path, name=name)
+    with progress_bar("import", enabled=not as_json) as progress:
+        rep = versions.import_keras(open_ws(project), versions.KerasImportOptions(path=path,
+                                                                                  name=name),
+                                    progress)
     emit(rep, as_json, f"imported {rep.version}{' (active)' if rep.active else ''}")
 
 
-# --- labeling app (issue 5) ---------------------------------------------------------------------
+# --- labeling app ------------------------------------------------------------------------------
 
 
 APP_SERVER_OPTIONS = (
@@ -452,7 +468,7 @@ def app_cmd(
     raise typer.Exit(subprocess.call(cmd, env=env))
 
 
-# --- simulation (issue 6) ----------------------------------------------------------------------
+# --- simulation ---------------------------------------------------------------------------------
 
 
 @command(app, "simulate")
@@ -480,9 +496,11 @@ def simulate_cmd(
     from pipelines import simulate
 
     opts = simulate.SimulateOptions(
-        pool, eval_dir, dest, tuple(s.strip() for s in strategies.split(",") if s.strip()),
-        seed_size, batch, rounds, repeats, epochs, min_steps, full_epochs, batch_size, lr, init=init, jobs=jobs,
-        random_share=random_share, hybrid_pool=hybrid_pool)
+        pool=pool, eval=eval_dir, out=dest,
+        strategies=tuple(s.strip() for s in strategies.split(",") if s.strip()),
+        seed_size=seed_size, batch=batch, rounds=rounds, repeats=repeats, epochs=epochs,
+        min_steps=min_steps, full_epochs=full_epochs, batch_size=batch_size, lr=lr, init=init,
+        jobs=jobs, random_share=random_share, hybrid_pool=hybrid_pool)
     with progress_bar("simulate", enabled=not as_json) as progress:
         report = simulate.run(opts, progress)
     if as_json:

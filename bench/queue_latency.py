@@ -15,14 +15,13 @@ import time
 from pathlib import Path
 
 # The repo root replaces bench/ on the path: bench/queue.py must not shadow the stdlib queue.
-sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from sqlalchemy import insert  # noqa: E402
+from sqlalchemy import insert
 
-from annotator import queue  # noqa: E402
-from annotator.auth import add_user  # noqa: E402
-from annotator.db import Crop, Label, get_or_create_source, utcnow  # noqa: E402
-from annotator.workspace import Workspace  # noqa: E402
+from annotator import queue
+from annotator.auth import add_user
+from annotator.db import Crop, Label, get_or_create_source, utcnow
+from annotator.workspace import Workspace
 
 
 def build(root: Path, n: int, labeled_share: float = 0.3) -> Workspace:

@@ -1,0 +1,87 @@
+"""The service behind the Dashboard and Users pages: queue counts, the team's pace and agreement,
+model history, and accounts. Takes a workspace, opens short read transactions, returns
+DataFrames and dicts; the arithmetic is in :mod:`annotator.metrics`.
+"""
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+
+from annotator import auth, db, reports
+from annotator.metrics import cohen_kappa
+from annotator.workspace import Workspace
+
+
+def stats(ws: Workspace) -> dict:
+    with ws.read_session() as s:
+        return reports.stats(s, ws.config.labels)
+
+
+def labels_per_hour(ws: Workspace, *, hours: int = 48, now: dt.datetime | None = None) -> pd.DataFrame:
+    """Labels per annotator per hour over the last ``hours``: index hour, one column per
+    annotator (people only: imported labels are not anyone's pace)."""
+    now = now or db.utcnow()
+    with ws.read_session() as s:
+        df = reports.label_times(s, since=now - dt.timedelta(hours=hours))
+    if df.empty:
+        return pd.DataFrame()
+    df["hour"] = pd.to_datetime(df["created_at"]).dt.floor("h")
+    return df.pivot_table(index="hour", columns="annotator", values="value", aggfunc="count",
+                          fill_value=0)
+
+
+def agreement(ws: Workspace) -> pd.DataFrame:
+    """Cohen's kappa for every pair of annotators with crops in common.
+
+    Columns: annotator_a, annotator_b, crops (in common), agree (share), kappa.
+    """
+    with ws.read_session() as s:
+        votes = reports.multi_voted(s)
+    cols = ["annotator_a", "annotator_b", "crops", "agree", "kappa"]
+    if votes.empty:
+        return pd.DataFrame(columns=cols)
+    wide = votes.pivot_table(index="crop_id", columns="annotator", values="value", aggfunc="last")
+    names = sorted(wide.columns)
+    rows = []
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            both = wide[[a, b]].dropna()
+            if both.empty:
+                continue
+            agree = float((both[a] == both[b]).mean())
+            rows.append((a, b, len(both), agree, cohen_kappa(both[a], both[b])))
+    return pd.DataFrame(rows, columns=cols)
+
+
+def queue_uncertainty(ws: Workspace) -> np.ndarray:
+    """Uncertainty (priority) of every unlabeled crop, for the histogram."""
+    with ws.read_session() as s:
+        return np.asarray(reports.queue_priorities(s), dtype=float)
+
+
+def model_history(ws: Workspace) -> pd.DataFrame:
+    """Model versions oldest first with their metrics as columns."""
+    with ws.read_session() as s:
+        return reports.model_versions_frame(s)
+
+
+# --- accounts (admin) -------------------------------------------------------------------------
+
+
+def users(ws: Workspace) -> pd.DataFrame:
+    """Accounts with their label counts: name, role, disabled, labels, last_label_at."""
+    with ws.read_session() as s:
+        people = [(u.name, u.role, u.disabled_at is not None) for u in db.list_annotators(s)]
+        times = reports.label_times(s)
+    counts = times.groupby("annotator")["created_at"].agg(["count", "max"]) if not times.empty \
+        else pd.DataFrame(columns=["count", "max"])
+    rows = [(name, role, disabled, int(counts["count"].get(name, 0)), counts["max"].get(name))
+            for name, role, disabled in people]
+    return pd.DataFrame(rows, columns=["name", "role", "disabled", "labels", "last_label_at"])
+
+
+def add_user(ws: Workspace, name: str, password: str, *, role: str = db.Role.ANNOTATOR) -> None:
+    with ws.session() as s:
+        auth.add_user(s, name, password, role=role)

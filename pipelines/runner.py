@@ -1,0 +1,225 @@
+"""Background jobs for the app: which jobs the UI may start, and the process that runs one.
+
+A surface, like the CLI: :func:`submit` checks a job's options (only the fields the UI offers,
+each of the right type; server paths must exist) and records it through ``annotator.jobs``;
+``python -m pipelines.runner --project DIR ID`` (started by ``annotator.jobs.start``) rebuilds
+the options from the row, calls the same job function the CLI calls with a progress reporter
+that writes to the row, and records the report, the real failure reason, or ``cancelled``.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Callable
+
+from annotator import db, jobs
+from annotator.db import JobStatus
+from annotator.errors import AnnotatorError, InputError
+from annotator.progress import StagedProgress
+from annotator.workspace import Workspace
+
+PROGRESS_EVERY_S = 0.5
+
+
+class JobCancelled(BaseException):
+    """Raised in the job's thread when a cancel arrives (SIGTERM or the row's flag)."""
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One kind of background job."""
+
+    options: type  # the job's keyword-only options dataclass
+    run: Callable  # run(ws, options, progress) -> report dataclass
+    ui_fields: frozenset[str]  # the options the UI may set; every other one keeps its default
+    stages: dict | None = None  # declared stages and their shares, for one monotonic progress
+    paths: frozenset[str] = frozenset()  # fields (a path or a list) that must exist here
+
+
+def specs() -> dict[str, JobSpec]:
+    from pipelines import extract, import_folder, retrain, score, versions
+
+    return {
+        "extract": JobSpec(extract.ExtractOptions, extract.run, frozenset({
+            "sources", "detector", "fps", "every", "per_track", "min_size", "min_score",
+            "redo"}) & {f.name for f in fields(extract.ExtractOptions)},
+            paths=frozenset({"sources"})),
+        "retrain": JobSpec(retrain.RetrainOptions, retrain.run, frozenset({
+            "epochs", "init", "synthetic_masks", "force"}), stages=retrain.STAGES,
+            paths=frozenset({"synthetic_masks"})),
+        "score": JobSpec(score.ScoreOptions, score.run, frozenset({"model"})),
+        "import": JobSpec(import_folder.ImportOptions, import_folder.run,
+                          frozenset({"folder", "labeled"}), paths=frozenset({"folder"})),
+        "promote": JobSpec(versions.PromoteOptions, versions.promote,
+                           frozenset({"version", "force"})),
+        "rollback": JobSpec(versions.RollbackOptions, versions.rollback, frozenset()),
+    }
+
+
+def submit(ws: Workspace, kind: str, options, *, started_by: str | None = None,
+           env: dict[str, str] | None = None) -> int:
+    """Validate a job the UI asks for and start it; returns the job id.
+
+    Only fields in the job's ``ui_fields`` may differ from their defaults, so no browser field
+    reaches an option the page did not offer (a checkpoint path, say).
+    """
+    spec = specs().get(kind)
+    if spec is None:
+        raise InputError(f"not a job the app can run: {kind!r}")
+    if not isinstance(options, spec.options):
+        raise InputError(f"{kind} needs {spec.options.__name__}, got {type(options).__name__}")
+    args = _check_fields(spec, options)
+    for name in spec.paths:
+        value = args.get(name)
+        for item in (value if isinstance(value, list) else [] if value is None else [value]):
+            _check_server_path(item)
+    return jobs.start(ws, kind, args, started_by=started_by, env=env)
+
+
+def _check_fields(spec: JobSpec, options) -> dict:
+    args = json.loads(json.dumps(dataclasses.asdict(options), default=str))
+    defaults = {f.name: (f.default if f.default is not dataclasses.MISSING else
+                         f.default_factory() if f.default_factory is not dataclasses.MISSING
+                         else dataclasses.MISSING) for f in fields(spec.options)}
+    for name, value in args.items():
+        default = defaults[name]
+        if name not in spec.ui_fields and default is not dataclasses.MISSING and \
+                value != json.loads(json.dumps(default, default=str)):
+            raise InputError(f"the app cannot set {name!r} of a {spec.options.__name__}")
+    return args
+
+
+def _check_server_path(item: str) -> None:
+    from annotator import video
+
+    if not isinstance(item, str) or not item.strip():
+        raise InputError("empty source")
+    if video.is_stream(item):
+        return
+    if item.startswith("-"):
+        raise InputError(f"{item!r} is not a path")
+    if not Path(item).exists():
+        raise InputError(f"{item}: no such file or folder on the server")
+
+
+# --- the runner (in the detached process) -----------------------------------------------------
+
+
+def run_job(ws: Workspace, job_id: int) -> int:
+    """Run one recorded job in this process and record its outcome. Returns the exit code."""
+    with ws.read_session() as s:
+        row = db.get_job(s, job_id)
+    if row is None:
+        raise InputError(f"job {job_id} does not exist")
+    spec = specs().get(row["kind"])
+    if spec is None or not isinstance(row["args"], dict):
+        with ws.session() as s:
+            db.update_job(s, job_id, status=JobStatus.FAILED, finished_at=db.utcnow(),
+                          message=f"unknown job {row['kind']!r}")
+        return 2
+    now = db.utcnow()
+    with ws.session() as s:
+        db.update_job(s, job_id, status=JobStatus.RUNNING, pid=os.getpid(), host=jobs.host(),
+                      started_at=now, heartbeat_at=now, message="started")
+    reporter = _Reporter(ws, job_id, spec.stages)
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    beat = threading.Thread(target=reporter.heartbeat, daemon=True)
+    beat.start()
+    outcome = dict(status=JobStatus.FAILED, message="failed")
+    code = 1
+    try:
+        options = spec.options(**row["args"])
+        report = spec.run(ws, options, reporter)
+        result = json.loads(json.dumps(dataclasses.asdict(report) if dataclasses.is_dataclass(report)
+                                       else report, default=str))
+        print(json.dumps(result), flush=True)
+        outcome = dict(status=JobStatus.DONE, progress=1.0, message="done", result=result)
+        code = 0
+    except JobCancelled:
+        outcome = dict(status=JobStatus.CANCELLED, message="cancelled")
+        code = 130
+    except AnnotatorError as exc:  # bad input or state: the reason, in one line
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        outcome = dict(status=JobStatus.FAILED, message=str(exc))
+        code = exc.exit_code
+    except Exception as exc:  # a bug: the traceback goes to the log, the reason to the row
+        traceback.print_exc()
+        outcome = dict(status=JobStatus.FAILED, message=f"internal error: {type(exc).__name__}: {exc}")
+    finally:
+        reporter.stop = True
+        signal.signal(signal.SIGTERM, previous)
+    with ws.session() as s:
+        db.update_job(s, job_id, finished_at=db.utcnow(), heartbeat_at=db.utcnow(), **outcome)
+    return code
+
+
+def _on_sigterm(signum, frame):
+    raise JobCancelled()
+
+
+class _Reporter:
+    """The job's ``ProgressFn``: a monotonic overall fraction, the stage's message and any
+    per-step data (training epochs) on the row, at most every ``PROGRESS_EVERY_S``; a cancel
+    flag set on the row (from any host) stops the job at its next progress call."""
+
+    def __init__(self, ws: Workspace, job_id: int, stages: dict | None):
+        self.ws, self.job_id = ws, job_id
+        self.staged = StagedProgress(stages)
+        self.detail: dict[str, list] = {}
+        self.last = 0.0
+        self.stop = False
+        self.lock = threading.Lock()
+
+    def __call__(self, done, total, message="", *, stage=None, data=None):
+        frac = self.staged.update(done, total, stage)
+        if data is not None:
+            self.detail.setdefault(stage or "_", []).append(data)
+        now = time.monotonic()
+        finished = total is not None and done >= total
+        if now - self.last < PROGRESS_EVERY_S and not finished and data is None:
+            return
+        self.last = now
+        text = f"{stage + ': ' if stage else ''}{done}" + (f"/{total}" if total else "")
+        with self.lock, self.ws.session() as s:
+            db.update_job(s, self.job_id, progress=frac, message=f"{text} {message}".strip(),
+                          heartbeat_at=db.utcnow(), detail=self.detail or None)
+            cancel = db.get_job(s, self.job_id)["cancel_requested"]
+        print(f"[progress] {frac:.3f} {text} {message}", file=sys.stderr, flush=True)
+        if cancel:
+            raise JobCancelled()
+
+    def heartbeat(self):
+        """Keep ``heartbeat_at`` fresh while a long step reports nothing (other hosts use it
+        to tell a live job from a dead one)."""
+        while not self.stop:
+            time.sleep(jobs.HEARTBEAT_S)
+            if self.stop:
+                return
+            try:
+                with self.lock, self.ws.session() as s:
+                    db.update_job(s, self.job_id, heartbeat_at=db.utcnow())
+            except Exception:  # a busy database: the next beat tries again
+                pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipelines.runner",
+                                     description="Run one recorded background job.")
+    parser.add_argument("--project", required=True, type=Path)
+    parser.add_argument("job_id", type=int)
+    ns = parser.parse_args(argv)
+    ws = Workspace.open(ns.project)
+    return run_job(ws, ns.job_id)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
