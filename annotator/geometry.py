@@ -1,6 +1,6 @@
 """Head boxes from body keypoints or face boxes, and crop quality (pure NumPy, no I/O).
 
-A detector adapter (``annotator.detect``) turns its output into :class:`Person` objects in frame
+A detector adapter (``annotator.detectors``) turns its output into :class:`Person` objects in frame
 pixels; :func:`head_box` turns one person into a square head box inside the frame, or says why
 it cannot (``HeadBox.reason``). Crops are then cut from the original frame at native resolution.
 

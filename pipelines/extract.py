@@ -1,6 +1,6 @@
 """Job: CCTV footage -> people (OpenPifPaf keypoints or MTCNN faces) -> head crops in the queue.
 
-Per source: read sampled frames (``annotator.video``), detect (``annotator.detect``), cut a head box
+Per source: read sampled frames (``annotator.video``), detect (``annotator.detectors``), cut a head box
 from each person (``annotator.geometry``), follow heads across frames and keep a few good crops
 per track (``annotator.track``), store them (``ws.store``) and add them to the queue.
 
@@ -144,7 +144,7 @@ def run(ws: Workspace, opts: ExtractOptions, progress: ProgressFn = None) -> Ext
         raise InputError("no sources given")
     report = ExtractReport(detector=settings.detector, errors=list(errors))
     if settings.detector == "openpifpaf" and specs:
-        from annotator.detect import resolve_checkpoint
+        from annotator.detectors import resolve_checkpoint
 
         resolve_checkpoint(settings.checkpoint)  # fail once, clearly, before any work
     workers = _workers(opts.workers, specs)
@@ -419,7 +419,7 @@ def _expected_frames(info, st: Settings, start: int) -> int | None:
 def _load(st: Settings, *, threads: int | None):
     """The detector for this process. MTCNN's small convolutions gain nothing from several
     threads and lose a lot when cores are busy, so it runs on one; OpenPifPaf gets the cores."""
-    from annotator.detect import load_detector
+    from annotator.detectors import load_detector
 
     if st.detector == "mtcnn":
         threads = 1

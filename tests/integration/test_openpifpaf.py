@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from annotator.detect import import_openpifpaf, load_detector, people_from_annotations, resolve_checkpoint
+from annotator.detectors import import_openpifpaf, load_detector, people_from_annotations, resolve_checkpoint
 from annotator.errors import InputError
 from annotator.geometry import head_box
 
