@@ -42,10 +42,15 @@ def probe_bytes(data: bytes, *, max_pixels: int = MAX_PIXELS) -> tuple[str, int,
     """``(file extension, width, height)`` of encoded image bytes, fully decoded once so that a
     truncated file fails here rather than in the labeling app. Raises InputError for anything
     that is not a readable image or is larger than ``max_pixels``."""
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(io.BytesIO(data)) as im:
+        with warnings.catch_warnings():  # our own limit below replaces PIL's warning
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data))
+        with im:
             w, h = im.size
             if w * h > max_pixels:
                 raise ImageTooLarge(f"{w}x{h} pixels is over the {max_pixels:,}-pixel limit")

@@ -7,6 +7,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import inspect
 from sqlalchemy.engine import Engine
 
 from annotator.errors import WorkspaceError
@@ -39,4 +40,15 @@ def upgrade(engine: Engine) -> None:
             f"the database was made by a newer version of facemask-annotator (schema {current}); "
             "upgrade the tool to open it"
         )
-    command.upgrade(cfg, "head")
+    if current is None:
+        tables = set(inspect(engine).get_table_names())
+        if tables:
+            raise WorkspaceError(
+                f"the database at {engine.url} has tables ({', '.join(sorted(tables)[:3])}...) but "
+                "no schema version: it was not made by facemask-annotator, or it is damaged; move "
+                "it aside or point ANNOTATOR_DB_URL at another database")
+    try:
+        command.upgrade(cfg, "head")
+    except Exception as exc:  # a migration that cannot run on this database: say why, in a line
+        reason = getattr(exc, "orig", None) or exc
+        raise WorkspaceError(f"cannot bring the database at {engine.url} up to date: {reason}") from None

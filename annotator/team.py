@@ -83,5 +83,19 @@ def users(ws: Workspace) -> pd.DataFrame:
 
 
 def add_user(ws: Workspace, name: str, password: str, *, role: str = db.Role.ANNOTATOR) -> None:
+    auth.create_account(ws, name, password, role=role)
+
+
+def set_disabled(ws: Workspace, name: str, disabled: bool) -> None:
     with ws.session() as s:
-        auth.add_user(s, name, password, role=role)
+        auth.set_disabled(s, name, disabled)
+
+
+def set_role(ws: Workspace, name: str, role: str) -> None:
+    with ws.session() as s:
+        auth.set_role(s, name, role)
+
+
+def set_password(ws: Workspace, name: str, password: str) -> None:
+    with ws.session() as s:
+        auth.set_password(s, name, password, min_length=ws.config.auth.min_password_length)

@@ -110,6 +110,15 @@ class Workspace:
     def jobs_dir(self) -> Path:
         return self.root / "jobs"
 
+    def owns(self, path: Path) -> bool:
+        """Whether ``path`` is (or is inside) one of the workspace's own files or folders, which
+        no export, upload or output may overwrite."""
+        target = Path(path).resolve()
+        own = [self.root / DB_NAME, self.root / CONFIG_NAME, self.crops_dir, self.models_dir,
+               self.datasets_dir, self.jobs_dir]
+        own += [self.root / f"{DB_NAME}-wal", self.root / f"{DB_NAME}-shm"]
+        return any(target == p.resolve() or p.resolve() in target.parents for p in own)
+
     def dispose(self) -> None:
         for eng in (self._engine, self._read_engine):
             if eng is not None:

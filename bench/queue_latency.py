@@ -30,7 +30,7 @@ def build(root: Path, n: int, labeled_share: float = 0.3) -> Workspace:
     now = utcnow()
     with ws.session() as s:
         src = get_or_create_source(s, key="bench", kind="video", uri="bench.mp4", name="bench.mp4")
-        bot = add_user(s, "bot", "secret").id
+        bot = add_user(s, "bot", "secret-password").id
         for start in range(0, n, 20_000):
             rows = [
                 dict(source_id=src.id, origin=f"f{i:07d}", frame_index=i, sha256=f"{i:064x}",
@@ -49,7 +49,7 @@ def build(root: Path, n: int, labeled_share: float = 0.3) -> Workspace:
 
 def measure(ws: Workspace, ops: int, batch: int = 10) -> dict[str, list[float]]:
     with ws.session() as s:
-        me = [add_user(s, f"a{i}", "secret").id for i in range(2)]
+        me = [add_user(s, f"a{i}", "secret-password").id for i in range(2)]
     claim, submit = [], []
     allowed = ws.config.label_values
     for op in range(ops // batch):

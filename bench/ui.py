@@ -130,7 +130,7 @@ def measure(root: Path, presses: int, warmup: int, think_ms: int = 0) -> dict:
             sync_playwright() as pw:
         browser = B.launch(pw)
         try:
-            page = B.sign_in(browser, url, "alice", "alice-pw")
+            page = B.sign_in(browser, url, "alice", "alice-password")
             lat, wall = press_many(page, presses, warmup, think_ms)
         finally:
             browser.close()

@@ -5,34 +5,50 @@ import streamlit as st
 
 from annotator import auth, labeling
 from annotator.errors import AnnotatorError
-from pages import common
+from pages import common, session
 
 st.set_page_config(page_title="facemask-annotator", page_icon=":material/masks:", layout="wide")
+state = st.session_state
 
 
 def sign_in() -> None:
     st.title("facemask-annotator")
-    st.caption(f"workspace {common.workspace().root}")
+    ws = common.workspace()
     with st.form("sign-in"):
-        name = st.text_input("User name")
-        password = st.text_input("Password", type="password")
+        name = st.text_input("User name", max_chars=100)
+        password = st.text_input("Password", type="password", max_chars=auth.MAX_PASSWORD)
         submitted = st.form_submit_button("Sign in", type="primary")
     if submitted:
         try:
-            who = auth.sign_in(common.workspace(), name, password)
-            st.session_state.user = {"id": who.id, "name": who.name, "role": who.role}
+            who = auth.sign_in(ws, name, password, client=session.client_address())
         except AnnotatorError as exc:
             st.error(str(exc))
         else:
+            state.user = {"id": who.id, "name": who.name, "role": who.role}
+            state.session_token = auth.start_session(ws, who)
+            state.pop("revoked_token", None)
             st.rerun()
-    st.caption("Accounts are made with `annotator user add NAME`.")
+    if not auth.has_admin(ws):
+        st.warning("This workspace has no admin account yet.")
+        if session.client_address() == "local":  # the server's own user may see its path
+            st.code(f"annotator user add NAME --role admin --project {ws.root.resolve()}",
+                    language="bash")
+        else:
+            st.caption("Ask whoever runs the server to create the first admin with "
+                       "`annotator user add NAME --role admin`.")
+    else:
+        st.caption("No account? Ask an admin (Users page, or `annotator user add NAME`).")
 
 
 def sign_out() -> None:
     u = common.user()
+    ws = common.workspace()
     if u is not None:
-        labeling.release(common.workspace(), u["id"])  # held crops go back to the queue
-    st.session_state.clear()
+        labeling.release(ws, u["id"])  # held crops go back to the queue
+    token = state.get("session_token")
+    auth.end_session(ws, token)  # the cookie's token stops working on the server at once
+    state.clear()
+    state.revoked_token = token
     st.rerun()
 
 
@@ -50,11 +66,17 @@ def navigation(role: str | None) -> dict[str, list]:
 
 
 try:
-    common.workspace()
+    ws = common.workspace()
 except AnnotatorError as exc:
     st.error(str(exc))
     st.stop()
-u = common.user()
+u = session.resume(ws)
 if u is not None:
     st.sidebar.caption(f"signed in as **{u['name']}** ({u['role']})")
+    if state.get("session_token"):
+        with st.sidebar:  # (re)writes the cookie, so a reload or a new tab stays signed in
+            session.write_cookie(state.session_token, int(ws.config.auth.session_hours * 3600))
+elif state.get("revoked_token"):
+    with st.sidebar:
+        session.write_cookie("", 0)
 st.navigation(navigation(None if u is None else u["role"])).run()

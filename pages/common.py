@@ -37,7 +37,10 @@ def user() -> dict | None:
 
 
 def require_user() -> dict:
-    u = user()
+    """The signed-in user, re-read from the database (disabled: signed out; role: current)."""
+    from pages import session
+
+    u = session.resume(workspace()) if user() is not None else None
     if u is None:
         st.warning("Please sign in.")
         st.stop()

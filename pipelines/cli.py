@@ -7,6 +7,7 @@ that ``annotator --help`` stays fast.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -170,6 +171,8 @@ def stats_cmd(project: ProjectOpt = DEFAULT_PROJECT, as_json: JsonOpt = False):
 def export_cmd(
     dest: Annotated[Path, typer.Argument(metavar="OUT", help="Folder (imagefolder) or file (csv).")],
     fmt: Annotated[str, typer.Option("--format", help="imagefolder or csv.")] = "imagefolder",
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing CSV file, or add "
+                                                        "to a non-empty folder.")] = False,
     project: ProjectOpt = DEFAULT_PROJECT,
     as_json: JsonOpt = False,
 ):
@@ -178,44 +181,95 @@ def export_cmd(
 
     ws = open_ws(project)
     with progress_bar("export", enabled=not as_json) as progress:
-        report = export.run(ws, export.ExportOptions(out=dest, format=fmt), progress)
+        report = export.run(ws, export.ExportOptions(out=dest, format=fmt, force=force), progress)
     emit(report, as_json, f"exported {report.crops} crops to {report.out}: {report.labels}")
 
 
 # --- users ----------------------------------------------------------------------------------
 
 
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    return typer.prompt("password", hide_input=True, confirmation_prompt=True)
+
+
+PasswordStdin = Annotated[bool, typer.Option("--password-stdin",
+                                             help="Read the password from stdin.")]
+
+
 @command(user_app, "add")
 def user_add_cmd(
     name: str,
     role: Annotated[str, typer.Option("--role", help="admin or annotator.")] = "annotator",
-    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from stdin.")] = False,
+    password_stdin: PasswordStdin = False,
     project: ProjectOpt = DEFAULT_PROJECT,
     as_json: JsonOpt = False,
 ):
-    """Add an annotator account (password from a prompt, or --password-stdin)."""
-    from annotator.auth import add_user
+    """Add an account (password from a prompt, or --password-stdin)."""
+    from annotator import auth
 
     ws = open_ws(project)
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-    else:
-        password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
-    with ws.session() as s:
-        user = add_user(s, name, password, role=role)
-        info = {"name": user.name, "role": user.role, "id": user.id}
-    emit(info, as_json, f"added {info['role']} {info['name']}")
+    who = auth.create_account(ws, name, _read_password(password_stdin), role=role)
+    emit({"name": who.name, "role": who.role, "id": who.id}, as_json, f"added {who.role} {who.name}")
 
 
 @command(user_app, "list")
 def user_list_cmd(project: ProjectOpt = DEFAULT_PROJECT, as_json: JsonOpt = False):
-    """List annotator accounts."""
-    from annotator.db import list_annotators
+    """List accounts with their role, whether they are disabled and their label counts."""
+    from annotator import team
+
+    rows = team.users(open_ws(project)).to_dict("records")
+    emit(rows, as_json, "\n".join(
+        f"{u['name']}\t{u['role']}{'  (disabled)' if u['disabled'] else ''}\t{u['labels']} labels"
+        for u in rows) or "no users")
+
+
+@command(user_app, "disable")
+def user_disable_cmd(name: str, project: ProjectOpt = DEFAULT_PROJECT, as_json: JsonOpt = False):
+    """Stop an account from signing in; its open sessions end at once."""
+    from annotator import team
+
+    team.set_disabled(open_ws(project), name, True)
+    emit({"name": name, "disabled": True}, as_json, f"disabled {name}")
+
+
+@command(user_app, "enable")
+def user_enable_cmd(name: str, project: ProjectOpt = DEFAULT_PROJECT, as_json: JsonOpt = False):
+    """Let a disabled account sign in again."""
+    from annotator import team
+
+    team.set_disabled(open_ws(project), name, False)
+    emit({"name": name, "disabled": False}, as_json, f"enabled {name}")
+
+
+@command(user_app, "set-role")
+def user_set_role_cmd(
+    name: str,
+    role: Annotated[str, typer.Argument(help="admin or annotator.")],
+    project: ProjectOpt = DEFAULT_PROJECT,
+    as_json: JsonOpt = False,
+):
+    """Change an account's role (a signed-in browser gets it on its next page action)."""
+    from annotator import team
+
+    team.set_role(open_ws(project), name, role)
+    emit({"name": name, "role": role}, as_json, f"{name} is now {role}")
+
+
+@command(user_app, "set-password")
+def user_set_password_cmd(
+    name: str,
+    password_stdin: PasswordStdin = False,
+    project: ProjectOpt = DEFAULT_PROJECT,
+    as_json: JsonOpt = False,
+):
+    """Reset an account's password; its open sessions end."""
+    from annotator import team
 
     ws = open_ws(project)
-    with ws.read_session() as s:
-        users = [{"name": u.name, "role": u.role} for u in list_annotators(s)]
-    emit(users, as_json, "\n".join(f"{u['name']}\t{u['role']}" for u in users) or "no users")
+    team.set_password(ws, name, _read_password(password_stdin))
+    emit({"name": name, "password_changed": True}, as_json, f"new password set for {name}")
 
 
 # --- extraction -------------------------------------------------------------------------------
@@ -440,6 +494,8 @@ APP_SERVER_OPTIONS = (
     # Streamlit runs a full gc.collect(2) after every rerun: ~150 ms of CPU per key press with
     # pandas and SQLAlchemy loaded. Python's own generational GC is enough.
     "--runner.postScriptGC", "false",
+    # A traceback would show server paths and code to any browser: errors show a line only.
+    "--client.showErrorDetails", "none",
 )
 
 
@@ -456,16 +512,57 @@ def app_cmd(
     port: Annotated[int, typer.Option("--port", help="Port to serve on.")] = 8501,
     host: Annotated[str, typer.Option("--host", help="Address to bind; 0.0.0.0 for the LAN.")] = "127.0.0.1",
 ):
-    """Start the labeling app (Streamlit) for the team; stop it with Ctrl-C."""
+    """Start the labeling app (Streamlit) for the team; stop it with Ctrl-C or SIGTERM."""
     import os
+    import signal
     import subprocess
+
+    from annotator import auth
 
     ws = open_ws(project)  # fails here, in one line, when there is no workspace
     cmd = [sys.executable, "-m", "streamlit", "run", str(app_entry()), "--server.address", host,
-           "--server.port", str(port), *APP_SERVER_OPTIONS]
+           "--server.port", str(port), "--server.maxUploadSize",
+           str(ws.config.limits.max_upload_mb), *APP_SERVER_OPTIONS]
     err.print(f"labeling app for {ws.root} at http://{host}:{port}", markup=False)
+    if not auth.has_admin(ws):
+        err.print("no admin yet: create one with `annotator user add NAME --role admin "
+                  f"--project {ws.root.resolve()}`", markup=False)
     env = {**os.environ, "ANNOTATOR_PROJECT": str(ws.root.resolve())}
-    raise typer.Exit(subprocess.call(cmd, env=env))
+    ws.dispose()
+    server = subprocess.Popen(cmd, env=env, start_new_session=True)
+    code = _serve_until_stopped(server)
+    raise typer.Exit(0 if code in (0, -signal.SIGTERM, -signal.SIGINT) else code)
+
+
+def _serve_until_stopped(server, grace_s: float = 10.0) -> int:
+    """Wait for the Streamlit server (its own process group). SIGTERM, SIGINT or SIGHUP to
+    this process go to the whole group; a server still alive ``grace_s`` later is killed, so no
+    process and no bound port is left behind."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    asked: list[float] = []
+
+    def stop(signum, _frame):
+        asked.append(time.monotonic())
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGTERM)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT,
+                                                          signal.SIGHUP)}
+    try:
+        while True:
+            try:
+                return server.wait(timeout=0.5)
+            except subprocess.TimeoutExpired:
+                if asked and time.monotonic() - asked[0] > grace_s:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(server.pid, signal.SIGKILL)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 # --- simulation ---------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ FORMATS = ("imagefolder", "csv")
 class ExportOptions:
     out: Path
     format: str = "imagefolder"
+    force: bool = False  # replace an existing CSV file / write into a non-empty folder
 
 
 @dataclass
@@ -31,27 +32,49 @@ def run(ws: Workspace, opts: ExportOptions, progress: ProgressFn = silent) -> Ex
     if opts.format not in FORMATS:
         raise InputError(f"unknown format {opts.format!r}; expected {' or '.join(FORMATS)}")
     out = Path(opts.out)
+    if opts.format == "csv" and out.is_dir():
+        out = out / "labels.csv"
+    _check_destination(ws, out, csv=opts.format == "csv", force=opts.force)
     with ws.read_session() as s:
         table = reports.current_labels(s, ws.config.labels)
         details = reports.crop_details(s, table["crop_id"].tolist())
     table = table.merge(details, on="crop_id", how="left")
-    if opts.format == "csv":
-        if out.is_dir():
-            out = out / "labels.csv"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        table = table.assign(file=[str(ws.store.path(p).resolve()) for p in table["path"]])
-        table.to_csv(out, index=False)
-    else:
-        if out.exists() and (not out.is_dir() or any(out.iterdir())):
-            raise InputError(f"{out} exists and is not an empty folder")
-        for i, row in enumerate(table.itertuples()):
-            dest = out / row.label / f"{row.crop_id:08d}{Path(row.path).suffix}"
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(ws.store.path(row.path), dest)
-            if i % 500 == 0:
-                progress(i, len(table), "copying")
-        progress(len(table), len(table), "done")
+    try:
+        if opts.format == "csv":
+            out.parent.mkdir(parents=True, exist_ok=True)
+            table = table.assign(file=[str(ws.store.path(p).resolve()) for p in table["path"]])
+            tmp = out.with_name(f".{out.name}.part")
+            table.to_csv(tmp, index=False)
+            tmp.replace(out)  # a failed export never leaves a half-written file under OUT
+        else:
+            for i, row in enumerate(table.itertuples()):
+                dest = out / row.label / f"{row.crop_id:08d}{Path(row.path).suffix}"
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(ws.store.path(row.path), dest)
+                if i % 500 == 0:
+                    progress(i, len(table), "copying", stage="export")
+            progress(len(table), len(table), "done", stage="export")
+    except (NotADirectoryError, FileExistsError) as exc:
+        raise InputError(f"cannot write {out}: a part of that path is a file ({exc.filename})") from None
+    except PermissionError:
+        raise InputError(f"cannot write {out}: permission denied") from None
+    except OSError as exc:
+        raise InputError(f"cannot write {out}: {exc.strerror or exc}") from None
     counts = table["label"].value_counts().to_dict() if len(table) else {}
     return ExportReport(opts.format, str(out), len(table), {k: int(v) for k, v in counts.items()})
 
 
+
+
+def _check_destination(ws: Workspace, out: Path, *, csv: bool, force: bool) -> None:
+    if ws.owns(out):
+        raise InputError(f"{out} is part of the workspace itself (database, crops, models, ...); "
+                         "export somewhere else")
+    if csv:
+        if out.exists() and not force:
+            raise InputError(f"{out} exists; pass --force to replace it")
+        if out.exists() and not out.is_file():
+            raise InputError(f"{out} exists and is not a file")
+    elif out.exists() and (not out.is_dir() or (any(out.iterdir()) and not force)):
+        raise InputError(f"{out} exists and is not an empty folder" +
+                         ("" if not out.is_dir() else "; pass --force to add to it"))

@@ -82,7 +82,42 @@ def submit(ws: Workspace, kind: str, options, *, started_by: str | None = None,
         value = args.get(name)
         for item in (value if isinstance(value, list) else [] if value is None else [value]):
             _check_server_path(item)
+    args, secrets = _split_secrets(args)
+    if secrets:  # the job's process gets them in its environment; the row keeps the redacted form
+        env = {**(env or {}), SECRETS_ENV: json.dumps(secrets)}
     return jobs.start(ws, kind, args, started_by=started_by, env=env)
+
+
+SECRETS_ENV = "ANNOTATOR_JOB_SECRETS"
+
+
+def _split_secrets(args: dict) -> tuple[dict, dict[str, str]]:
+    """Replace every URL with a password in the options by its redacted form; returns the
+    redacted options and ``{redacted: full}`` for the job's process."""
+    from annotator.urls import redact
+
+    secrets: dict[str, str] = {}
+
+    def clean(v):
+        if isinstance(v, str) and redact(v) != v:
+            secrets[redact(v)] = v
+            return redact(v)
+        if isinstance(v, list):
+            return [clean(x) for x in v]
+        return v
+
+    return {k: clean(v) for k, v in args.items()}, secrets
+
+
+def _restore_secrets(args: dict) -> dict:
+    secrets = json.loads(os.environ.get(SECRETS_ENV) or "{}")
+
+    def put(v):
+        if isinstance(v, list):
+            return [put(x) for x in v]
+        return secrets.get(v, v) if isinstance(v, str) else v
+
+    return {k: put(v) for k, v in args.items()}
 
 
 def _check_fields(spec: JobSpec, options) -> dict:
@@ -137,7 +172,7 @@ def run_job(ws: Workspace, job_id: int) -> int:
     outcome = dict(status=JobStatus.FAILED, message="failed")
     code = 1
     try:
-        options = spec.options(**row["args"])
+        options = spec.options(**_restore_secrets(row["args"]))
         report = spec.run(ws, options, reporter)
         result = json.loads(json.dumps(dataclasses.asdict(report) if dataclasses.is_dataclass(report)
                                        else report, default=str))

@@ -15,8 +15,8 @@ from sqlalchemy import insert, select, update
 from annotator import auth, db, queue
 from annotator.workspace import Workspace
 
-USERS = {"alice": ("alice-pw", "annotator"), "bob": ("bob-pw", "annotator"),
-         "root": ("root-pw", "admin")}
+USERS = {"alice": ("alice-password", "annotator"), "bob": ("bob-password", "annotator"),
+         "root": ("root-password", "admin")}
 
 
 def _png(rng, size: int) -> bytes:

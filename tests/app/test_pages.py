@@ -66,7 +66,7 @@ def test_sign_in_first_then_exact_page_list(ws):
     at.button[0].click().run()
     assert "wrong user name or password" in at.error[0].value
     assert "user" not in at.session_state
-    at.text_input[1].input("root-pw")
+    at.text_input[1].input("root-password")
     at.button[0].click().run()
     assert not at.exception
     assert at.session_state["user"]["role"] == "admin"
@@ -271,13 +271,13 @@ def test_users_page_adds_an_account_that_can_sign_in(ws):
     at = signed_in(ws, "root", "admin_users.py")
     assert set(at.dataframe[0].value["name"]) == {"alice", "bob", "root"}
     at.text_input(key="new_name").input("carol")
-    at.text_input(key="new_password").input("carol-pw")
+    at.text_input(key="new_password").input("carol-password")
     at.button[0].click().run()
     assert not at.exception
     assert "carol" in set(at.dataframe[0].value["name"])
     from annotator import auth
     with ws.read_session() as s:
-        assert auth.authenticate(s, "carol", "carol-pw").role == "annotator"
+        assert auth.authenticate(s, "carol", "carol-password").role == "annotator"
 
 
 def test_label_page_cold_start_without_model(tmp_path, monkeypatch):

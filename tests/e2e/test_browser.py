@@ -55,8 +55,8 @@ def test_two_annotators_keyboard_undo_grid(served):
     with sync_api.sync_playwright() as pw:
         browser = B.launch(pw)
         try:
-            alice = B.sign_in(browser, url, "alice", "alice-pw", shot="01-sign-in")
-            bob = B.sign_in(browser, url, "bob", "bob-pw")
+            alice = B.sign_in(browser, url, "alice", "alice-password", shot="01-sign-in")
+            bob = B.sign_in(browser, url, "bob", "bob-password")
             a, b = B.shown_crop(alice), B.shown_crop(bob)
             B.screenshot(alice, "02-label")
             seen_a, seen_b, decided_a = [a], [b], []
@@ -103,7 +103,7 @@ def test_two_annotators_keyboard_undo_grid(served):
                                        ("Dashboard", "h1", "07-dashboard")]:
                 B.open_page(alice, title, ready)
                 B.screenshot(alice, shot)
-            admin = B.sign_in(browser, url, "root", "root-pw")
+            admin = B.sign_in(browser, url, "root", "root-password")
             for title, shot in [("Models", "08-models"), ("Extract", "09-extract"),
                                 ("Users", "10-users")]:
                 B.open_page(admin, title, "h1")

@@ -45,12 +45,13 @@ def test_init_import_stats_export(tmp_path):
 def test_user_add_from_stdin(tmp_path):
     ws = tmp_path / "ws"
     cli("init", "--project", ws)
-    r = cli("user", "add", "alice", "--role", "admin", "--password-stdin", "--project", ws, input="pw1234\n")
+    r = cli("user", "add", "alice", "--role", "admin", "--password-stdin", "--project", ws, input="pw1234pw1234\n")
     assert r.exit_code == 0, r.output
     r = cli("user", "list", "--project", ws, "--json")
-    assert json.loads(r.stdout) == [{"name": "alice", "role": "admin"}]
-    r = cli("user", "add", "alice", "--password-stdin", "--project", ws, input="pw1234\n")
-    assert r.exit_code != 0 and "already exists" in r.output
+    (alice,) = json.loads(r.stdout)
+    assert (alice["name"], alice["role"], alice["disabled"], alice["labels"]) == ("alice", "admin", False, 0)
+    r = cli("user", "add", "ALICE", "--password-stdin", "--project", ws, input="pw1234pw1234\n")
+    assert r.exit_code != 0 and "already exists" in r.output  # names ignore case
 
 
 def test_bad_input_is_one_line_not_a_traceback(tmp_path):

@@ -43,7 +43,7 @@ def test_four_processes_label_without_conflicts(workspace):
     names = [f"worker{i}" for i in range(WORKERS)]
     with workspace.session() as s:
         for n in names:
-            add_user(s, n, "secret")
+            add_user(s, n, "secret-password")
     ctx = mp.get_context("spawn")
     results = ctx.Queue()
     procs = [ctx.Process(target=_label_worker, args=(str(workspace.root), n, 6.0, results)) for n in names]
@@ -77,8 +77,8 @@ def _hold_and_hang(root, name, ready):
 def test_killed_annotator_gives_crops_back_after_lease(workspace):
     add_fake_crops(workspace, 5)
     with workspace.session() as s:
-        add_user(s, "crash", "secret")
-        other = add_user(s, "other", "secret").id
+        add_user(s, "crash", "secret-password")
+        other = add_user(s, "other", "secret-password").id
     ctx = mp.get_context("spawn")
     ready = ctx.Queue()
     proc = ctx.Process(target=_hold_and_hang, args=(str(workspace.root), "crash", ready))

@@ -22,7 +22,7 @@ def add_fake_crops(ws, n, *, source_key="video:1", track_of=lambda i: None):
 
 def users(ws, *names):
     with ws.session() as s:
-        return [add_user(s, n, "secret", role="annotator").id for n in names]
+        return [add_user(s, n, "secret-password", role="annotator").id for n in names]
 
 
 def test_add_crops_is_idempotent(workspace):
@@ -127,11 +127,11 @@ def test_double_annotation_goes_to_a_second_annotator(workspace):
 def test_authentication(workspace):
     users(workspace, "ann")
     with workspace.session() as s:
-        assert authenticate(s, "ann", "secret").name == "ann"
+        assert authenticate(s, "ann", "secret-password").name == "ann"
         with pytest.raises(AuthError):
             authenticate(s, "ann", "wrong")
         with pytest.raises(AuthError):
-            authenticate(s, "nobody", "secret")
+            authenticate(s, "nobody", "secret-password")
 
 
 def test_newer_database_is_refused(workspace):

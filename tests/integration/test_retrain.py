@@ -183,7 +183,7 @@ def test_score_sets_priorities_and_resumes(loop):
     from annotator.auth import add_user
 
     with ws.session() as s:
-        uid = add_user(s, "ann", "pw1234").id
+        uid = add_user(s, "ann", "pw1234pw1234").id
     with ws.session() as s:
         claims = queue.claim_batch(s, uid, 3)
     top3 = sorted(ids, key=lambda c: (-prio[c], c))[:3]
