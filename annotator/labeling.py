@@ -15,6 +15,7 @@ change once written.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as dt
 import os
 import threading
@@ -32,6 +33,9 @@ from annotator.geometry import context_window
 from annotator.workspace import Workspace
 
 DOUBLE = "double"  # sampling reason of a crop served for its second vote
+SMALL_CROP_PX = 64  # below this, the context view is on by default
+CONTEXT_WIDTH = 480  # px: the context view is rendered at this width
+STRIP_MAX = 12  # track mates shown beside a crop (and decided by one track key)
 GROUP_STRIDE = 10_000_000  # group id = source_id * stride + track_id
 
 
@@ -54,9 +58,27 @@ class Card:
     frame_index: int | None = None
     box: tuple[float, float, float, float] | None = None
     votes_needed: int = 1
+    source_id: int | None = None
+    track_id: int | None = None
+    timestamp_s: float | None = None
+    status: str | None = None
+    label: str | None = None  # strip cards: the crop's current label, if it has one
+    decidable: bool = True  # strip cards: this annotator may label it now
+    strip: tuple["Card", ...] = ()  # the other kept crops of the same track
+    context: bytes | None = None  # JPEG of the frame around the head, display-sized
 
     def data_uri(self) -> str:
         return f"data:{self.mime};base64,{base64.b64encode(self.image).decode()}"
+
+    @property
+    def small(self) -> bool:
+        """Too few pixels to decide from the crop alone: the frame around it helps."""
+        return max(self.width, self.height) < SMALL_CROP_PX
+
+    def context_uri(self) -> str | None:
+        if self.context is None:
+            return None
+        return f"data:image/jpeg;base64,{base64.b64encode(self.context).decode()}"
 
     @property
     def has_frame(self) -> bool:
@@ -155,11 +177,25 @@ def claim(ws: Workspace, annotator_id: int, size: int, *, seed: int | None = Non
         if len(claims) >= size or len(cands) < size:
             break
         seed = None if seed is None else seed + 1
-    return cards(ws, [(c.crop_id, c.sampling) for c in claims])
+    return cards(ws, [(c.crop_id, c.sampling) for c in claims], annotator_id=annotator_id)
 
 
-def cards(ws: Workspace, items: Sequence[tuple[int, str | None]]) -> list[Card]:
-    """Cards (image bytes, source, the model's guess) for ``(crop_id, reason)`` pairs, in order."""
+def cards(ws: Workspace, items: Sequence[tuple[int, str | None]], *,
+          annotator_id: int | None = None) -> list[Card]:
+    """Cards (image bytes, source, the model's guess) for ``(crop_id, reason)`` pairs, in order.
+
+    With ``annotator_id`` each card also carries its track strip (what that annotator may
+    decide with one track key) and, when the source is on disk, the context view: the label
+    page reads both without waiting (they are built in the background claim).
+    """
+    out = _cards(ws, items)
+    if annotator_id is None:
+        return out
+    return [dataclasses.replace(c, strip=tuple(track_strip(ws, c, annotator_id)),
+                                context=context_jpeg(c)) for c in out]
+
+
+def _cards(ws: Workspace, items: Sequence[tuple[int, str | None]]) -> list[Card]:
     if not items:
         return []
     reasons = dict(items)
@@ -190,9 +226,48 @@ def cards(ws: Workspace, items: Sequence[tuple[int, str | None]]) -> list[Card]:
             confidence=conf, probs=None if p is None else tuple(float(x) for x in p),
             source_kind=r.source_kind, source_uri=r.source_uri, source_name=r.source_name,
             frame_index=None if pd.isna(r.frame_index) else int(r.frame_index), box=box,
-            votes_needed=int(r.votes_needed),
+            votes_needed=int(r.votes_needed), source_id=int(r.source_id),
+            track_id=None if pd.isna(r.track_id) else int(r.track_id),
+            timestamp_s=None if pd.isna(r.timestamp_s) else float(r.timestamp_s),
+            status=r.status,
         ))
     return out
+
+
+def track_strip(ws: Workspace, card: Card, annotator_id: int, *, limit: int = STRIP_MAX) -> list[Card]:
+    """The other kept crops of the card's track, in time order, as small cards: each says its
+    current label and whether this annotator may decide it now (unlabeled, not held by someone
+    else, no vote of theirs yet)."""
+    if card.track_id is None:
+        return []
+    with ws.read_session() as s:
+        mates = reports.track_mates(s, card.crop_id, limit=limit)
+        labels = reports.current_values(s, mates["crop_id"].tolist()) if len(mates) else {}
+        mine = reports.voted_by(s, annotator_id, mates["crop_id"].tolist()) if len(mates) else set()
+    out = []
+    for r in mates.itertuples(index=False):
+        try:
+            data = ws.store.path(r.path).read_bytes()
+        except OSError:
+            continue
+        held = None if pd.isna(r.held_by) else int(r.held_by)
+        cid = int(r.crop_id)
+        out.append(Card(
+            crop_id=cid, image=data, mime=images.mime_type(r.path), width=int(r.width),
+            height=int(r.height), sampling="track", source_id=int(r.source_id),
+            track_id=card.track_id, status=r.status, label=labels.get(cid),
+            timestamp_s=None if pd.isna(r.timestamp_s) else float(r.timestamp_s),
+            decidable=(r.status == db.CropStatus.UNLABELED and held in (None, annotator_id)
+                       and cid not in mine),
+        ))
+    return out
+
+
+def context_jpeg(card: Card, *, width: int = CONTEXT_WIDTH, reach: float = 1.0) -> bytes | None:
+    """The frame around the head as display-sized JPEG bytes (smooth upscaling: a 22-px head
+    reads better as a soft picture than as 16x blocks), or None without a source on disk."""
+    view = frame_context(card, max_width=width, pad=reach, upscale_to=width)
+    return None if view is None else images.encode_jpeg(view, quality=88)
 
 
 # --- deciding ---------------------------------------------------------------------------------
@@ -218,8 +293,20 @@ def submit_page(ws: Workspace, annotator_id: int, decisions: Mapping[int, str], 
     with ws.session() as s:
         for crop_id, value in decisions.items():
             queue.submit_label(s, annotator_id, int(crop_id), value,
-                               allowed=ws.config.label_values, seconds=each)
+                               allowed=ws.config.label_values, seconds=each, method="grid")
     return len(decisions)
+
+
+def submit_track(ws: Workspace, annotator_id: int, card: Card, value: str, *,
+                 seconds: float | None = None) -> list[int]:
+    """One decision for the crop and every track mate in its strip this annotator may decide:
+    a label row each (method ``track``, one shared decision id: one undo reverts them all).
+    Mates someone took meanwhile are passed over. Returns the labeled crop ids."""
+    ids = [card.crop_id] + [m.crop_id for m in card.strip if m.decidable]
+    with ws.session() as s:
+        _, done = queue.submit_decision(s, annotator_id, ids, value,
+                                        allowed=ws.config.label_values, seconds=seconds)
+    return done
 
 
 def undo(ws: Workspace, annotator_id: int) -> list[Card]:
@@ -228,6 +315,52 @@ def undo(ws: Workspace, annotator_id: int) -> list[Card]:
     with ws.session() as s:
         crop_ids = queue.undo_last(s, annotator_id, lease_seconds=ws.config.sampling.lease_seconds)
     return cards(ws, [(cid, "undo") for cid in crop_ids])
+
+
+def queue_left(ws: Workspace) -> int:
+    """Crops still waiting for a label (everyone's queue)."""
+    with ws.read_session() as s:
+        return reports.unlabeled_count(s)
+
+
+def pace(times: Sequence[float], now: float, *, window_s: float = 900.0,
+         min_labels: int = 10) -> float | None:
+    """Labels per hour over the last ``window_s`` seconds of ``times`` (monotonic seconds of
+    each decision); None until ``min_labels`` decisions, so 5 quick labels do not read as
+    5,000 an hour. A window longer than the session so far uses the session's length."""
+    if len(times) < min_labels:
+        return None
+    recent = [t for t in times if now - t <= window_s]
+    span = min(window_s, now - min(times))
+    return 3600.0 * len(recent) / max(span, 60.0)
+
+
+def my_recent(ws: Workspace, annotator_id: int, *, limit: int = 50) -> list[Card]:
+    """The annotator's latest labels as cards (``label`` = the value they gave), newest first."""
+    with ws.read_session() as s:
+        rows = reports.my_recent_labels(s, annotator_id, limit=limit)
+    byid = {c.crop_id: c for c in _cards(ws, [(int(i), "mine") for i in rows["crop_id"]])}
+    return [dataclasses.replace(byid[int(r.crop_id)], label=r.value)
+            for r in rows.itertuples(index=False) if int(r.crop_id) in byid]
+
+
+def browse(ws: Workspace, *, limit: int = 120, **filters) -> list[Card]:
+    """Crops matching ``reports.browse`` filters, with their current label, newest label first."""
+    with ws.read_session() as s:
+        rows = reports.browse(s, limit=limit, **filters)
+    byid = {c.crop_id: c for c in _cards(ws, [(int(i), None) for i in rows["crop_id"]])}
+    seen, out = set(), []
+    for r in rows.itertuples(index=False):
+        cid = int(r.crop_id)
+        if cid in byid and cid not in seen:
+            seen.add(cid)
+            out.append(dataclasses.replace(byid[cid], label=None if pd.isna(r.value) else r.value))
+    return out
+
+
+def sources(ws: Workspace) -> pd.DataFrame:
+    with ws.read_session() as s:
+        return reports.sources(s)
 
 
 def release(ws: Workspace, annotator_id: int) -> int:
@@ -266,9 +399,11 @@ def shortcuts(labels: Sequence[str]) -> dict[str, str]:
 # --- frame context ----------------------------------------------------------------------------
 
 
-def frame_context(card: Card, *, max_width: int = 720, pad: float = 1.5) -> np.ndarray | None:
+def frame_context(card: Card, *, max_width: int = 720, pad: float = 1.5,
+                  upscale_to: int | None = None) -> np.ndarray | None:
     """The region of the source frame (video frame or still image) around the crop, with the
-    box drawn, as RGB (H, W, 3); None when the source file is not on disk or unreadable."""
+    box drawn, as RGB (H, W, 3); None when the source file is not on disk or unreadable.
+    ``upscale_to`` enlarges a small region to that width (bicubic)."""
     if not card.has_frame:
         return None
     frame = video.read_frame(card.source_uri, kind=card.source_kind, index=card.frame_index)
@@ -281,9 +416,13 @@ def frame_context(card: Card, *, max_width: int = 720, pad: float = 1.5) -> np.n
     x1, y1, x2, y2 = card.box
     cv2.rectangle(frame, (int(x1), int(y1)), (int(x2), int(y2)), (0, 200, 255), 2)
     view = frame[t:b, l:r]
-    if view.shape[1] > max_width:
-        scale = max_width / view.shape[1]
-        view = cv2.resize(view, (max_width, int(view.shape[0] * scale)))
+    if view.size == 0:
+        return None
+    target = max_width if view.shape[1] > max_width else upscale_to
+    if target and target != view.shape[1]:
+        scale = target / view.shape[1]
+        view = cv2.resize(view, (target, max(1, int(view.shape[0] * scale))),
+                          interpolation=cv2.INTER_CUBIC if scale > 1 else cv2.INTER_AREA)
     return cv2.cvtColor(view, cv2.COLOR_BGR2RGB)
 
 
@@ -406,7 +545,8 @@ def _double(crop_id: int, share: float) -> bool:
 
 
 __all__ = [
-    "Card", "Model", "Rate", "active_model", "cards", "choose", "claim", "contradictions",
-    "disagreements", "frame_context", "rate", "release", "relabel", "shortcuts", "submit",
-    "submit_page", "undo",
+    "Card", "Model", "Rate", "active_model", "browse", "cards", "choose", "claim",
+    "context_jpeg", "contradictions", "disagreements", "frame_context", "my_recent", "pace",
+    "queue_left", "rate", "release", "relabel", "shortcuts", "sources", "submit", "submit_page",
+    "submit_track", "track_strip", "undo",
 ]

@@ -19,6 +19,7 @@ __all__ = [
     "expected_calibration_error",
     "report",
     "cohen_kappa",
+    "wilson_interval",
     "roc_curve",
     "binary_auc",
 ]
@@ -177,6 +178,18 @@ def roc_curve(positive: np.ndarray, scores: np.ndarray):
     tps = np.cumsum(p)[last]
     fps = (last + 1) - tps
     return np.r_[0, fps / n_neg], np.r_[0, tps / n_pos]
+
+
+def wilson_interval(successes: int, n: int, *, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval of a proportion (95% for z = 1.96): sound at small n and at 0 or 1,
+    where the normal approximation gives impossible bounds. ``(nan, nan)`` when n = 0."""
+    if n <= 0:
+        return float("nan"), float("nan")
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
 
 
 def cohen_kappa(a: Sequence, b: Sequence) -> float:

@@ -92,6 +92,41 @@ def current_labels(session: Session, classes: Sequence[str]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols)
 
 
+def current_values(session: Session, crop_ids: Sequence[int]) -> dict[int, str]:
+    """The majority of each crop's active decisive labels (crops without one are left out)."""
+    votes: dict[int, list[str]] = {}
+    for part in chunks(list(crop_ids)):
+        for cid, value in session.execute(
+                select(Label.crop_id, Label.value).where(Label.crop_id.in_(part), active_label(),
+                                                         Label.value != SKIP)):
+            votes.setdefault(int(cid), []).append(value)
+    return {cid: v for cid, vs in votes.items() if (v := majority(vs)) is not None}
+
+
+def voted_by(session: Session, annotator_id: int, crop_ids: Sequence[int]) -> set[int]:
+    """Which of these crops this annotator already has an active label on."""
+    out: set[int] = set()
+    for part in chunks(list(crop_ids)):
+        out.update(session.scalars(select(Label.crop_id).where(
+            Label.crop_id.in_(part), Label.annotator_id == annotator_id, active_label())))
+    return out
+
+
+def my_recent_labels(session: Session, annotator_id: int, *, limit: int = 50) -> pd.DataFrame:
+    """This annotator's latest active labels, newest first: ``CARD_COLUMNS`` + value,
+    labeled_at, method."""
+    q = (select(*CARD_COLUMNS, Label.value, Label.created_at.label("labeled_at"), Label.method)
+         .join(Source, Source.id == Crop.source_id)
+         .join(Label, Label.crop_id == Crop.id)
+         .where(Label.annotator_id == annotator_id, active_label())
+         .order_by(Label.created_at.desc(), Label.id.desc()).limit(limit))
+    return _select_frame(session, q)
+
+
+def unlabeled_count(session: Session) -> int:
+    return count(session, Crop, Crop.status == CropStatus.UNLABELED)
+
+
 def multi_voted(session: Session) -> pd.DataFrame:
     """Active decisive labels of crops with two or more of them (agreement, disagreements).
 
@@ -146,7 +181,7 @@ def random_share_labels(session: Session, model_version_id: int, classes: Sequen
     rows = session.execute(q).all()
     index = {c: i for i, c in enumerate(classes)}
     y = np.array([index[v] for v, _ in rows], dtype=np.int64)
-    probs = np.array([p for _, p in rows], dtype=np.float64).reshape(len(rows), -1)
+    probs = np.array([p for _, p in rows], dtype=np.float64).reshape(len(rows), len(classes))
     return y, probs
 
 

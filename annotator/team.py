@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from annotator import auth, db, reports
-from annotator.metrics import cohen_kappa
+from annotator.metrics import cohen_kappa, wilson_interval
 from annotator.workspace import Workspace
 
 
@@ -53,6 +53,32 @@ def agreement(ws: Workspace) -> pd.DataFrame:
             agree = float((both[a] == both[b]).mean())
             rows.append((a, b, len(both), agree, cohen_kappa(both[a], both[b])))
     return pd.DataFrame(rows, columns=cols)
+
+
+def queue_accuracy(ws: Workspace) -> dict | None:
+    """The active model's accuracy on the queue, estimated without bias from the crops the
+    random share surfaced (labeled after the model scored them), with a 95% Wilson interval:
+    ``{"model", "n", "accuracy", "low", "high"}``, or None without a model or such labels."""
+    with ws.read_session() as s:
+        mv = db.active_model(s)
+        if mv is None:
+            return None
+        y, probs = reports.random_share_labels(s, mv.id, list(mv.classes))
+        name = mv.name
+    if len(y) == 0:
+        return None
+    right = int((probs.argmax(axis=1) == y).sum())
+    low, high = wilson_interval(right, len(y))
+    return {"model": name, "n": int(len(y)), "accuracy": right / len(y), "low": low, "high": high}
+
+
+def queue_scored(ws: Workspace) -> tuple[int, int]:
+    """``(unlabeled crops the active model scored, unlabeled crops)``; (0, n) without a model."""
+    with ws.read_session() as s:
+        mv = db.active_model(s)
+        if mv is None:
+            return 0, reports.unlabeled_count(s)
+        return reports.scored_share(s, mv.id)
 
 
 def queue_uncertainty(ws: Workspace) -> np.ndarray:

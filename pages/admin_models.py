@@ -1,17 +1,22 @@
-"""Models page (admin): retrain in the background, watch progress, promote or roll back."""
+"""Models page (admin): retrain with options, watch it learn, cancel it, promote or roll back."""
 from __future__ import annotations
+
+from pathlib import Path
 
 import streamlit as st
 
 from annotator import jobs, labeling, team
 from annotator.errors import AnnotatorError
-from pages import common
+from models import registry
+from pages import charts, common
 from pipelines import retrain, runner, versions
 
 ws = common.workspace()
 me = common.require_admin()
 state = st.session_state
 KINDS = ["retrain", "score", "promote", "rollback"]
+SHOWN = ["name", "active", "balanced_accuracy", "accuracy", "roc_auc", "ece", "labels", "dataset",
+         "source", "created_at", "promoted_at"]
 
 
 def _start(kind: str, options) -> None:
@@ -20,6 +25,12 @@ def _start(kind: str, options) -> None:
         state.models_msg = f"started job {job_id}: {kind}"
     except AnnotatorError as exc:
         state.models_msg = str(exc)
+
+
+def _live_curves(job) -> None:
+    epochs = (job.detail or {}).get("train") or []
+    if job.kind == "retrain" and epochs:
+        st.altair_chart(charts.training_curves(epochs), width="stretch")
 
 
 st.title("Models")
@@ -31,28 +42,66 @@ st.caption(f"active model: **{active.name}**" if active else "no active model ye
 if history.empty:
     st.caption("No model versions yet. Retrain once some crops are labeled.")
 else:
-    st.dataframe(history.drop(columns=["classes"]), hide_index=True)
+    cols = [c for c in SHOWN if c in history.columns]
+    st.dataframe(history[cols].iloc[::-1], hide_index=True, width="stretch",
+                 column_config={c: st.column_config.NumberColumn(format="%.3f") for c in
+                                ("balanced_accuracy", "accuracy", "roc_auc", "ece")})
 
 running = any(j.active for j in jobs.list_jobs(ws, kinds=KINDS))
-c1, c2, c3 = st.columns(3)
-with c1:
-    st.button("Retrain now", type="primary", key="retrain", on_click=_start,
-              args=("retrain", retrain.RetrainOptions()),
-              disabled=running, help="Build a dataset from the labels, train, evaluate, and "
-              "promote the new version if it beats the active one.")
-with c2:
-    names = history["name"].tolist() if not history.empty else []
-    version = st.selectbox("Version", names[::-1], key="promote_version",
-                           disabled=not names)
-    force = st.checkbox("Skip the validation gate", key="promote_force",
-                        help="Promote even if it does not beat the active model on the same "
-                        "validation set (or there is none yet).")
+names = history["name"].tolist() if not history.empty else []
+train_cfg = ws.config.training
+left, mid, right = st.columns(3)
+with left:
+    st.subheader("Retrain")
+    with st.form("retrain_form", border=False):
+        epochs = st.number_input("Epochs", 1, 1000, train_cfg.epochs, key="rt_epochs")
+        init = st.selectbox("Start from", ["active", "none", *names[::-1]], key="rt_init",
+                            help="active: the active model's weights (warm start); none: "
+                            "from scratch; or a version.")
+        overlays = train_cfg.mask_overlays
+        synthetic = st.checkbox("Paste synthetic masks on no_mask crops", key="rt_synth",
+                                value=train_cfg.synthetic_masks, disabled=not overlays,
+                                help=f"mask PNGs from {overlays}" if overlays else
+                                "set training.mask_overlays in config.toml first")
+        force = st.checkbox("Promote even if worse", key="rt_force")
+        go = st.form_submit_button("Retrain now", type="primary", disabled=running)
+    if go:
+        _start("retrain", retrain.RetrainOptions(
+            epochs=int(epochs), init=init, force=force,
+            synthetic_masks=Path(overlays) if synthetic and overlays else None))
+        st.rerun()
+with mid:
+    st.subheader("Promote")
+    candidates = [n for n in names[::-1] if not active or n != active.name]
+    version = st.selectbox("Version", candidates, key="promote_version",
+                           disabled=not candidates)
+    pforce = st.checkbox("Skip the validation gate", key="promote_force",
+                         help="Promote even if it does not beat the active model on the same "
+                         "validation set (or there is none yet).")
     st.button("Promote", key="promote", disabled=running or not version, on_click=_start,
-              args=("promote", versions.PromoteOptions(version=str(version), force=force)))
-with c3:
+              args=("promote", versions.PromoteOptions(version=str(version), force=pforce)))
+with right:
+    st.subheader("Roll back")
+    st.caption("Make the previously active version active again; the queue follows it.")
     st.button("Roll back", key="rollback", disabled=running or len(names) < 2,
-              on_click=_start, args=("rollback", versions.RollbackOptions()),
-              help="Make the previously active version active again.")
+              on_click=_start, args=("rollback", versions.RollbackOptions()))
 
 st.subheader("Jobs")
-common.show_jobs(ws, kinds=KINDS)
+common.show_jobs(ws, kinds=KINDS, extra=_live_curves)
+
+if names:
+    st.subheader("Versions")
+    for info in versions.list_versions(ws)[::-1]:
+        title = (f"{info.name}{' (active)' if info.active else ''} · balanced accuracy "
+                 f"{info.val_balanced_accuracy:.3f}" if info.val_balanced_accuracy is not None
+                 else f"{info.name}{' (active)' if info.active else ''} · not evaluated")
+        with st.expander(title, expanded=False):
+            metrics = registry.read_metrics(ws.root / info.path)
+            val = metrics.get("val") or {}
+            c1, c2 = st.columns([1, 2])
+            if val.get("confusion"):
+                c1.altair_chart(charts.confusion(val["confusion"], info.classes))
+            if metrics.get("history"):
+                c2.altair_chart(charts.training_curves(metrics["history"]), width="stretch")
+            st.caption(f"dataset {info.dataset or '-'} · {info.source or ''} · created "
+                       f"{info.created_at[:19]}")

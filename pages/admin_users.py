@@ -9,21 +9,59 @@ from pages import common
 
 ws = common.workspace()
 me = common.require_admin()
+state = st.session_state
+rules = ws.config.auth
+
+
+def _do(action, *args, done: str) -> None:
+    try:
+        action(ws, *args)
+        state.users_msg = ("ok", done)
+    except AnnotatorError as exc:
+        state.users_msg = ("error", str(exc))
+
 
 st.title("Users")
-st.dataframe(team.users(ws), hide_index=True)
+if state.get("users_msg"):
+    kind, text = state.pop("users_msg")
+    (st.success if kind == "ok" else st.error)(text)
+people = team.users(ws)
+st.dataframe(people, hide_index=True, width="stretch")
 
-st.subheader("Add an account")
-with st.form("add-user", clear_on_submit=True):
-    name = st.text_input("User name", key="new_name")
-    password = st.text_input("Password", type="password", key="new_password")
-    role = st.selectbox("Role", ["annotator", "admin"], key="new_role")
-    added = st.form_submit_button("Add user", type="primary")
-if added:
-    try:
-        team.add_user(ws, name.strip(), password, role=role)
-    except AnnotatorError as exc:
-        st.error(str(exc))
-    else:
-        st.success(f"added {role} {name.strip()}")
+left, right = st.columns(2)
+with left:
+    st.subheader("Add an account")
+    with st.form("add-user", clear_on_submit=True):
+        name = st.text_input("User name", key="new_name", max_chars=100)
+        password = st.text_input("Password", type="password", key="new_password",
+                                 help=f"at least {rules.min_password_length} characters")
+        role = st.selectbox("Role", ["annotator", "admin"], key="new_role")
+        added = st.form_submit_button("Add user", type="primary")
+    if added:
+        _do(lambda w, n, p: team.add_user(w, n, p, role=role), name.strip(), password,
+            done=f"added {role} {name.strip()}")
         st.rerun()
+with right:
+    st.subheader("Change an account")
+    names = people["name"].tolist()
+    who = st.selectbox("User", names, key="edit_user")
+    if who:
+        row = people.set_index("name").loc[who]
+        c1, c2 = st.columns(2)
+        if row["disabled"]:
+            c1.button("Enable", key="user_enable", on_click=_do,
+                      args=(team.set_disabled, who, False), kwargs={"done": f"enabled {who}"})
+        else:
+            c1.button("Disable", key="user_disable", on_click=_do,
+                      args=(team.set_disabled, who, True),
+                      kwargs={"done": f"disabled {who}; their sessions ended"},
+                      help="They cannot sign in, and any open session ends at once.")
+        other = "annotator" if row["role"] == "admin" else "admin"
+        c2.button(f"Make {other}", key="user_role", on_click=_do,
+                  args=(team.set_role, who, other), kwargs={"done": f"{who} is now {other}"})
+        with st.form("reset-password", clear_on_submit=True):
+            new = st.text_input("New password", type="password", key="reset_password")
+            if st.form_submit_button("Set password"):
+                _do(team.set_password, who, new, done=f"new password set for {who}; their "
+                    "sessions ended")
+                st.rerun()

@@ -14,6 +14,7 @@ PAGES = [
     ("Labeling", "label.py", "Label", ":material/label:", False),
     ("Labeling", "grid.py", "Grid", ":material/grid_view:", False),
     ("Labeling", "review.py", "Review", ":material/rule:", False),
+    ("Labeling", "browse.py", "Browse", ":material/photo_library:", False),
     ("Team", "dashboard.py", "Dashboard", ":material/monitoring:", False),
     ("Admin", "admin_models.py", "Models", ":material/model_training:", True),
     ("Admin", "admin_extract.py", "Extract", ":material/movie:", True),
@@ -87,39 +88,64 @@ def guess_text(card) -> str:
     return f"model: {html.escape(card.guess)} ({card.confidence:.0%})"
 
 
-def show_jobs(ws: Workspace, *, kinds, limit: int = 8) -> None:
-    """Background jobs of these kinds with progress and the log of the newest one. Refreshes
-    itself every 2 s while one is running (the job itself runs in its own process)."""
+def show_jobs(ws: Workspace, *, kinds, limit: int = 8, extra=None) -> None:
+    """Background jobs of these kinds: progress by stage with an ETA, Cancel, the real failure
+    reason, and the log of the newest one. Refreshes itself every 2 s while one runs (the job
+    runs in its own process); when the last one ends the whole page reruns, so buttons that
+    waited for it come back. ``extra(job)`` draws more under an active job (training curves)."""
     from annotator import jobs
 
     @st.fragment(run_every="2s")
     def panel():
         listed = jobs.list_jobs(ws, kinds=kinds, limit=limit)
-        render_jobs(listed)
+        render_jobs(ws, listed, extra=extra)
+        if not any(j.active for j in listed):
+            st.rerun(scope="app")
 
-    if any(j.active for j in jobs.list_jobs(ws, kinds=kinds, limit=limit)):
+    listed = jobs.list_jobs(ws, kinds=kinds, limit=limit)
+    if any(j.active for j in listed):
         panel()
     else:
-        render_jobs(jobs.list_jobs(ws, kinds=kinds, limit=limit))
+        render_jobs(ws, listed)
 
 
-def render_jobs(listed) -> None:
+def eta_text(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    if seconds < 90:
+        return f" · about {max(5, round(seconds / 5) * 5):.0f} s left"
+    return f" · about {seconds / 60:.0f} min left"
+
+
+def render_jobs(ws: Workspace, listed, *, extra=None) -> None:
     from annotator import jobs
 
     if not listed:
         st.caption("no jobs yet")
         return
     for j in listed:
-        label = f"job {j.id} · {j.kind} · {j.describe()} · {j.status}"
+        label = f"job {j.id} · {j.kind} · {html.escape(j.describe())}"
         if j.active:
-            st.progress(min(max(j.progress or 0.0, 0.0), 1.0), text=f"{label} · {j.message or ''}")
+            row = st.columns([6, 1])
+            text = f"{label} · {j.status} · {j.message or ''}{eta_text(j.eta_s)}"
+            row[0].progress(min(max(j.progress or 0.0, 0.0), 1.0), text=text)
+            if j.cancel_requested:
+                row[1].caption("cancelling…")
+            elif row[1].button("Cancel", key=f"cancel_{j.id}", help="Stop this job; work done "
+                               "so far is kept, the active model is unchanged."):
+                jobs.cancel(ws, j.id)
+                st.rerun()
+            if extra is not None:
+                extra(j)
         elif j.status == "failed":
-            st.error(f"{label}: {j.message or 'failed'}")
+            st.error(f"{label} · failed: {j.message or 'no reason recorded'}")
+        elif j.status == "cancelled":
+            st.warning(f"{label} · cancelled")
         else:
-            st.success(f"{label} · finished {j.finished_at:%Y-%m-%d %H:%M:%S}" if j.finished_at
-                       else label)
+            st.success(f"{label} · done {j.finished_at:%Y-%m-%d %H:%M:%S}" if j.finished_at
+                       else f"{label} · done")
     newest = listed[0]
-    with st.expander(f"log of job {newest.id}", expanded=newest.active or newest.status == "failed"):
+    with st.expander(f"log of job {newest.id}", expanded=newest.status == "failed"):
         st.code(jobs.log_tail(newest) or "(empty)", language=None)
         if newest.result:
             st.json(newest.result, expanded=False)

@@ -1,4 +1,4 @@
-"""Dashboard: queue counts, team pace, agreement, and how the model improves with labels."""
+"""Dashboard: the queue, the team's pace and agreement, and how the model improves with labels."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,7 +6,8 @@ import pandas as pd
 import streamlit as st
 
 from annotator import team
-from pages import common
+from annotator.config import NOT_A_FACE, SKIP
+from pages import charts, common, widgets
 
 ws = common.workspace()
 me = common.require_user()
@@ -15,24 +16,34 @@ st.title("Dashboard")
 stats = team.stats(ws)
 crops = stats["crops"]
 cols = st.columns(5)
-cols[0].metric("Crops", crops["total"])
-cols[1].metric("Labeled", crops["labeled"])
-cols[2].metric("To label", crops["unlabeled"])
-cols[3].metric("Not a face", crops["not_a_face"])
+cols[0].metric("Crops", f"{crops['total']:,}")
+cols[1].metric("Labeled", f"{crops['labeled']:,}")
+cols[2].metric("To label", f"{crops['unlabeled']:,}")
+cols[3].metric("Not a face", f"{crops['not_a_face']:,}")
 cols[4].metric("Annotators", stats["annotators"])
 
+colours = {v: widgets.colour_of(v, ws.config.labels) for v in [*ws.config.labels, NOT_A_FACE, SKIP]}
 left, right = st.columns(2)
 with left:
-    st.subheader("Crops by status")
-    st.bar_chart(pd.Series({k: v for k, v in crops.items() if k != "total"}, name="crops"))
+    by_status = pd.Series({k: v for k, v in crops.items() if k != "total"})
+    st.altair_chart(charts.counts(by_status, title="Crops by status"), width="stretch")
+    origin = pd.Series(stats.get("crops_by_origin") or {})
+    if len(origin) > 1:
+        st.altair_chart(charts.counts(origin, title="Crops by origin (extract / import / detect)"),
+                        width="stretch")
 with right:
-    st.subheader("Labels by value")
-    st.bar_chart(pd.Series(stats["labels"], name="labels", dtype=float))
+    human = pd.Series(stats["human_labels"], dtype=int)
+    imported = pd.Series(stats["labels"], dtype=int).sub(human, fill_value=0).astype(int)
+    table = pd.DataFrame({"by people": human, "imported": imported}).fillna(0).astype(int)
+    known = {k: c for k, c in colours.items() if k in table.index}
+    st.altair_chart(charts.counts(table["by people"], title="Labels given by people",
+                                  colours=known), width="stretch")
+    st.dataframe(table, width="stretch")
 
 st.subheader("Labels per annotator per hour (last 48 h)")
 per_hour = team.labels_per_hour(ws)
 if per_hour.empty:
-    st.caption("no labels yet")
+    st.caption("no labels by people yet")
 else:
     st.bar_chart(per_hour)
 
@@ -44,30 +55,43 @@ if kappa.empty:
 else:
     st.dataframe(kappa.style.format({"agree": "{:.1%}", "kappa": "{:.3f}"}), hide_index=True)
 
+st.subheader("The model")
 models = team.model_history(ws)
-st.subheader("Model versions")
 if models.empty:
-    st.caption("no model trained yet")
+    st.caption("no model yet: train one on the Models page")
 else:
-    metric_cols = [c for c in models.columns
-                   if c not in ("name", "created_at", "promoted_at", "active", "classes", "labels")
-                   and pd.api.types.is_numeric_dtype(models[c])]
-    st.dataframe(models.drop(columns=["classes"]), hide_index=True)
-    # Scores in [0, 1] (accuracy, balanced accuracy, ROC AUC, ECE); counts like n_val are not.
-    val_cols = [c for c in metric_cols if not c.startswith("n_") and "epoch" not in c
-                and models[c].dropna().between(0, 1).all()]
-    if val_cols:
-        st.line_chart(models.set_index("created_at")[val_cols])
-    bacc = next((c for c in metric_cols if "balanced" in c.lower()), None)
-    if bacc and models["labels"].notna().any():
-        st.caption(f"{bacc} vs number of labels")
-        st.line_chart(models.dropna(subset=["labels"]).sort_values("labels")
-                      .set_index("labels")[[bacc]])
+    scores = [c for c in ("balanced_accuracy", "accuracy", "roc_auc") if c in models
+              and models[c].notna().any()]
+    if scores:
+        c1, c2 = st.columns(2)
+        c1.altair_chart(charts.over_time(models, "created_at", scores, title="Validation scores "
+                                         "by version", x_title="trained"), width="stretch")
+        by_labels = models.dropna(subset=["labels"])
+        if not by_labels.empty and "balanced_accuracy" in scores:
+            c2.altair_chart(charts.over_time(by_labels.sort_values("labels"), "labels",
+                                             ["balanced_accuracy"], integer_x=True,
+                                             title="Balanced accuracy vs labels",
+                                             x_title="labels it was built from"), width="stretch")
+    est = team.queue_accuracy(ws)
+    if est is None:
+        st.caption("Accuracy on the queue: no random-share label of a scored crop yet (10% of "
+                   "every batch is drawn at random to measure it).")
+    else:
+        st.metric(f"{est['model']}'s accuracy on the queue (random share)",
+                  f"{est['accuracy']:.1%}",
+                  help=f"{est['n']} randomly drawn crops, labeled after the model scored them; "
+                       f"95% interval {est['low']:.1%} to {est['high']:.1%}")
+        st.caption(f"95% interval {est['low']:.1%} – {est['high']:.1%} from {est['n']} random "
+                   "crops")
 
 st.subheader("Uncertainty of the queue")
-u = team.queue_uncertainty(ws)
-if u.size == 0 or not np.any(u):
-    st.caption("no model scores on the queue yet (cold start: diverse + random sampling)")
+scored, total = team.queue_scored(ws)
+if scored == 0:
+    st.caption("no model has scored the queue yet (cold start: diverse + random sampling)"
+               if models.empty else "the active model has not scored the queue yet: run "
+               "`annotator score` (or Retrain on the Models page)")
 else:
-    counts, edges = np.histogram(u, bins=20, range=(0.0, 1.0))
-    st.bar_chart(pd.Series(counts, index=[f"{e:.2f}" for e in edges[:-1]], name="crops"))
+    u = team.queue_uncertainty(ws)
+    st.altair_chart(charts.histogram(u[np.isfinite(u)], title=f"{scored:,} of {total:,} crops "
+                                     "scored by the active model", x_title="uncertainty "
+                                     "(1 = a coin toss)"), width="stretch")

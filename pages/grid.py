@@ -1,4 +1,9 @@
-"""Grid page: a page of crops pre-set to the model's guess; click to flip, one key to submit."""
+"""Grid page: a page of crops pre-set to the model's guess, decided with the keyboard or a click.
+
+Arrow keys move a cursor; m / n / x set the crop under it (and move on); a click sets the next
+class; g saves the whole page in one transaction. Everything before g happens in the browser
+(``widgets.label_grid``), so a flip costs no server round trip.
+"""
 from __future__ import annotations
 
 import time
@@ -8,45 +13,35 @@ import streamlit as st
 from annotator import labeling
 from annotator.config import NOT_A_FACE
 from annotator.errors import AnnotatorError
-from pages import common
+from pages import common, widgets
 
 ws = common.workspace()
 me = common.require_user()
 state = st.session_state
 CHOICES = [*ws.config.labels, NOT_A_FACE]  # a click moves a crop to the next one
-COLORS = ["#2e7d32", "#c62828", "#1565c0", "#ef6c00", "#6a1b9a"]
+KEYS = labeling.shortcuts(ws.config.labels)
+COLOURS = {v: widgets.colour_of(v, ws.config.labels) for v in CHOICES}
 SUBMIT_KEY = "g"
-PER_ROW = 8
-
-
-def color(value: str) -> str:
-    return "#757575" if value == NOT_A_FACE else COLORS[ws.config.labels.index(value) % len(COLORS)]
 
 
 def _load(size: int) -> None:
     cards = labeling.claim(ws, me["id"], size)[:size]  # held ones first; the rest stay held
     state.grid_cards = cards
-    state.grid_values = {c.crop_id: c.guess if c.guess in ws.config.labels else ws.config.labels[0]
-                         for c in cards}
     state.grid_t = time.monotonic()
+    state.grid_page = state.get("grid_page", 0) + 1  # a new component key: a fresh page
 
 
-def _flip(crop_id: int) -> None:
-    cur = state.grid_values[crop_id]
-    state.grid_values[crop_id] = CHOICES[(CHOICES.index(cur) + 1) % len(CHOICES)]
-
-
-def _submit() -> None:
-    values = dict(state.get("grid_values") or {})
+def _save(values: dict[int, str]) -> None:
+    held = {c.crop_id for c in state.get("grid_cards") or []}
+    values = {cid: v for cid, v in values.items() if cid in held and v in CHOICES}
     try:
         n = labeling.submit_page(ws, me["id"], values,
                                  seconds=round(time.monotonic() - state.get("grid_t", 0), 2))
     except AnnotatorError as exc:
         state.grid_msg = f"nothing saved: {exc}"
-        state.grid_cards = None
-        return
-    state.grid_msg = f"saved {n} labels"
-    state.grid_pages = state.get("grid_pages", 0) + 1
+    else:
+        state.grid_msg = f"saved {n} labels"
+        state.grid_pages = state.get("grid_pages", 0) + 1
     state.grid_cards = None
     state.label_cards = state.label_refill = None  # the label page re-reads what it holds
 
@@ -54,7 +49,8 @@ def _submit() -> None:
 with st.sidebar:
     size = st.slider("Crops per page", 30, 60, 40, 5, key="grid_size")
     crop_px = st.slider("Crop size (px)", 64, 192, 112, 16, key="grid_px")
-    pixelated = st.toggle("Pixelated upscaling", value=True, key="grid_pixel")
+    per_row = st.slider("Crops per row", 4, 12, 8, 1, key="grid_row")
+    pixelated = st.toggle("Pixelated upscaling", value=False, key="grid_pixel")
 
 if state.get("grid_cards") is None:
     try:
@@ -63,13 +59,16 @@ if state.get("grid_cards") is None:
         st.error(str(exc))
         st.stop()
 cards = state.grid_cards
-values = state.grid_values
 
-top = st.columns([3, 2])
-top[0].markdown("Every crop starts at the model's guess. **Click** a crop's button to flip it "
-                f"({' → '.join(CHOICES)}), then press **{SUBMIT_KEY}** to save the whole page.")
+legend = " ".join(
+    f'<span style="display:inline-block;margin-right:1rem"><span style="display:inline-block;'
+    f'width:.9rem;height:.9rem;border-radius:3px;background:{COLOURS[v]};vertical-align:middle">'
+    f'</span> <kbd>{KEYS[v].upper()}</kbd> {v.replace("_", " ")}</span>' for v in CHOICES)
+st.html(f'<p>Every crop starts at the model\'s guess. <kbd>←</kbd><kbd>→</kbd><kbd>↑</kbd>'
+        f'<kbd>↓</kbd> move the yellow cursor, a label key sets that crop, a click sets the next '
+        f'class, <kbd>{SUBMIT_KEY.upper()}</kbd> saves the page.</p><p>{legend}</p>')
 if state.get("grid_msg"):
-    top[1].info(state.grid_msg)
+    st.info(state.grid_msg)
 if not cards:
     st.success("Nothing left to label right now.")
     if st.button("Check again"):
@@ -77,16 +76,15 @@ if not cards:
         st.rerun()
     st.stop()
 
-counts = {v: list(values.values()).count(v) for v in CHOICES}
-st.caption(" · ".join(f"{v}: {n}" for v, n in counts.items()) + f" · {len(cards)} crops")
-for start in range(0, len(cards), PER_ROW):
-    cols = st.columns(PER_ROW)
-    for col, card in zip(cols, cards[start:start + PER_ROW]):
-        value = values[card.crop_id]
-        with col:
-            common.show_crop(card, size=crop_px, pixelated=pixelated, border=color(value))
-            col.button(value, key=f"flip_{card.crop_id}", on_click=_flip, args=(card.crop_id,),
-                       width="stretch", help=f"crop #{card.crop_id}: click to flip")
-
-st.button(f"Submit page ({SUBMIT_KEY})", key="grid_submit", type="primary", on_click=_submit,
-          shortcut=SUBMIT_KEY)
+start = {c.crop_id: c.guess if c.guess in ws.config.labels else ws.config.labels[0] for c in cards}
+counts = {v: list(start.values()).count(v) for v in CHOICES}
+st.caption(" · ".join(f"{v}: {n}" for v, n in counts.items() if n) + f" · {len(cards)} crops "
+           "(counts at the start of the page)")
+submitted = widgets.label_grid(
+    [{"id": c.crop_id, "src": c.data_uri(), "value": start[c.crop_id]} for c in cards],
+    choices=CHOICES, colours=COLOURS, keys={KEYS[v]: v for v in CHOICES},
+    submit_key=SUBMIT_KEY, per_row=per_row, px=crop_px, pixelated=pixelated,
+    key=f"grid_{state.grid_page}")
+if submitted is not None:
+    _save(submitted)
+    st.rerun()

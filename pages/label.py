@@ -1,4 +1,8 @@
-"""Label page: one crop at a time, one key per decision, the next crop already loaded."""
+"""Label page: one crop at a time, one key per decision, the next crop already loaded.
+
+Beside the crop: the frame around it (on by default for crops under 64 px) and the other kept
+crops of the same track; Shift + a label key decides the whole strip at once.
+"""
 from __future__ import annotations
 
 import html
@@ -10,19 +14,25 @@ import streamlit as st
 from annotator import labeling
 from annotator.config import NOT_A_FACE, SKIP
 from annotator.errors import AnnotatorError, QueueError
-from pages import common
+from pages import common, session, widgets
 
 ws = common.workspace()
 me = common.require_user()
 cfg = ws.config.sampling
 state = st.session_state
 KEYS = labeling.shortcuts(ws.config.labels)
+DECISIONS = [*ws.config.labels, NOT_A_FACE, SKIP]
+COLOURS = {v: widgets.colour_of(v, ws.config.labels) for v in DECISIONS}
 
 
 @st.cache_resource(show_spinner=False)
 def _prefetcher() -> ThreadPoolExecutor:
     """Claims the next batch in the background while the annotator works on this one."""
     return ThreadPoolExecutor(max_workers=2, thread_name_prefix="prefetch")
+
+
+def _claim(size: int):
+    return labeling.claim(ws, me["id"], size)
 
 
 def _merge(cards, more):
@@ -35,7 +45,7 @@ def _merge(cards, more):
 def _cards() -> list:
     """The annotator's batch, current crop first; claimed on first use, refilled ahead of time."""
     if state.get("label_cards") is None:
-        state.label_cards = labeling.claim(ws, me["id"], cfg.batch_size)
+        state.label_cards = _claim(cfg.batch_size)
         state.label_refill = None
     cards = state.label_cards
     refill = state.get("label_refill")
@@ -46,29 +56,49 @@ def _cards() -> list:
         except AnnotatorError as exc:
             state.label_msg = str(exc)
     if len(cards) <= max(2, cfg.batch_size // 2) and state.get("label_refill") is None:
-        state.label_refill = _prefetcher().submit(
-            labeling.claim, ws, me["id"], len(cards) + cfg.batch_size)
+        state.label_refill = _prefetcher().submit(_claim, len(cards) + cfg.batch_size)
     return cards
 
 
-def _decide(value: str) -> None:
+def _still_signed_in() -> bool:
+    """Every decision re-checks the account: a disabled annotator stops at the next key."""
+    return session.resume(ws) is not None
+
+
+def _drop(ids, *, counted: bool) -> None:
+    """Take decided crops off the batch; ``counted``: they are this session's labels."""
+    state.setdefault("label_decided", set()).update(ids)
+    state.label_cards = [c for c in state.get("label_cards") or [] if c.crop_id not in ids]
+    if counted:
+        state.setdefault("label_times", []).extend([time.monotonic()] * len(ids))
+        state.label_done = state.get("label_done", 0) + len(ids)
+
+
+def _decide(value: str, whole_track: bool = False) -> None:
     cards = state.get("label_cards") or []
     if not cards:
         return
+    if not _still_signed_in():
+        state.label_cards = None
+        return
     card = cards[0]
-    seconds = time.monotonic() - state.get("label_shown_t", time.monotonic())
+    seconds = round(time.monotonic() - state.get("label_shown_t", time.monotonic()), 2)
     try:
-        labeling.submit(ws, me["id"], card.crop_id, value, seconds=round(seconds, 2))
+        if whole_track:
+            done = labeling.submit_track(ws, me["id"], card, value, seconds=seconds)
+            state.label_msg = f"{value} for {len(done)} crops of track {card.track_id}"
+        else:
+            labeling.submit(ws, me["id"], card.crop_id, value, seconds=seconds)
+            done = [card.crop_id]
+            state.label_msg = None
     except QueueError as exc:  # e.g. labeled on the grid page meanwhile: move on
         state.label_msg = str(exc)
+        _drop({card.crop_id}, counted=False)
+        return
     except AnnotatorError as exc:
         state.label_msg = str(exc)
         return
-    else:
-        state.label_done = state.get("label_done", 0) + 1
-        state.label_msg = None
-    state.setdefault("label_decided", set()).add(card.crop_id)
-    state.label_cards = cards[1:]
+    _drop(set(done), counted=True)
 
 
 def _undo() -> None:
@@ -83,91 +113,138 @@ def _undo() -> None:
     ids = {c.crop_id for c in back}
     state.setdefault("label_decided", set()).difference_update(ids)
     rest = [c for c in state.get("label_cards") or [] if c.crop_id not in ids]
+    # The undone crop comes back with its track strip and context view.
+    back = labeling.cards(ws, [(c.crop_id, "undo") for c in back[:1]], annotator_id=me["id"]) + back[1:]
     state.label_cards = [*back, *rest]
-    state.label_done = max(0, state.get("label_done", 0) - len(back))
-    state.label_msg = (f"undid your last decision on crop #{back[0].crop_id}" if len(back) == 1
-                       else f"undid your track decision on {len(back)} crops")
-
-
-@st.cache_data(max_entries=64, show_spinner=False)
-def _frame(_card, crop_id: int, pad: float):
-    return labeling.frame_context(_card, pad=pad)
+    state.label_done = max(0, state.get("label_done", 0) - len(ids))
+    times = state.get("label_times", [])
+    state.label_times = times[: max(0, len(times) - len(ids))]
+    state.label_msg = (f"undid your last decision on crop #{back[0].crop_id}" if len(ids) == 1
+                       else f"undid your track decision on {len(ids)} crops")
 
 
 with st.sidebar:
     show_guess = st.toggle("Show model guess", value=True, key="opt_guess",
                            help="Hide it to avoid anchoring on the model.")
-    pixelated = st.toggle("Pixelated upscaling", value=True, key="opt_pixel")
-    show_frame = st.toggle("Show frame around the crop", value=False, key="opt_frame")
-    size = st.slider("Crop size (px)", 128, 640, 360, 32, key="opt_size")
+    context_mode = st.radio("Frame around the crop", ["small crops", "always", "never"],
+                            key="opt_context", help="Small crops: under 64 px, where the crop "
+                            "alone is hard to decide.")
+    pixelated = st.toggle("Pixelated upscaling", value=False, key="opt_pixel",
+                          help="Off: smooth upscaling (reads better on tiny crops).")
+    size = st.slider("Crop size (px)", 128, 640, 320, 32, key="opt_size")
 
+widgets.button_colours({f"btn_{v}": COLOURS[v] for v in DECISIONS if v != SKIP}
+                       | {f"trk_{v}": COLOURS[v] for v in ws.config.labels + [NOT_A_FACE]})
+widgets.keyboard_help(
+    [(KEYS[v].upper(), v.replace("_", " ")) for v in DECISIONS]
+    + [(f"Shift+{KEYS[v].upper()}", f"{v.replace('_', ' ')}: the whole track strip")
+       for v in [*ws.config.labels, NOT_A_FACE]]
+    + [(KEYS["undo"].upper(), "undo (a track decision at once)"), ("?", "this help")],
+    key="label_help")
+
+
+def _strip_html(card) -> str:
+    if not card.strip:
+        return ""
+    thumbs = []
+    for m in card.strip:
+        colour = COLOURS.get(m.label or "", "#bbb")
+        badge = html.escape(m.label or ("open" if m.decidable else "held"))
+        thumbs.append(
+            f'<figure style="margin:0;text-align:center;font-size:.7rem">'
+            f'<img src="{m.data_uri()}" width="64" height="64" data-strip-id="{m.crop_id}" '
+            f'style="object-fit:cover;border:3px solid {colour};border-radius:4px;'
+            f'opacity:{1 if m.decidable else .55}" alt="crop {m.crop_id}"/>'
+            f'<figcaption>{badge}</figcaption></figure>')
+    open_n = sum(m.decidable for m in card.strip)
+    return (f'<div class="track-strip"><p style="margin:.4rem 0;font-size:.85rem">'
+            f'Same person (track {card.track_id}): {len(card.strip)} more crops, {open_n} open '
+            f'· <b>Shift</b> + key labels all open ones</p>'
+            f'<div style="display:flex;gap:6px;flex-wrap:wrap">{"".join(thumbs)}</div></div>')
+
+
+def _end_of_queue() -> None:
+    st.success("Nothing left to label right now.")
+    done = state.get("label_done", 0)
+    st.markdown(f"You labeled **{done}** crops in this session." if done else
+                "The queue is empty.")
+    if me["role"] == "admin":
+        st.markdown("Next: **retrain** so the queue is re-ranked by a model that learned from "
+                    "these labels, or **extract** more footage.")
+        cols = st.columns(3)
+        cols[0].page_link("admin_models.py", label="Retrain on the Models page",
+                          icon=":material/model_training:")
+        cols[1].page_link("admin_extract.py", label="Extract more footage",
+                          icon=":material/movie:")
+    else:
+        st.markdown("Next: ask an admin to **retrain** (the queue is then re-ranked) or to "
+                    "extract more footage. Meanwhile you can check your recent labels.")
+    st.page_link("browse.py", label="Your recent labels", icon=":material/history:")
+    if st.button("Check again"):
+        state.label_cards = None
+        st.rerun()
 
 
 @st.fragment
 def panel() -> None:
-    """The crop, the decision keys and the counters. A key press reruns only this fragment
-    (not the navigation and the sidebar), which keeps the next crop quick to appear."""
+    """The crop, its context and track, the decision keys and the counters. A key press reruns
+    only this fragment (not the navigation and the sidebar), so the next crop appears quickly."""
     try:
         cards = _cards()
     except AnnotatorError as exc:
         st.error(str(exc))
         return
-
-    if "label_started" not in state:
-        state.label_started = time.monotonic()
-    done = state.get("label_done", 0)
-    elapsed_h = max((time.monotonic() - state.label_started) / 3600, 1 / 3600)
-    rate = labeling.rate(ws, me["id"])
-    pace = int(done / elapsed_h) if done else 0
     if state.get("label_msg"):
         st.info(state.label_msg)
-
     if not cards:
-        st.success("Nothing left to label right now.")
-        if st.button("Check again"):
-            state.label_cards = None
-            st.rerun()
+        _end_of_queue()
         return
 
     card = cards[0]
     if state.get("label_shown_id") != card.crop_id:
         state.label_shown_id, state.label_shown_t = card.crop_id, time.monotonic()
-
-    # Few elements per key press: every element is one message from the server, and the next
-    # crop appears sooner when the fragment sends ~8 of them instead of ~25.
-    counters = (f"<b>{done}</b> labeled this session · <b>{pace}</b> labels/h · "
-                f"<b>{rate.last_hour}</b> in the last hour · {rate.today} today")
+    done = state.get("label_done", 0)
+    pace = labeling.pace(state.get("label_times", []), time.monotonic())
+    rate = labeling.rate(ws, me["id"])
+    left = labeling.queue_left(ws)
+    pace_text = f"<b>{pace:,.0f}</b> labels/h (last 15 min)" if pace else "labels/h after 10 labels"
+    counters = (f"<b>{done}</b> labeled this session · {pace_text} · <b>{rate.last_hour}</b> in "
+                f"the last hour · {rate.today} today · <b>{left:,}</b> left in the queue")
     about = (f"crop #{card.crop_id} · {card.width}x{card.height}px · "
              f"{html.escape(card.source_name or '')} · picked by {card.sampling or 'queue'}"
              + (" · second vote" if card.votes_needed > 1 else ""))
     guess = f"<p><b>{common.guess_text(card)}</b></p>" if show_guess else ""
+    show_context = card.context is not None and (
+        context_mode == "always" or (context_mode == "small crops" and card.small))
+    context = (f'<figure style="margin:0"><img src="{card.context_uri()}" class="context-view" '
+               f'width="{labeling.CONTEXT_WIDTH}" alt="frame around crop {card.crop_id}" '
+               f'style="border-radius:4px"/><figcaption style="font-size:.8rem;opacity:.7">frame '
+               f'{card.frame_index}, around the head</figcaption></figure>') if show_context else ""
+    # One HTML block + one row of buttons per key press: every element is one message from the
+    # server, and the next crop appears sooner with ~8 of them than with ~25.
     st.html(
         f'<div class="label-panel"><p>{counters}</p>'
-        f'<div style="display:flex;gap:2rem;align-items:flex-start;flex-wrap:wrap">'
+        f'<div style="display:flex;gap:1.5rem;align-items:flex-start;flex-wrap:wrap">'
         f'<div>{common.crop_html(card, size=size, pixelated=pixelated)}'
-        f'<p class="crop-about" style="opacity:.7;font-size:.85rem">{about}</p></div>'
-        f'<div>{guess}<p style="opacity:.7;font-size:.85rem">{len(cards)} crops held for you; '
-        f'they return to the queue {cfg.lease_seconds // 60} min after you leave.</p></div>'
-        f'</div></div>'
+        f'<p class="crop-about" style="opacity:.7;font-size:.85rem">{about}</p>{guess}</div>'
+        f'{context}</div>{_strip_html(card)}'
+        f'<p style="opacity:.6;font-size:.8rem">{len(cards)} crops held for you; they return to '
+        f'the queue {cfg.lease_seconds // 60} min after you leave. Press ? for every key.</p></div>'
     )
     with st.container(horizontal=True):
         for value in ws.config.labels:
             st.button(value, key=f"btn_{value}", shortcut=KEYS[value], on_click=_decide,
-                      args=(value,), type="primary")
+                      args=(value,))
         st.button("not a face", key="btn_not_a_face", shortcut=KEYS[NOT_A_FACE],
                   on_click=_decide, args=(NOT_A_FACE,))
         st.button("skip", key="btn_skip", shortcut=KEYS[SKIP], on_click=_decide, args=(SKIP,))
         st.button("undo", key="btn_undo", shortcut=KEYS["undo"], on_click=_undo)
-
-    if show_frame:
-        if card.has_frame:
-            view = _frame(card, card.crop_id, 1.5)
-            if view is not None:
-                st.image(view, caption=f"frame {card.frame_index} of {card.source_name}")
-            else:
-                st.caption("could not read that frame")
-        else:
-            st.caption("no source video on disk for this crop")
+    if any(m.decidable for m in card.strip):
+        with st.container(horizontal=True):
+            for value in [*ws.config.labels, NOT_A_FACE]:
+                st.button(f"{value.replace('_', ' ')}: whole track", key=f"trk_{value}",
+                          shortcut=f"Shift+{KEYS[value]}", on_click=_decide,
+                          args=(value, True))
 
 
 panel()

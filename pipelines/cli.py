@@ -412,6 +412,7 @@ def export_model_cmd(
 def retrain_cmd(
     epochs: Annotated[Optional[int], typer.Option("--epochs")] = None,
     init: Annotated[str, typer.Option("--init", help="active, none or a VERSION.")] = "active",
+    synthetic_masks: Annotated[Optional[Path], typer.Option("--synthetic-masks", help="Folder of RGBA mask PNGs to paste on no_mask crops.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Promote even if worse.")] = False,
     project: ProjectOpt = DEFAULT_PROJECT,
     as_json: JsonOpt = False,
@@ -420,11 +421,30 @@ def retrain_cmd(
     from pipelines import retrain
 
     ws = open_ws(project)
-    opts = retrain.RetrainOptions(epochs=epochs, init=init, force=force)
+    opts = retrain.RetrainOptions(epochs=epochs, init=init, force=force,
+                                  synthetic_masks=synthetic_masks)
     with progress_bar("retrain", enabled=not as_json) as progress:
         rep = retrain.run(ws, opts, progress)
-    emit(rep, as_json, f"dataset {rep.dataset['name']}, model {rep.train['version']}: "
-                       f"{rep.promote['reason']}; active {rep.active}")
+    emit(rep, as_json, retrain_summary(rep))
+
+
+def retrain_summary(rep) -> str:
+    """Three lines: what was trained, how it did on the frozen validation set, what changed."""
+    d, t, p = rep.dataset, rep.train, rep.promote
+    val = t.get("val") or {}
+
+    def num(key):
+        v = val.get(key)
+        return "-" if v is None else f"{v:.3f}"
+
+    scored = (rep.score or {}).get("scored", 0) + p.get("scored", 0)
+    outcome = (f"promoted {t['version']}: {p['reason']}" if p["promoted"]
+               else f"kept {rep.active}: {p['reason']}")
+    return (f"dataset {d['name']} ({d['crops']:,} crops), model {t['version']}: {t['n_train']:,} "
+            f"training crops, best epoch {t['best_epoch']}, {rep.seconds:.0f} s\n"
+            f"validation ({t['n_val']:,} crops): balanced accuracy {num('balanced_accuracy')}, "
+            f"accuracy {num('accuracy')}, ROC AUC {num('roc_auc')}, ECE {num('ece')}\n"
+            f"{outcome}; {scored:,} queue crops scored, active model {rep.active}")
 
 
 @command(models_app, "list")

@@ -40,9 +40,13 @@ def build(
     users: dict | None = None,
     seed: int = 0,
     config: str | None = None,
+    footage: bool = False,
 ) -> Workspace:
     """A workspace with ``n_crops`` unlabeled crops in tracks of ``per_track``, users, and (if
-    ``model``) an active model version with a prediction (probs, embedding) for every crop."""
+    ``model``) an active model version with a prediction (probs, embedding) for every crop.
+
+    ``footage``: the source is a real (synthetic) video on disk, so the label page can show the
+    frame around each crop; crops cycle through its 200 frames."""
     t0 = time.perf_counter()
     ws = Workspace.init(root)
     if config is not None:
@@ -55,14 +59,16 @@ def build(
     with ws.session() as s:
         for name, (pw, role) in users.items():
             auth.add_user(s, name, pw, role=role)
-        src = db.get_or_create_source(s, key="video:test", kind="video", uri="/nonexistent.mp4",
+        uri = str(write_footage(root / "footage.avi")) if footage else "/nonexistent.mp4"
+        src = db.get_or_create_source(s, key="video:test", kind="video", uri=uri,
                                       name="cam1.mp4", fps=25.0, width=1920, height=1080)
         now = db.utcnow()
         rows = []
         for i in range(n_crops):
             f = stored[i % images]
             rows.append(dict(
-                source_id=src.id, origin=f"f{i:07d}", frame_index=i, timestamp_s=i / 25,
+                source_id=src.id, origin=f"f{i:07d}", frame_index=i % FOOTAGE_FRAMES if footage
+                else i, timestamp_s=i / 25,
                 x1=100.0, y1=100.0, x2=148.0, y2=148.0, width=48, height=48,
                 track_id=i // per_track, sha256=f.sha256, path=f.relpath, status=db.CropStatus.UNLABELED,
                 priority=0.0, votes_needed=1, created_at=now,
@@ -73,6 +79,22 @@ def build(
         add_model(ws, "v1", seed=seed, emb_dim=emb_dim)
     ws.build_seconds = time.perf_counter() - t0
     return ws
+
+
+FOOTAGE_FRAMES = 200
+
+
+def write_footage(path: Path, *, frames: int = FOOTAGE_FRAMES, size=(640, 360)) -> Path:
+    """A small MJPG video with a bright square where every factory crop's box is."""
+    import cv2
+
+    out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25, size)
+    for i in range(frames):
+        frame = np.full((size[1], size[0], 3), 40 + i % 150, np.uint8)
+        frame[100:148, 100:148] = (200, 180, 160)
+        out.write(frame)
+    out.release()
+    return path
 
 
 def add_model(ws: Workspace, name: str, *, seed: int = 0, emb_dim: int = 16,

@@ -70,13 +70,13 @@ def test_sign_in_first_then_exact_page_list(ws):
     at.button[0].click().run()
     assert not at.exception
     assert at.session_state["user"]["role"] == "admin"
-    assert page_titles(at) == ["Label", "Grid", "Review", "Dashboard", "Models", "Extract",
-                               "Users", "Sign out"]
+    assert page_titles(at) == ["Label", "Grid", "Review", "Browse", "Dashboard", "Models",
+                               "Extract", "Users", "Sign out"]
 
 
 def test_annotator_sees_no_admin_pages_and_admin_pages_check_the_role(ws):
     at = signed_in(ws, "alice")
-    assert page_titles(at) == ["Label", "Grid", "Review", "Dashboard", "Sign out"]
+    assert page_titles(at) == ["Label", "Grid", "Review", "Browse", "Dashboard", "Sign out"]
     for page in ("admin_models.py", "admin_extract.py", "admin_users.py"):
         direct = AppTest.from_file(str(PAGES / page), default_timeout=T)
         direct.session_state["user"] = at.session_state["user"]
@@ -133,39 +133,39 @@ def test_label_page_hides_guess_and_says_when_queue_is_empty(tmp_path, monkeypat
     assert "Nothing left to label" in at.success[0].value
 
 
-def test_grid_page_preset_flip_and_submit_in_one_go(ws):
+def grid_data(at: AppTest) -> dict:
+    import json
+
+    (el,) = [e for e in at.main if type(e).__name__ == "UnknownElement"
+             and e.proto.component_name == "fma_label_grid"]
+    return json.loads(el.proto.json)
+
+
+def test_grid_page_sends_a_page_preset_to_the_model_to_the_browser(ws):
     at = signed_in(ws, "bob", "grid.py")
-    flips = [b for b in at.button if b.key and b.key.startswith("flip_")]
-    assert len(flips) == 40
-    card_ids = [int(b.key.split("_")[1]) for b in flips]
-    guesses = {c.crop_id: c.guess for c in labeling.cards(ws, [(i, None) for i in card_ids])}
-    assert [b.label for b in flips] == [guesses[i] for i in card_ids]  # pre-set to the model
-    flipped = card_ids[3]
-    at.button(key=f"flip_{flipped}").click().run()
-    assert at.button(key=f"flip_{flipped}").label != guesses[flipped]
-    at.button(key="grid_submit").click().run()
-    assert not at.exception
-    labels = active_labels(ws, "bob")
-    assert set(labels) == set(card_ids)
-    assert all(labels[i] == guesses[i] for i in card_ids if i != flipped)
-    assert labels[flipped] != guesses[flipped]
-    assert "saved 40 labels" in at.info[0].value
-    # A new page was claimed, none of it already labeled.
-    new = [int(b.key.split("_")[1]) for b in at.button if b.key and b.key.startswith("flip_")]
-    assert new and not set(new) & set(card_ids)
+    data = grid_data(at)
+    ids = [it["id"] for it in data["items"]]
+    assert len(ids) == 40 and len(set(ids)) == 40
+    guesses = {c.crop_id: c.guess for c in labeling.cards(ws, [(i, None) for i in ids])}
+    assert [it["value"] for it in data["items"]] == [guesses[i] for i in ids]
+    assert data["keys"] == {"m": "mask", "n": "no_mask", "x": "not_a_face"}
+    assert len(set(data["colours"].values())) == 3  # one colour per class
+    assert data["submit_key"] == "g"
+    with ws.read_session() as s:  # the page is held for bob while he decides it
+        held = set(s.scalars(select(db.Lease.crop_id).where(
+            db.Lease.annotator_id == factory.user_id(ws, "bob"))))
+    assert set(ids) <= held
 
 
 def test_grid_submit_is_all_or_nothing(ws):
-    at = signed_in(ws, "bob", "grid.py")
-    ids = [int(b.key.split("_")[1]) for b in at.button if b.key and b.key.startswith("flip_")]
-    factory.label_some(ws, "alice", [], "mask")
-    # Someone relabels one of bob's crops meanwhile (an admin in review): the page fails whole.
+    bob = factory.user_id(ws, "bob")
+    ids = [c.crop_id for c in labeling.claim(ws, bob, 10)]
     root = factory.user_id(ws, "root")
-    with ws.session() as s:
+    with ws.session() as s:  # someone relabels one of bob's crops meanwhile (an admin in review)
         from annotator import queue
         queue.relabel(s, root, ids[5], "mask", allowed=ws.config.label_values)
-    at.button(key="grid_submit").click().run()
-    assert "nothing saved" in at.info[0].value
+    with pytest.raises(Exception, match="already labeled"):
+        labeling.submit_page(ws, bob, {i: "no_mask" for i in ids})
     assert active_labels(ws, "bob") == {}
 
 
@@ -207,21 +207,71 @@ def test_dashboard_renders_counts_kappa_and_plots(ws):
     at = signed_in(ws, "alice", "dashboard.py")
     assert not at.exception
     assert at.metric[0].value == "300"
-    kappa = at.dataframe[0].value
+    kappa = next(d.value for d in at.dataframe if "kappa" in d.value)
     assert list(kappa["crops"]) == [20] and abs(kappa["agree"][0] - 0.75) < 1e-9
-    charts = at.get("vega_lite_chart")
-    # status, labels, per hour, model metrics over time, bacc vs labels, uncertainty histogram
-    assert len(charts) == 6
+    labels = next(d.value for d in at.dataframe if "by people" in d.value)
+    assert int(labels.loc["mask", "by people"]) == 35 and int(labels.loc["no_mask", "by people"]) == 5
+    titles = chart_titles(at)
+    assert {"Crops by status", "Labels given by people", "Validation scores by version",
+            "Balanced accuracy vs labels"} <= titles
+    assert any("scored by the active model" in t for t in titles)
+
+
+def chart_titles(at: AppTest) -> set[str]:
+    import json
+
+    out = set()
+    for chart in at.get("vega_lite_chart"):
+        spec = json.loads(chart.proto.spec)
+        for part in [spec, *spec.get("layer", []), *spec.get("hconcat", [])]:
+            title = part.get("title")
+            if title:
+                out.add(title if isinstance(title, str) else title.get("text", ""))
+    return out
+
+
+@pytest.mark.parametrize("versions", [0, 1, 5])
+def test_dashboard_with_zero_one_and_several_models(tmp_path, monkeypatch, versions):
+    ws = factory.build(tmp_path / f"dash{versions}", 60, model=False)
+    monkeypatch.setenv("ANNOTATOR_PROJECT", str(ws.root))
+    for k in range(versions):
+        factory.add_model(ws, f"v{k + 1}", seed=k, labels=100 * (k + 1),
+                          metrics={"balanced_accuracy": 0.6 + 0.05 * k, "accuracy": 0.62 + 0.05 * k,
+                                   "n_train": 85 * (k + 1), "n_val": 15 * (k + 1)})
+    at = signed_in(ws, "alice", "dashboard.py")
+    assert not at.exception
+    titles = chart_titles(at)
+    if versions == 0:
+        assert "no model yet: train one on the Models page" in [c.value for c in at.caption]
+        assert not any("scored by the active model" in t for t in titles)
+        return
+    assert {"Validation scores by version", "Balanced accuracy vs labels"} <= titles
+    import json
+
+    scores = next(json.loads(c.proto.spec) for c in at.get("vega_lite_chart")
+                  if json.loads(c.proto.spec).get("title") == "Validation scores by version")
+    assert scores["mark"]["point"]  # one version is a visible dot, not an invisible line
+    by_labels = next(json.loads(c.proto.spec) for c in at.get("vega_lite_chart")
+                     if json.loads(c.proto.spec).get("title") == "Balanced accuracy vs labels")
+    assert by_labels["encoding"]["x"]["axis"]["format"] == "d"  # 4,065 labels, not 4,065.000000
+    assert any("scored by the active model" in t for t in titles)  # a model scored the queue
 
 
 def test_models_page_starts_jobs_for_admin(ws, monkeypatch):
     started = []
     monkeypatch.setattr("annotator.jobs.start", lambda ws_, kind, args, started_by=None, env=None:
                         started.append((kind, args, started_by)) or 7)
+    factory.add_model(ws, "v2")
     at = signed_in(ws, "root", "admin_models.py")
-    at.button(key="retrain").click().run()
-    assert started[0][0] == "retrain" and started[0][2] == "root"
+    at.number_input(key="rt_epochs").set_value(3)
+    at.selectbox(key="rt_init").set_value("none")
+    at.button[0].click().run()  # the form's "Retrain now"
+    kind, args, who = started[0]
+    assert (kind, who) == ("retrain", "root")
+    assert (args["epochs"], args["init"], args["force"]) == (3, "none", False)
     assert "started job 7" in at.info[0].value
+    # Promote is offered only for versions that are not active (v2 is).
+    assert at.selectbox(key="promote_version").options == ["v1"]
     at.button(key="promote").click().run()
     assert started[-1][:2] == ("promote", {"version": "v1", "force": False})
     at.checkbox(key="promote_force").check().run()
@@ -292,24 +342,83 @@ def test_label_page_cold_start_without_model(tmp_path, monkeypatch):
     assert "<b>model: no prediction</b>" in panel(at)
 
 
-def test_label_page_shows_the_frame_around_the_crop(ws, tmp_path):
-    import cv2
-    import numpy as np
-    from sqlalchemy import update
-
-    video = tmp_path / "cam.avi"
-    out = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5, (320, 240))
-    for i in range(400):
-        out.write(np.full((240, 320, 3), i % 255, np.uint8))
-    out.release()
-    with ws.session() as s:
-        s.execute(update(db.Source).values(uri=str(video)))
+def test_label_page_shows_context_and_the_track_strip(tmp_path, monkeypatch):
+    ws = factory.build(tmp_path / "ctx", 80, footage=True, per_track=4)
+    monkeypatch.setenv("ANNOTATOR_PROJECT", str(ws.root))
     at = signed_in(ws, "alice", "label.py")
-    assert not at.get("image")
-    at.toggle(key="opt_frame").set_value(True).run()
-    assert not at.exception
-    assert len(at.get("image")) == 1  # the frame, read from the source video
-    video.unlink()  # footage deleted after extraction: the crop alone is still labelable
+    html_ = panel(at)
+    assert 'class="context-view"' in html_  # 48-px crops: the frame is on by default
+    assert html_.count("data-strip-id=") == 3  # the 3 other crops of its track
+    at.radio(key="opt_context").set_value("never").run()
+    assert 'class="context-view"' not in panel(at)
+    # Shift+M: the crop and its open track mates get one label row each, one decision id.
+    first = caption_crop(at)
+    at.button(key="trk_mask").click().run()
+    labels = active_labels(ws, "alice")
+    assert len(labels) == 4 and set(labels.values()) == {"mask"} and first in labels
+    with ws.read_session() as s:
+        rows = s.execute(select(db.Label.method, db.Label.decision_id)).all()
+    assert {m for m, _ in rows} == {"track"} and len({d for _, d in rows}) == 1
+    assert "<b>4</b> labeled this session" in panel(at)
+    at.button(key="btn_undo").click().run()  # one undo reverts the whole track decision
+    assert active_labels(ws, "alice") == {} and caption_crop(at) == first
+    (ws.root / "footage.avi").unlink()  # footage deleted: the crop alone is still labelable
+    at.radio(key="opt_context").set_value("always").run()
     at.button(key="btn_mask").click().run()
-    assert not at.get("image")
-    assert "no source video on disk for this crop" in [c.value for c in at.caption]
+    assert not at.exception
+
+
+def test_end_of_queue_says_what_to_do_next(tmp_path, monkeypatch):
+    ws = factory.build(tmp_path / "tiny", 2, per_track=1)
+    monkeypatch.setenv("ANNOTATOR_PROJECT", str(ws.root))
+    for who in ("alice", "root"):
+        at = signed_in(ws, who, "label.py")
+        while "Nothing left to label" not in "".join(s.value for s in at.success):
+            at.button(key="btn_mask").click().run()
+        text = "".join(m.value for m in at.markdown)
+        if who == "root":
+            assert "retrain" in text and "extract" in text
+            assert {p.proto.page for p in at.get("page_link")} >= {"admin_models", "admin_extract"}
+        else:
+            assert "ask an admin" in text
+        assert "browse" in {p.proto.page for p in at.get("page_link")}
+
+
+def test_users_page_disables_changes_role_and_resets_password(ws):
+    from annotator import auth
+    from annotator.errors import AuthError
+
+    at = signed_in(ws, "root", "admin_users.py")
+    at.selectbox(key="edit_user").set_value("alice").run()
+    at.button(key="user_disable").click().run()
+    assert not at.exception and "disabled alice" in at.success[0].value
+    with pytest.raises(AuthError):
+        auth.sign_in(ws, "alice", "alice-password")
+    at.button(key="user_enable").click().run()
+    at.button(key="user_role").click().run()
+    assert auth.sign_in(ws, "alice", "alice-password").role == "admin"
+    at.text_input(key="reset_password").input("short")
+    at.button[-1].click().run()
+    assert "at least 10 characters" in at.error[0].value
+    at.text_input(key="reset_password").input("alice-new-password")
+    at.button[-1].click().run()
+    assert auth.sign_in(ws, "alice", "alice-new-password").name == "alice"
+    at.selectbox(key="edit_user").set_value("root").run()
+    at.button(key="user_role").click().run()  # root makes itself an annotator (alice is admin)
+    assert at.session_state["user"]["role"] == "annotator"  # at once: the admin pages are gone
+    assert "Users" not in [t.value for t in at.title] and "Users" not in page_titles(at)
+
+
+def test_browse_page_fixes_my_recent_label_and_filters_by_track(ws):
+    factory.label_some(ws, "alice", [5, 6, 7], "mask")
+    at = signed_in(ws, "alice", "browse.py")
+    assert not at.exception
+    assert {b.key for b in at.button} >= {"mine_7_no_mask", "mine_7_not_a_face"}
+    assert "mine_7_mask" not in {b.key for b in at.button}  # its current label
+    at.button(key="mine_7_no_mask").click().run()
+    assert active_labels(ws, "alice")[7] == "no_mask"
+    at.number_input(key="browse_track").set_value(1).run()  # crops 5..8 are track 1
+    shown = {int(h.value.split('data-crop-id="')[1].split('"')[0]) for h in at.get("html")
+             if 'data-crop-id="' in h.value}
+    assert {5, 6, 7, 8} <= shown
+    assert not any(b.key.startswith("all_") for b in at.button)  # annotators: own labels only
