@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, fields
 
@@ -99,6 +100,8 @@ def start(ws: Workspace, kind: str, args: dict, *, started_by: str | None = None
             env={**os.environ, **(env or {}), "ANNOTATOR_PROJECT": str(ws.root.resolve()),
                  "ANNOTATOR_DB_URL": ws.db_url, "PYTHONUNBUFFERED": "1"},
         )
+    # Reap it when it ends, so a finished job never lingers as a zombie of the app server.
+    threading.Thread(target=proc.wait, name=f"reap-job-{job_id}", daemon=True).start()
     with ws.session() as s:
         db.update_job(s, job_id, pid=proc.pid)
     return job_id
