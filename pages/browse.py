@@ -9,7 +9,6 @@ import streamlit as st
 
 from annotator import labeling, team
 from annotator.config import NOT_A_FACE
-from annotator.errors import AnnotatorError
 from pages import common, widgets
 
 ws = common.workspace()
@@ -19,13 +18,6 @@ admin = me["role"] == "admin"
 CHOICES = [*ws.config.labels, NOT_A_FACE]
 PER_ROW = 6
 
-
-def _relabel(crop_id: int, value: str) -> None:
-    try:
-        labeling.relabel(ws, me["id"], crop_id, value)
-        state.browse_msg = f"crop #{crop_id} is now {value}"
-    except AnnotatorError as exc:
-        state.browse_msg = str(exc)
 
 
 def show(cards, section: str, *, can_relabel: bool) -> None:
@@ -44,8 +36,9 @@ def show(cards, section: str, *, can_relabel: bool) -> None:
                 if can_relabel:
                     for value in CHOICES:
                         if value != card.label:
-                            st.button(f"→ {value.replace('_', ' ')}", on_click=_relabel,
+                            st.button(f"→ {value.replace('_', ' ')}", on_click=common.relabel,
                                       args=(card.crop_id, value), width="stretch",
+                                      kwargs={"message_key": "browse_msg"},
                                       key=f"{section}_{card.crop_id}_{value}")
 
 

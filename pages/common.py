@@ -66,6 +66,18 @@ def errors_shown():
         st.error(str(exc))
 
 
+def relabel(crop_id: int, value: str, *, message_key: str) -> None:
+    """Button callback: replace a crop's label with the signed-in user's decision and say so
+    (or why not) in ``st.session_state[message_key]``."""
+    from annotator import labeling
+
+    try:
+        labeling.relabel(workspace(), st.session_state["user"]["id"], crop_id, value)
+        st.session_state[message_key] = f"crop #{crop_id} is now {value}"
+    except AnnotatorError as exc:
+        st.session_state[message_key] = str(exc)
+
+
 def crop_html(card, *, size: int, pixelated: bool, border: str | None = None) -> str:
     """An <img> of the crop, scaled to ``size`` px on its long side, inline as a data URI (so the
     next crop shows without another request)."""

@@ -15,13 +15,6 @@ admin = me["role"] == "admin"
 CHOICES = [*ws.config.labels, NOT_A_FACE]
 
 
-def _relabel(crop_id: int, value: str) -> None:
-    try:
-        labeling.relabel(ws, me["id"], crop_id, value)
-        state.review_msg = f"crop #{crop_id} is now {value}"
-    except AnnotatorError as exc:
-        state.review_msg = str(exc)
-
 
 def show_rows(rows, section: str, describe) -> None:
     if rows.empty:
@@ -38,8 +31,9 @@ def show_rows(rows, section: str, describe) -> None:
         text.markdown(describe(r, card))
         cols = buttons.columns(len(CHOICES))
         for col, value in zip(cols, CHOICES):
-            col.button(value, key=f"{section}_{r.crop_id}_{value}", on_click=_relabel,
-                       args=(int(r.crop_id), value), width="stretch")
+            col.button(value, key=f"{section}_{r.crop_id}_{value}", on_click=common.relabel,
+                       args=(int(r.crop_id), value), kwargs={"message_key": "review_msg"},
+                       width="stretch")
 
 
 st.title("Review")

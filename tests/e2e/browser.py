@@ -98,6 +98,19 @@ def launch(playwright):
     return playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
 
 
+@contextmanager
+def chromium():
+    """Debian's headless Chromium under Playwright, closed on exit."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = launch(pw)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
 def sign_in(browser, url: str, name: str, password: str, *, shot: str | None = None):
     """A fresh browser context (its own Streamlit session) signed in as ``name``."""
     ctx = browser.new_context(viewport={"width": 1400, "height": 1000})

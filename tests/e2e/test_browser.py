@@ -11,7 +11,6 @@ from tests.app import factory
 from tests.e2e import browser as B
 
 pytestmark = pytest.mark.e2e
-sync_api = pytest.importorskip("playwright.sync_api")
 
 
 @pytest.fixture(scope="module")
@@ -52,60 +51,56 @@ def labels(root):
 
 def test_two_annotators_keyboard_undo_grid(served):
     url, root = served
-    with sync_api.sync_playwright() as pw:
-        browser = B.launch(pw)
-        try:
-            alice = B.sign_in(browser, url, "alice", "alice-password", shot="01-sign-in")
-            bob = B.sign_in(browser, url, "bob", "bob-password")
-            a, b = B.shown_crop(alice), B.shown_crop(bob)
-            B.screenshot(alice, "02-label")
-            seen_a, seen_b, decided_a = [a], [b], []
-            keys = "mnmnxmsmnm" * 2  # 20 decisions: mask, no mask, not a face, skip
-            for i, key in enumerate(keys):
-                decided_a.append((a, key))
-                a = B.press_and_wait(alice, key, a)
-                seen_a.append(a)
-                if i % 2 == 0:  # bob labels at the same time, at his own pace
-                    b = B.press_and_wait(bob, "n", b)
-                    seen_b.append(b)
-                # What one annotator is shown is held by them, never by the other.
-                held = leases(root)
-                assert held.get(a) == "alice" and held.get(b) == "bob"
-            assert not set(seen_a) & set(seen_b)
+    with B.chromium() as browser:
+        alice = B.sign_in(browser, url, "alice", "alice-password", shot="01-sign-in")
+        bob = B.sign_in(browser, url, "bob", "bob-password")
+        a, b = B.shown_crop(alice), B.shown_crop(bob)
+        B.screenshot(alice, "02-label")
+        seen_a, seen_b, decided_a = [a], [b], []
+        keys = "mnmnxmsmnm" * 2  # 20 decisions: mask, no mask, not a face, skip
+        for i, key in enumerate(keys):
+            decided_a.append((a, key))
+            a = B.press_and_wait(alice, key, a)
+            seen_a.append(a)
+            if i % 2 == 0:  # bob labels at the same time, at his own pace
+                b = B.press_and_wait(bob, "n", b)
+                seen_b.append(b)
+            # What one annotator is shown is held by them, never by the other.
+            held = leases(root)
+            assert held.get(a) == "alice" and held.get(b) == "bob"
+        assert not set(seen_a) & set(seen_b)
 
-            # Undo: the last decided crop comes back in front.
-            last, _ = decided_a[-1]
-            assert B.press_and_wait(alice, "z", a) == last
-            B.screenshot(alice, "03-label-after-undo")
+        # Undo: the last decided crop comes back in front.
+        last, _ = decided_a[-1]
+        assert B.press_and_wait(alice, "z", a) == last
+        B.screenshot(alice, "03-label-after-undo")
 
-            # Grid: one click sets a crop to the next class, one key submits the page.
-            B.open_page(alice, "Grid", ".fma-cell")
-            cells = alice.locator(".fma-cell")
-            n_grid = cells.count()
-            assert 30 <= n_grid <= 60
-            first = cells.first
-            flipped = int(first.get_attribute("data-crop-id"))
-            before = first.get_attribute("data-value")
-            first.click()
-            after = first.get_attribute("data-value")
-            assert after != before
-            B.screenshot(alice, "04-grid")
-            alice.evaluate("() => document.activeElement && document.activeElement.blur()")
-            alice.keyboard.press("g")
-            alice.get_by_text(f"saved {n_grid} labels").wait_for()
-            B.screenshot(alice, "05-grid-saved")
+        # Grid: one click sets a crop to the next class, one key submits the page.
+        B.open_page(alice, "Grid", ".fma-cell")
+        cells = alice.locator(".fma-cell")
+        n_grid = cells.count()
+        assert 30 <= n_grid <= 60
+        first = cells.first
+        flipped = int(first.get_attribute("data-crop-id"))
+        before = first.get_attribute("data-value")
+        first.click()
+        after = first.get_attribute("data-value")
+        assert after != before
+        B.screenshot(alice, "04-grid")
+        alice.evaluate("() => document.activeElement && document.activeElement.blur()")
+        alice.keyboard.press("g")
+        alice.get_by_text(f"saved {n_grid} labels").wait_for()
+        B.screenshot(alice, "05-grid-saved")
 
-            for title, ready, shot in [("Review", "h1", "06-review"),
-                                       ("Dashboard", "h1", "07-dashboard")]:
-                B.open_page(alice, title, ready)
-                B.screenshot(alice, shot)
-            admin = B.sign_in(browser, url, "root", "root-password")
-            for title, shot in [("Models", "08-models"), ("Extract", "09-extract"),
-                                ("Users", "10-users")]:
-                B.open_page(admin, title, "h1")
-                B.screenshot(admin, shot)
-        finally:
-            browser.close()
+        for title, ready, shot in [("Review", "h1", "06-review"),
+                                   ("Dashboard", "h1", "07-dashboard")]:
+            B.open_page(alice, title, ready)
+            B.screenshot(alice, shot)
+        admin = B.sign_in(browser, url, "root", "root-password")
+        for title, shot in [("Models", "08-models"), ("Extract", "09-extract"),
+                            ("Users", "10-users")]:
+            B.open_page(admin, title, "h1")
+            B.screenshot(admin, shot)
 
     rows = labels(root)
     active = [(c, who, v) for c, who, v, undone, _ in rows if undone is None]

@@ -20,7 +20,6 @@ from tests.app import factory
 from tests.e2e import browser as B
 
 pytestmark = pytest.mark.e2e
-sync_api = pytest.importorskip("playwright.sync_api")
 
 
 @pytest.fixture(scope="module")
@@ -47,79 +46,67 @@ def active_labels(root) -> list[tuple]:
 
 def test_reload_keeps_the_session_and_sign_out_ends_it(served):
     url, _ = served
-    with sync_api.sync_playwright() as pw:
-        browser = B.launch(pw)
-        try:
-            page = B.sign_in(browser, url, "alice", "alice-password")
-            page.wait_for_function("() => document.cookie.includes('fma_session=')")
-            page.reload()
-            page.get_by_text("signed in as alice").wait_for()  # no sign-in form after a reload
-            assert "fma_session" in {c["name"] for c in page.context.cookies()}
-            assert "fma_session" not in page.url
-            page.goto(url)  # a typed URL too
-            page.get_by_text("signed in as alice").wait_for()
-            page.get_by_role("link", name="Sign out").click()
-            page.get_by_role("button", name="Sign in").wait_for()
-            page.reload()
-            page.get_by_role("button", name="Sign in").wait_for()
-            B.settle(page)
-            assert page.get_by_text("signed in as alice").count() == 0
-        finally:
-            browser.close()
+    with B.chromium() as browser:
+        page = B.sign_in(browser, url, "alice", "alice-password")
+        page.wait_for_function("() => document.cookie.includes('fma_session=')")
+        page.reload()
+        page.get_by_text("signed in as alice").wait_for()  # no sign-in form after a reload
+        assert "fma_session" in {c["name"] for c in page.context.cookies()}
+        assert "fma_session" not in page.url
+        page.goto(url)  # a typed URL too
+        page.get_by_text("signed in as alice").wait_for()
+        page.get_by_role("link", name="Sign out").click()
+        page.get_by_role("button", name="Sign in").wait_for()
+        page.reload()
+        page.get_by_role("button", name="Sign in").wait_for()
+        B.settle(page)
+        assert page.get_by_text("signed in as alice").count() == 0
 
 
 def test_a_track_decided_with_one_key_and_undone_with_one(served):
     url, root = served
-    with sync_api.sync_playwright() as pw:
-        browser = B.launch(pw)
-        try:
-            page = B.sign_in(browser, url, "bob", "bob-password")
-            first = B.shown_crop(page)
-            page.locator(".track-strip img").first.wait_for()
-            page.locator("img.context-view").first.wait_for()  # 48-px crops: context on
-            strip = [int(x) for x in page.locator(".track-strip img").evaluate_all(
-                "els => els.map(e => e.dataset.stripId)")]
-            assert len(strip) == 3
-            B.screenshot(page, "11-label-track-strip")
-            B.press_and_wait(page, "Shift+M", first)
-            mine = [r for r in active_labels(root) if r[1] == "bob"]
-            assert {r[0] for r in mine} == {first, *strip}
-            assert {r[3] for r in mine} == {"track"} and len({r[4] for r in mine}) == 1
-            assert B.press_and_wait(page, "z", B.shown_crop(page)) == first
-            assert not [r for r in active_labels(root) if r[1] == "bob"]
-            page.keyboard.press("?")  # the shortcut overlay, drawn in the browser
-            page.get_by_text("the whole track strip").first.wait_for()
-            B.screenshot(page, "12-label-help")
-        finally:
-            browser.close()
+    with B.chromium() as browser:
+        page = B.sign_in(browser, url, "bob", "bob-password")
+        first = B.shown_crop(page)
+        page.locator(".track-strip img").first.wait_for()
+        page.locator("img.context-view").first.wait_for()  # 48-px crops: context on
+        strip = [int(x) for x in page.locator(".track-strip img").evaluate_all(
+            "els => els.map(e => e.dataset.stripId)")]
+        assert len(strip) == 3
+        B.screenshot(page, "11-label-track-strip")
+        B.press_and_wait(page, "Shift+M", first)
+        mine = [r for r in active_labels(root) if r[1] == "bob"]
+        assert {r[0] for r in mine} == {first, *strip}
+        assert {r[3] for r in mine} == {"track"} and len({r[4] for r in mine}) == 1
+        assert B.press_and_wait(page, "z", B.shown_crop(page)) == first
+        assert not [r for r in active_labels(root) if r[1] == "bob"]
+        page.keyboard.press("?")  # the shortcut overlay, drawn in the browser
+        page.get_by_text("the whole track strip").first.wait_for()
+        B.screenshot(page, "12-label-help")
 
 
 def test_the_grid_by_arrows_and_keys_only(served):
     url, root = served
-    with sync_api.sync_playwright() as pw:
-        browser = B.launch(pw)
-        try:
-            page = B.sign_in(browser, url, "root", "root-password")
-            B.open_page(page, "Grid", ".fma-cell")
-            cells = page.locator(".fma-cell")
-            ids = [int(x) for x in cells.evaluate_all("els => els.map(e => e.dataset.cropId)")]
-            page.evaluate("() => document.activeElement && document.activeElement.blur()")
-            # n on the first crop (the cursor moves on), Right skips one, m, Down a row, x.
-            for key in ("n", "ArrowRight", "m", "ArrowDown", "x"):
-                page.keyboard.press(key)
-            values = dict(zip(ids, cells.evaluate_all("els => els.map(e => e.dataset.value)")))
-            per_row = 8
-            assert values[ids[0]] == "no_mask" and values[ids[2]] == "mask"
-            assert values[ids[3 + per_row]] == "not_a_face"
-            assert cells.nth(4 + per_row).get_attribute("data-cursor") == "1"
-            B.screenshot(page, "13-grid-keyboard")
-            page.keyboard.press("g")
-            page.get_by_text(f"saved {len(ids)} labels").wait_for()
-            saved = {r[0]: r[2] for r in active_labels(root) if r[1] == "root"}
-            assert {i: saved[i] for i in ids} == values  # what the browser showed is stored
-            assert {r[3] for r in active_labels(root) if r[1] == "root"} == {"grid"}
-        finally:
-            browser.close()
+    with B.chromium() as browser:
+        page = B.sign_in(browser, url, "root", "root-password")
+        B.open_page(page, "Grid", ".fma-cell")
+        cells = page.locator(".fma-cell")
+        ids = [int(x) for x in cells.evaluate_all("els => els.map(e => e.dataset.cropId)")]
+        page.evaluate("() => document.activeElement && document.activeElement.blur()")
+        # n on the first crop (the cursor moves on), Right skips one, m, Down a row, x.
+        for key in ("n", "ArrowRight", "m", "ArrowDown", "x"):
+            page.keyboard.press(key)
+        values = dict(zip(ids, cells.evaluate_all("els => els.map(e => e.dataset.value)")))
+        per_row = 8
+        assert values[ids[0]] == "no_mask" and values[ids[2]] == "mask"
+        assert values[ids[3 + per_row]] == "not_a_face"
+        assert cells.nth(4 + per_row).get_attribute("data-cursor") == "1"
+        B.screenshot(page, "13-grid-keyboard")
+        page.keyboard.press("g")
+        page.get_by_text(f"saved {len(ids)} labels").wait_for()
+        saved = {r[0]: r[2] for r in active_labels(root) if r[1] == "root"}
+        assert {i: saved[i] for i in ids} == values  # what the browser showed is stored
+        assert {r[3] for r in active_labels(root) if r[1] == "root"} == {"grid"}
 
 
 def test_cancel_a_running_retrain_from_the_models_page(served, tmp_path):
@@ -132,32 +119,28 @@ def test_cancel_a_running_retrain_from_the_models_page(served, tmp_path):
     import_folder.run(ws, import_folder.ImportOptions(folder=folder, labeled=True))
     with ws.read_session() as s:
         active_before = db.active_model(s).name
-    with sync_api.sync_playwright() as pw:
-        browser = B.launch(pw)
-        try:
-            page = B.sign_in(browser, url, "root", "root-password")
-            B.open_page(page, "Models", "h1")
-            page.get_by_label("Epochs").fill("500")
-            page.get_by_label("Epochs").press("Tab")
-            # The factory's active model has no weights file: start from scratch.
-            page.get_by_role("combobox", name="Start from").click()
-            page.get_by_role("option", name="none").click()
-            page.get_by_role("button", name="Retrain now").click()
-            page.get_by_role("button", name="Cancel").wait_for(timeout=60_000)
-            (job,) = [j for j in jobs.list_jobs(ws, kinds=["retrain"]) if j.active]
-            deadline = time.monotonic() + 120  # wait until it trains (progress past the dataset)
-            while "train" not in (jobs.get(ws, job.id).message or ""):
-                now = jobs.get(ws, job.id)
-                assert now.active and time.monotonic() < deadline, (now.status, now.message)
-                time.sleep(0.5)
-            B.screenshot(page, "14-models-training")
-            page.get_by_role("button", name="Cancel").click()
-            done = jobs.wait(ws, job.id, timeout=60)
-            assert done.status == "cancelled", (done.status, done.message, jobs.log_tail(done))
-            page.get_by_text("cancelled").first.wait_for()
-            B.screenshot(page, "15-models-cancelled")
-        finally:
-            browser.close()
+    with B.chromium() as browser:
+        page = B.sign_in(browser, url, "root", "root-password")
+        B.open_page(page, "Models", "h1")
+        page.get_by_label("Epochs").fill("500")
+        page.get_by_label("Epochs").press("Tab")
+        # The factory's active model has no weights file: start from scratch.
+        page.get_by_role("combobox", name="Start from").click()
+        page.get_by_role("option", name="none").click()
+        page.get_by_role("button", name="Retrain now").click()
+        page.get_by_role("button", name="Cancel").wait_for(timeout=60_000)
+        (job,) = [j for j in jobs.list_jobs(ws, kinds=["retrain"]) if j.active]
+        deadline = time.monotonic() + 120  # wait until it trains (progress past the dataset)
+        while "train" not in (jobs.get(ws, job.id).message or ""):
+            now = jobs.get(ws, job.id)
+            assert now.active and time.monotonic() < deadline, (now.status, now.message)
+            time.sleep(0.5)
+        B.screenshot(page, "14-models-training")
+        page.get_by_role("button", name="Cancel").click()
+        done = jobs.wait(ws, job.id, timeout=60)
+        assert done.status == "cancelled", (done.status, done.message, jobs.log_tail(done))
+        page.get_by_text("cancelled").first.wait_for()
+        B.screenshot(page, "15-models-cancelled")
     with ws.read_session() as s:
         assert db.active_model(s).name == active_before  # the active model is unchanged
     deadline = time.monotonic() + 20  # no orphan (nor zombie) process: the app reaps it
@@ -171,26 +154,21 @@ def test_screenshots_of_every_page(served):
     url, _ = served
     from pages.common import PAGES
 
-    with sync_api.sync_playwright() as pw:
-        browser = B.launch(pw)
-        try:
-            page = B.sign_in(browser, url, "root", "root-password")
-            for _section, script, title, _icon, _admin in PAGES:
-                B.open_page(page, title, "[data-testid='stMain']")
-                B.screenshot(page, f"20-page-{Path(script).stem}")
-        finally:
-            browser.close()
+    with B.chromium() as browser:
+        page = B.sign_in(browser, url, "root", "root-password")
+        for _section, script, title, _icon, _admin in PAGES:
+            B.open_page(page, title, "[data-testid='stMain']")
+            B.screenshot(page, f"20-page-{Path(script).stem}")
     shots = {p.stem for p in B.ARTIFACTS.glob("20-page-*.png")}
     assert {f"20-page-{Path(p[1]).stem}" for p in PAGES} <= shots
 
 
 def _port_free(port: int) -> bool:
+    """Nothing listens on it any more (a bind may still fail for a minute because of the
+    health check's connection in TIME_WAIT, which is not a server)."""
     with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
+        s.settimeout(2)
+        return s.connect_ex(("127.0.0.1", port)) != 0
 
 
 def _processes_with(text: str) -> list[int]:
