@@ -1,4 +1,5 @@
-"""Job: CCTV footage -> people (OpenPifPaf keypoints or MTCNN faces) -> head crops in the queue.
+"""Job: CCTV footage -> faces (YuNet, MTCNN) or people (OpenPifPaf keypoints) -> head crops in the
+queue.
 
 Per source: read sampled frames (``annotator.video``), detect (``annotator.detectors``), cut a head box
 from each person (``annotator.geometry``), follow heads across frames and keep a few good crops
@@ -13,6 +14,9 @@ Resumable and idempotent:
   same state, so it ends with exactly the crops of an uninterrupted run and no duplicates
   (``queue.add_crops`` also ignores origins it knows).
 * Crop files of candidates that thinning drops are deleted once no crop row uses them.
+* ``redo`` starts a finished (or interrupted) file source over with new settings: its crops that
+  carry no label are removed, labeled crops and every label stay, and the new run adds only
+  origins it does not already have.
 
 Several sources run in parallel worker processes (``workers``); each loads its detector once.
 """
@@ -27,9 +31,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from sqlalchemy import select
 
-from annotator import queue, video
-from annotator.db import Crop, count, get_or_create_source, update_source_progress
+from annotator import detectors, queue, video
+from annotator.db import Crop, chunks, get_or_create_source, update_source_progress
 from annotator.errors import AnnotatorError, InputError
 from annotator.geometry import head_box, sharpness
 from annotator.progress import ProgressFn, silent
@@ -44,7 +49,7 @@ class ExtractOptions:
     """What to extract; ``None`` means the workspace's ``[extract]`` default."""
 
     sources: list[str]
-    detector: str | None = None
+    detector: str | None = None  # auto | yunet | mtcnn | openpifpaf
     checkpoint: str | None = None
     fps: float | None = None
     every: int | None = None
@@ -52,6 +57,8 @@ class ExtractOptions:
     margin: float | None = None
     per_track: int | None = None
     min_sharpness: float | None = None
+    min_score: float | None = None  # 0..1; None: config, whose -1 means the detector's default
+    redo: bool = False  # start finished sources over; labeled crops and labels are kept
     max_seconds: float | None = None
     long_edge: int | None = None
     batch_size: int | None = None
@@ -73,6 +80,7 @@ class SourceResult:
     detections: int = 0
     tracks: int = 0
     crops_kept: int = 0
+    crops_removed: int = 0  # unlabeled crops of an earlier run removed by redo
     dropped: dict[str, int] = field(default_factory=dict)
     error: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
@@ -86,10 +94,12 @@ class ExtractReport:
     detections: int = 0
     tracks: int = 0
     crops_kept: int = 0
+    crops_removed: int = 0  # unlabeled crops of earlier runs removed by redo
     dropped: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
-    detector: str = ""
+    detector: str = ""  # the detector that ran (auto resolved)
+    detector_reason: str = ""  # why that one
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
     per_source: list[SourceResult] = field(default_factory=list)
 
@@ -98,7 +108,8 @@ class ExtractReport:
 class Settings:
     """Options resolved against the workspace config (picklable: sent to worker processes)."""
 
-    detector: str
+    detector: str  # never "auto": resolved by detectors.choose
+    detector_reason: str
     checkpoint: str | None
     fps: float | None
     every: int | None
@@ -106,13 +117,17 @@ class Settings:
     margin: float
     per_track: int
     min_sharpness: float
+    min_score: float | None  # None: the detector's own default
+    redo: bool
     max_seconds: float | None
     long_edge: int | None
     batch_size: int
     chunk_frames: int
 
     def public(self) -> dict:
-        return {k: v for k, v in dataclasses.asdict(self).items() if k != "chunk_frames"}
+        """The settings a source's crops were made with (stored with the source)."""
+        skip = {"chunk_frames", "detector_reason", "redo"}
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
 
 
 def resolve(ws: Workspace, opts: ExtractOptions) -> Settings:
@@ -122,21 +137,26 @@ def resolve(ws: Workspace, opts: ExtractOptions) -> Settings:
         raise InputError("give either --fps or --every, not both")
     every = opts.every
     fps = None if every else pick(opts.fps, cfg.fps)
+    min_score = pick(opts.min_score, None if cfg.min_score < 0 else cfg.min_score)
+    if min_score is not None and not 0.0 <= float(min_score) <= 1.0:
+        raise InputError(f"--min-score must be between 0 and 1, got {min_score}")
+    checkpoint = pick(opts.checkpoint, cfg.checkpoint)
+    detector, why = detectors.choose(pick(opts.detector, cfg.detector), checkpoint)
     s = Settings(
-        detector=pick(opts.detector, cfg.detector),
-        checkpoint=pick(opts.checkpoint, cfg.checkpoint),
+        detector=detector, detector_reason=why,
+        checkpoint=checkpoint,
         fps=fps, every=every,
         min_size=float(pick(opts.min_size, cfg.min_size)),
         margin=float(pick(opts.margin, cfg.margin)),
         per_track=int(pick(opts.per_track, cfg.per_track)),
         min_sharpness=float(pick(opts.min_sharpness, cfg.min_sharpness)),
+        min_score=None if min_score is None else float(min_score),
+        redo=bool(opts.redo),
         max_seconds=opts.max_seconds,
         long_edge=pick(opts.long_edge, cfg.long_edge) or None,
         batch_size=int(pick(opts.batch_size, cfg.batch_size)),
         chunk_frames=int(opts.chunk_frames),
     )
-    if s.detector not in ("openpifpaf", "mtcnn"):
-        raise InputError(f"unknown detector {s.detector!r}; expected openpifpaf or mtcnn")
     if s.fps is not None and s.fps <= 0:
         raise InputError(f"--fps must be > 0, got {s.fps}")
     if every is not None and every < 1:
@@ -159,11 +179,11 @@ def run(ws: Workspace, opts: ExtractOptions, progress: ProgressFn = silent) -> E
     specs, errors = video.expand_sources(list(opts.sources))
     if not specs and not errors:
         raise InputError("no sources given")
-    report = ExtractReport(detector=settings.detector, errors=list(errors))
+    report = ExtractReport(detector=settings.detector, detector_reason=settings.detector_reason,
+                           errors=list(errors))
     if settings.detector == "openpifpaf" and specs:
-        from annotator.detectors import resolve_checkpoint
-
-        resolve_checkpoint(settings.checkpoint)  # fail once, clearly, before any work
+        # fail once, clearly, before any work (downloads a known checkpoint where there is network)
+        detectors.resolve_checkpoint(settings.checkpoint or detectors.DEFAULT_CHECKPOINT)
     workers = _workers(opts.workers, specs)
     images = _ImageProgress(progress, sum(1 for s in specs if s.kind == "image"))
     if workers <= 1:
@@ -228,12 +248,19 @@ class _SourceRun:
             sha = video.file_sha256(spec.uri)
             key = sha
         info = video.probe(spec)
+        removed: list[tuple[str, str]] = []
         with self.ws.session() as s:
             src = get_or_create_source(
                 s, key=key, kind=spec.kind, uri=spec.uri, name=spec.name, sha256=sha,
                 fps=info.fps, frame_count=info.frame_count, width=info.width, height=info.height)
+            # A stream's past frames are gone: redo has nothing to redo there, its frames go on.
+            if st.redo and spec.kind != "stream" and (src.status != "new" or src.frames_done):
+                removed = queue.remove_unlabeled_crops(s, src.id)
+                src.frames_done, src.status, src.error, src.stats = 0, "new", None, None
             self.source_id, start, status, stats = src.id, src.frames_done, src.status, src.stats
         self.res.source_id = self.source_id
+        self.res.crops_removed = len(removed)
+        remove_unused_files(self.ws, removed)
         if status == "done" and spec.kind != "stream":
             self.res.skipped, self.res.status = True, "done"
             return
@@ -290,7 +317,8 @@ class _SourceRun:
             return
         done = self.res.frames
         rate = done / max(time.perf_counter() - self.t_start, 1e-9)
-        message = f"{self.res.detections} heads, {self.res.crops_kept} kept, {rate:.1f} frames/s"
+        message = (f"{self.st.detector}: {self.res.detections} heads, {self.res.crops_kept} kept, "
+                   f"{rate:.1f} frames/s")
         self.progress(done, done if final else self.expected, message, stage=self.spec.name)
 
     # -- per batch of frames --
@@ -381,7 +409,8 @@ class _SourceRun:
                                    error=error, stats=stats)
         self.res.crops_kept += len(new_ids)  # counted once committed
         self.to_add = []
-        self._delete_unused(self.discard)
+        busy = {c["sha256"] for cs in self.pending.values() for c in cs}
+        remove_unused_files(self.ws, [(c["sha256"], c["path"]) for c in self.discard], busy=busy)
         self.discard = []
         self.timings["db"] += time.perf_counter() - t
         self.res.dropped = dict(self.dropped)
@@ -395,19 +424,40 @@ class _SourceRun:
         t.update({f"dropped_{k}": v for k, v in self.dropped.items()})
         return dict(t)
 
-    def _delete_unused(self, cands):
-        """Remove stored files of dropped candidates that no crop row or pending crop uses."""
-        if not cands:
-            return
-        busy = {c["sha256"] for cs in self.pending.values() for c in cs}
-        with self.ws.read_session() as s:
-            for c in {c["sha256"]: c for c in cands}.values():
-                if c["sha256"] in busy or count(s, Crop, Crop.sha256 == c["sha256"]):
-                    continue
-                try:
-                    self.ws.store.path(c["path"]).unlink()
-                except FileNotFoundError:
-                    pass
+
+
+# --- stored files -------------------------------------------------------------------------------
+
+
+def remove_unused_files(ws: Workspace, files, *, busy=frozenset()) -> list[tuple[str, str]]:
+    """Delete the stored crop files among ``files`` that no crop row points to.
+
+    Parameters
+    ----------
+    files : iterable of (sha256, path)
+        Files that may have lost their last user (dropped candidates, crops removed by redo).
+    busy : set of sha256
+        Files still wanted although no row has them yet (candidates waiting for their track).
+
+    Returns the (sha256, path) deleted, after telling :func:`stored_files_gone`.
+    """
+    wanted = {sha: path for sha, path in files if sha not in busy}
+    if not wanted:
+        return []
+    used = set()
+    with ws.read_session() as s:
+        for part in chunks(list(wanted)):
+            used.update(s.scalars(select(Crop.sha256).where(Crop.sha256.in_(part)).distinct()))
+    gone = [(sha, path) for sha, path in wanted.items() if sha not in used]
+    for _sha, path in gone:
+        ws.store.remove(path)
+    stored_files_gone(ws, gone)
+    return gone
+
+
+def stored_files_gone(ws: Workspace, files: list[tuple[str, str]]) -> None:
+    """These stored crop files, as (sha256, path), were deleted: whatever is kept per file
+    (a cache keyed by sha256) must forget them. Every deletion by this job comes through here."""
 
 
 def _expected_frames(info, st: Settings, start: int) -> int | None:
@@ -434,14 +484,11 @@ def _expected_frames(info, st: Settings, start: int) -> int | None:
 def _load(st: Settings, *, threads: int | None):
     """The detector for this process. MTCNN's small convolutions gain nothing from several
     threads and lose a lot when cores are busy, so it runs on one; OpenPifPaf gets the cores."""
-    from annotator.detectors import load_detector
-
     if st.detector == "mtcnn":
         threads = 1
-
-    return load_detector(st.detector, checkpoint=st.checkpoint, long_edge=st.long_edge,
-                         batch_size=st.batch_size, min_face_size=max(12, int(st.min_size / 1.25)),
-                         threads=threads)
+    return detectors.load_detector(
+        st.detector, checkpoint=st.checkpoint, long_edge=st.long_edge, batch_size=st.batch_size,
+        min_face_size=max(12, int(st.min_size / 1.25)), threads=threads, min_score=st.min_score)
 
 
 def _workers(requested: int | None, specs) -> int:
@@ -536,7 +583,7 @@ def _merge(report: ExtractReport, res: SourceResult) -> None:
         report.skipped += 1
     else:
         report.sources += 1
-    for k in ("frames", "detections", "tracks", "crops_kept"):
+    for k in ("frames", "detections", "tracks", "crops_kept", "crops_removed"):
         setattr(report, k, getattr(report, k) + getattr(res, k))
     for k, v in res.dropped.items():
         report.dropped[k] = report.dropped.get(k, 0) + v
@@ -551,6 +598,9 @@ def summary(report: ExtractReport) -> str:
     """Two human lines for the CLI: what was done, and what was dropped why."""
     dropped = ", ".join(f"{k} {v}" for k, v in sorted(report.dropped.items()) if v) or "nothing"
     skipped = f" ({report.skipped} already done)" if report.skipped else ""
+    removed = (f" ({report.crops_removed} unlabeled crops of earlier runs removed)"
+               if report.crops_removed else "")
     return (f"{report.sources} sources{skipped}: {report.frames} frames, {report.detections} "
-            f"detections, {report.tracks} tracks, {report.crops_kept} crops kept in "
+            f"detections, {report.tracks} tracks, {report.crops_kept} crops kept{removed} in "
             f"{report.seconds:.1f} s\ndropped: {dropped}")
+
