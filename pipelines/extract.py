@@ -62,7 +62,7 @@ class ExtractOptions:
     max_seconds: float | None = None
     long_edge: int | None = None
     batch_size: int | None = None
-    workers: int | None = None  # None: one per source up to half the cores
+    workers: int | None = None  # None: one per source, up to one per core
     chunk_frames: int = 16  # sampled frames per transaction
 
 
@@ -354,13 +354,15 @@ class _SourceRun:
             self.timings["crop_store"] += time.perf_counter() - t
 
     def _add_candidate(self, tid, frame, person, hb, crop, sharp):
-        stored = self.ws.store.put_image(crop)
         kps = None
         if person.keypoints is not None:
             kps = np.round(np.asarray(person.keypoints, dtype=float), 2).tolist()
         cand = {
             "origin": f"f{frame.index:06d}:{hb.x1},{hb.y1},{hb.x2},{hb.y2}",
-            "sha256": stored.sha256, "path": stored.relpath,
+            # The file is written once the crop is kept, or at a commit while it waits (for a
+            # resume): most candidates are thinned away before either, and PNG costs ~16 ms for
+            # a 400-px face. Until then the pixels wait here (a copy: not the whole frame).
+            "sha256": None, "path": None, "_image": crop.copy(),
             "width": hb.width, "height": hb.height, "frame_index": frame.index,
             "timestamp_s": round(float(frame.timestamp_s), 4), "box": list(hb.box),
             "det_score": round(float(person.score), 4), "keypoints": kps,
@@ -373,7 +375,7 @@ class _SourceRun:
         if len(cands) > cap:
             keep = set(compact([c["timestamp_s"] for c in cands], [c["quality"] for c in cands],
                                cap).tolist())
-            self.discard += [c for i, c in enumerate(cands) if i not in keep]
+            self._discard(c for i, c in enumerate(cands) if i not in keep)
             self.dropped["near_duplicate"] += len(cands) - len(keep)
             self.pending[tid] = [c for i, c in enumerate(cands) if i in keep]
 
@@ -384,24 +386,38 @@ class _SourceRun:
         keep = thin(np.array([c["timestamp_s"] for c in cands]),
                     np.array([c["quality"] for c in cands]), self.st.per_track).tolist()
         for i in keep:
-            c = cands[i]
+            c = self._stored(cands[i])
             self.to_add.append(queue.NewCrop(
                 origin=c["origin"], sha256=c["sha256"], path=c["path"], width=c["width"],
                 height=c["height"], frame_index=c["frame_index"], timestamp_s=c["timestamp_s"],
                 box=tuple(c["box"]), detector=self.detector.name, det_score=c["det_score"],
                 keypoints=c["keypoints"], sharpness=c["sharpness"], track_id=tid))
         kept = set(keep)
-        self.discard += [c for i, c in enumerate(cands) if i not in kept]
+        self._discard(c for i, c in enumerate(cands) if i not in kept)
         self.dropped["near_duplicate"] += len(cands) - len(kept)
         self.res.tracks += 1
 
+    def _stored(self, cand: dict) -> dict:
+        """The candidate with its image file in the store (written now if it is not yet)."""
+        if cand["sha256"] is None:
+            f = self.ws.store.put_image(cand.pop("_image"))
+            cand["sha256"], cand["path"] = f.sha256, f.relpath
+        return cand
+
+    def _discard(self, cands) -> None:
+        """Dropped candidates: those whose file was written (for a resume) may leave a file."""
+        self.discard += [c for c in cands if c["sha256"] is not None]
+
     # -- one transaction: crops + progress + resume state --
     def _commit(self, frames_done, *, final, status, error=None):
-        t = time.perf_counter()
         stats = {"settings": self.st.public()}
-        if not final:
-            stats["resume"] = {"tracker": self.tracker.state(),
-                               "pending": {str(k): v for k, v in self.pending.items()}}
+        if not final:  # a resumed run needs the waiting candidates' files
+            t = time.perf_counter()
+            pending = {str(k): [_saved(self._stored(c)) for c in cs]
+                       for k, cs in self.pending.items()}
+            self.timings["crop_store"] += time.perf_counter() - t
+            stats["resume"] = {"tracker": self.tracker.state(), "pending": pending}
+        t = time.perf_counter()
         with self.ws.session() as s:
             new_ids = queue.add_crops(s, self.source_id, self.to_add)
             stats["totals"] = self._totals(len(new_ids))
@@ -460,6 +476,11 @@ def stored_files_gone(ws: Workspace, files: list[tuple[str, str]]) -> None:
     (a cache keyed by sha256) must forget them. Every deletion by this job comes through here."""
 
 
+def _saved(cand: dict) -> dict:
+    """A candidate as kept in the resume state (JSON: no pixels)."""
+    return {k: v for k, v in cand.items() if not k.startswith("_")}
+
+
 def _expected_frames(info, st: Settings, start: int) -> int | None:
     """Sampled frames this run will see (for the progress bar), when the length is known."""
     if not info.frame_count:
@@ -484,7 +505,7 @@ def _expected_frames(info, st: Settings, start: int) -> int | None:
 def _load(st: Settings, *, threads: int | None):
     """The detector for this process. MTCNN's small convolutions gain nothing from several
     threads and lose a lot when cores are busy, so it runs on one; OpenPifPaf gets the cores."""
-    if st.detector == "mtcnn":
+    if st.detector in ("mtcnn", "yunet"):  # YuNet: one OpenMP thread per calling thread
         threads = 1
     return detectors.load_detector(
         st.detector, checkpoint=st.checkpoint, long_edge=st.long_edge, batch_size=st.batch_size,
@@ -497,8 +518,15 @@ def _workers(requested: int | None, specs) -> int:
         if requested < 1:
             raise InputError(f"--workers must be >= 1, got {requested}")
         return min(requested, max(len(specs), 1))
-    cores = os.cpu_count() or 1
-    return max(1, min(heavy, cores // 2))
+    return max(1, min(heavy, _cores()))
+
+
+def _cores() -> int:
+    """Cores this process may run on (a container or taskset may allow fewer than the machine)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 _WORKER: dict = {}  # filled in each worker process by _worker_init
@@ -525,7 +553,7 @@ def _run_parallel(ws, specs, st, workers, progress, images):
     import multiprocessing as mp
 
     ctx = mp.get_context("spawn")  # torch and OpenPifPaf's class-level config do not survive fork
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = max(1, _cores() // workers)
     with ctx.Manager() as manager:
         messages = manager.Queue()
         with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,

@@ -242,3 +242,15 @@ def test_720p_video_through_the_job_keeps_the_faces_of_a_640px_copy(shared_data,
             assert (box_iou(want, found).max(axis=1) >= 0.3).all(), (index, want, found)
     assert refs >= 3  # the presenter's face is in every one of these frames
 
+
+def test_parallel_workers_give_the_crops_of_one_worker(shared_data, tmp_path):
+    videos = [str(shared_data / PEDESTRIANS), str(shared_data / OXFORD)]
+    one, two = Workspace.init(tmp_path / "one"), Workspace.init(tmp_path / "two")
+    opts = dict(detector="yunet", max_seconds=4.0)
+    a = extract.run(one, extract.ExtractOptions(sources=videos, workers=1, **opts))
+    b = extract.run(two, extract.ExtractOptions(sources=videos, workers=2, **opts))
+    assert a.errors == b.errors == [] and a.crops_kept == b.crops_kept > 5
+    key = lambda ws: sorted((c["origin"], c["track_id"], c["path"]) for c in crops(ws))  # noqa: E731
+    assert key(one) == key(two)
+    specs = [extract.video.SourceSpec(v, "video", Path(v).name) for v in videos * 4]
+    assert extract._workers(None, specs) == min(8, extract._cores())  # one per core
