@@ -88,6 +88,7 @@ class SourceResult:
     dropped: dict[str, int] = field(default_factory=dict)
     error: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0  # wall time of this source, hashing and probing included
 
 
 @dataclass
@@ -191,7 +192,7 @@ def run(ws: Workspace, opts: ExtractOptions, progress: ProgressFn = silent) -> E
     workers = _workers(opts.workers, specs)
     images = _ImageProgress(progress, sum(1 for s in specs if s.kind == "image"))
     if workers <= 1:
-        detector = _load(settings, threads=None) if specs else None
+        detector = _LazyDetector(settings, threads=None)
         results = []
         for spec in specs:
             results.append(extract_source(ws, spec, settings, detector, progress))
@@ -211,8 +212,11 @@ def extract_source(ws: Workspace, spec: video.SourceSpec, st: Settings, detector
                    progress: ProgressFn = silent) -> SourceResult:
     """Extract one source (never raises for a bad source: the error is in the result)."""
     res = SourceResult(name=spec.name, uri=spec.uri, kind=spec.kind)
+    t0 = time.perf_counter()
     try:
         _SourceRun(ws, spec, st, detector, progress, res).run()
+    except NoDetector:  # not this source's fault: the whole run stops with one line
+        raise
     except AnnotatorError as exc:
         res.error, res.status = str(exc), "error"
     except (KeyboardInterrupt, SystemExit):
@@ -225,6 +229,7 @@ def extract_source(ws: Workspace, spec: video.SourceSpec, st: Settings, detector
                 update_source_progress(s, res.source_id, status="error", error=res.error)
         except Exception:  # the report still carries the error
             pass
+    res.seconds = round(time.perf_counter() - t0, 3)
     return res
 
 
@@ -253,6 +258,8 @@ class _SourceRun:
             key = sha
         info = video.probe(spec)
         removed: list[tuple[str, str]] = []
+        if st.redo and spec.kind != "stream":
+            self._load_detector()  # first: a detector that cannot be built removes nothing
         with self.ws.session() as s:
             src = get_or_create_source(
                 s, key=key, kind=spec.kind, uri=spec.uri, name=spec.name, sha256=sha,
@@ -326,8 +333,14 @@ class _SourceRun:
         self.progress(done, done if final else self.expected, message, stage=self.spec.name)
 
     # -- per batch of frames --
+    def _load_detector(self):
+        t = time.perf_counter()
+        if self.detector.load():
+            self.timings["load"] += time.perf_counter() - t
+
     def _process(self, frames):
         st = self.st
+        self._load_detector()
         t = time.perf_counter()
         people_per_frame = self.detector.people([f.image for f in frames])
         self.timings["detect"] += time.perf_counter() - t
@@ -394,7 +407,7 @@ class _SourceRun:
             self.to_add.append(queue.NewCrop(
                 origin=c["origin"], sha256=c["sha256"], path=c["path"], width=c["width"],
                 height=c["height"], frame_index=c["frame_index"], timestamp_s=c["timestamp_s"],
-                box=tuple(c["box"]), detector=self.detector.name, det_score=c["det_score"],
+                box=tuple(c["box"]), detector=self.st.detector, det_score=c["det_score"],
                 keypoints=c["keypoints"], sharpness=c["sharpness"], track_id=tid))
         kept = set(keep)
         self._discard(c for i, c in enumerate(cands) if i not in kept)
@@ -506,6 +519,32 @@ def _expected_frames(info, st: Settings, start: int) -> int | None:
 # --- detectors and workers ----------------------------------------------------------------------
 
 
+class NoDetector(InputError):
+    """The detector could not be built: the run stops (every source would fail the same way)."""
+
+
+class _LazyDetector:
+    """The detector of a process, built when the first frame needs it: a re-run whose sources
+    are all done already starts no torch (MTCNN: ~5 s here)."""
+
+    def __init__(self, st: Settings, *, threads: int | None):
+        self.st, self.threads, self._detector = st, threads, None
+
+    def load(self) -> bool:
+        """Build the detector now if it is not built yet; True if it was built by this call."""
+        if self._detector is not None:
+            return False
+        try:
+            self._detector = _load(self.st, threads=self.threads)
+        except AnnotatorError as exc:
+            raise NoDetector(str(exc)) from None
+        return True
+
+    def people(self, frames):
+        self.load()
+        return self._detector.people(frames)
+
+
 def _load(st: Settings, *, threads: int | None):
     """The detector for this process. MTCNN's small convolutions gain nothing from several
     threads and lose a lot when cores are busy, so it runs on one; OpenPifPaf gets the cores."""
@@ -538,7 +577,7 @@ _WORKER: dict = {}  # filled in each worker process by _worker_init
 
 def _worker_init(root, db_url, st, threads, messages):
     _WORKER["ws"] = Workspace.open(Path(root), db_url=db_url)
-    _WORKER["detector"] = _load(st, threads=threads)
+    _WORKER["detector"] = _LazyDetector(st, threads=threads)
     _WORKER["st"] = st
     _WORKER["messages"] = messages
 
@@ -571,6 +610,9 @@ def _run_parallel(ws, specs, st, workers, progress, images):
                     spec = futures[fut]
                     try:
                         results.append(fut.result())
+                    except NoDetector:
+                        pool.shutdown(wait=False, cancel_futures=True)
+                        raise
                     except Exception as exc:  # the worker itself died
                         results.append(SourceResult(
                             name=spec.name, uri=spec.uri, kind=spec.kind, status="error",

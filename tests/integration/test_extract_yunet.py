@@ -150,6 +150,23 @@ def test_redo_without_labels_gives_what_a_fresh_run_gives(shared_data, tmp_path)
     assert stored_files(ws) == stored_files(fresh)
 
 
+def test_a_detector_that_cannot_load_stops_the_run_and_redo_removes_nothing(shared_data, tmp_path):
+    video = str(shared_data / OXFORD)
+    ws = Workspace.init(tmp_path / "ws")
+    extract.run(ws, extract.ExtractOptions(sources=[video], detector="yunet"))
+    before, files = crops(ws), stored_files(ws)
+    assert before
+    junk = tmp_path / "junk.pkl"
+    junk.write_bytes(b"not a pickled model")
+    r = CliRunner().invoke(app, ["extract", video, str(shared_data / PEDESTRIANS), "--redo",
+                                 "--detector", "openpifpaf", "--checkpoint", str(junk),
+                                 "-p", str(ws.root)])
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    errors = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(errors) == 1 and errors[0].startswith("error: cannot load OpenPifPaf checkpoint")
+    assert crops(ws) == before and stored_files(ws) == files  # nothing removed
+
+
 def test_min_score_reaches_the_detector(shared_data, tmp_path):
     image = str(sorted((shared_data / "scenes" / "images").iterdir())[0])
     base = extract.run(Workspace.init(tmp_path / "a"), extract.ExtractOptions(
