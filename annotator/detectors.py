@@ -71,7 +71,7 @@ def choose(name: str, checkpoint: str | None) -> tuple[str, str]:
     if name not in CHOICES:
         raise InputError(f"unknown detector {name!r}; expected one of {', '.join(CHOICES)}")
     if name != AUTO:
-        return name, f"--detector {name} was asked for"
+        return name, f"{name} asked for by name (--detector, or detector in config.toml)"
     if checkpoint and _looks_like_path(checkpoint) and not Path(checkpoint).is_file():
         raise InputError(f"--checkpoint {checkpoint}: no such file")
     if importlib.util.find_spec("openpifpaf") is None:

@@ -192,7 +192,8 @@ def test_min_score_reaches_the_detector(shared_data, tmp_path):
 
 def test_auto_chooses_openpifpaf_only_when_its_checkpoint_is_here(tmp_path, offline):
     assert detectors.choose("auto", "shufflenetv2k16")[0] == "yunet"
-    assert detectors.choose("yunet", None) == ("yunet", "--detector yunet was asked for")
+    assert detectors.choose("yunet", None) == (
+        "yunet", "yunet asked for by name (--detector, or detector in config.toml)")
     assert detectors.choose("mtcnn", "shufflenetv2k16")[0] == "mtcnn"
     assert detectors.choose("openpifpaf", None)[0] == "openpifpaf"  # it downloads when it runs
     name, why = detectors.choose("auto", "scratch:shufflenetv2k16")
