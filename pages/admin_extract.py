@@ -80,15 +80,7 @@ def job_details(job) -> None:
         st.error(f"job {job.id}: {line}")
 
 
-def jobs_panel() -> None:
-    listed = jobs.list_jobs(ws, kinds=["extract"], limit=8)
-    common.render_jobs(listed)
-    for job in listed:
-        job_details(job)
-
-
 st.subheader("Extraction jobs")
-if any(j.active for j in jobs.list_jobs(ws, kinds=["extract"], limit=8)):
-    st.fragment(run_every="2s")(jobs_panel)()  # the job runs in its own process
-else:
-    jobs_panel()
+common.show_jobs(ws, kinds=["extract"])  # progress (its message names the detector), failures
+for job in jobs.list_jobs(ws, kinds=["extract"], limit=8):
+    job_details(job)
