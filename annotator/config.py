@@ -60,7 +60,7 @@ class TrainingConfig:
 
 @dataclass
 class ExtractConfig:
-    detector: str = "openpifpaf"
+    detector: str = "auto"  # OpenPifPaf when its checkpoint is on this machine, else YuNet
     checkpoint: str = "shufflenetv2k16"
     fps: float = 2.0
     min_size: int = 16

@@ -97,6 +97,21 @@ def add_crops(session: Session, source_id: int, crops: Sequence[NewCrop], *, vot
     return sorted(ids)
 
 
+def remove_unlabeled_crops(session: Session, source_id: int) -> list[tuple[str, str]]:
+    """Delete the source's crops that no label row points to (re-extraction with new settings).
+
+    A crop with any label, even an undone or superseded one, stays, so every label is kept
+    (labels would go with their crop). Leases and predictions of the removed crops go with them
+    (foreign keys, ``ON DELETE CASCADE``). Their files stay in the store: returns the removed
+    crops' ``(sha256, path)`` so the caller can delete the files no other crop row uses.
+    """
+    stmt = (delete(Crop)
+            .where(Crop.source_id == source_id, ~exists().where(Label.crop_id == Crop.id))
+            .returning(Crop.sha256, Crop.path)
+            .execution_options(synchronize_session=False))
+    return [(sha, path) for sha, path in session.execute(stmt).all()]
+
+
 # --- claiming ---------------------------------------------------------------------------------
 
 

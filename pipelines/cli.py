@@ -278,7 +278,7 @@ def user_set_password_cmd(
 @command(app, "extract")
 def extract_cmd(
     sources: Annotated[list[str], typer.Argument(metavar="SOURCE...", help="Video/image files, folders (recursive), rtsp:// or http(s):// streams.")],
-    detector: Annotated[Optional[str], typer.Option("--detector", help="openpifpaf (keypoints) or mtcnn (faces, offline). Default from config.toml.")] = None,
+    detector: Annotated[Optional[str], typer.Option("--detector", help="auto (OpenPifPaf when its checkpoint is here, else YuNet), yunet (faces, offline), mtcnn (faces, offline) or openpifpaf (keypoints). Default from config.toml (auto).")] = None,
     checkpoint: Annotated[Optional[str], typer.Option("--checkpoint", metavar="NAME_OR_PATH", help="OpenPifPaf checkpoint name (downloaded once), file, or scratch:BASENET.")] = None,
     fps: Annotated[Optional[float], typer.Option("--fps", help="Frames per second of video to sample.")] = None,
     every: Annotated[Optional[int], typer.Option("--every", help="Sample every N-th frame instead of --fps.")] = None,
@@ -286,6 +286,8 @@ def extract_cmd(
     margin: Annotated[Optional[float], typer.Option("--margin", help="Context around the head, share of its height.")] = None,
     per_track: Annotated[Optional[int], typer.Option("--per-track", metavar="K", help="Crops kept per tracked head.")] = None,
     min_sharpness: Annotated[Optional[float], typer.Option("--min-sharpness", help="Drop crops whose Laplacian variance is lower.")] = None,
+    min_score: Annotated[Optional[float], typer.Option("--min-score", help="Drop detections scoring below this (0..1; default: the detector's own, YuNet 0.5).")] = None,
+    redo: Annotated[bool, typer.Option("--redo", help="Extract finished sources again with these settings: their unlabeled crops are replaced, labeled crops and labels kept.")] = False,
     max_seconds: Annotated[Optional[float], typer.Option("--max-seconds", help="Stop after this much video (streams: capture time).")] = None,
     long_edge: Annotated[Optional[int], typer.Option("--long-edge", help="OpenPifPaf input long edge in pixels (0: native).")] = None,
     workers: Annotated[Optional[int], typer.Option("--workers", help="Parallel processes for several sources (default: by cores).")] = None,
@@ -299,9 +301,12 @@ def extract_cmd(
     opts = extract.ExtractOptions(
         sources=sources, detector=detector, checkpoint=checkpoint, fps=fps, every=every,
         min_size=min_size, margin=margin, per_track=per_track, min_sharpness=min_sharpness,
-        max_seconds=max_seconds, long_edge=long_edge, workers=workers)
+        min_score=min_score, redo=redo, max_seconds=max_seconds, long_edge=long_edge,
+        workers=workers)
     with progress_bar("extract", enabled=not as_json) as progress:
         report = extract.run(ws, opts, progress)
+    if report.sources:  # which detector ran and why (the bar named it while running)
+        print(f"detector: {report.detector} ({report.detector_reason})", file=sys.stderr)
     emit(report, as_json, extract.summary(report))
     for line in report.errors if not as_json else ():
         err.print(f"error: {line}", markup=False, soft_wrap=True)

@@ -1,4 +1,5 @@
-"""Job: CCTV footage -> people (OpenPifPaf keypoints or MTCNN faces) -> head crops in the queue.
+"""Job: CCTV footage -> faces (YuNet, MTCNN) or people (OpenPifPaf keypoints) -> head crops in the
+queue.
 
 Per source: read sampled frames (``annotator.video``), detect (``annotator.detectors``), cut a head box
 from each person (``annotator.geometry``), follow heads across frames and keep a few good crops
@@ -13,23 +14,30 @@ Resumable and idempotent:
   same state, so it ends with exactly the crops of an uninterrupted run and no duplicates
   (``queue.add_crops`` also ignores origins it knows).
 * Crop files of candidates that thinning drops are deleted once no crop row uses them.
+* ``redo`` starts a finished (or interrupted) file source over with new settings: its crops that
+  carry no label are removed, labeled crops and every label stay, and the new run adds only
+  origins it does not already have.
 
 Several sources run in parallel worker processes (``workers``); each loads its detector once.
 """
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import os
+import re
+import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from sqlalchemy import select
 
-from annotator import queue, video
-from annotator.db import Crop, count, get_or_create_source, update_source_progress
+from annotator import detectors, queue, video
+from annotator.db import Crop, chunks, get_or_create_source, update_source_progress
 from annotator.errors import AnnotatorError, InputError
 from annotator.geometry import head_box, sharpness
 from annotator.progress import ProgressFn, silent
@@ -37,6 +45,7 @@ from annotator.track import Tracker, compact, crop_quality, thin
 from annotator.workspace import Workspace
 
 PENDING_CAP = 8  # candidates held per live track = PENDING_CAP * per_track (bounds memory)
+UPLOADS = "uploads"  # folder of the workspace that holds videos uploaded through the app
 
 
 @dataclass(kw_only=True)
@@ -44,7 +53,7 @@ class ExtractOptions:
     """What to extract; ``None`` means the workspace's ``[extract]`` default."""
 
     sources: list[str]
-    detector: str | None = None
+    detector: str | None = None  # auto | yunet | mtcnn | openpifpaf
     checkpoint: str | None = None
     fps: float | None = None
     every: int | None = None
@@ -52,10 +61,12 @@ class ExtractOptions:
     margin: float | None = None
     per_track: int | None = None
     min_sharpness: float | None = None
+    min_score: float | None = None  # 0..1; None: config, whose -1 means the detector's default
+    redo: bool = False  # start finished sources over; labeled crops and labels are kept
     max_seconds: float | None = None
     long_edge: int | None = None
     batch_size: int | None = None
-    workers: int | None = None  # None: one per source up to half the cores
+    workers: int | None = None  # None: one per source, up to one per core
     chunk_frames: int = 16  # sampled frames per transaction
 
 
@@ -73,9 +84,11 @@ class SourceResult:
     detections: int = 0
     tracks: int = 0
     crops_kept: int = 0
+    crops_removed: int = 0  # unlabeled crops of an earlier run removed by redo
     dropped: dict[str, int] = field(default_factory=dict)
     error: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0  # wall time of this source, hashing and probing included
 
 
 @dataclass
@@ -86,10 +99,12 @@ class ExtractReport:
     detections: int = 0
     tracks: int = 0
     crops_kept: int = 0
+    crops_removed: int = 0  # unlabeled crops of earlier runs removed by redo
     dropped: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
-    detector: str = ""
+    detector: str = ""  # the detector that ran (auto resolved)
+    detector_reason: str = ""  # why that one
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
     per_source: list[SourceResult] = field(default_factory=list)
 
@@ -98,7 +113,8 @@ class ExtractReport:
 class Settings:
     """Options resolved against the workspace config (picklable: sent to worker processes)."""
 
-    detector: str
+    detector: str  # never "auto": resolved by detectors.choose
+    detector_reason: str
     checkpoint: str | None
     fps: float | None
     every: int | None
@@ -106,13 +122,17 @@ class Settings:
     margin: float
     per_track: int
     min_sharpness: float
+    min_score: float | None  # None: the detector's own default
+    redo: bool
     max_seconds: float | None
     long_edge: int | None
     batch_size: int
     chunk_frames: int
 
     def public(self) -> dict:
-        return {k: v for k, v in dataclasses.asdict(self).items() if k != "chunk_frames"}
+        """The settings a source's crops were made with (stored with the source)."""
+        skip = {"chunk_frames", "detector_reason", "redo"}
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
 
 
 def resolve(ws: Workspace, opts: ExtractOptions) -> Settings:
@@ -122,21 +142,26 @@ def resolve(ws: Workspace, opts: ExtractOptions) -> Settings:
         raise InputError("give either --fps or --every, not both")
     every = opts.every
     fps = None if every else pick(opts.fps, cfg.fps)
+    min_score = pick(opts.min_score, None if cfg.min_score < 0 else cfg.min_score)
+    if min_score is not None and not 0.0 <= float(min_score) <= 1.0:
+        raise InputError(f"--min-score must be between 0 and 1, got {min_score}")
+    checkpoint = pick(opts.checkpoint, cfg.checkpoint)
+    detector, why = detectors.choose(pick(opts.detector, cfg.detector), checkpoint)
     s = Settings(
-        detector=pick(opts.detector, cfg.detector),
-        checkpoint=pick(opts.checkpoint, cfg.checkpoint),
+        detector=detector, detector_reason=why,
+        checkpoint=checkpoint,
         fps=fps, every=every,
         min_size=float(pick(opts.min_size, cfg.min_size)),
         margin=float(pick(opts.margin, cfg.margin)),
         per_track=int(pick(opts.per_track, cfg.per_track)),
         min_sharpness=float(pick(opts.min_sharpness, cfg.min_sharpness)),
+        min_score=None if min_score is None else float(min_score),
+        redo=bool(opts.redo),
         max_seconds=opts.max_seconds,
         long_edge=pick(opts.long_edge, cfg.long_edge) or None,
         batch_size=int(pick(opts.batch_size, cfg.batch_size)),
         chunk_frames=int(opts.chunk_frames),
     )
-    if s.detector not in ("openpifpaf", "mtcnn"):
-        raise InputError(f"unknown detector {s.detector!r}; expected openpifpaf or mtcnn")
     if s.fps is not None and s.fps <= 0:
         raise InputError(f"--fps must be > 0, got {s.fps}")
     if every is not None and every < 1:
@@ -159,15 +184,15 @@ def run(ws: Workspace, opts: ExtractOptions, progress: ProgressFn = silent) -> E
     specs, errors = video.expand_sources(list(opts.sources))
     if not specs and not errors:
         raise InputError("no sources given")
-    report = ExtractReport(detector=settings.detector, errors=list(errors))
+    report = ExtractReport(detector=settings.detector, detector_reason=settings.detector_reason,
+                           errors=list(errors))
     if settings.detector == "openpifpaf" and specs:
-        from annotator.detectors import resolve_checkpoint
-
-        resolve_checkpoint(settings.checkpoint)  # fail once, clearly, before any work
+        # fail once, clearly, before any work (downloads a known checkpoint where there is network)
+        detectors.resolve_checkpoint(settings.checkpoint or detectors.DEFAULT_CHECKPOINT)
     workers = _workers(opts.workers, specs)
     images = _ImageProgress(progress, sum(1 for s in specs if s.kind == "image"))
     if workers <= 1:
-        detector = _load(settings, threads=None) if specs else None
+        detector = _LazyDetector(settings, threads=None)
         results = []
         for spec in specs:
             results.append(extract_source(ws, spec, settings, detector, progress))
@@ -187,8 +212,11 @@ def extract_source(ws: Workspace, spec: video.SourceSpec, st: Settings, detector
                    progress: ProgressFn = silent) -> SourceResult:
     """Extract one source (never raises for a bad source: the error is in the result)."""
     res = SourceResult(name=spec.name, uri=spec.uri, kind=spec.kind)
+    t0 = time.perf_counter()
     try:
         _SourceRun(ws, spec, st, detector, progress, res).run()
+    except NoDetector:  # not this source's fault: the whole run stops with one line
+        raise
     except AnnotatorError as exc:
         res.error, res.status = str(exc), "error"
     except (KeyboardInterrupt, SystemExit):
@@ -201,6 +229,7 @@ def extract_source(ws: Workspace, spec: video.SourceSpec, st: Settings, detector
                 update_source_progress(s, res.source_id, status="error", error=res.error)
         except Exception:  # the report still carries the error
             pass
+    res.seconds = round(time.perf_counter() - t0, 3)
     return res
 
 
@@ -228,12 +257,21 @@ class _SourceRun:
             sha = video.file_sha256(spec.uri)
             key = sha
         info = video.probe(spec)
+        removed: list[tuple[str, str]] = []
+        if st.redo and spec.kind != "stream":
+            self._load_detector()  # first: a detector that cannot be built removes nothing
         with self.ws.session() as s:
             src = get_or_create_source(
                 s, key=key, kind=spec.kind, uri=spec.uri, name=spec.name, sha256=sha,
                 fps=info.fps, frame_count=info.frame_count, width=info.width, height=info.height)
+            # A stream's past frames are gone: redo has nothing to redo there, its frames go on.
+            if st.redo and spec.kind != "stream" and (src.status != "new" or src.frames_done):
+                removed = queue.remove_unlabeled_crops(s, src.id)
+                src.frames_done, src.status, src.error, src.stats = 0, "new", None, None
             self.source_id, start, status, stats = src.id, src.frames_done, src.status, src.stats
         self.res.source_id = self.source_id
+        self.res.crops_removed = len(removed)
+        remove_unused_files(self.ws, removed)
         if status == "done" and spec.kind != "stream":
             self.res.skipped, self.res.status = True, "done"
             return
@@ -290,12 +328,19 @@ class _SourceRun:
             return
         done = self.res.frames
         rate = done / max(time.perf_counter() - self.t_start, 1e-9)
-        message = f"{self.res.detections} heads, {self.res.crops_kept} kept, {rate:.1f} frames/s"
+        message = (f"{self.st.detector}: {self.res.detections} heads, {self.res.crops_kept} kept, "
+                   f"{rate:.1f} frames/s")
         self.progress(done, done if final else self.expected, message, stage=self.spec.name)
 
     # -- per batch of frames --
+    def _load_detector(self):
+        t = time.perf_counter()
+        if self.detector.load():
+            self.timings["load"] += time.perf_counter() - t
+
     def _process(self, frames):
         st = self.st
+        self._load_detector()
         t = time.perf_counter()
         people_per_frame = self.detector.people([f.image for f in frames])
         self.timings["detect"] += time.perf_counter() - t
@@ -326,13 +371,15 @@ class _SourceRun:
             self.timings["crop_store"] += time.perf_counter() - t
 
     def _add_candidate(self, tid, frame, person, hb, crop, sharp):
-        stored = self.ws.store.put_image(crop)
         kps = None
         if person.keypoints is not None:
             kps = np.round(np.asarray(person.keypoints, dtype=float), 2).tolist()
         cand = {
             "origin": f"f{frame.index:06d}:{hb.x1},{hb.y1},{hb.x2},{hb.y2}",
-            "sha256": stored.sha256, "path": stored.relpath,
+            # The file is written once the crop is kept, or at a commit while it waits (for a
+            # resume): most candidates are thinned away before either, and PNG costs ~16 ms for
+            # a 400-px face. Until then the pixels wait here (a copy: not the whole frame).
+            "sha256": None, "path": None, "_image": crop.copy(),
             "width": hb.width, "height": hb.height, "frame_index": frame.index,
             "timestamp_s": round(float(frame.timestamp_s), 4), "box": list(hb.box),
             "det_score": round(float(person.score), 4), "keypoints": kps,
@@ -345,7 +392,7 @@ class _SourceRun:
         if len(cands) > cap:
             keep = set(compact([c["timestamp_s"] for c in cands], [c["quality"] for c in cands],
                                cap).tolist())
-            self.discard += [c for i, c in enumerate(cands) if i not in keep]
+            self._discard(c for i, c in enumerate(cands) if i not in keep)
             self.dropped["near_duplicate"] += len(cands) - len(keep)
             self.pending[tid] = [c for i, c in enumerate(cands) if i in keep]
 
@@ -356,24 +403,38 @@ class _SourceRun:
         keep = thin(np.array([c["timestamp_s"] for c in cands]),
                     np.array([c["quality"] for c in cands]), self.st.per_track).tolist()
         for i in keep:
-            c = cands[i]
+            c = self._stored(cands[i])
             self.to_add.append(queue.NewCrop(
                 origin=c["origin"], sha256=c["sha256"], path=c["path"], width=c["width"],
                 height=c["height"], frame_index=c["frame_index"], timestamp_s=c["timestamp_s"],
-                box=tuple(c["box"]), detector=self.detector.name, det_score=c["det_score"],
+                box=tuple(c["box"]), detector=self.st.detector, det_score=c["det_score"],
                 keypoints=c["keypoints"], sharpness=c["sharpness"], track_id=tid))
         kept = set(keep)
-        self.discard += [c for i, c in enumerate(cands) if i not in kept]
+        self._discard(c for i, c in enumerate(cands) if i not in kept)
         self.dropped["near_duplicate"] += len(cands) - len(kept)
         self.res.tracks += 1
 
+    def _stored(self, cand: dict) -> dict:
+        """The candidate with its image file in the store (written now if it is not yet)."""
+        if cand["sha256"] is None:
+            f = self.ws.store.put_image(cand.pop("_image"))
+            cand["sha256"], cand["path"] = f.sha256, f.relpath
+        return cand
+
+    def _discard(self, cands) -> None:
+        """Dropped candidates: those whose file was written (for a resume) may leave a file."""
+        self.discard += [c for c in cands if c["sha256"] is not None]
+
     # -- one transaction: crops + progress + resume state --
     def _commit(self, frames_done, *, final, status, error=None):
-        t = time.perf_counter()
         stats = {"settings": self.st.public()}
-        if not final:
-            stats["resume"] = {"tracker": self.tracker.state(),
-                               "pending": {str(k): v for k, v in self.pending.items()}}
+        if not final:  # a resumed run needs the waiting candidates' files
+            t = time.perf_counter()
+            pending = {str(k): [_saved(self._stored(c)) for c in cs]
+                       for k, cs in self.pending.items()}
+            self.timings["crop_store"] += time.perf_counter() - t
+            stats["resume"] = {"tracker": self.tracker.state(), "pending": pending}
+        t = time.perf_counter()
         with self.ws.session() as s:
             new_ids = queue.add_crops(s, self.source_id, self.to_add)
             stats["totals"] = self._totals(len(new_ids))
@@ -381,7 +442,8 @@ class _SourceRun:
                                    error=error, stats=stats)
         self.res.crops_kept += len(new_ids)  # counted once committed
         self.to_add = []
-        self._delete_unused(self.discard)
+        busy = {c["sha256"] for cs in self.pending.values() for c in cs}
+        remove_unused_files(self.ws, [(c["sha256"], c["path"]) for c in self.discard], busy=busy)
         self.discard = []
         self.timings["db"] += time.perf_counter() - t
         self.res.dropped = dict(self.dropped)
@@ -395,19 +457,45 @@ class _SourceRun:
         t.update({f"dropped_{k}": v for k, v in self.dropped.items()})
         return dict(t)
 
-    def _delete_unused(self, cands):
-        """Remove stored files of dropped candidates that no crop row or pending crop uses."""
-        if not cands:
-            return
-        busy = {c["sha256"] for cs in self.pending.values() for c in cs}
-        with self.ws.read_session() as s:
-            for c in {c["sha256"]: c for c in cands}.values():
-                if c["sha256"] in busy or count(s, Crop, Crop.sha256 == c["sha256"]):
-                    continue
-                try:
-                    self.ws.store.path(c["path"]).unlink()
-                except FileNotFoundError:
-                    pass
+
+
+# --- stored files -------------------------------------------------------------------------------
+
+
+def remove_unused_files(ws: Workspace, files, *, busy=frozenset()) -> list[tuple[str, str]]:
+    """Delete the stored crop files among ``files`` that no crop row points to.
+
+    Parameters
+    ----------
+    files : iterable of (sha256, path)
+        Files that may have lost their last user (dropped candidates, crops removed by redo).
+    busy : set of sha256
+        Files still wanted although no row has them yet (candidates waiting for their track).
+
+    Returns the (sha256, path) deleted, after telling :func:`stored_files_gone`.
+    """
+    wanted = {sha: path for sha, path in files if sha not in busy}
+    if not wanted:
+        return []
+    used = set()
+    with ws.read_session() as s:
+        for part in chunks(list(wanted)):
+            used.update(s.scalars(select(Crop.sha256).where(Crop.sha256.in_(part)).distinct()))
+    gone = [(sha, path) for sha, path in wanted.items() if sha not in used]
+    for _sha, path in gone:
+        ws.store.remove(path)
+    stored_files_gone(ws, gone)
+    return gone
+
+
+def stored_files_gone(ws: Workspace, files: list[tuple[str, str]]) -> None:
+    """These stored crop files, as (sha256, path), were deleted: whatever is kept per file
+    (a cache keyed by sha256) must forget them. Every deletion by this job comes through here."""
+
+
+def _saved(cand: dict) -> dict:
+    """A candidate as kept in the resume state (JSON: no pixels)."""
+    return {k: v for k, v in cand.items() if not k.startswith("_")}
 
 
 def _expected_frames(info, st: Settings, start: int) -> int | None:
@@ -431,17 +519,40 @@ def _expected_frames(info, st: Settings, start: int) -> int | None:
 # --- detectors and workers ----------------------------------------------------------------------
 
 
+class NoDetector(InputError):
+    """The detector could not be built: the run stops (every source would fail the same way)."""
+
+
+class _LazyDetector:
+    """The detector of a process, built when the first frame needs it: a re-run whose sources
+    are all done already starts no torch (MTCNN: ~5 s here)."""
+
+    def __init__(self, st: Settings, *, threads: int | None):
+        self.st, self.threads, self._detector = st, threads, None
+
+    def load(self) -> bool:
+        """Build the detector now if it is not built yet; True if it was built by this call."""
+        if self._detector is not None:
+            return False
+        try:
+            self._detector = _load(self.st, threads=self.threads)
+        except AnnotatorError as exc:
+            raise NoDetector(str(exc)) from None
+        return True
+
+    def people(self, frames):
+        self.load()
+        return self._detector.people(frames)
+
+
 def _load(st: Settings, *, threads: int | None):
     """The detector for this process. MTCNN's small convolutions gain nothing from several
     threads and lose a lot when cores are busy, so it runs on one; OpenPifPaf gets the cores."""
-    from annotator.detectors import load_detector
-
-    if st.detector == "mtcnn":
+    if st.detector in ("mtcnn", "yunet"):  # YuNet: one OpenMP thread per calling thread
         threads = 1
-
-    return load_detector(st.detector, checkpoint=st.checkpoint, long_edge=st.long_edge,
-                         batch_size=st.batch_size, min_face_size=max(12, int(st.min_size / 1.25)),
-                         threads=threads)
+    return detectors.load_detector(
+        st.detector, checkpoint=st.checkpoint, long_edge=st.long_edge, batch_size=st.batch_size,
+        min_face_size=max(12, int(st.min_size / 1.25)), threads=threads, min_score=st.min_score)
 
 
 def _workers(requested: int | None, specs) -> int:
@@ -450,8 +561,15 @@ def _workers(requested: int | None, specs) -> int:
         if requested < 1:
             raise InputError(f"--workers must be >= 1, got {requested}")
         return min(requested, max(len(specs), 1))
-    cores = os.cpu_count() or 1
-    return max(1, min(heavy, cores // 2))
+    return max(1, min(heavy, _cores()))
+
+
+def _cores() -> int:
+    """Cores this process may run on (a container or taskset may allow fewer than the machine)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 _WORKER: dict = {}  # filled in each worker process by _worker_init
@@ -459,7 +577,7 @@ _WORKER: dict = {}  # filled in each worker process by _worker_init
 
 def _worker_init(root, db_url, st, threads, messages):
     _WORKER["ws"] = Workspace.open(Path(root), db_url=db_url)
-    _WORKER["detector"] = _load(st, threads=threads)
+    _WORKER["detector"] = _LazyDetector(st, threads=threads)
     _WORKER["st"] = st
     _WORKER["messages"] = messages
 
@@ -478,7 +596,7 @@ def _run_parallel(ws, specs, st, workers, progress, images):
     import multiprocessing as mp
 
     ctx = mp.get_context("spawn")  # torch and OpenPifPaf's class-level config do not survive fork
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = max(1, _cores() // workers)
     with ctx.Manager() as manager:
         messages = manager.Queue()
         with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
@@ -492,6 +610,9 @@ def _run_parallel(ws, specs, st, workers, progress, images):
                     spec = futures[fut]
                     try:
                         results.append(fut.result())
+                    except NoDetector:
+                        pool.shutdown(wait=False, cancel_futures=True)
+                        raise
                     except Exception as exc:  # the worker itself died
                         results.append(SourceResult(
                             name=spec.name, uri=spec.uri, kind=spec.kind, status="error",
@@ -536,7 +657,7 @@ def _merge(report: ExtractReport, res: SourceResult) -> None:
         report.skipped += 1
     else:
         report.sources += 1
-    for k in ("frames", "detections", "tracks", "crops_kept"):
+    for k in ("frames", "detections", "tracks", "crops_kept", "crops_removed"):
         setattr(report, k, getattr(report, k) + getattr(res, k))
     for k, v in res.dropped.items():
         report.dropped[k] = report.dropped.get(k, 0) + v
@@ -551,6 +672,103 @@ def summary(report: ExtractReport) -> str:
     """Two human lines for the CLI: what was done, and what was dropped why."""
     dropped = ", ".join(f"{k} {v}" for k, v in sorted(report.dropped.items()) if v) or "nothing"
     skipped = f" ({report.skipped} already done)" if report.skipped else ""
+    removed = (f" ({report.crops_removed} unlabeled crops of earlier runs removed)"
+               if report.crops_removed else "")
     return (f"{report.sources} sources{skipped}: {report.frames} frames, {report.detections} "
-            f"detections, {report.tracks} tracks, {report.crops_kept} crops kept in "
+            f"detections, {report.tracks} tracks, {report.crops_kept} crops kept{removed} in "
             f"{report.seconds:.1f} s\ndropped: {dropped}")
+
+
+# --- sources given in the app -------------------------------------------------------------------
+
+
+def source_lines(text: str) -> list[str]:
+    """Sources typed in the app, one per line: existing files or folders on the server (made
+    absolute) and stream URLs. Only ever sources: a line that is neither, such as
+    ``--checkpoint=/x``, is refused, never read as an option.
+
+    Raises InputError naming every refused line.
+    """
+    found, refused = [], []
+    for line in text.splitlines():
+        item = line.strip()
+        if not item:
+            continue
+        if video.is_stream(item):
+            found.append(item)
+            continue
+        path = Path(item).expanduser()
+        if path.exists():
+            found.append(str(path.resolve()))
+        else:
+            refused.append(item)
+    if refused:
+        lines = ", ".join(repr(r) for r in refused)
+        raise InputError(f"no such file or folder on the server: {lines} (one path or stream URL "
+                         "per line; settings are chosen above, not typed here)")
+    return found
+
+
+def save_upload(ws: Workspace, name: str, data, *, max_mb: int | None = None) -> Path:
+    """Store an uploaded file in the workspace's ``uploads/`` and return its path.
+
+    The file is written under a temporary name and renamed to ``<sha256[:12]>-<name>`` (name
+    reduced to letters, digits, ``._-``), so a half-written upload never has a real name, two
+    uploads called ``cam.mp4`` do not collide, and a file an older source points to is never
+    replaced by other bytes. The same bytes uploaded again give the same path.
+
+    Parameters
+    ----------
+    name : the file name the browser sent (any folders in it are dropped).
+    data : bytes, or a binary file object (read from its start, 1 MiB at a time).
+    max_mb : size limit in MiB (default: ``limits.max_upload_mb`` of config.toml).
+    """
+    limit_mb = ws.config.limits.max_upload_mb if max_mb is None else max_mb
+    folder = ws.root / UPLOADS
+    folder.mkdir(parents=True, exist_ok=True)
+    safe = _safe_name(name)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".upload-", suffix=".part")
+    try:
+        digest, size = hashlib.sha256(), 0
+        with os.fdopen(fd, "wb") as out:
+            for block in _blocks(data):
+                size += len(block)
+                if size > limit_mb * 2**20:
+                    raise InputError(f"{safe}: upload larger than {limit_mb} MB "
+                                     "(limits.max_upload_mb in config.toml)")
+                digest.update(block)
+                out.write(block)
+        if size == 0:
+            raise InputError(f"{safe}: the upload is empty")
+        sha = digest.hexdigest()
+        for dest in (folder / f"{sha[:12]}-{safe}", folder / f"{sha}-{safe}"):
+            if not dest.exists():
+                os.replace(tmp, dest)
+                return dest
+            if video.file_sha256(dest) == sha:  # uploaded before: keep the file sources point to
+                os.unlink(tmp)
+                return dest
+        raise InputError(f"{safe}: cannot store the upload (name taken by other bytes)")
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _safe_name(name: str) -> str:
+    base = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(str(name).replace("\\", "/")).name).lstrip(".-")
+    stem, dot, ext = base.rpartition(".")
+    if len(base) > 100:  # keep the extension: it tells OpenCV the container
+        base = (stem[: 99 - len(ext)] + "." + ext) if dot and len(ext) <= 10 else base[:100]
+    return base or "upload"
+
+
+def _blocks(data, size: int = 1 << 20):
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        view = memoryview(data)
+        for i in range(0, len(view), size):
+            yield view[i:i + size]
+        return
+    if hasattr(data, "seek"):
+        data.seek(0)
+    while block := data.read(size):
+        yield block

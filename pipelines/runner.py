@@ -51,8 +51,7 @@ def specs() -> dict[str, JobSpec]:
     return {
         "extract": JobSpec(extract.ExtractOptions, extract.run, frozenset({
             "sources", "detector", "fps", "every", "per_track", "min_size", "min_score",
-            "redo"}) & {f.name for f in fields(extract.ExtractOptions)},
-            paths=frozenset({"sources"})),
+            "redo"}), paths=frozenset({"sources"})),
         "retrain": JobSpec(retrain.RetrainOptions, retrain.run, frozenset({
             "epochs", "init", "synthetic_masks", "force"}), stages=retrain.STAGES,
             paths=frozenset({"synthetic_masks"})),

@@ -294,19 +294,6 @@ def test_models_page_runs_a_real_rollback_job_and_shows_it(ws):
     assert any(f"job {job_id}" in s.value and "done" in s.value for s in at.success)
 
 
-def test_extract_page_starts_extraction_of_a_server_path(ws, monkeypatch, tmp_path):
-    started = []
-    monkeypatch.setattr("annotator.jobs.start", lambda ws_, kind, args, started_by=None, env=None:
-                        started.append((kind, args)) or 3)
-    for name in ("a.mp4", "b.mp4"):
-        (tmp_path / name).write_bytes(b"")
-    at = signed_in(ws, "root", "admin_extract.py")
-    at.text_area(key="extract_paths").input(f"{tmp_path}/a.mp4\n\n{tmp_path}/b.mp4").run()
-    at.button(key="extract_start").click().run()
-    assert [(k, a["sources"]) for k, a in started] == [
-        ("extract", [f"{tmp_path}/a.mp4", f"{tmp_path}/b.mp4"])]
-
-
 def test_db_counts_match_after_page_use(ws):
     at = signed_in(ws, "alice", "label.py")
     at.button(key="btn_mask").click().run()

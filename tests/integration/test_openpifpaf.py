@@ -130,7 +130,7 @@ def test_offline_without_cached_checkpoint_names_the_ways_out(tmp_path, monkeypa
     with pytest.raises(InputError) as exc:
         resolve_checkpoint("shufflenetv2k16")
     msg = str(exc.value)
-    assert "--checkpoint PATH" in msg and "--detector mtcnn" in msg and "\n" not in msg
+    assert "--checkpoint PATH" in msg and "--detector yunet" in msg and "\n" not in msg
     with pytest.raises(InputError, match="neither a file nor a known"):
         resolve_checkpoint(str(tmp_path / "missing.pkl"))
 
@@ -145,11 +145,12 @@ def test_offline_cli_prints_one_line_and_fails(tmp_path, shared_data, monkeypatc
     monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
     monkeypatch.setenv("https_proxy", "http://127.0.0.1:9")
     Workspace.init(tmp_path / "ws").dispose()
-    r = CliRunner().invoke(app, ["extract", str(shared_data / PEDESTRIANS), "-p", str(tmp_path / "ws")])
+    r = CliRunner().invoke(app, ["extract", str(shared_data / PEDESTRIANS), "--detector", "openpifpaf",
+                                 "-p", str(tmp_path / "ws")])
     assert r.exit_code == 2
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: cannot download OpenPifPaf checkpoint")
-    assert "--detector mtcnn" in lines[0] and r.exception is None or isinstance(r.exception, SystemExit)
+    assert "--detector yunet" in lines[0] and r.exception is None or isinstance(r.exception, SystemExit)
 
 
 def test_extract_job_end_to_end_with_scratch_openpifpaf(shared_data, tmp_path):
