@@ -19,6 +19,7 @@ import numpy as np
 from annotator.errors import InputError
 
 from annotator.images import IMAGE_EXTS, read_bgr
+from annotator.urls import redact
 
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".ts", ".mts",
               ".wmv", ".flv", ".3gp", ".mjpeg", ".mjpg", ".h264", ".h265", ".hevc", ".asf", ".dav"}
@@ -28,11 +29,19 @@ OPEN_TIMEOUT_MS = 10_000
 
 @dataclass(frozen=True)
 class SourceSpec:
-    """One thing to extract from: a video file, an image file or a stream URI."""
+    """One thing to extract from: a video file, an image file or a stream URI.
+
+    ``uri`` is what OpenCV opens (a stream's full URL, password included: it never leaves this
+    object); ``name`` is what is stored, logged and shown (a stream's URL without secrets).
+    """
 
     uri: str
     kind: str  # video | image | stream
     name: str
+
+    @property
+    def shown_uri(self) -> str:
+        return self.name if self.kind == "stream" else self.uri
 
 
 @dataclass(frozen=True)
@@ -63,7 +72,7 @@ def expand_sources(items: list[str]) -> tuple[list[SourceSpec], list[str]]:
     for item in items:
         item = str(item)
         if is_stream(item):
-            specs.append(SourceSpec(item, "stream", item))
+            specs.append(SourceSpec(item, "stream", redact(item)))  # shown and stored: no password
             continue
         path = Path(item)
         if path.is_dir():
@@ -295,7 +304,7 @@ def _open(spec: SourceSpec):
                                [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, OPEN_TIMEOUT_MS,
                                 cv2.CAP_PROP_READ_TIMEOUT_MSEC, OPEN_TIMEOUT_MS])
         if not cap.isOpened():
-            raise InputError(f"{spec.uri}: cannot open stream (unreachable, or not a video stream)")
+            raise InputError(f"{spec.name}: cannot open stream (unreachable, or not a video stream)")
         return cap
     if not Path(spec.uri).is_file():
         raise InputError(f"{spec.name}: no such file")

@@ -211,7 +211,7 @@ def run(ws: Workspace, opts: ExtractOptions, progress: ProgressFn = silent) -> E
 def extract_source(ws: Workspace, spec: video.SourceSpec, st: Settings, detector,
                    progress: ProgressFn = silent) -> SourceResult:
     """Extract one source (never raises for a bad source: the error is in the result)."""
-    res = SourceResult(name=spec.name, uri=spec.uri, kind=spec.kind)
+    res = SourceResult(name=spec.name, uri=spec.shown_uri, kind=spec.kind)
     t0 = time.perf_counter()
     try:
         _SourceRun(ws, spec, st, detector, progress, res).run()
@@ -250,7 +250,7 @@ class _SourceRun:
     def run(self):
         spec, st = self.spec, self.st
         if spec.kind == "stream":
-            sha, key = None, spec.uri
+            sha, key = None, spec.shown_uri  # a camera is known by its URL without secrets
         else:
             if not Path(spec.uri).is_file():
                 raise InputError(f"{spec.name}: no such file")
@@ -262,7 +262,7 @@ class _SourceRun:
             self._load_detector()  # first: a detector that cannot be built removes nothing
         with self.ws.session() as s:
             src = get_or_create_source(
-                s, key=key, kind=spec.kind, uri=spec.uri, name=spec.name, sha256=sha,
+                s, key=key, kind=spec.kind, uri=spec.shown_uri, name=spec.name, sha256=sha,
                 fps=info.fps, frame_count=info.frame_count, width=info.width, height=info.height)
             # A stream's past frames are gone: redo has nothing to redo there, its frames go on.
             if st.redo and spec.kind != "stream" and (src.status != "new" or src.frames_done):
@@ -615,11 +615,11 @@ def _run_parallel(ws, specs, st, workers, progress, images):
                         raise
                     except Exception as exc:  # the worker itself died
                         results.append(SourceResult(
-                            name=spec.name, uri=spec.uri, kind=spec.kind, status="error",
+                            name=spec.name, uri=spec.shown_uri, kind=spec.kind, status="error",
                             error=f"{spec.name}: worker failed: {exc}"))
                     images.done(results[-1])
             _drain(messages, progress)
-    order = {s.uri: i for i, s in enumerate(specs)}
+    order = {s.shown_uri: i for i, s in enumerate(specs)}
     return sorted(results, key=lambda r: order.get(r.uri, 0))
 
 

@@ -25,6 +25,19 @@ def shared_data() -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def _keep_main_module():
+    """Streamlit's AppTest leaves the page script as ``sys.modules["__main__"]``; a later
+    spawn-based worker pool (parallel extraction) would then re-run that page in every child.
+    Put the real one back after each test."""
+    import sys
+
+    main = sys.modules.get("__main__")
+    yield
+    if main is not None:
+        sys.modules["__main__"] = main
+
+
 @pytest.fixture
 def workspace(tmp_path):
     from annotator.workspace import Workspace

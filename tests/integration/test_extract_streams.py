@@ -2,8 +2,10 @@
 drop, an unreachable stream, and frame numbering that continues across runs."""
 from __future__ import annotations
 
+import dataclasses
 import functools
 import http.server
+import json
 import sqlite3
 import sys
 import threading
@@ -90,3 +92,30 @@ def test_stream_extraction_continues_numbering_and_unreachable_is_one_error(came
     (second_done,) = con.execute("select frames_done from sources where kind = 'stream'").fetchone()
     con.close()
     assert second_done > first_done  # frame numbers go on, so origins never collide
+
+
+def test_a_cameras_password_reaches_no_row_log_or_report(camera, tmp_path):
+    """Security: the stream's password is used to connect and is stored, logged and reported
+    nowhere, from the CLI or from a page-started job."""
+    from annotator import jobs
+    from pipelines import runner
+
+    url, handler = camera
+    secret_url = url.replace("http://", "http://cam:s3cret@") + "?token=t0ps3cret"
+    ws = Workspace.init(tmp_path / "ws")
+    rep = extract.run(ws, extract.ExtractOptions(sources=[secret_url], detector="yunet",
+                                                 every=10, max_seconds=1.0))
+    assert rep.errors == [] and rep.frames > 0  # the full URL was used to read the stream
+    handler.serve_times = handler.served + 1  # the job's stream plays once, then is gone
+    job_id = runner.submit(ws, "extract", extract.ExtractOptions(sources=[secret_url],
+                                                                 detector="yunet", every=10))
+    job = jobs.wait(ws, job_id, timeout=120)
+    assert job.status == "done", jobs.log_tail(job)
+    con = sqlite3.connect(ws.root / "annotator.db")
+    dump = "\n".join(con.iterdump())
+    con.close()
+    log = Path(job.log_path).read_text()
+    for where, text in (("database", dump), ("job log", log), ("report", json.dumps(
+            dataclasses.asdict(rep), default=str)), ("job row", json.dumps(job.args) + json.dumps(job.result))):
+        assert "s3cret" not in text and "t0ps3cret" not in text, where
+    assert "cam:***@" in dump and "token=***" in dump

@@ -161,7 +161,7 @@ def test_a_detector_that_cannot_load_stops_the_run_and_redo_removes_nothing(shar
     r = CliRunner().invoke(app, ["extract", video, str(shared_data / PEDESTRIANS), "--redo",
                                  "--detector", "openpifpaf", "--checkpoint", str(junk),
                                  "-p", str(ws.root)])
-    assert r.exit_code == 2 and "Traceback" not in r.output
+    assert r.exit_code == 2 and "Traceback" not in r.output, r.output
     errors = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(errors) == 1 and errors[0].startswith("error: cannot load OpenPifPaf checkpoint")
     assert crops(ws) == before and stored_files(ws) == files  # nothing removed
