@@ -131,10 +131,13 @@ summary = detect.table(run, "summary")
 summary = summary[summary["source"] == src["name"]]
 st.subheader("Faces per minute by voted label")
 cols = [c for c in [*rep.get("classes", []), "unknown"] if c in summary.columns]
-st.bar_chart(summary.set_index("minute")[cols])
+# The video's colours (detect.colour is BGR).
+st.bar_chart(summary.set_index("minute")[cols], x_label="minute of video", y_label="faces",
+             color=["#%02x%02x%02x" % detect.colour(c)[::-1] for c in cols])
 st.subheader("Tracks")
 tracks = detect.table(run, "tracks")
-st.dataframe(tracks[tracks["source"] == src["name"]].drop(columns=["source"]), hide_index=True)
+st.dataframe(tracks[tracks["source"] == src["name"]].drop(columns=["source"]).sort_values("track"),
+             hide_index=True)
 hard = f"{rep.get('hard_tracks', 0)} uncertain tracks, {rep.get('hard_crops', 0)} crops"
 if is_admin:
     if st.button(f"Send hard tracks to the queue ({hard})", key="footage_queue",
