@@ -172,3 +172,41 @@ def test_bad_input_is_one_line_and_a_non_zero_exit(project, shared_data, tmp_pat
         assert len(lines) == 1 and expected in lines[0] and "Traceback" not in proc.stderr, (
             args, proc.stderr[-2000:])
     assert (full / "notes.txt").read_text() == "mine" and len(list(full.iterdir())) == 1
+
+
+def test_a_stream_runs_for_max_seconds_and_its_video_decodes(project, shared_data, tmp_path):
+    import functools
+    import http.server
+    import threading
+
+    import cv2
+
+    from annotator.errors import InputError
+    from annotator.workspace import Workspace
+    from pipelines import detect
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Quiet, directory=str(shared_data / "videos")))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/{VIDEOS[1]}"
+    ws = Workspace.open(project)
+    try:
+        with pytest.raises(InputError, match="--max-seconds"):
+            detect.run(ws, detect.DetectOptions(sources=[url], out=str(tmp_path / "never")))
+        rep = detect.run(ws, detect.DetectOptions(sources=[url], fps=2, max_seconds=2,
+                                                  codec="mp4v", out=str(tmp_path / "s")))
+    finally:
+        ws.dispose()
+        server.shutdown()
+    src = rep.per_source[0]
+    assert src.kind == "stream" and src.error is None and rep.frames >= 1
+    cap = cv2.VideoCapture(str(tmp_path / "s" / src.video))
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    assert n == rep.frames and len(rows(tmp_path / "s" / "detections.csv")) == rep.detections
+    assert not (tmp_path / "never").exists()
