@@ -771,9 +771,9 @@ class _Tables:
         for fh in self._files:
             fh.close()
         k = len(self.classes)
+        emb = np.stack(self.hard_emb) if self.hard_emb else np.zeros((0, 0), np.float32)
         np.savez(self.folder / "hard_crops.npz",
-                 probs=np.array(self.hard_probs, np.float32).reshape(-1, k),
-                 emb=np.array(self.hard_emb, np.float32).reshape(len(self.hard_emb), -1))
+                 probs=np.array(self.hard_probs, np.float32).reshape(-1, k), emb=emb)
 
 
 def _write_json(path: Path, report: DetectReport) -> None:

@@ -110,9 +110,12 @@ def test_to_queue_adds_uncertain_crops_once_and_they_can_be_labeled(project, sha
     assert first["hard_tracks"] >= 1 and first["queued"] == first["hard_crops"] >= 1
     stats = json.loads(cli("stats", "--json", "-p", project).stdout)
     assert stats["crops_by_origin"]["detect"] == first["queued"]
+    (tmp_path / "a" / "notes.txt").write_text("mine")  # --force replaces detect's files only
     again = json.loads(cli("detect", src, *FAST, "--no-video", "--to-queue", "--out",
-                           tmp_path / "b", "--json", "-p", project).stdout)
+                           tmp_path / "a", "--force", "--json", "-p", project).stdout)
     assert again["hard_crops"] == first["hard_crops"] and again["queued"] == 0
+    assert (tmp_path / "a" / "notes.txt").read_text() == "mine"
+    assert json.loads((tmp_path / "a" / "report.json").read_text())["queued"] == 0
     stats = json.loads(cli("stats", "--json", "-p", project).stdout)
     assert stats["crops_by_origin"]["detect"] == first["queued"] and stats["sources"] == 1
 
@@ -210,3 +213,23 @@ def test_a_stream_runs_for_max_seconds_and_its_video_decodes(project, shared_dat
         n += 1
     assert n == rep.frames and len(rows(tmp_path / "s" / "detections.csv")) == rep.detections
     assert not (tmp_path / "never").exists()
+
+
+def test_an_image_without_faces_gives_empty_tables_and_queues_nothing(project, tmp_path):
+    import cv2
+    import numpy as np
+
+    from annotator.workspace import Workspace
+    from pipelines import detect
+
+    cv2.imwrite(str(tmp_path / "wall.png"), np.full((240, 320, 3), 90, np.uint8))
+    ws = Workspace.open(project)
+    try:
+        rep = detect.run(ws, detect.DetectOptions(sources=[str(tmp_path / "wall.png")],
+                                                  out=str(tmp_path / "o"), to_queue=True))
+    finally:
+        ws.dispose()
+    assert (rep.frames, rep.detections, rep.tracks, rep.queued, rep.errors) == (1, 0, 0, 0, [])
+    assert rep.flicker["per_frame"] == rep.flicker["voted"] == 0.0
+    assert len(rows(tmp_path / "o" / "tracks.csv")) == 0
+    assert (tmp_path / "o" / rep.per_source[0].video).is_file()  # the annotated still
