@@ -88,8 +88,9 @@ if is_admin:
         to_queue = st.checkbox("Send the uncertain tracks to the queue when done",
                                key="footage_to_queue")
         if st.button("Run detect", type="primary", key="footage_start"):
+            # VP9: the one codec OpenCV writes here that browsers (st.video) play.
             _start(target, upload, fps=float(fps), vote=vote, min_score=float(min_score),
-                   max_seconds=float(seconds) or None, to_queue=bool(to_queue))
+                   max_seconds=float(seconds) or None, to_queue=bool(to_queue), codec="vp09")
     st.subheader("Detect jobs")
     common.show_jobs(ws, kinds=["detect"], limit=5)
 else:

@@ -267,7 +267,7 @@ def detect_cmd(
     vote: Annotated[str, typer.Option("--vote", help="debounce:K (a label changes after K identical frames) or majority.")] = "debounce:3",
     dest: Annotated[Optional[Path], typer.Option("--out", metavar="DIR", help="Output folder; default: <workspace>/detections/run-<time>.")] = None,
     write_video: Annotated[bool, typer.Option("--video/--no-video", help="Write the annotated video.")] = True,
-    codec: Annotated[str, typer.Option("--codec", help="vp09 (plays in browsers) or mp4v (faster to write).")] = "vp09",
+    codec: Annotated[str, typer.Option("--codec", help="mp4v (fast; plays in VLC, mpv, QuickTime) or vp09 (plays in browsers, ~60x slower to encode).")] = "mp4v",
     to_queue: Annotated[bool, typer.Option("--to-queue", help="Add the crops of uncertain tracks to the labeling queue.")] = False,
     max_seconds: Annotated[Optional[float], typer.Option("--max-seconds", help="Stop after this much video (streams: capture time).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace the detect files of a non-empty --out.")] = False,

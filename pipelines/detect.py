@@ -50,7 +50,9 @@ from annotator.workspace import Workspace
 from pipelines import extract
 
 DETECTORS = ("auto", "yunet", "mtcnn", "openpifpaf")
-CODECS = ("vp09", "mp4v")  # vp09: VP9 in MP4, plays in browsers; mp4v: MPEG-4 part 2, fast
+# mp4v (MPEG-4 part 2): fast, plays in VLC / mpv / QuickTime but in no browser; vp09 (VP9 in
+# MP4): plays in browsers (the Footage page asks for it) but encodes ~60x slower here.
+CODECS = ("mp4v", "vp09")
 RUNS_DIR = "detections"  # under the workspace: runs started from the app, and the default --out
 # Crop.track_id of detect's tracks start here, above any extract track, so a track labeled as
 # one person never mixes two; below labeling.GROUP_STRIDE so group ids stay per source.
@@ -75,7 +77,7 @@ class DetectOptions:
     min_score: float = 0.75  # classifier: a lower top probability is "unknown"
     vote: str = "debounce:3"  # debounce:K or majority
     video: bool = True
-    codec: str = "vp09"
+    codec: str = "mp4v"
     max_seconds: float | None = None
     to_queue: bool = False
     force: bool = False  # replace the detect files of a non-empty --out

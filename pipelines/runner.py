@@ -65,7 +65,7 @@ def specs() -> dict[str, JobSpec]:
         "rollback": JobSpec(versions.RollbackOptions, versions.rollback, frozenset()),
         "detect": JobSpec(detect.DetectOptions, detect.run, frozenset({
             "sources", "model", "detector", "fps", "min_score", "vote", "max_seconds",
-            "to_queue"}), paths=frozenset({"sources"}), for_job=detect.for_job),
+            "to_queue", "codec"}), paths=frozenset({"sources"}), for_job=detect.for_job),
     }
 
 

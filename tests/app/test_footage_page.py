@@ -51,6 +51,7 @@ def test_admin_runs_detect_and_the_page_shows_video_chart_and_tracks(ws, shared_
     assert job.status == "done", jobs.log_tail(job)
     assert job.result["out"] == str(ws.root / "detections" / f"job-{job_id}")
     assert job.args["max_seconds"] == 4.0 and job.result["frames"] == 12
+    assert job.args["codec"] == job.result["codec"] == "vp09"  # what st.video can play
     at.run()
     assert not at.exception, at.exception
     assert len(at.get("video")) == 1

@@ -1,5 +1,5 @@
-"""End to end: the Footage page's annotated video (VP9 in MP4, what detect writes by default)
-plays in headless Chromium through st.video; the mp4v alternative would not."""
+"""End to end: the Footage page's annotated video (VP9 in MP4, what its runs write) plays in
+headless Chromium through st.video (detect's faster default, mp4v, plays in no browser)."""
 from __future__ import annotations
 
 import pytest
@@ -33,7 +33,7 @@ def test_annotated_video_plays_in_chromium(tmp_path, shared_data):
         path=shared_data / "peer" / "OFMClassifier.h5"))
     rep = detect.run(ws, detect.DetectOptions(
         sources=[str(shared_data / "videos" / "pedestrians_eyelevel_640x360.mp4")], fps=3,
-        max_seconds=3, out=str(ws.root / "detections" / "e2e")))
+        max_seconds=3, codec="vp09", out=str(ws.root / "detections" / "e2e")))
     assert rep.codec == "vp09"
     ws.dispose()
     with B.app_server(ws.root, log=B.ARTIFACTS / "e2e-footage-server.log") as url, \
