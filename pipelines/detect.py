@@ -286,7 +286,7 @@ def run(ws: Workspace, opts: DetectOptions, progress: ProgressFn = silent) -> De
     if votes.UNKNOWN in classes:
         raise InputError(f"model {version.name} has a class named {votes.UNKNOWN!r}")
     backend, infer = _classifier(model)
-    detector = _load_detector(st) if specs else None
+    detector = _load_detector(st)
     report = DetectReport(out=str(out), model=version.name, classes=classes, detector=st.detector,
                           detector_why=st.detector_why, vote=f"{st.method}:{st.k}"
                           if st.method == "debounce" else st.method, min_score=st.min_score,
@@ -432,17 +432,16 @@ class _SourceRun:
                                   f"{rate:.1f} frames/s", stage=spec.name)
                 if frame is None:
                     break
+        finally:  # after an error too: every detection row gets its track and minute rows
             for tid in self.tracker.finish():
                 self._end_track(tid)
-        finally:
+            self._finish()
             if self.writer is not None:
                 self.timings["video"] += self.writer.close()
         if reader.problem:
             res.error = reader.problem
-        self._finish()
 
     def _process(self, frames, info):
-        st = self.st
         t = time.perf_counter()
         people_per_frame = self.detector.people([f.image for f in frames])
         self.timings["detect"] += time.perf_counter() - t
