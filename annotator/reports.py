@@ -364,6 +364,28 @@ def browse(session: Session, *, source_id: int | None = None, track_id: int | No
     return _select_frame(session, q)
 
 
+def crop_ids_by_origin(session: Session, source_id: int, origins: Sequence[str]) -> dict[str, int]:
+    """``{origin: crop id}`` of the given origins that this source already has."""
+    out: dict[str, int] = {}
+    for part in chunks(list(origins)):
+        out.update(session.execute(select(Crop.origin, Crop.id).where(
+            Crop.source_id == source_id, Crop.origin.in_(list(part)))).all())
+    return out
+
+
+def max_track_id(session: Session, source_id: int) -> int:
+    """The highest track id among the source's crops (0 when it has none)."""
+    return int(session.scalar(select(func.max(Crop.track_id)).where(
+        Crop.source_id == source_id)) or 0)
+
+
+def media_sources(session: Session) -> list[tuple[str, str, str]]:
+    """``(name, uri, kind)`` of every video and stream source, oldest first."""
+    return [tuple(r) for r in session.execute(
+        select(Source.name, Source.uri, Source.kind).where(Source.kind.in_(["video", "stream"]))
+        .order_by(Source.id)).all()]
+
+
 def sources(session: Session) -> pd.DataFrame:
     """Every source: id, name, kind, status, crops."""
     n = select(func.count()).where(Crop.source_id == Source.id).scalar_subquery()

@@ -16,6 +16,7 @@ PAGES = [
     ("Labeling", "review.py", "Review", ":material/rule:", False),
     ("Labeling", "browse.py", "Browse", ":material/photo_library:", False),
     ("Team", "dashboard.py", "Dashboard", ":material/monitoring:", False),
+    ("Team", "footage.py", "Footage", ":material/videocam:", False),
     ("Admin", "admin_models.py", "Models", ":material/model_training:", True),
     ("Admin", "admin_extract.py", "Extract", ":material/movie:", True),
     ("Admin", "admin_users.py", "Users", ":material/group:", True),

@@ -313,6 +313,42 @@ def extract_cmd(
     if report.errors:
         raise typer.Exit(1)
 
+
+@command(app, "detect")
+def detect_cmd(
+    sources: Annotated[list[str], typer.Argument(metavar="SOURCE...", help="Video/image files, folders (recursive), rtsp:// or http(s):// streams (with --max-seconds).")],
+    model: Annotated[Optional[str], typer.Option("--model", metavar="V", help="Model version; default: the active one.")] = None,
+    detector: Annotated[str, typer.Option("--detector", help="auto, yunet, mtcnn or openpifpaf.")] = "auto",
+    checkpoint: Annotated[Optional[str], typer.Option("--checkpoint", metavar="NAME_OR_PATH", help="OpenPifPaf checkpoint.")] = None,
+    fps: Annotated[Optional[float], typer.Option("--fps", help="Frames per second of video to run on (default from config.toml).")] = None,
+    every: Annotated[Optional[int], typer.Option("--every", help="Every N-th frame instead of --fps.")] = None,
+    min_score: Annotated[float, typer.Option("--min-score", help="A lower top class probability makes a frame's label unknown.")] = 0.75,
+    vote: Annotated[str, typer.Option("--vote", help="debounce:K (a label changes after K identical frames) or majority.")] = "debounce:3",
+    dest: Annotated[Optional[Path], typer.Option("--out", metavar="DIR", help="Output folder; default: <workspace>/detections/run-<time>.")] = None,
+    write_video: Annotated[bool, typer.Option("--video/--no-video", help="Write the annotated video.")] = True,
+    codec: Annotated[str, typer.Option("--codec", help="mp4v (fast; plays in VLC, mpv, QuickTime) or vp09 (plays in browsers, ~60x slower to encode).")] = "mp4v",
+    to_queue: Annotated[bool, typer.Option("--to-queue", help="Add the crops of uncertain tracks to the labeling queue.")] = False,
+    max_seconds: Annotated[Optional[float], typer.Option("--max-seconds", help="Stop after this much video (streams: capture time).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace the detect files of a non-empty --out.")] = False,
+    project: ProjectOpt = DEFAULT_PROJECT,
+    as_json: JsonOpt = False,
+):
+    """Run a model on footage: faces, one voted label per tracked person, an annotated video and CSVs."""
+    from pipelines import detect
+
+    ws = open_ws(project)
+    opts = detect.DetectOptions(
+        sources=sources, model=model, detector=detector, checkpoint=checkpoint, fps=fps,
+        every=every, min_score=min_score, vote=vote, out=None if dest is None else str(dest),
+        video=write_video, codec=codec, to_queue=to_queue, max_seconds=max_seconds, force=force)
+    with progress_bar("detect", enabled=not as_json) as progress:
+        report = detect.run(ws, opts, progress)
+    emit(report, as_json, detect.summary(report))
+    for line in report.errors if not as_json else ():
+        err.print(f"error: {line}", markup=False, soft_wrap=True)
+    if report.errors:
+        raise typer.Exit(1)
+
 # --- training, models and scoring ---------------------------------------------------------------
 
 models_app = typer.Typer(no_args_is_help=True, help="Model versions: list, promote, roll back, import.")

@@ -249,21 +249,13 @@ class _SourceRun:
     # -- setup and resume --
     def run(self):
         spec, st = self.spec, self.st
-        if spec.kind == "stream":
-            sha, key = None, spec.shown_uri  # a camera is known by its URL without secrets
-        else:
-            if not Path(spec.uri).is_file():
-                raise InputError(f"{spec.name}: no such file")
-            sha = video.file_sha256(spec.uri)
-            key = sha
+        key, sha = source_key(spec)
         info = video.probe(spec)
         removed: list[tuple[str, str]] = []
         if st.redo and spec.kind != "stream":
             self._load_detector()  # first: a detector that cannot be built removes nothing
         with self.ws.session() as s:
-            src = get_or_create_source(
-                s, key=key, kind=spec.kind, uri=spec.shown_uri, name=spec.name, sha256=sha,
-                fps=info.fps, frame_count=info.frame_count, width=info.width, height=info.height)
+            src = source_row(s, spec, key=key, sha256=sha, info=info)
             # A stream's past frames are gone: redo has nothing to redo there, its frames go on.
             if st.redo and spec.kind != "stream" and (src.status != "new" or src.frames_done):
                 removed = queue.remove_unlabeled_crops(s, src.id)
@@ -301,7 +293,7 @@ class _SourceRun:
 
     def _loop(self, reader, info):
         st = self.st
-        self.expected = _expected_frames(info, st, reader.start)
+        self.expected = expected_frames(info, st, reader.start)
         self.t_start = time.perf_counter()
         batch, since_commit = [], 0
         it = iter(reader)
@@ -346,22 +338,11 @@ class _SourceRun:
         self.timings["detect"] += time.perf_counter() - t
         for frame, people in zip(frames, people_per_frame):
             t = time.perf_counter()
-            h, w = frame.image.shape[:2]
             self.res.frames += 1
             self.res.detections += len(people)
-            boxes, found = [], []
-            for p in people:
-                hb = head_box(p, (w, h), margin=st.margin, min_size=st.min_size)
-                if not hb.ok:
-                    self.dropped[hb.reason] += 1
-                    continue
-                crop = frame.image[hb.y1:hb.y2, hb.x1:hb.x2]
-                sharp = sharpness(crop)
-                if sharp < st.min_sharpness:
-                    self.dropped["min_sharpness"] += 1
-                    continue
-                boxes.append(hb.box)
-                found.append((p, hb, crop, sharp))
+            found = head_crops(frame.image, people, margin=st.margin, min_size=st.min_size,
+                               min_sharpness=st.min_sharpness, dropped=self.dropped)
+            boxes = [hb.box for _p, hb, _crop, _sharp in found]
             ids, ended = self.tracker.update(np.array(boxes, dtype=float).reshape(-1, 4),
                                              frame.timestamp_s)
             for tid in ended:
@@ -375,7 +356,7 @@ class _SourceRun:
         if person.keypoints is not None:
             kps = np.round(np.asarray(person.keypoints, dtype=float), 2).tolist()
         cand = {
-            "origin": f"f{frame.index:06d}:{hb.x1},{hb.y1},{hb.x2},{hb.y2}",
+            "origin": crop_origin(frame.index, hb),
             # The file is written once the crop is kept, or at a commit while it waits (for a
             # resume): most candidates are thinned away before either, and PNG costs ~16 ms for
             # a 400-px face. Until then the pixels wait here (a copy: not the whole frame).
@@ -498,8 +479,9 @@ def _saved(cand: dict) -> dict:
     return {k: v for k, v in cand.items() if not k.startswith("_")}
 
 
-def _expected_frames(info, st: Settings, start: int) -> int | None:
-    """Sampled frames this run will see (for the progress bar), when the length is known."""
+def expected_frames(info, st, start: int) -> int | None:
+    """Sampled frames a run will see (for the progress bar), when the length is known; ``st``
+    has ``every``, ``fps`` and ``max_seconds`` (extract's and detect's settings both do)."""
     if not info.frame_count:
         return None
 
@@ -514,6 +496,52 @@ def _expected_frames(info, st: Settings, start: int) -> int | None:
         return n_frames
 
     return max(1, sampled(info.frame_count) - sampled(start))
+
+
+# --- shared with pipelines/detect: the same source row, head crops and origins ------------------
+
+
+def source_key(spec: video.SourceSpec) -> tuple[str, str | None]:
+    """``(key, sha256)`` of a source row: a file is known by its content hash, a stream by its URI."""
+    if spec.kind == "stream":
+        return spec.shown_uri, None  # a camera is known by its URL without secrets
+    if not Path(spec.uri).is_file():
+        raise InputError(f"{spec.name}: no such file")
+    sha = video.file_sha256(spec.uri)
+    return sha, sha
+
+
+def source_row(session, spec: video.SourceSpec, *, key: str, sha256: str | None,
+               info: video.VideoInfo):
+    """The source's row (created on first sight, by extract or by detect)."""
+    return get_or_create_source(
+        session, key=key, kind=spec.kind, uri=spec.shown_uri, name=spec.name, sha256=sha256,
+        fps=info.fps, frame_count=info.frame_count, width=info.width, height=info.height)
+
+
+def head_crops(image: np.ndarray, people, *, margin: float, min_size: float,
+               min_sharpness: float, dropped: Counter) -> list:
+    """``(person, head box, crop, sharpness)`` for each usable head of one frame; the others
+    are counted in ``dropped`` by reason. The crop is a view of ``image`` at native resolution."""
+    h, w = image.shape[:2]
+    found = []
+    for p in people:
+        hb = head_box(p, (w, h), margin=margin, min_size=min_size)
+        if not hb.ok:
+            dropped[hb.reason] += 1
+            continue
+        crop = image[hb.y1:hb.y2, hb.x1:hb.x2]
+        sharp = sharpness(crop)
+        if sharp < min_sharpness:
+            dropped["min_sharpness"] += 1
+            continue
+        found.append((p, hb, crop, sharp))
+    return found
+
+
+def crop_origin(frame_index: int, hb) -> str:
+    """Where a crop is in its source; with the source, the key that makes adding it idempotent."""
+    return f"f{frame_index:06d}:{hb.x1},{hb.y1},{hb.x2},{hb.y2}"
 
 
 # --- detectors and workers ----------------------------------------------------------------------

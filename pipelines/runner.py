@@ -43,10 +43,11 @@ class JobSpec:
     ui_fields: frozenset[str]  # the options the UI may set; every other one keeps its default
     stages: dict | None = None  # declared stages and their shares, for one monotonic progress
     paths: frozenset[str] = frozenset()  # fields (a path or a list) that must exist here
+    for_job: Callable | None = None  # for_job(ws, options, job_id) -> options (e.g. its folder)
 
 
 def specs() -> dict[str, JobSpec]:
-    from pipelines import extract, import_folder, retrain, score, versions
+    from pipelines import detect, extract, import_folder, retrain, score, versions
 
     return {
         "extract": JobSpec(extract.ExtractOptions, extract.run, frozenset({
@@ -61,6 +62,9 @@ def specs() -> dict[str, JobSpec]:
         "promote": JobSpec(versions.PromoteOptions, versions.promote,
                            frozenset({"version", "force"})),
         "rollback": JobSpec(versions.RollbackOptions, versions.rollback, frozenset()),
+        "detect": JobSpec(detect.DetectOptions, detect.run, frozenset({
+            "sources", "model", "detector", "fps", "min_score", "vote", "max_seconds",
+            "to_queue", "codec"}), paths=frozenset({"sources"}), for_job=detect.for_job),
     }
 
 
@@ -172,6 +176,8 @@ def run_job(ws: Workspace, job_id: int) -> int:
     code = 1
     try:
         options = spec.options(**_restore_secrets(row["args"]))
+        if spec.for_job is not None:
+            options = spec.for_job(ws, options, job_id)
         report = spec.run(ws, options, reporter)
         result = json.loads(json.dumps(dataclasses.asdict(report) if dataclasses.is_dataclass(report)
                                        else report, default=str))

@@ -50,7 +50,7 @@ def run(ws: Workspace, opts: ScoreOptions, progress: ProgressFn = silent) -> Sco
 
     t0 = time.perf_counter()
     model, mv = versions.load(ws, opts.model)
-    backend, infer = _backend(model, opts.backend)
+    backend, infer = inference_backend(model, opts.backend)
     report = ScoreReport(model=mv.name, active=bool(mv.active), backend=backend)
     with ws.read_session() as s:
         total = db.count(s, db.Crop, db.Crop.status == db.CropStatus.UNLABELED)
@@ -90,7 +90,7 @@ def _read(ws, batch):
     return ids, x, ok
 
 
-def _backend(model, name: str):
+def inference_backend(model, name: str):
     """``(name, infer(images, batch_size=...) -> (probs, emb))`` for --backend."""
     from models.training import OnnxPredictor, default_device, predict
 

@@ -1,0 +1,148 @@
+"""Footage page: what the model does on a video. Admins start a run (a known source, a path on
+the server or an upload) in the background; everyone signed in watches the annotated video, the
+faces per minute by label and the tracks, and admins send the uncertain tracks to the queue."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import streamlit as st
+
+from annotator.errors import AnnotatorError
+from pages import common
+from pipelines import detect, runner
+
+ws = common.workspace()
+me = common.require_user()
+state = st.session_state
+is_admin = me["role"] == "admin"
+VIDEO_TYPES = ["mp4", "avi", "mkv", "mov", "webm", "mpg", "mpeg", "ts", "jpg", "jpeg", "png"]
+FROM = ("a known source", "a path on the server", "an upload")
+
+
+def _save_upload(upload) -> Path:
+    dest_dir = ws.root / "uploads"
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(upload.name).name) or "upload"
+    dest = dest_dir / name
+    dest.write_bytes(upload.getbuffer())
+    return dest
+
+
+def _start(target: str | None, upload, **options) -> None:
+    common.require_admin()  # the button is shown to admins only; this is the check
+    if upload is not None:
+        target = str(_save_upload(upload))
+    if not target:
+        st.warning("Pick a source, give a path or upload a video first.")
+        return
+    try:
+        job_id = runner.submit(ws, "detect", detect.DetectOptions(sources=[target], **options),
+                               started_by=me["name"])
+    except AnnotatorError as exc:
+        st.error(str(exc))
+        return
+    state.footage_msg = f"started job {job_id}: detect {Path(target).name}"
+    st.rerun()
+
+
+def _send_hard(run: detect.RunInfo) -> None:
+    common.require_admin()
+    try:
+        res = detect.queue_hard(ws, run.path)
+    except AnnotatorError as exc:
+        st.error(str(exc))
+        return
+    state.footage_msg = (f"{res.added} crops of uncertain tracks added to the queue "
+                         f"({res.known} were already there)")
+    st.rerun()
+
+
+st.title("Footage")
+if state.get("footage_msg"):
+    st.info(state.footage_msg)
+
+if is_admin:
+    with st.expander("Run the model on footage", expanded=True):
+        origin = st.radio("Source", FROM, horizontal=True, key="footage_from")
+        target, upload = None, None
+        if origin == FROM[0]:
+            known = detect.server_sources(ws)
+            if known:
+                target = st.selectbox("Known source", [u for _n, u in known],
+                                      format_func=dict((u, n) for n, u in known).get,
+                                      key="footage_known")
+            else:
+                st.caption("no video sources on this server yet: give a path or upload one")
+        elif origin == FROM[1]:
+            target = st.text_input("Path on the server (a file, a folder or a stream URL)",
+                                   key="footage_path").strip() or None
+        else:
+            upload = st.file_uploader("Upload a video", type=VIDEO_TYPES, key="footage_upload")
+        c1, c2, c3, c4 = st.columns(4)
+        fps = c1.number_input("Frames per second", 0.1, 30.0, 2.0, 0.5, key="footage_fps")
+        vote = c2.selectbox("Vote per track", ["debounce:3", "majority"], key="footage_vote")
+        min_score = c3.slider("Unknown below", 0.5, 1.0, 0.75, 0.01, key="footage_min_score")
+        seconds = c4.number_input("First seconds only (0: all)", 0.0, 86_400.0, 0.0, 10.0,
+                                  key="footage_seconds")
+        to_queue = st.checkbox("Send the uncertain tracks to the queue when done",
+                               key="footage_to_queue")
+        if st.button("Run detect", type="primary", key="footage_start"):
+            # VP9: the one codec OpenCV writes here that browsers (st.video) play.
+            _start(target, upload, fps=float(fps), vote=vote, min_score=float(min_score),
+                   max_seconds=float(seconds) or None, to_queue=bool(to_queue), codec="vp09")
+    st.subheader("Detect jobs")
+    common.show_jobs(ws, kinds=["detect"], limit=5)
+else:
+    st.caption("An admin starts runs; every finished run shows here.")
+
+st.subheader("Results")
+found = detect.runs(ws)
+if not found:
+    st.caption("no finished runs yet")
+    st.stop()
+run = st.selectbox("Run", found, key="footage_run", format_func=lambda r: (
+    f"{r.name} · model {r.report.get('model')} · {r.report.get('frames')} frames · "
+    f"{', '.join(s['name'] for s in r.report.get('per_source', []))}"))
+rep = run.report
+sources = [s for s in rep.get("per_source", []) if not s.get("error") or s.get("frames")]
+if not sources:
+    st.warning("this run read no frames: " + "; ".join(rep.get("errors") or []))
+    st.stop()
+src = sources[0]
+if len(sources) > 1:
+    src = st.selectbox("Source", sources, format_func=lambda s: s["name"], key="footage_source")
+flicker = src.get("flicker") or {}
+m = st.columns(5)
+m[0].metric("Frames", src["frames"])
+m[1].metric("Faces", src["detections"])
+m[2].metric("People (tracks)", src["tracks"])
+m[3].metric("Flicker per frame", f"{flicker.get('per_frame', 0):.2f}/s",
+            help="label changes per track per second of track, frame by frame")
+m[4].metric("Flicker voted", f"{flicker.get('voted', 0):.2f}/s",
+            help=f"the same after the vote ({rep.get('vote')})")
+st.caption(f"model {rep.get('model')} · detector {rep.get('detector')} · vote {rep.get('vote')} · "
+           f"unknown below {rep.get('min_score')} · tracks by label {src.get('tracks_by_label')}")
+if src.get("video") and (run.path / src["video"]).is_file():
+    st.video(str(run.path / src["video"]))
+    if src.get("codec") == "mp4v":
+        st.caption("this video is mp4v (MPEG-4 part 2): browsers do not play it; open the file "
+                   f"{run.path / src['video']} in a video player")
+summary = detect.table(run, "summary")
+summary = summary[summary["source"] == src["name"]]
+st.subheader("Faces per minute by voted label")
+cols = [c for c in [*rep.get("classes", []), "unknown"] if c in summary.columns]
+# The video's colours (detect.colour is BGR).
+st.bar_chart(summary.set_index("minute")[cols], x_label="minute of video", y_label="faces",
+             color=["#%02x%02x%02x" % detect.colour(c)[::-1] for c in cols])
+st.subheader("Tracks")
+tracks = detect.table(run, "tracks")
+st.dataframe(tracks[tracks["source"] == src["name"]].drop(columns=["source"]).sort_values("track"),
+             hide_index=True)
+hard = f"{rep.get('hard_tracks', 0)} uncertain tracks, {rep.get('hard_crops', 0)} crops"
+if is_admin:
+    if st.button(f"Send hard tracks to the queue ({hard})", key="footage_queue",
+                 disabled=not rep.get("hard_crops")):
+        _send_hard(run)
+else:
+    st.caption(hard)

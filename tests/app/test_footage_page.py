@@ -1,0 +1,84 @@
+"""AppTest of the Footage page with a real detect job (Neuralet's weights, a real video)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from annotator import jobs, reports
+from tests.app import factory
+
+PAGES = Path(__file__).resolve().parents[2] / "pages"
+T = 90
+
+
+@pytest.fixture
+def ws(tmp_path, monkeypatch, shared_data):
+    from pipelines import versions
+
+    ws = factory.build(tmp_path / "ws", 0, model=False)
+    versions.import_keras(ws, versions.KerasImportOptions(
+        path=shared_data / "peer" / "OFMClassifier.h5"))
+    monkeypatch.setenv("ANNOTATOR_PROJECT", str(ws.root))
+    yield ws
+    ws.dispose()
+
+
+def signed_in(ws, name: str) -> AppTest:
+    at = AppTest.from_file(str(PAGES / "app.py"), default_timeout=T)
+    uid = factory.user_id(ws, name)
+    role = "admin" if name == "root" else "annotator"
+    at.session_state["user"] = {"id": uid, "name": name, "role": role}
+    at.run()
+    at.switch_page("footage.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_admin_runs_detect_and_the_page_shows_video_chart_and_tracks(ws, shared_data):
+    video = shared_data / "videos" / "pedestrians_eyelevel_640x360.mp4"
+    at = signed_in(ws, "root")
+    assert "no finished runs yet" in [c.value for c in at.caption]
+    at.radio(key="footage_from").set_value("a path on the server").run()
+    at.text_input(key="footage_path").input(str(video)).run()
+    at.number_input(key="footage_fps").set_value(3.0)
+    at.number_input(key="footage_seconds").set_value(4.0).run()
+    at.button(key="footage_start").click().run()
+    assert not at.exception, at.exception
+    job_id = int(at.info[0].value.split("started job ")[1].split(":")[0])
+    job = jobs.wait(ws, job_id, timeout=300)
+    assert job.status == "done", jobs.log_tail(job)
+    assert job.result["out"] == str(ws.root / "detections" / f"job-{job_id}")
+    assert job.args["max_seconds"] == 4.0 and job.result["frames"] == 12
+    assert job.args["codec"] == job.result["codec"] == "vp09"  # what st.video can play
+    at.run()
+    assert not at.exception, at.exception
+    assert len(at.get("video")) == 1
+    assert len(at.get("vega_lite_chart")) == 1
+    tracks = at.dataframe[0].value
+    assert len(tracks) == job.result["tracks"] and {"voted", "flicker_voted"} <= set(tracks.columns)
+    # The hard tracks go to the queue once.
+    assert job.result["hard_crops"] >= 1
+    at.button(key="footage_queue").click().run()
+    assert f"{job.result['hard_crops']} crops of uncertain tracks added" in at.info[0].value
+    at.button(key="footage_queue").click().run()
+    assert "0 crops of uncertain tracks added" in at.info[0].value
+    with ws.read_session() as s:
+        assert reports.stats(s, ws.config.labels)["crops_by_origin"] == {
+            "detect": job.result["hard_crops"]}
+
+    # An annotator sees the same results but can start nothing and send nothing.
+    alice = signed_in(ws, "alice")
+    keys = {b.key for b in alice.button}
+    assert not {"footage_start", "footage_queue"} & keys
+    assert not alice.text_input and not alice.get("file_uploader")
+    assert len(alice.get("video")) == 1 and len(alice.dataframe) == 1
+
+
+def test_annotator_cannot_start_a_run(ws):
+    at = signed_in(ws, "alice")
+    assert "An admin starts runs; every finished run shows here." in [c.value for c in at.caption]
+    assert not at.button and not at.radio and not at.text_input
+    with pytest.raises(Exception):
+        at.button(key="footage_start")
