@@ -24,6 +24,7 @@ from annotator.db import (
     Lease,
     active_label,
     chunks,
+    is_sqlite,
     utcnow,
 )
 from annotator.errors import InputError, QueueError
@@ -99,6 +100,8 @@ def add_crops(session: Session, source_id: int, crops: Sequence[NewCrop], *, vot
 
 # --- claiming ---------------------------------------------------------------------------------
 
+CLAIM_ROUNDS = 10  # PostgreSQL: top-ups after rows lost to a concurrent claim (each loses a few)
+
 
 def claimable(annotator_id: int, *, by_id: bool = False):
     """Crops waiting for a vote, not held by anyone, and not already labeled by this annotator.
@@ -134,7 +137,10 @@ def claim_batch(
     if size < 1:
         raise InputError("batch size must be at least 1")
     now = now or utcnow()
-    session.execute(delete(Lease).where(Lease.expires_at < now))
+    # Two claims freeing the same expired leases would wait on each other (or deadlock) on
+    # PostgreSQL; each frees the ones nobody else is freeing.
+    expired = _skip_locked(session, select(Lease.crop_id).where(Lease.expires_at < now), Lease)
+    session.execute(delete(Lease).where(Lease.crop_id.in_(expired)))
     expires = now + dt.timedelta(seconds=lease_seconds)
     held = session.execute(
         select(Lease.crop_id, Crop.path, Lease.sampling)
@@ -166,19 +172,55 @@ def claim_batch(
 
 
 def _claimable_ids(session, annotator_id, want, candidates):
+    """Up to ``want`` claimable crops, in queue order (or the sampler's order of ``candidates``).
+
+    The one place where claiming differs per dialect (here, not in ``db``, because the rule is
+    about the queue: which rows a claim must own before it writes a lease).
+
+    * SQLite: the transaction began with ``BEGIN IMMEDIATE`` and holds the only write lock, so
+      what it reads stays true until it commits.
+    * PostgreSQL (READ COMMITTED, many writers at once): the crop rows are taken with
+      ``FOR UPDATE SKIP LOCKED``, so concurrent claimers pass over each other's rows instead of
+      waiting, and never collide on the lease key. The lock alone is not enough: the statement's
+      snapshot may predate a claim that committed just before our lock was granted (that claim
+      wrote a lease, not the crop row). So the locked rows are re-read by a second statement,
+      whose fresh snapshot sees every such lease; a lease is only ever written under its crop's
+      lock. The few rows lost that way are topped up from the next ones.
+    """
+    sqlite = is_sqlite(session)
     flt = claimable(annotator_id, by_id=candidates is not None)
+
+    def take(q) -> tuple[int, list[int]]:  # (rows locked, the ids of q now ours, in q's order)
+        locked = list(session.scalars(_skip_locked(session, q, Crop)))
+        if sqlite or not locked:
+            return len(locked), locked
+        ok = set(session.scalars(select(Crop.id).where(
+            claimable(annotator_id, by_id=True), Crop.id.in_(locked))))
+        return len(locked), [c for c in locked if c in ok]
+
+    picked: list[tuple[int, str | None]] = []
     if candidates is None:
-        ids = session.scalars(
-            select(Crop.id).where(flt).order_by(Crop.priority.desc(), Crop.id).limit(want)
-        ).all()
-        return [(cid, None) for cid in ids]
-    picked = []
+        base = select(Crop.id).where(flt).order_by(Crop.priority.desc(), Crop.id)
+        for _ in range(CLAIM_ROUNDS):
+            n = want - len(picked)
+            q = base.where(Crop.id.not_in([c for c, _ in picked])) if picked else base
+            n_locked, got = take(q.limit(n))
+            picked += [(cid, None) for cid in got]
+            if len(picked) >= want or n_locked < n:  # enough, or nothing more to take
+                break
+        return picked
     for part in chunks(list(candidates)):
-        ok = set(session.scalars(select(Crop.id).where(flt, Crop.id.in_([c for c, _ in part]))))
+        ok = set(take(select(Crop.id).where(flt, Crop.id.in_([c for c, _ in part])))[1])
         picked += [(c, s) for c, s in part if c in ok]
         if len(picked) >= want:
             break
     return picked[:want]
+
+
+def _skip_locked(session, q, of):
+    """PostgreSQL: ``FOR UPDATE SKIP LOCKED`` (rows another claim is taking are passed over, not
+    waited for, so claims never queue up or deadlock). SQLite: unchanged (BEGIN IMMEDIATE)."""
+    return q if is_sqlite(session) else q.with_for_update(of=of, skip_locked=True)
 
 
 def release(session: Session, annotator_id: int, crop_ids: Iterable[int] | None = None) -> int:
@@ -268,6 +310,7 @@ def submit_decision(
     ``decision_id`` so one undo reverts them all. Crops someone else holds, or that no longer
     need this annotator's vote, are passed over. Returns ``(decision_id, labeled crop ids)``."""
     decision = uuid.uuid4().hex
+    _lock_crops(session, [int(c) for c in crop_ids])
     done = []
     each = None if seconds is None else seconds / max(len(crop_ids), 1)
     for cid in crop_ids:
@@ -301,10 +344,11 @@ def undo_last(
             select(Label).where(Label.decision_id == label.decision_id,
                                 Label.annotator_id == annotator_id, active_label())
             .order_by(Label.id)))
+    _lock_crops(session, [lab.crop_id for lab in labels])  # before the labels change
     crop_ids = []
     for i, lab in enumerate(labels):
         lab.undone_at = now
-        crop = session.get(Crop, lab.crop_id)
+        crop = session.get(Crop, lab.crop_id, populate_existing=True)
         session.flush()
         _refresh_status(session, crop)
         # Hold it again for the same annotator, in front of the batch they have.
@@ -371,10 +415,20 @@ def import_labels(session: Session, annotator_id: int, values: dict[int, str], *
 def _labelable_crop(session, crop_id: int, value: str, allowed: Sequence[str]) -> Crop:
     if value not in allowed:
         raise InputError(f"unknown label {value!r}; expected one of {', '.join(allowed)}")
-    crop = session.get(Crop, crop_id)
+    crop = session.get(Crop, crop_id, with_for_update=True, populate_existing=True)
     if crop is None:
         raise QueueError(f"crop {crop_id} does not exist")
     return crop
+
+
+def _lock_crops(session, crop_ids) -> None:
+    """Writes that touch a crop's labels take its row first (``FOR UPDATE``; SQLAlchemy leaves it
+    out on SQLite, where BEGIN IMMEDIATE already serializes writers). On PostgreSQL two labels
+    on one crop would otherwise both pass their checks at READ COMMITTED and both be stored;
+    claims write leases under the same lock. In id order, so two gestures over several crops (a
+    track decision, its undo) cannot deadlock."""
+    for part in chunks(sorted(set(crop_ids))):
+        session.execute(select(Crop.id).where(Crop.id.in_(part)).order_by(Crop.id).with_for_update())
 
 
 def _active_label_of(session, crop_id, annotator_id):
