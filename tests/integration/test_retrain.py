@@ -12,6 +12,7 @@ from annotator.errors import InputError
 from annotator.workspace import Workspace
 
 runner = CliRunner()
+pytestmark = pytest.mark.backends
 
 
 def cli(*args):
@@ -40,7 +41,7 @@ def write_toy_folder(root, counts, *, seed=0):
 
 
 @pytest.fixture(scope="module")
-def loop(tmp_path_factory):
+def loop(tmp_path_factory, module_db_env):
     """A workspace with 80 labeled toy crops, 24 unlabeled ones, a dataset and a trained v001."""
     tmp = tmp_path_factory.mktemp("loop")
     ws = tmp / "ws"
@@ -219,7 +220,8 @@ def test_retrain_runs_the_whole_loop(loop):
     assert rep["active"] in ("v001", rep["train"]["version"])
 
 
-def test_user_errors_are_one_line(tmp_path):
+def test_user_errors_are_one_line(tmp_path, monkeypatch):
+    monkeypatch.delenv("ANNOTATOR_DB_URL", raising=False)  # its own SQLite, not the loop's database
     ws = tmp_path / "ws"
     cli("init", "--project", ws)
     for args in (("build-dataset",), ("train",), ("score",), ("evaluate",),
