@@ -153,7 +153,7 @@ def claim_batch(
             update(Lease).where(Lease.annotator_id == annotator_id).values(expires_at=expires)
         )
     want = size - len(held)
-    picked: list[tuple[int, str | None]] = []
+    picked: list[tuple[int, str, str | None]] = []
     if want > 0:
         picked = _claimable_ids(session, annotator_id, want, candidates)
     if picked:
@@ -161,13 +161,10 @@ def claim_batch(
         session.execute(insert(Lease), [
             dict(crop_id=cid, annotator_id=annotator_id, claimed_at=now, expires_at=expires,
                  sampling=sampling, position=start + i)
-            for i, (cid, sampling) in enumerate(picked)
+            for i, (cid, _, sampling) in enumerate(picked)
         ])
-    paths = dict(
-        session.execute(select(Crop.id, Crop.path).where(Crop.id.in_([c for c, _ in picked]))).all()
-    ) if picked else {}
     return [Claim(cid, path, sampling, expires) for cid, path, sampling in held] + [
-        Claim(cid, paths[cid], sampling, expires) for cid, sampling in picked
+        Claim(cid, path, sampling, expires) for cid, path, sampling in picked
     ]
 
 
@@ -190,28 +187,28 @@ def _claimable_ids(session, annotator_id, want, candidates):
     sqlite = is_sqlite(session)
     flt = claimable(annotator_id, by_id=candidates is not None)
 
-    def take(q) -> tuple[int, list[int]]:  # (rows locked, the ids of q now ours, in q's order)
-        locked = list(session.scalars(_skip_locked(session, q, Crop)))
+    def take(q) -> tuple[int, dict[int, str]]:  # (rows locked, {id: path} of those now ours)
+        locked = dict(session.execute(_skip_locked(session, q, Crop)).all())
         if sqlite or not locked:
             return len(locked), locked
         ok = set(session.scalars(select(Crop.id).where(
-            claimable(annotator_id, by_id=True), Crop.id.in_(locked))))
-        return len(locked), [c for c in locked if c in ok]
+            claimable(annotator_id, by_id=True), Crop.id.in_(list(locked)))))
+        return len(locked), {c: p for c, p in locked.items() if c in ok}
 
-    picked: list[tuple[int, str | None]] = []
+    picked: list[tuple[int, str, str | None]] = []  # (crop id, path, sampling)
     if candidates is None:
-        base = select(Crop.id).where(flt).order_by(Crop.priority.desc(), Crop.id)
+        base = select(Crop.id, Crop.path).where(flt).order_by(Crop.priority.desc(), Crop.id)
         for _ in range(CLAIM_ROUNDS):
             n = want - len(picked)
-            q = base.where(Crop.id.not_in([c for c, _ in picked])) if picked else base
-            n_locked, got = take(q.limit(n))
-            picked += [(cid, None) for cid in got]
+            q = base.where(Crop.id.not_in([c for c, _, _ in picked])) if picked else base
+            n_locked, got = take(q.limit(n))  # a dict keeps the query's order
+            picked += [(cid, path, None) for cid, path in got.items()]
             if len(picked) >= want or n_locked < n:  # enough, or nothing more to take
                 break
         return picked
     for part in chunks(list(candidates)):
-        ok = set(take(select(Crop.id).where(flt, Crop.id.in_([c for c, _ in part])))[1])
-        picked += [(c, s) for c, s in part if c in ok]
+        _, ok = take(select(Crop.id, Crop.path).where(flt, Crop.id.in_([c for c, _ in part])))
+        picked += [(c, ok[c], s) for c, s in part if c in ok]
         if len(picked) >= want:
             break
     return picked[:want]
