@@ -8,7 +8,9 @@ Where a query goes:
 * ``reports``: read models for pages, export and datasets (joins and aggregates -> DataFrames).
 
 Functions take a ``Session`` first and never commit: the caller owns the transaction.
-Dialect-specific SQL (SQLite pragmas, ``BEGIN IMMEDIATE``) lives in this module only.
+Dialect-specific set-up (SQLite pragmas, ``BEGIN IMMEDIATE``; PostgreSQL's engine options and
+server clock) lives in this module; the one dialect difference in a query, how a claim owns its
+rows, is in ``queue._claimable_ids``.
 """
 from __future__ import annotations
 
@@ -307,6 +309,12 @@ def make_engine(url: str, *, immediate: bool = True) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30})
         _configure_sqlite(engine, immediate=immediate)
         return engine
+    if url.startswith("postgresql"):
+        # READ COMMITTED (the default) for both engines: plain reads take no row locks, and the
+        # queue's writes lock the rows they need (queue._claimable_ids). pre_ping: a team
+        # server outlives database restarts. connect_timeout: an unreachable host fails in
+        # seconds with one line instead of hanging the CLI or a page.
+        return create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 10})
     return create_engine(url, pool_pre_ping=True)
 
 

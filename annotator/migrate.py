@@ -10,6 +10,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 from sqlalchemy.engine import Engine
 
+from annotator.db import Base
 from annotator.errors import WorkspaceError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -30,23 +31,24 @@ def upgrade(engine: Engine) -> None:
     try:
         with engine.connect() as conn:
             current = MigrationContext.configure(conn).get_current_revision()
-    except Exception as exc:  # not a database at all, unreadable file, ...
+            ours = sorted(set(inspect(conn).get_table_names()) & set(Base.metadata.tables))
+    except Exception as exc:  # not a database at all, unreadable file, server unreachable, ...
         reason = getattr(exc, "orig", None) or exc  # the driver's message, without SQLAlchemy's links
+        reason = " ".join(str(reason).split())  # psycopg's messages span lines (hints)
         raise WorkspaceError(f"cannot open the database at {engine.url}: {reason}") from None
     if current == head:
         return
+    if current is None and ours:
+        # Creating the schema would fail half-way on the first existing table.
+        raise WorkspaceError(
+            f"the database at {engine.url} has tables ({', '.join(ours[:3])}"
+            f"{', ...' if len(ours) > 3 else ''}) but no alembic_version (no schema version): not "
+            "made by this tool, or its schema record was lost; use an empty database")
     if current is not None and current not in {r.revision for r in script.walk_revisions()}:
         raise WorkspaceError(
             f"the database was made by a newer version of facemask-annotator (schema {current}); "
             "upgrade the tool to open it"
         )
-    if current is None:
-        tables = set(inspect(engine).get_table_names())
-        if tables:
-            raise WorkspaceError(
-                f"the database at {engine.url} has tables ({', '.join(sorted(tables)[:3])}...) but "
-                "no schema version: it was not made by facemask-annotator, or it is damaged; move "
-                "it aside or point ANNOTATOR_DB_URL at another database")
     try:
         command.upgrade(cfg, "head")
     except Exception as exc:  # a migration that cannot run on this database: say why, in a line

@@ -24,6 +24,7 @@ from annotator.db import (
     Lease,
     active_label,
     chunks,
+    is_sqlite,
     utcnow,
 )
 from annotator.errors import InputError, QueueError
@@ -114,6 +115,8 @@ def remove_unlabeled_crops(session: Session, source_id: int) -> list[tuple[str, 
 
 # --- claiming ---------------------------------------------------------------------------------
 
+CLAIM_ROUNDS = 10  # PostgreSQL: top-ups after rows lost to a concurrent claim (each loses a few)
+
 
 def claimable(annotator_id: int, *, by_id: bool = False):
     """Crops waiting for a vote, not held by anyone, and not already labeled by this annotator.
@@ -149,7 +152,10 @@ def claim_batch(
     if size < 1:
         raise InputError("batch size must be at least 1")
     now = now or utcnow()
-    session.execute(delete(Lease).where(Lease.expires_at < now))
+    # Two claims freeing the same expired leases would wait on each other (or deadlock) on
+    # PostgreSQL; each frees the ones nobody else is freeing.
+    expired = _skip_locked(session, select(Lease.crop_id).where(Lease.expires_at < now), Lease)
+    session.execute(delete(Lease).where(Lease.crop_id.in_(expired)))
     expires = now + dt.timedelta(seconds=lease_seconds)
     held = session.execute(
         select(Lease.crop_id, Crop.path, Lease.sampling)
@@ -162,7 +168,7 @@ def claim_batch(
             update(Lease).where(Lease.annotator_id == annotator_id).values(expires_at=expires)
         )
     want = size - len(held)
-    picked: list[tuple[int, str | None]] = []
+    picked: list[tuple[int, str, str | None]] = []
     if want > 0:
         picked = _claimable_ids(session, annotator_id, want, candidates)
     if picked:
@@ -170,30 +176,63 @@ def claim_batch(
         session.execute(insert(Lease), [
             dict(crop_id=cid, annotator_id=annotator_id, claimed_at=now, expires_at=expires,
                  sampling=sampling, position=start + i)
-            for i, (cid, sampling) in enumerate(picked)
+            for i, (cid, _, sampling) in enumerate(picked)
         ])
-    paths = dict(
-        session.execute(select(Crop.id, Crop.path).where(Crop.id.in_([c for c, _ in picked]))).all()
-    ) if picked else {}
     return [Claim(cid, path, sampling, expires) for cid, path, sampling in held] + [
-        Claim(cid, paths[cid], sampling, expires) for cid, sampling in picked
+        Claim(cid, path, sampling, expires) for cid, path, sampling in picked
     ]
 
 
 def _claimable_ids(session, annotator_id, want, candidates):
+    """Up to ``want`` claimable crops, in queue order (or the sampler's order of ``candidates``).
+
+    The one place where claiming differs per dialect (here, not in ``db``, because the rule is
+    about the queue: which rows a claim must own before it writes a lease).
+
+    * SQLite: the transaction began with ``BEGIN IMMEDIATE`` and holds the only write lock, so
+      what it reads stays true until it commits.
+    * PostgreSQL (READ COMMITTED, many writers at once): the crop rows are taken with
+      ``FOR UPDATE SKIP LOCKED``, so concurrent claimers pass over each other's rows instead of
+      waiting, and never collide on the lease key. The lock alone is not enough: the statement's
+      snapshot may predate a claim that committed just before our lock was granted (that claim
+      wrote a lease, not the crop row). So the locked rows are re-read by a second statement,
+      whose fresh snapshot sees every such lease; a lease is only ever written under its crop's
+      lock. The few rows lost that way are topped up from the next ones.
+    """
+    sqlite = is_sqlite(session)
     flt = claimable(annotator_id, by_id=candidates is not None)
+
+    def take(q) -> tuple[int, dict[int, str]]:  # (rows locked, {id: path} of those now ours)
+        locked = dict(session.execute(_skip_locked(session, q, Crop)).all())
+        if sqlite or not locked:
+            return len(locked), locked
+        ok = set(session.scalars(select(Crop.id).where(
+            claimable(annotator_id, by_id=True), Crop.id.in_(list(locked)))))
+        return len(locked), {c: p for c, p in locked.items() if c in ok}
+
+    picked: list[tuple[int, str, str | None]] = []  # (crop id, path, sampling)
     if candidates is None:
-        ids = session.scalars(
-            select(Crop.id).where(flt).order_by(Crop.priority.desc(), Crop.id).limit(want)
-        ).all()
-        return [(cid, None) for cid in ids]
-    picked = []
+        base = select(Crop.id, Crop.path).where(flt).order_by(Crop.priority.desc(), Crop.id)
+        for _ in range(CLAIM_ROUNDS):
+            n = want - len(picked)
+            q = base.where(Crop.id.not_in([c for c, _, _ in picked])) if picked else base
+            n_locked, got = take(q.limit(n))  # a dict keeps the query's order
+            picked += [(cid, path, None) for cid, path in got.items()]
+            if len(picked) >= want or n_locked < n:  # enough, or nothing more to take
+                break
+        return picked
     for part in chunks(list(candidates)):
-        ok = set(session.scalars(select(Crop.id).where(flt, Crop.id.in_([c for c, _ in part]))))
-        picked += [(c, s) for c, s in part if c in ok]
+        _, ok = take(select(Crop.id, Crop.path).where(flt, Crop.id.in_([c for c, _ in part])))
+        picked += [(c, ok[c], s) for c, s in part if c in ok]
         if len(picked) >= want:
             break
     return picked[:want]
+
+
+def _skip_locked(session, q, of):
+    """PostgreSQL: ``FOR UPDATE SKIP LOCKED`` (rows another claim is taking are passed over, not
+    waited for, so claims never queue up or deadlock). SQLite: unchanged (BEGIN IMMEDIATE)."""
+    return q if is_sqlite(session) else q.with_for_update(of=of, skip_locked=True)
 
 
 def release(session: Session, annotator_id: int, crop_ids: Iterable[int] | None = None) -> int:
@@ -283,6 +322,7 @@ def submit_decision(
     ``decision_id`` so one undo reverts them all. Crops someone else holds, or that no longer
     need this annotator's vote, are passed over. Returns ``(decision_id, labeled crop ids)``."""
     decision = uuid.uuid4().hex
+    _lock_crops(session, [int(c) for c in crop_ids])
     done = []
     each = None if seconds is None else seconds / max(len(crop_ids), 1)
     for cid in crop_ids:
@@ -316,10 +356,11 @@ def undo_last(
             select(Label).where(Label.decision_id == label.decision_id,
                                 Label.annotator_id == annotator_id, active_label())
             .order_by(Label.id)))
+    _lock_crops(session, [lab.crop_id for lab in labels])  # before the labels change
     crop_ids = []
     for i, lab in enumerate(labels):
         lab.undone_at = now
-        crop = session.get(Crop, lab.crop_id)
+        crop = session.get(Crop, lab.crop_id, populate_existing=True)
         session.flush()
         _refresh_status(session, crop)
         # Hold it again for the same annotator, in front of the batch they have.
@@ -386,10 +427,20 @@ def import_labels(session: Session, annotator_id: int, values: dict[int, str], *
 def _labelable_crop(session, crop_id: int, value: str, allowed: Sequence[str]) -> Crop:
     if value not in allowed:
         raise InputError(f"unknown label {value!r}; expected one of {', '.join(allowed)}")
-    crop = session.get(Crop, crop_id)
+    crop = session.get(Crop, crop_id, with_for_update=True, populate_existing=True)
     if crop is None:
         raise QueueError(f"crop {crop_id} does not exist")
     return crop
+
+
+def _lock_crops(session, crop_ids) -> None:
+    """Writes that touch a crop's labels take its row first (``FOR UPDATE``; SQLAlchemy leaves it
+    out on SQLite, where BEGIN IMMEDIATE already serializes writers). On PostgreSQL two labels
+    on one crop would otherwise both pass their checks at READ COMMITTED and both be stored;
+    claims write leases under the same lock. In id order, so two gestures over several crops (a
+    track decision, its undo) cannot deadlock."""
+    for part in chunks(sorted(set(crop_ids))):
+        session.execute(select(Crop.id).where(Crop.id.in_(part)).order_by(Crop.id).with_for_update())
 
 
 def _active_label_of(session, crop_id, annotator_id):

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session
 
 from annotator import db
@@ -24,6 +26,31 @@ DB_NAME = "annotator.db"
 
 def default_project() -> Path:
     return Path(os.environ.get("ANNOTATOR_PROJECT") or DEFAULT_PROJECT)
+
+
+def database_url(value: str | None, root: Path) -> str:
+    """The SQLAlchemy URL for a workspace: ``value`` (``--db-url`` / ``ANNOTATOR_DB_URL``) or the
+    workspace's own SQLite file. ``postgresql://`` and ``postgres://`` (what PostgreSQL tools and
+    hosting services print) mean psycopg 3, the driver we install; SQLAlchemy would look for
+    psycopg2."""
+    if not value:
+        return f"sqlite:///{(Path(root) / DB_NAME).resolve()}"
+    try:
+        url = make_url(value.strip())
+    except ArgumentError:
+        raise WorkspaceError("ANNOTATOR_DB_URL is not a database URL (expected e.g. "
+                             "postgresql://USER:PASSWORD@HOST:5432/DBNAME)") from None
+    if url.drivername in ("postgresql", "postgres"):
+        url = url.set(drivername="postgresql+psycopg")
+    return url.render_as_string(hide_password=False)
+
+
+def redact(url: str) -> str:
+    """The URL with its password as ``***`` (for messages and logs)."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparsable URL>"
 
 
 @dataclass
@@ -58,11 +85,15 @@ class Workspace:
                 f"`annotator init --project {root}`"
             )
         cfg = load_config(root / CONFIG_NAME)
-        url = db_url or os.environ.get("ANNOTATOR_DB_URL") or f"sqlite:///{(root / DB_NAME).resolve()}"
+        url = database_url(db_url or os.environ.get("ANNOTATOR_DB_URL"), root)
         ws = cls(root=root, config=cfg, db_url=url)
         from annotator.migrate import upgrade
 
-        upgrade(ws.engine)
+        try:
+            engine = ws.engine
+        except Exception as exc:  # no driver for the scheme, bad options: no I/O happens here
+            raise WorkspaceError(f"cannot use the database URL {redact(url)}: {exc}") from None
+        upgrade(engine)
         return ws
 
     # --- resources ----------------------------------------------------------------------------

@@ -47,4 +47,14 @@ if ! command -v chromium >/dev/null 2>&1; then
     echo "setup: chromium not found; install it (e.g. apt-get install chromium) to run the browser tests" >&2
   fi
 fi
+# PostgreSQL server binaries: the tests start a throwaway server (tests/pg.py) to run the queue
+# suite on PostgreSQL too. Debian keeps initdb/pg_ctl in /usr/lib/postgresql/N/bin, off PATH.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing Debian's postgresql for the PostgreSQL tests"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+  else
+    echo "setup: PostgreSQL not found; install it (e.g. apt-get install postgresql) to run the PostgreSQL tests" >&2
+  fi
+fi
 echo "setup: done"

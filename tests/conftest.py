@@ -38,13 +38,98 @@ def _keep_main_module():
         sys.modules["__main__"] = main
 
 
+# --- database backends ------------------------------------------------------------------------
+# A module opts in with `pytestmark = pytest.mark.backends`: its tests that use a database
+# fixture (`backend`, `db_url`, `workspace`) then run once on SQLite and once on a real
+# PostgreSQL server that the suite starts itself (tests/pg.py). Everything else stays on SQLite.
+BACKENDS = ("sqlite", "postgresql")
+
+
+def pytest_generate_tests(metafunc):
+    if "backend" in metafunc.fixturenames and metafunc.definition.get_closest_marker("backends"):
+        # Module scope: module fixtures (a trained loop) are built once per backend.
+        metafunc.parametrize("backend", BACKENDS, indirect=True, scope="module")
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """One throwaway PostgreSQL server for the whole run, started on first use."""
+    from tests.pg import PgServer, PgUnavailable
+
+    try:
+        server, why = PgServer().start(), None
+    except PgUnavailable as exc:
+        server, why = None, str(exc)
+    if why:  # never a skip: CI must run both backends
+        pytest.fail(f"PostgreSQL tests cannot run: {why}", pytrace=False)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_template(pg_server):
+    """A database migrated to head once; per-test databases are file copies of it."""
+    from annotator import db
+    from annotator.migrate import upgrade
+
+    url = pg_server.create_database("annotator_template")
+    engine = db.make_engine(url)
+    upgrade(engine)
+    engine.dispose()  # CREATE DATABASE ... TEMPLATE needs the template to have no connections
+    return "annotator_template"
+
+
+@pytest.fixture(scope="module")
+def backend(request):
+    return getattr(request, "param", "sqlite")
+
+
+@pytest.fixture(scope="module")
+def new_db(request, backend):
+    """``new_db(migrated=True)`` -> a database URL of this backend that nobody else uses, or
+    None for SQLite (the workspace's own ``annotator.db``). ``migrated=False``: empty."""
+
+    made = []  # (server, database name)
+
+    def make(*, migrated: bool = True) -> str | None:
+        if backend == "sqlite":
+            return None
+        server = request.getfixturevalue("pg_server")
+        template = request.getfixturevalue("pg_template") if migrated else "template0"
+        url = server.create_database(template=template)
+        made.append((server, url.rsplit("/", 1)[1]))
+        return url
+
+    yield make
+    for server, name in made:  # ~8 MB each on disk; FORCE ends connections a test left open
+        server.drop_database(name)
+
+
 @pytest.fixture
-def workspace(tmp_path):
+def db_url(new_db):
+    return new_db()
+
+
+@pytest.fixture
+def workspace(tmp_path, db_url):
     from annotator.workspace import Workspace
 
-    ws = Workspace.init(tmp_path / "ws")
+    ws = Workspace.init(tmp_path / "ws", db_url=db_url)
     yield ws
     ws.dispose()
+
+
+@pytest.fixture(scope="module")
+def module_db_env(new_db):
+    """For modules whose workspaces are opened by path only (the CLI, subprocesses): point
+    ``ANNOTATOR_DB_URL`` at a fresh database for the module, as a team would."""
+    url = new_db()
+    with pytest.MonkeyPatch.context() as mp:
+        if url is None:
+            mp.delenv("ANNOTATOR_DB_URL", raising=False)
+        else:
+            mp.setenv("ANNOTATOR_DB_URL", url)
+        yield url
 
 
 def write_image_folder(root: Path, counts: dict[str, int], *, size: int = 32, seed: int = 0) -> Path:

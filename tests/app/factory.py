@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, select, text, update
 
 from annotator import auth, db, queue
 from annotator.workspace import Workspace
@@ -41,6 +41,7 @@ def build(
     seed: int = 0,
     config: str | None = None,
     footage: bool = False,
+    db_url: str | None = None,
 ) -> Workspace:
     """A workspace with ``n_crops`` unlabeled crops in tracks of ``per_track``, users, and (if
     ``model``) an active model version with a prediction (probs, embedding) for every crop.
@@ -48,11 +49,11 @@ def build(
     ``footage``: the source is a real (synthetic) video on disk, so the label page can show the
     frame around each crop; crops cycle through its 200 frames."""
     t0 = time.perf_counter()
-    ws = Workspace.init(root)
+    ws = Workspace.init(root, db_url=db_url)
     if config is not None:
         (root / "config.toml").write_text(config)
         ws.dispose()
-        ws = Workspace.open(root)
+        ws = Workspace.open(root, db_url=db_url)
     rng = np.random.default_rng(seed)
     stored = [ws.store.put_bytes(_png(rng, 48), "png") for _ in range(images)]
     users = USERS if users is None else users
@@ -128,11 +129,9 @@ def add_model(ws: Workspace, name: str, *, seed: int = 0, emb_dim: int = 16,
 
 
 def _set_priority(s, ids, u) -> None:
-    conn = s.connection()
-    conn.exec_driver_sql(
-        "UPDATE crops SET priority = ? WHERE id = ?",
-        [(float(uu), int(c)) for c, uu in zip(ids, u)],
-    )
+    # Named parameters: the driver's own placeholder style differs (SQLite ?, psycopg %s).
+    s.execute(text("UPDATE crops SET priority = :p WHERE id = :i"),
+              [{"p": float(uu), "i": int(c)} for c, uu in zip(ids, u)])
 
 
 def user_id(ws: Workspace, name: str) -> int:

@@ -12,10 +12,14 @@ from annotator.errors import InputError
 from tests.app import factory
 
 
+pytestmark = pytest.mark.backends  # tests on `ws` (claims from the sampler, jobs) run on both
+
+
 @pytest.fixture
-def ws(tmp_path):
+def ws(tmp_path, db_url):
     # A hybrid pool smaller than the queue, as on a real project (3000 of 100,000).
-    ws = factory.build(tmp_path / "ws", 400, per_track=4, config="[sampling]\nhybrid_pool = 100\n")
+    ws = factory.build(tmp_path / "ws", 400, per_track=4, config="[sampling]\nhybrid_pool = 100\n",
+                       db_url=db_url)
     yield ws
     ws.dispose()
 

@@ -94,3 +94,17 @@ def test_import_real_faces(tmp_path, shared_data):
     # Byte-identical files share one stored image.
     stored = sum(1 for p in Path(tmp_path / "ws" / "crops").rglob("*") if p.is_file())
     assert stored < 4065
+
+
+def test_unreachable_database_is_one_line(tmp_path):
+    """ANNOTATOR_DB_URL at a closed port: one line naming the server (password hidden), exit 1."""
+    from tests.pg import free_port
+
+    ws = tmp_path / "ws"
+    assert cli("init", "--project", ws).exit_code == 0
+    url = f"postgresql://annotator:s3cret@127.0.0.1:{free_port()}/annotator"
+    r = runner.invoke(app, ["stats", "--project", str(ws)], env={"ANNOTATOR_DB_URL": url})
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    assert len(r.output.strip().splitlines()) == 1
+    assert "cannot open the database at postgresql+psycopg://annotator:***@127.0.0.1" in r.output
+    assert "s3cret" not in r.output

@@ -1,8 +1,11 @@
-"""Several real processes on one SQLite queue: no double labels, no lost labels, no lock errors."""
+"""Several real processes on one queue (SQLite and PostgreSQL): no crop claimed or labeled twice,
+no lost labels, no lock errors or lost races left to the caller."""
 import multiprocessing as mp
 import os
 import signal
 import time
+
+import pytest
 
 from annotator import queue
 from annotator.auth import add_user
@@ -10,16 +13,17 @@ from annotator.db import Label
 from annotator.workspace import Workspace
 from tests.integration.test_queue import add_fake_crops
 
+pytestmark = pytest.mark.backends
 WORKERS = 4
 
 
-def _label_worker(root, name, seconds, results):
-    ws = Workspace.open(root)
+def _label_worker(root, db_url, name, seconds, results):
+    ws = Workspace.open(root, db_url=db_url)
     with ws.read_session() as s:
         from annotator.db import get_annotator
 
         me = get_annotator(s, name).id
-    done, errors = [], []
+    done, claimed, errors = [], [], []
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         try:
@@ -27,6 +31,7 @@ def _label_worker(root, name, seconds, results):
                 batch = queue.claim_batch(s, me, 5, lease_seconds=60)
             if not batch:
                 break
+            claimed += [c.crop_id for c in batch]
             for c in batch:
                 with ws.session() as s:
                     queue.submit_label(s, me, c.crop_id, "mask" if c.crop_id % 2 else "no_mask",
@@ -35,7 +40,7 @@ def _label_worker(root, name, seconds, results):
         except Exception as exc:  # anything here is a failure of the queue
             errors.append(f"{type(exc).__name__}: {exc}")
             break
-    results.put((name, done, errors))
+    results.put((name, done, claimed, errors))
 
 
 def test_four_processes_label_without_conflicts(workspace):
@@ -46,24 +51,27 @@ def test_four_processes_label_without_conflicts(workspace):
             add_user(s, n, "secret-password")
     ctx = mp.get_context("spawn")
     results = ctx.Queue()
-    procs = [ctx.Process(target=_label_worker, args=(str(workspace.root), n, 6.0, results)) for n in names]
+    procs = [ctx.Process(target=_label_worker, args=(str(workspace.root), workspace.db_url, n, 6.0, results)) for n in names]
     for p in procs:
         p.start()
     outcomes = [results.get(timeout=120) for _ in procs]
     for p in procs:
         p.join(30)
-    errors = [e for _, _, errs in outcomes for e in errs]
+    errors = [e for *_, errs in outcomes for e in errs]
     assert errors == []
-    labeled = [cid for _, done, _ in outcomes for cid in done]
-    assert all(len(done) > 10 for _, done, _ in outcomes), "every worker made progress"
+    labeled = [cid for _, done, _, _ in outcomes for cid in done]
+    assert all(len(done) > 10 for _, done, _, _ in outcomes), "every worker made progress"
+    # Leases last 60 s and the run 6 s: a crop in two workers' batches was claimed twice.
+    claimed = [cid for _, _, got, _ in outcomes for cid in set(got)]
+    assert len(claimed) == len(set(claimed)), "a crop was claimed twice"
     assert len(labeled) == len(set(labeled)), "a crop was labeled twice"
     with workspace.read_session() as s:
         rows = s.query(Label.crop_id).all()
     assert sorted(r.crop_id for r in rows) == sorted(labeled), "a label was lost"
 
 
-def _hold_and_hang(root, name, ready):
-    ws = Workspace.open(root)
+def _hold_and_hang(root, db_url, name, ready):
+    ws = Workspace.open(root, db_url=db_url)
     with ws.read_session() as s:
         from annotator.db import get_annotator
 
@@ -81,7 +89,7 @@ def test_killed_annotator_gives_crops_back_after_lease(workspace):
         other = add_user(s, "other", "secret-password").id
     ctx = mp.get_context("spawn")
     ready = ctx.Queue()
-    proc = ctx.Process(target=_hold_and_hang, args=(str(workspace.root), "crash", ready))
+    proc = ctx.Process(target=_hold_and_hang, args=(str(workspace.root), workspace.db_url, "crash", ready))
     proc.start()
     held = ready.get(timeout=60)
     os.kill(proc.pid, signal.SIGKILL)

@@ -1,4 +1,4 @@
-"""Queue semantics on a real SQLite workspace: leases, labels, undo, relabel."""
+"""Queue semantics on a real workspace (SQLite and PostgreSQL): leases, labels, undo, relabel."""
 import datetime as dt
 
 import pytest
@@ -7,6 +7,8 @@ from annotator import queue, reports
 from annotator.auth import add_user, authenticate
 from annotator.db import Crop, Label, get_or_create_source, utcnow
 from annotator.errors import AuthError, QueueError, WorkspaceError
+
+pytestmark = pytest.mark.backends
 
 
 def add_fake_crops(ws, n, *, source_key="video:1", track_of=lambda i: None):
@@ -141,4 +143,4 @@ def test_newer_database_is_refused(workspace):
         conn.exec_driver_sql("UPDATE alembic_version SET version_num = 'ffffffffffff'")
     workspace.dispose()
     with pytest.raises(WorkspaceError, match="newer version"):
-        Workspace.open(workspace.root)
+        Workspace.open(workspace.root, db_url=workspace.db_url)

@@ -12,6 +12,7 @@ from annotator.errors import InputError
 from annotator.workspace import Workspace
 
 runner = CliRunner()
+pytestmark = pytest.mark.backends
 
 
 def cli(*args):
@@ -40,7 +41,7 @@ def write_toy_folder(root, counts, *, seed=0):
 
 
 @pytest.fixture(scope="module")
-def loop(tmp_path_factory):
+def loop(tmp_path_factory, module_db_env):
     """A workspace with 80 labeled toy crops, 24 unlabeled ones, a dataset and a trained v001."""
     tmp = tmp_path_factory.mktemp("loop")
     ws = tmp / "ws"
@@ -50,6 +51,12 @@ def loop(tmp_path_factory):
     ok_json("import-folder", labeled, "--labeled", "--project", ws)
     ok_json("import-folder", unlabeled, "--project", ws)
     built = ok_json("build-dataset", "--val-fraction", "0.25", "--project", ws)
+    # pipelines.train builds the network before fit() seeds torch, so its initial weights come
+    # from whatever ran earlier in this process: in the suite's order the second backend's
+    # v001 stayed at balanced accuracy 0.5 for all 3 epochs. Seeded, both backends train alike.
+    import torch
+
+    torch.manual_seed(0)
     trained = ok_json("train", "--epochs", "3", "--batch-size", "8", "--lr", "3e-3", "--project", ws)
     return {"ws": ws, "tmp": tmp, "built": built, "trained": trained}
 
@@ -219,7 +226,8 @@ def test_retrain_runs_the_whole_loop(loop):
     assert rep["active"] in ("v001", rep["train"]["version"])
 
 
-def test_user_errors_are_one_line(tmp_path):
+def test_user_errors_are_one_line(tmp_path, monkeypatch):
+    monkeypatch.delenv("ANNOTATOR_DB_URL", raising=False)  # its own SQLite, not the loop's database
     ws = tmp_path / "ws"
     cli("init", "--project", ws)
     for args in (("build-dataset",), ("train",), ("score",), ("evaluate",),

@@ -17,10 +17,11 @@ from pipelines import build_dataset, import_folder, train, versions
 from tests.conftest import write_image_folder
 
 ANNOTATOR = str(Path(sys.executable).with_name("annotator"))
+pytestmark = pytest.mark.backends  # the kill -9 runs the real CLI: ANNOTATOR_DB_URL reaches it
 
 
 @pytest.fixture(scope="module")
-def two_versions(tmp_path_factory):
+def two_versions(tmp_path_factory, module_db_env):
     """A workspace with labeled and unlabeled crops, v001 active, v002 trained (inactive)."""
     tmp = tmp_path_factory.mktemp("versions")
     ws = Workspace.init(tmp / "ws")
