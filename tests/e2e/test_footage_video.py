@@ -8,7 +8,6 @@ from tests.app import factory
 from tests.e2e import browser as B
 
 pytestmark = pytest.mark.e2e
-sync_api = pytest.importorskip("playwright.sync_api")
 
 PLAYS = """async () => {
   const v = document.querySelector('video');
@@ -37,13 +36,9 @@ def test_annotated_video_plays_in_chromium(tmp_path, shared_data):
     assert rep.codec == "vp09"
     ws.dispose()
     with B.app_server(ws.root, log=B.ARTIFACTS / "e2e-footage-server.log") as url, \
-            sync_api.sync_playwright() as pw:
-        browser = B.launch(pw)
-        try:
-            page = B.sign_in(browser, url, "alice", "alice-pw")
-            B.open_page(page, "Footage", "video")
-            played = page.evaluate(PLAYS)
-            B.screenshot(page, "09-footage")
-        finally:
-            browser.close()
+            B.chromium() as browser:
+        page = B.sign_in(browser, url, "alice", "alice-password")
+        B.open_page(page, "Footage", "video")
+        played = page.evaluate(PLAYS)
+        B.screenshot(page, "16-footage")
     assert played["error"] is None and played["width"] == 640 and played["time"] > 0.2
