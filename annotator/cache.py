@@ -3,8 +3,12 @@
 Scoring, training, build-dataset and the simulator read crops as uint8 RGB ``(size, size, 3)``
 tensors (``images.to_model_input``: area resize, ~6 KB each at 45 px) from a memory-mapped
 file instead of opening, decoding and resizing image files again every time. Entries are keyed
-by the crop's content hash (the store's sha256) and the input size (one folder per size). The
-cache fills lazily: a reader that misses decodes the file and appends the tensor.
+by the crop's content hash (the store's sha256) and the input size (one folder per size).
+
+It fills lazily: a reader that misses decodes the file and appends the tensor. Not at import
+or extract: those stay as fast as they are, a crop nobody scores or trains on costs nothing,
+and the first use (build-dataset, score) decodes it anyway; ``annotator cache rebuild`` fills
+everything up front when wanted.
 
 Layout of ``WORKSPACE/cache/rgb45/``::
 

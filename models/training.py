@@ -248,6 +248,30 @@ def prepare_batch(
 # --- sampling ---------------------------------------------------------------------------------
 
 
+def _prefetched(source, batches: list[torch.Tensor]):
+    """Yield ``(idx, source[idx])`` (a uint8 tensor) for each index tensor in ``batches``,
+    gathering the next batch on a background thread while the caller trains on this one.
+
+    Only the gather (memmap reads, decoding) runs there: augmentation stays on the caller's
+    thread, because ``torch.set_num_threads`` is process-wide and the step needs both cores.
+    Not pinned and not channels_last on CUDA: neither was measured (no GPU here).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    def gather(idx: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(source[idx.numpy()]))
+
+    if not batches:
+        return
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        nxt = pool.submit(gather, batches[0])
+        for i in range(len(batches)):
+            cur = nxt.result()
+            if i + 1 < len(batches):
+                nxt = pool.submit(gather, batches[i + 1])
+            yield batches[i], cur
+
+
 def balanced_indices(labels: np.ndarray, n: int, g: torch.Generator) -> torch.Tensor:
     """``n`` training indices drawn with replacement so that every class is equally likely."""
     labels = torch.as_tensor(np.asarray(labels), dtype=torch.long)
@@ -301,7 +325,11 @@ def fit(
 
     Parameters
     ----------
-    train_x, val_x : uint8 (N, 45, 45, 3)
+    train_x : uint8 (N, 45, 45, 3)
+        An ndarray, or any array-like whose ``x[index_array]`` returns one (the workspace's
+        memory-mapped tensor cache): each batch is gathered on a background thread while the
+        previous one trains.
+    val_x : uint8 (N, 45, 45, 3)
     train_y, val_y : int (N,) class indices
     balanced : bool
         Draw each epoch's N samples class-balanced (with replacement) instead of a permutation.
@@ -339,7 +367,6 @@ def fit(
     for m in bns:
         m.momentum = bn_momentum
     opt = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.999), eps=1e-7)
-    xs = torch.from_numpy(np.ascontiguousarray(train_x))  # uint8 stays compact; batches convert
     ys = torch.from_numpy(train_y)
     n = len(ys)
     hist = History(device=str(device))
@@ -352,11 +379,11 @@ def fit(
             model.train()
             order = balanced_indices(train_y, n, g) if balanced else torch.randperm(n, generator=g)
             total_loss, steps = 0.0, 0
-            for start in range(0, n, batch_size):
-                idx = order[start: start + batch_size]
-                if idx.numel() < 2 and n >= 2:  # BatchNorm cannot train on a single sample
-                    continue
-                xb, yb = prepare_batch(xs[idx], ys[idx], g, device=device, augment=augment,
+            batches = [order[s: s + batch_size] for s in range(0, n, batch_size)]
+            # BatchNorm cannot train on a single sample
+            batches = [b for b in batches if b.numel() >= 2 or n < 2]
+            for idx, xu8 in _prefetched(train_x, batches):
+                xb, yb = prepare_batch(xu8, ys[idx], g, device=device, augment=augment,
                                        synthetic=synthetic)
                 loss = F.cross_entropy(model(xb), yb)
                 opt.zero_grad(set_to_none=True)
