@@ -41,6 +41,8 @@ __all__ = [
     "predict",
     "default_device",
     "OnnxPredictor",
+    "onnx_providers",
+    "quantize_int8",
 ]
 
 # --- tensors ---------------------------------------------------------------------------------
@@ -466,28 +468,90 @@ def predict(
     return probs, emb
 
 
-class OnnxPredictor:
-    """``predict`` through ONNX Runtime on the CPU: the same outputs as the PyTorch model
-    (probabilities and embeddings), about twice the crops per second on a CPU here."""
+def onnx_providers() -> list[str]:
+    """ONNX Runtime execution providers to use: CUDA first when this onnxruntime build has it
+    (``onnxruntime-gpu``), then the CPU."""
+    import onnxruntime as ort
 
-    def __init__(self, model: torch.nn.Module, *, threads: int | None = None):
+    have = ort.get_available_providers()
+    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in have]
+
+
+def quantize_int8(onnx_fp32: bytes, calibration: np.ndarray) -> bytes:
+    """Static int8 quantization of an exported classifier (``OnnxPredictor``'s graph).
+
+    Weights int8 per output channel, activations uint8 with ranges calibrated on
+    ``calibration`` uint8 ``(N, 45, 45, 3)`` crops (a few hundred suffice). Per-channel weights
+    matter: per-tensor ones cost Neuralet's weights 0.02 balanced accuracy on the faces,
+    per-channel 0.001.
+    """
+    import tempfile
+
+    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
+                                          quantize_static)
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    if len(calibration) == 0:
+        raise InputError("int8 quantization needs calibration crops")
+
+    class _Reader(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter(_as_input(calibration[i: i + 64])
+                                for i in range(0, len(calibration), 64))
+
+        def get_next(self):
+            x = next(self.batches, None)
+            return None if x is None else {"x": x}
+
+    with tempfile.TemporaryDirectory(prefix="int8-") as tmp:
+        src, pre, out = (Path(tmp) / n for n in ("fp32.onnx", "pre.onnx", "int8.onnx"))
+        src.write_bytes(onnx_fp32)
+        quant_pre_process(str(src), str(pre))
+        quantize_static(str(pre), str(out), _Reader(), quant_format=QuantFormat.QOperator,
+                        per_channel=True, activation_type=QuantType.QUInt8,
+                        weight_type=QuantType.QInt8)
+        return out.read_bytes()
+
+
+def _as_input(images: np.ndarray) -> np.ndarray:
+    """uint8 ``(N, H, W, 3)`` -> float32 ``(N, 3, H, W)`` in [0, 1] for the ONNX graph."""
+    return np.ascontiguousarray(np.asarray(images).transpose(0, 3, 1, 2),
+                                dtype=np.float32) / np.float32(255.0)
+
+
+class OnnxPredictor:
+    """``predict`` through ONNX Runtime: the same outputs as the PyTorch model (probabilities
+    and embeddings), about twice the crops per second on a CPU here.
+
+    Parameters
+    ----------
+    threads : intra-op threads (default: torch's count)
+    providers : ONNX Runtime providers (default: :func:`onnx_providers`, CUDA when present)
+    int8_calibration : uint8 (N, 45, 45, 3), optional
+        Quantize the graph to int8 (:func:`quantize_int8`) calibrated on these crops.
+    """
+
+    def __init__(self, model: torch.nn.Module, *, threads: int | None = None,
+                 providers: list[str] | None = None, int8_calibration: np.ndarray | None = None):
         import onnxruntime as ort
 
         net = probabilities(copy.deepcopy(model).cpu().eval(), with_embedding=True)
         blob = onnx_bytes(net, torch.rand(2, 3, INPUT_SIZE, INPUT_SIZE), inputs=["x"],
                           outputs=["probs", "emb"])
+        self.quantized = int8_calibration is not None
+        if self.quantized:
+            blob = quantize_int8(blob, int8_calibration)
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads or torch.get_num_threads()
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")  # shared CPUs
-        self.session = ort.InferenceSession(blob, so, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(blob, so, providers=providers or onnx_providers())
+        self.provider = self.session.get_providers()[0]
 
     def __call__(self, images: np.ndarray, *, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
         """Same contract as ``predict``: uint8 (N, 45, 45, 3) -> (probs (N, K), emb (N, D))."""
         probs, embs = [], []
         for start in range(0, len(images), batch_size):
-            x = np.ascontiguousarray(images[start: start + batch_size].transpose(0, 3, 1, 2),
-                                     dtype=np.float32) / np.float32(255.0)
-            p, e = self.session.run(None, {"x": x})
+            p, e = self.session.run(None, {"x": _as_input(images[start: start + batch_size])})
             probs.append(p)
             embs.append(e)
         if not probs:
