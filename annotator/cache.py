@@ -191,7 +191,12 @@ class TensorCache:
             return x, ok
         idx = np.fromiter((i for i, _ in found), np.int64, len(found))
         slots = np.fromiter((e[0] for _, e in found), np.int64, len(found))
-        x[idx] = self._mapped(g, int(slots.max()) + 1)[slots]
+        try:
+            mm = self._mapped(g, int(slots.max()) + 1)
+        except FileNotFoundError:  # a rebuild removed this generation since we read its index
+            self._gen = _Generation(0)
+            return self.get(sha256s)
+        x[idx] = mm[slots]
         ok[idx] = [zlib.crc32(x[i]) == e[1] for i, e in found]
         bad = idx[~ok[idx]]
         x[bad] = 0
@@ -255,7 +260,11 @@ class TensorCache:
                              "run again") from None
         slots = np.array([s for s, _ in slot_crc], dtype=np.int64)
         crcs = np.array([c for _, c in slot_crc], dtype=np.uint32)
-        mm = self._mapped(g, int(slots.max()) + 1 if len(slots) else 0)
+        try:
+            mm = self._mapped(g, int(slots.max()) + 1 if len(slots) else 0)
+        except FileNotFoundError:  # a rebuild removed this generation since we read its index
+            self._gen = _Generation(0)
+            return self.view(items, workers=workers)
         return CachedArray(mm, slots, crcs, [p for _, p in items], self)
 
     # --- writes ----------------------------------------------------------------------------
