@@ -5,10 +5,12 @@ is preprocessed and augmented as one tensor (no per-image Python work), so the n
 input pipeline, sets the speed.
 
 Public API (also used by the active-learning simulator; images are read by
-``annotator.images``):
+``annotator.images`` and ``annotator.cache``, whose memory-mapped arrays ``fit`` accepts):
 
 - ``fit(model, train_x, train_y, val_x, val_y, *, epochs, batch_size, lr, seed, ...) -> History``
 - ``predict(model, images, *, batch_size) -> (probs (N, K), embeddings (N, 10))``
+- ``OnnxPredictor(model, *, int8_calibration=None)``: the same contract in ONNX Runtime
+  (CUDA provider when present, optionally int8)
 - ``augment_batch(x, generator)`` and ``load_mask_overlays(folder, ...)``
 """
 from __future__ import annotations
