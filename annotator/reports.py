@@ -222,6 +222,11 @@ def stats(session: Session, classes: Sequence[str]) -> dict:
     }
 
 
+def crop_images(session: Session) -> dict[str, str]:
+    """sha256 -> store path of every distinct crop image (identical bytes share one file)."""
+    return dict(session.execute(select(Crop.sha256, func.min(Crop.path)).group_by(Crop.sha256)).all())
+
+
 def crop_details(session: Session, crop_ids: Sequence[int]) -> pd.DataFrame:
     """Provenance and quality fields of the given crops, for export and display."""
     cols = [Crop.id.label("crop_id"), Source.name.label("source"), Crop.origin, Crop.frame_index,

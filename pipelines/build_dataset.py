@@ -1,9 +1,11 @@
 """Job: freeze the current labels into a versioned dataset.
 
-Writes ``datasets/NAME/{train,val}/<label>/<crop_id>.png``, ``manifest.csv`` (crop id, source,
-track, label, annotators, split, group, sha256, file) and ``images45.npy`` (the crops at the
-classifier's input size, in manifest order, so that training starts without decoding files).
-The split is grouped and stratified (``annotator.dataset``) and sticky across versions.
+Writes ``datasets/NAME/{train,val}/<label>/<crop_id>.png`` and ``manifest.csv`` (crop id,
+source, track, label, annotators, split, group, sha256, file). The crops' tensors at the
+classifier's input size go to the workspace's tensor cache (``annotator.cache``, keyed by
+sha256), so training and evaluation start without decoding files and a crop in several
+dataset versions is stored once. The split is grouped and stratified (``annotator.dataset``)
+and sticky across versions.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from annotator import cache as tensor_cache
 from annotator import db, images, reports
 from annotator.dataset import TRAIN, VAL, assign_split, dhash, group_ids
 from annotator.errors import InputError
@@ -24,7 +27,6 @@ from annotator.progress import ProgressFn, silent
 from annotator.workspace import Workspace
 
 MANIFEST = "manifest.csv"
-IMAGES = "images45.npy"
 FIELDS = ["crop_id", "source", "track", "label", "annotators", "split", "group", "sha256", "file"]
 
 
@@ -52,7 +54,11 @@ class BuildReport:
 
 @dataclass
 class DatasetArrays:
-    """A dataset split as arrays: ``x`` uint8 (N, 45, 45, 3), ``y`` int (N,), ``crop_ids`` (N,)."""
+    """A dataset split as arrays: ``x`` uint8 (N, 45, 45, 3), ``y`` int (N,), ``crop_ids`` (N,).
+
+    ``x`` is an ndarray, or with ``load_split(..., lazy=True)`` a ``cache.CachedArray`` that
+    gathers rows from the memory-mapped tensor cache when indexed.
+    """
 
     x: np.ndarray
     y: np.ndarray
@@ -82,8 +88,7 @@ def run(ws: Workspace, opts: BuildOptions, progress: ProgressFn = silent) -> Bui
         raise InputError("no labeled crops yet: label some (or import a labeled folder) first")
     labels = labels.sort_values("crop_id").reset_index(drop=True)
     progress(0, len(labels), "reading crops", stage="dataset")
-    paths = [ws.store.path(p) for p in labels["path"]]
-    x = images.load_images(paths)
+    x = _tensors(ws, list(zip(labels["sha256"], (ws.store.path(p) for p in labels["path"]))))
     progress(len(labels) // 2, len(labels), "grouping", stage="dataset")
     y = np.array([classes.index(v) for v in labels["label"]], dtype=np.int64)
     track = [None if _na(t) else int(t) for t in labels["track_id"]]
@@ -101,7 +106,6 @@ def run(ws: Workspace, opts: BuildOptions, progress: ProgressFn = silent) -> Bui
             w = csv.DictWriter(fh, fieldnames=FIELDS)
             w.writeheader()
             w.writerows(rows)
-        np.save(tmp / IMAGES, x)
     counts = {sp: {c: int(((split == sp) & (y == i)).sum()) for i, c in enumerate(classes)}
               for sp in (TRAIN, VAL)}
     sizes = np.bincount(groups)
@@ -142,8 +146,6 @@ def _previous_splits(manifests: list[Path]) -> dict[int, str]:
 
 
 def _write_files(ws, root: Path, labels, split, groups, track, progress) -> list[dict]:
-    import cv2
-
     rows = []
     for sp in (TRAIN, VAL):
         for label in ws.config.labels:
@@ -151,13 +153,18 @@ def _write_files(ws, root: Path, labels, split, groups, track, progress) -> list
     for i, r in enumerate(labels.itertuples(index=False)):
         rel = f"{split[i]}/{r.label}/{int(r.crop_id)}.png"
         src = ws.store.path(r.path)
+        if not src.is_file():
+            raise InputError(f"crop {int(r.crop_id)}: its file {src} is missing")
         if src.suffix.lower() == ".png":
             try:
                 os.link(src, root / rel)  # same bytes, no copy
             except OSError:
                 shutil.copyfile(src, root / rel)
-        else:
-            cv2.imwrite(str(root / rel), cv2.imread(str(src), cv2.IMREAD_COLOR))
+        else:  # the decoded pixels, losslessly: they give the same tensor as the original
+            bgr = images.read_bgr(src)
+            if bgr is None:
+                raise InputError(f"crop {int(r.crop_id)}: {src} is not a readable image")
+            (root / rel).write_bytes(images.encode_png(bgr))
         rows.append({"crop_id": int(r.crop_id), "source": r.source_key,
                      "track": "" if track[i] is None else track[i], "label": r.label,
                      "annotators": r.annotators, "split": split[i], "group": int(groups[i]),
@@ -183,19 +190,41 @@ def read_manifest(ws: Workspace, name: str) -> tuple[db.Dataset, list[dict]]:
 
 
 def load_split(ws: Workspace, name: str | None, split: str | None,
-               classes: list[str] | None = None) -> DatasetArrays:
-    """Images and labels of one split (``train``, ``val`` or None for both) of a dataset."""
+               classes: list[str] | None = None, *, lazy: bool = False) -> DatasetArrays:
+    """Images and labels of one split (``train``, ``val`` or None for both) of a dataset.
+
+    Tensors come from the workspace's tensor cache (a miss is decoded from the dataset's own
+    file and added). ``lazy``: ``x`` stays in the memory-mapped cache (a ``CachedArray``)
+    instead of being copied into memory, for training on large datasets.
+    """
     ds, rows = read_manifest(ws, name)
     classes = classes or list((ds.counts or {}).get("classes") or ws.config.labels)
     keep = [i for i, r in enumerate(rows) if split is None or r["split"] == split]
-    cache = ws.root / ds.path / IMAGES
-    if cache.is_file():
-        x = np.load(cache, mmap_mode="r")[keep]
-    else:
-        x = images.load_images([ws.root / ds.path / rows[i]["file"] for i in keep])
     unknown = sorted({rows[i]["label"] for i in keep} - set(classes))
     if unknown:
         raise InputError(f"dataset {ds.name} has labels {unknown} that are not classes {classes}")
+    items = [(rows[i]["sha256"] or _file_sha256(ws.root / ds.path / rows[i]["file"]),
+              ws.root / ds.path / rows[i]["file"]) for i in keep]
+    x = tensor_cache.of(ws).view(items) if lazy and items else _tensors(ws, items)
     y = np.array([classes.index(rows[i]["label"]) for i in keep], dtype=np.int64)
     ids = np.array([int(rows[i]["crop_id"]) for i in keep], dtype=np.int64)
-    return DatasetArrays(np.ascontiguousarray(x), y, ids, classes)
+    return DatasetArrays(x, y, ids, classes)
+
+
+def _tensors(ws: Workspace, items: list[tuple[str, Path]]) -> np.ndarray:
+    """uint8 (N, 45, 45, 3) of ``(sha256, file)`` pairs through the cache; InputError when a
+    file is neither cached nor readable."""
+    x, ok = tensor_cache.of(ws).load(items)
+    if not ok.all():
+        bad = [str(p) for (_, p), good in zip(items, ok) if not good]
+        raise InputError(f"{len(bad)} unreadable image(s), e.g. {', '.join(bad[:3])}")
+    return x
+
+
+def _file_sha256(path: Path) -> str:
+    import hashlib
+
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        raise InputError(f"{path} is missing") from None

@@ -148,11 +148,13 @@ def import_folder_cmd(
 @command(app, "stats")
 def stats_cmd(project: ProjectOpt = DEFAULT_PROJECT, as_json: JsonOpt = False):
     """Counts of sources, crops by status, labels, annotators, models and datasets."""
-    from annotator import reports
+    from annotator import cache, reports
 
     ws = open_ws(project)
     with ws.read_session() as s:
         st = reports.stats(s, ws.config.labels)
+    cst = cache.status(ws)
+    st["cache"] = {k: cst[k] for k in ("entries", "bytes", "cached_crops", "missing", "hit_share")}
     if as_json:
         emit(st, True)
         return
@@ -164,6 +166,8 @@ def stats_cmd(project: ProjectOpt = DEFAULT_PROJECT, as_json: JsonOpt = False):
         table.add_row(f"label {k}", str(v))
     for k in ("annotators", "leases", "models", "datasets"):
         table.add_row(k, str(st[k]))
+    table.add_row("cached tensors", f"{cst['entries']} ({cst['bytes'] / 1e6:.1f} MB, "
+                                    f"{cst['missing']} crops missing)")
     out.print(table)
 
 
@@ -419,6 +423,8 @@ def score_cmd(
     model: Annotated[Optional[str], typer.Option("--model", help="Version; default: the active.")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size")] = 256,
     backend: Annotated[str, typer.Option("--backend", help="auto, torch or onnx.")] = "auto",
+    quantize: Annotated[bool, typer.Option("--quantize", help="int8 ONNX graph; refused unless its validation balanced accuracy is within 0.005 of fp32.")] = False,
+    use_cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Read crops from the tensor cache (default) or decode every file.")] = True,
     project: ProjectOpt = DEFAULT_PROJECT,
     as_json: JsonOpt = False,
 ):
@@ -427,10 +433,55 @@ def score_cmd(
 
     ws = open_ws(project)
     with progress_bar("score", enabled=not as_json) as progress:
-        rep = score.run(ws, score.ScoreOptions(model=model, batch_size=batch_size, backend=backend),
-                        progress)
-    emit(rep, as_json, f"{rep.model}: {rep.scored} crops scored ({rep.crops_per_s}/s), "
-                       f"{rep.priorities_set} priorities set, {rep.unreadable} unreadable")
+        rep = score.run(ws, score.ScoreOptions(model=model, batch_size=batch_size, backend=backend,
+                                               quantize=quantize, cache=use_cache), progress)
+    q = rep.quantize_check
+    emit(rep, as_json, f"{rep.model}: {rep.scored} crops scored ({rep.crops_per_s}/s, "
+                       f"{rep.backend} {rep.provider}{', int8' if rep.quantized else ''}), "
+                       f"{rep.priorities_set} priorities set, {rep.unreadable} unreadable, "
+                       f"{rep.cache_hits} from the cache, {rep.cache_filled} added to it"
+                       + (f"; int8 check on {q['dataset']} val: balanced accuracy "
+                          f"{q['int8_balanced_accuracy']} vs fp32 {q['fp32_balanced_accuracy']}"
+                          if q else ""))
+
+
+# --- tensor cache ---------------------------------------------------------------------------
+
+cache_app = typer.Typer(no_args_is_help=True, help="The tensor cache: crops decoded once at the model's input size.")
+app.add_typer(cache_app, name="cache")
+
+
+@command(cache_app, "status")
+def cache_status_cmd(project: ProjectOpt = DEFAULT_PROJECT, as_json: JsonOpt = False):
+    """Entries, bytes, and how many of the workspace's crops are cached."""
+    from annotator import cache
+
+    ws = open_ws(project)
+    st = cache.status(ws)
+    share = "n/a" if st["hit_share"] is None else f"{st['hit_share']:.1%}"
+    emit(st, as_json, f"{st['entries']} tensors ({st['bytes'] / 1e6:.1f} MB) in {st['path']}: "
+                      f"{st['cached_crops']} of {st['crops']} crop images cached ({share}), "
+                      f"{st['missing']} missing, {st['unused_entries']} unused, "
+                      f"{st['dead_records']} dead records ({st['dead_bytes'] / 1e6:.1f} MB)")
+
+
+@command(cache_app, "rebuild")
+def cache_rebuild_cmd(
+    fill: Annotated[bool, typer.Option("--fill/--no-fill", help="Also decode and add every crop that is missing.")] = True,
+    project: ProjectOpt = DEFAULT_PROJECT,
+    as_json: JsonOpt = False,
+):
+    """Compact the cache to the crops the database has (dropping forgotten, damaged and
+    unused tensors), then fill what is missing."""
+    from annotator import cache
+
+    ws = open_ws(project)
+    with progress_bar("cache", enabled=not as_json) as progress:
+        rep = cache.rebuild(ws, cache.RebuildOptions(fill=fill), progress)
+    emit(rep, as_json, f"kept {rep.kept}, dropped {rep.dropped_unused} unused and "
+                       f"{rep.dropped_damaged} damaged ({rep.reclaimed_bytes / 1e6:.1f} MB freed), "
+                       f"filled {rep.filled} ({rep.crops_per_s}/s, {rep.unreadable} unreadable): "
+                       f"{rep.entries} tensors, {rep.bytes / 1e6:.1f} MB")
 
 
 @command(app, "export-model")

@@ -471,7 +471,12 @@ def remove_unused_files(ws: Workspace, files, *, busy=frozenset()) -> list[tuple
 
 def stored_files_gone(ws: Workspace, files: list[tuple[str, str]]) -> None:
     """These stored crop files, as (sha256, path), were deleted: whatever is kept per file
-    (a cache keyed by sha256) must forget them. Every deletion by this job comes through here."""
+    (the tensor cache, keyed by sha256) must forget them. Every deletion by this job comes
+    through here."""
+    if files:
+        from annotator import cache
+
+        cache.forget(ws, [sha for sha, _path in files])
 
 
 def _saved(cand: dict) -> dict:

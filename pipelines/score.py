@@ -1,13 +1,19 @@
 """Job: score every unlabeled crop with a model version (the active one by default).
 
-Per chunk of crops: read the files (threads), run the model in batches, store class
-probabilities, uncertainty and the penultimate-layer embedding per (crop, version), and, when the
-version is the active one, set ``Crop.priority = uncertainty`` so that the labeling queue serves
-the crops the model is least sure about first. Each chunk is one short transaction, so scoring
-is resumable (crops already scored by the version are skipped) and never blocks annotators for
-long. A version that becomes active later gets its priorities from ``pipelines.versions``.
-The next chunk's files are read while the current one is on the model. On a CPU the network
-runs in ONNX Runtime (same outputs as PyTorch to 1e-6, about twice as fast here).
+Per chunk of crops: read their tensors from the workspace's tensor cache (``annotator.cache``:
+decoded once, memory-mapped; a miss is decoded from its file and added), run the model in
+batches, store class probabilities, uncertainty and the penultimate-layer embedding per
+(crop, version) with one bulk insert, and, when the version is the active one, set
+``Crop.priority = uncertainty`` so that the labeling queue serves the crops the model is
+least sure about first. Each chunk is one short transaction, so scoring is resumable (crops
+already scored by the version are skipped) and never blocks annotators for long. A version
+that becomes active later gets its priorities from ``pipelines.versions``.
+
+A reader thread fetches the next chunk's ids and tensors while the current one is on the
+model. The network runs in ONNX Runtime (CUDA provider when the onnxruntime build has one, else
+the CPU; same outputs as PyTorch to 1e-6), or in PyTorch on a CUDA GPU when ONNX Runtime has
+no CUDA provider. ``quantize`` scores with an int8 graph, only after checking on a validation
+split that it keeps balanced accuracy within ``MAX_INT8_DELTA`` of fp32.
 """
 from __future__ import annotations
 
@@ -17,11 +23,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from annotator import cache as tensor_cache
 from annotator import db, images
 from annotator.errors import InputError
 from annotator.progress import ProgressFn, silent
 from annotator.sample import uncertainty
 from annotator.workspace import Workspace
+
+MAX_INT8_DELTA = 0.005  # balanced accuracy an int8 graph may lose (or gain) against fp32
+CALIBRATION_CROPS = 512
 
 
 @dataclass(kw_only=True)
@@ -30,7 +40,9 @@ class ScoreOptions:
     batch_size: int = 256
     chunk: int = 2048  # crops per transaction
     limit: int | None = None  # score at most this many (tests, trial runs)
-    backend: str = "auto"  # auto (ONNX Runtime on a CPU, else PyTorch) | torch | onnx
+    backend: str = "auto"  # auto (ONNX Runtime, or PyTorch on CUDA without ORT's) | torch | onnx
+    cache: bool = True  # False: decode every file again and leave the cache alone
+    quantize: bool = False  # int8 ONNX graph, if it passes the validation check
 
 
 @dataclass
@@ -38,9 +50,14 @@ class ScoreReport:
     model: str
     active: bool
     backend: str = "torch"
+    provider: str = ""  # ONNX Runtime provider or torch device
     scored: int = 0
     unreadable: int = 0
     priorities_set: int = 0
+    cache_hits: int = 0
+    cache_filled: int = 0
+    quantized: bool = False
+    quantize_check: dict | None = None  # validation balanced accuracy, fp32 vs int8
     seconds: float = 0.0
     crops_per_s: float = 0.0
 
@@ -48,61 +65,148 @@ class ScoreReport:
 def run(ws: Workspace, opts: ScoreOptions, progress: ProgressFn = silent) -> ScoreReport:
     from pipelines import versions
 
+    if opts.backend not in ("auto", "torch", "onnx"):
+        raise InputError(f"--backend must be auto, torch or onnx, got {opts.backend!r}")
+    if opts.batch_size < 1 or opts.chunk < 1:
+        raise InputError("--batch-size and the chunk must be >= 1")
     t0 = time.perf_counter()
     model, mv = versions.load(ws, opts.model)
-    backend, infer = inference_backend(model, opts.backend)
-    report = ScoreReport(model=mv.name, active=bool(mv.active), backend=backend)
+    report = ScoreReport(model=mv.name, active=bool(mv.active))
+    check_on = _check_dataset(ws, mv, opts) if opts.quantize else None  # refuse before reading
     with ws.read_session() as s:
         total = db.count(s, db.Crop, db.Crop.status == db.CropStatus.UNLABELED)
     todo = total if opts.limit is None else min(total, opts.limit)
-    after, done = 0, 0
-    with ThreadPoolExecutor(max_workers=1) as reader:
-        batch = _next_chunk(ws, mv.id, after, _size(opts, done))
-        pending = reader.submit(_read, ws, batch) if batch else None
-        while pending is not None:
+    reader = _Reader(ws, mv.id, opts)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(reader.next)
+        infer = None
+        done = 0
+        while True:
             ids, x, ok = pending.result()
-            after = ids[-1]
+            if not len(ids):
+                break
             done += len(ids)
-            nxt = _next_chunk(ws, mv.id, after, _size(opts, done))
-            pending = reader.submit(_read, ws, nxt) if nxt else None  # overlap I/O and model
+            pending = pool.submit(reader.next)  # overlap reading with the model
+            if infer is None:  # built once there is something to score (ORT export: ~1 s)
+                infer = _backend(ws, model, check_on, opts, x[ok], report)
             _score_chunk(ws, infer, mv, ids[ok], x[ok], opts, report)
             report.unreadable += int((~ok).sum())
-            progress(done, todo, f"{report.scored} scored", stage="score")
+            rate = report.scored / max(time.perf_counter() - t0, 1e-9)
+            progress(done, todo, f"{report.scored} scored, {rate:.0f} crops/s", stage="score")
+    if infer is None:
+        report.backend, report.provider = _choice(opts.backend)
+    if reader.cache is not None:
+        report.cache_hits, report.cache_filled = reader.cache.hits, reader.cache.filled
     report.seconds = round(time.perf_counter() - t0, 2)
     report.crops_per_s = round(report.scored / max(report.seconds, 1e-9), 1)
     return report
 
 
-def _size(opts: ScoreOptions, done: int) -> int:
-    return opts.chunk if opts.limit is None else max(0, min(opts.chunk, opts.limit - done))
+class _Reader:
+    """Chunks of ``(ids (C,), tensors uint8 (C, 45, 45, 3), ok (C,))`` in id order, each read on
+    the reader thread: the unscored ids from the database, the tensors from the cache."""
+
+    def __init__(self, ws: Workspace, version_id: int, opts: ScoreOptions):
+        self.ws, self.version_id, self.opts = ws, version_id, opts
+        self.cache = tensor_cache.of(ws) if opts.cache else None
+        self.after, self.done = 0, 0
+
+    def next(self):
+        opts = self.opts
+        size = opts.chunk if opts.limit is None else max(0, min(opts.chunk, opts.limit - self.done))
+        batch = []
+        if size > 0:
+            with self.ws.read_session() as s:
+                batch = db.unscored_crops(s, self.version_id, after_id=self.after, limit=size)
+        ids = np.array([cid for cid, _, _ in batch], dtype=np.int64)
+        if not batch:
+            return ids, np.zeros((0, images.MODEL_SIZE, images.MODEL_SIZE, 3), np.uint8), ids > 0
+        self.after, self.done = int(ids[-1]), self.done + len(batch)
+        root = str(self.ws.store.root)  # plain strings: Path objects cost 25 us a crop here
+        if self.cache is None:
+            x, ok = images.load_images_checked([f"{root}/{p}" for _, _, p in batch])
+        else:
+            x, ok = self.cache.load([(h, f"{root}/{p}") for _, h, p in batch])
+        return ids, x, ok
 
 
-def _next_chunk(ws, version_id, after, size):
-    if size <= 0:
-        return []
-    with ws.read_session() as s:
-        return db.unscored_crops(s, version_id, after_id=after, limit=size)
+def _choice(name: str) -> tuple[str, str]:
+    """``(backend, provider or device)`` that ``--backend name`` runs on here."""
+    from models.training import default_device, onnx_providers
+
+    try:
+        providers = onnx_providers()
+    except ImportError:
+        providers = []
+    if name == "onnx" and not providers:
+        raise InputError("--backend onnx needs the onnxruntime package")
+    cuda_torch = default_device().type == "cuda"
+    if name == "onnx" or (name == "auto" and providers and (
+            providers[0] == "CUDAExecutionProvider" or not cuda_torch)):
+        return "onnx", providers[0]
+    return "torch", str(default_device())
 
 
-def _read(ws, batch):
-    ids = np.array([cid for cid, _, _ in batch], dtype=np.int64)
-    x, ok = images.load_images_checked([ws.store.path(p) for _, _, p in batch])
-    return ids, x, ok
+def _backend(ws, model, check_on: str | None, opts: ScoreOptions, first: np.ndarray,
+             report: ScoreReport):
+    """``infer(images, batch_size=...) -> (probs, emb)`` for the options; fills the report's
+    backend fields (and the int8 check, on dataset ``check_on``)."""
+    backend, provider = _choice(opts.backend)
+    report.backend, report.provider = backend, provider
+    if opts.quantize:
+        return _int8(ws, model, check_on, first[:CALIBRATION_CROPS], report)
+    return inference_backend(model, opts.backend)[1]
 
 
-def inference_backend(model, name: str):
-    """``(name, infer(images, batch_size=...) -> (probs, emb))`` for --backend."""
-    from models.training import OnnxPredictor, default_device, predict
+def inference_backend(model, name: str = "auto"):
+    """``(backend, infer(images, batch_size=...) -> (probs, emb))`` for ``--backend``: ONNX
+    Runtime where it is the faster choice, else PyTorch (``annotator detect`` uses it too)."""
+    from models.training import OnnxPredictor, predict
 
-    if name not in ("auto", "torch", "onnx"):
-        raise InputError(f"--backend must be auto, torch or onnx, got {name!r}")
-    if name == "onnx" or (name == "auto" and default_device().type == "cpu"):
-        try:
-            return "onnx", OnnxPredictor(model)
-        except ImportError:
-            if name == "onnx":
-                raise InputError("--backend onnx needs the onnxruntime package") from None
+    backend, _provider = _choice(name)
+    if backend == "onnx":
+        return "onnx", OnnxPredictor(model)
     return "torch", lambda x, batch_size: predict(model, x, batch_size=batch_size)
+
+
+def _check_dataset(ws, mv, opts: ScoreOptions) -> str:
+    """The dataset whose validation split the int8 graph is checked on (the version's, else
+    the latest); InputError when --quantize cannot run."""
+    if _choice(opts.backend)[0] != "onnx":
+        raise InputError("--quantize needs ONNX Runtime (--backend onnx or auto)")
+    with ws.read_session() as s:
+        ds = s.get(db.Dataset, mv.dataset_id) if mv.dataset_id else db.latest_dataset(s)
+        ds_name = ds.name if ds is not None else None
+    if ds_name is None:
+        raise InputError("--quantize checks the int8 model on a validation split: build a "
+                         "dataset first (`annotator build-dataset`)")
+    return ds_name
+
+
+def _int8(ws, model, ds_name: str, calibration: np.ndarray, report: ScoreReport):
+    """An int8 predictor calibrated on the first crops to score, refused unless its balanced
+    accuracy on ``ds_name``'s validation split is within MAX_INT8_DELTA of fp32's."""
+    from annotator.metrics import balanced_accuracy
+    from models.training import OnnxPredictor
+    from pipelines.build_dataset import load_split
+
+    val = load_split(ws, ds_name, "val", list(model.classes))
+    if not len(val.y):
+        raise InputError(f"--quantize: dataset {ds_name} has an empty validation split")
+    fp32, int8 = OnnxPredictor(model), OnnxPredictor(model, int8_calibration=calibration)
+    k = len(model.classes)
+    ba32 = balanced_accuracy(val.y, fp32(val.x)[0].argmax(1), k)
+    ba8 = balanced_accuracy(val.y, int8(val.x)[0].argmax(1), k)
+    delta = round(float(ba8 - ba32), 4)
+    report.quantize_check = {"dataset": ds_name, "n_val": int(len(val.y)),
+                             "fp32_balanced_accuracy": round(float(ba32), 4),
+                             "int8_balanced_accuracy": round(float(ba8), 4), "delta": delta}
+    if abs(ba8 - ba32) > MAX_INT8_DELTA:
+        raise InputError(f"int8 model's validation balanced accuracy {ba8:.4f} is {delta:+.4f} "
+                         f"from fp32's {ba32:.4f} on {ds_name} (limit {MAX_INT8_DELTA}); "
+                         "score without --quantize")
+    report.quantized = True
+    return int8
 
 
 def _score_chunk(ws, infer, mv, ids, x, opts, report) -> None:
@@ -110,11 +214,12 @@ def _score_chunk(ws, infer, mv, ids, x, opts, report) -> None:
         return
     probs, emb = infer(x, batch_size=opts.batch_size)
     unc = uncertainty(probs)
+    emb = np.ascontiguousarray(emb, dtype=np.float32)
     rows = [
-        {"crop_id": int(c), "model_version_id": mv.id, "probs": [round(float(v), 6) for v in p],
-         "uncertainty": float(u), "embedding": e.astype(np.float32).tobytes()}
-        for c, p, u, e in zip(ids, probs, unc, emb)
+        {"crop_id": c, "model_version_id": mv.id, "probs": [round(v, 6) for v in p],
+         "uncertainty": u, "embedding": e.tobytes()}
+        for c, p, u, e in zip(ids.tolist(), probs.astype(np.float64).tolist(), unc.tolist(), emb)
     ]
-    with ws.session() as s:
+    with ws.session() as s:  # one bulk insert (+ one bulk priority update) per chunk
         report.priorities_set += db.add_predictions(s, rows, set_priority=True)
     report.scored += len(ids)

@@ -6,11 +6,15 @@ separate folder that is never sampled from. The same sampling, training and metr
 product runs here, so the curves say what the product would do on this data.
 
 Resumable: every finished round of every (strategy, repeat) run is checkpointed under
-``OUT/runs/``; a second call with the same OUT picks up where the first stopped.
+``OUT/runs/``; a second call with the same OUT picks up where the first stopped. The pool and
+EVAL pictures are decoded once into a tensor cache under ``OUT/cache/`` (keyed by each file's
+sha256): worker processes and resumed runs read the memory-mapped tensors instead of decoding
+the folders again, and training gathers its batches from there.
 """
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 import os
@@ -85,11 +89,14 @@ class SimulateReport:
 
 @dataclass
 class _Data:
+    """``pool_x``, ``eval_x``: uint8 (N, 45, 45, 3) ``cache.CachedArray`` (indexing gathers
+    from the memory-mapped cache); ``*_y`` class indices (N,); ``pool_groups`` (N,)."""
+
     classes: list[str]
-    pool_x: np.ndarray
+    pool_x: object
     pool_y: np.ndarray
     pool_groups: np.ndarray
-    eval_x: np.ndarray
+    eval_x: object
     eval_y: np.ndarray
 
 
@@ -104,14 +111,27 @@ def _load(opts: SimulateOptions) -> _Data:
         raise InputError(f"{opts.pool} needs at least two label subfolders")
     if extra:
         raise InputError(f"{opts.eval} has labels the pool lacks: {', '.join(extra)}")
-    pool_x, eval_x = images.load_images(pool_paths), images.load_images(eval_paths)
+    pool_x, eval_x = _cached(opts, pool_paths), _cached(opts, eval_paths)
     index = {c: i for i, c in enumerate(classes)}
     # Near-duplicate photos form one group: the sampler takes at most one per batch.
-    hashes = dhash(images.dhash_thumbnails(pool_x))
+    hashes = dhash(images.dhash_thumbnails(np.asarray(pool_x)))
     groups = group_ids([""] * len(pool_x), [None] * len(pool_x), [str(p) for p in pool_paths],
                        hashes=hashes)
     return _Data(classes, pool_x, np.array([index[c] for c in pool_labels]), groups,
                  eval_x, np.array([index[c] for c in eval_labels]))
+
+
+def _cached(opts: SimulateOptions, paths: list[Path]):
+    """The pictures as a memory-mapped ``CachedArray`` (N, 45, 45, 3) from ``OUT/cache``."""
+    from annotator.cache import TensorCache
+
+    def digest(p: Path) -> str:
+        try:
+            return hashlib.sha256(Path(p).read_bytes()).hexdigest()
+        except OSError:
+            raise InputError(f"{p} cannot be read") from None
+
+    return TensorCache(Path(opts.out) / "cache").view([(digest(p), p) for p in paths])
 
 
 # --- one run ----------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Job: train an OFMClassifier on a dataset version and register it (not promoted).
 
 Nothing is written until training has finished: an interrupted run leaves no version behind
-and never touches the active model.
+and never touches the active model. Training batches are gathered from the workspace's
+memory-mapped tensor cache (``load_split(..., lazy=True)``), not decoded from files.
 """
 from __future__ import annotations
 
@@ -67,12 +68,15 @@ def run(ws: Workspace, opts: TrainOptions, progress: ProgressFn = silent) -> Tra
     ds_classes = list((ds.counts or {}).get("classes") or classes)
     if ds_classes != classes:
         raise InputError(f"dataset {ds.name} has classes {ds_classes}; the workspace has {classes}")
-    train = load_split(ws, ds.name, "train", classes)
+    train = load_split(ws, ds.name, "train", classes, lazy=True)  # batches from the memmap
     val = load_split(ws, ds.name, "val", classes)
     missing = [c for i, c in enumerate(classes) if not (train.y == i).any()]
     if missing:
         raise InputError(f"dataset {ds.name} has no training crops labeled {', '.join(missing)}")
 
+    import torch
+
+    torch.manual_seed(seed)  # the initial weights too: --seed reproduces a run
     model = OFMClassifier(classes)
     init = _initial_weights(ws, opts.init, classes)
     synthetic = None

@@ -112,6 +112,11 @@ def test_default_detector_offline_is_yunet_and_redo_keeps_every_label(shared_dat
         db.add_predictions(s, [dict(crop_id=unlabeled, model_version_id=version.id,
                                     probs=[0.5, 0.5], uncertainty=1.0)], set_priority=False)
     kept_ids = set(ids[:5])  # every crop that has a label row, active or not
+    from annotator import cache
+
+    tensors = cache.of(ws)  # every crop decoded once into the tensor cache, as scoring would
+    tensors.load([(c["sha256"], ws.store.path(c["path"])) for c in first])
+    assert all(c["sha256"] in tensors for c in first)
     labels_before = labels(ws)
     labeled_before = [c for c in crops(ws) if c["id"] in kept_ids]
     assert len(labeled_before) == 5
@@ -127,6 +132,10 @@ def test_default_detector_offline_is_yunet_and_redo_keeps_every_label(shared_dat
     assert len(new) <= redo["tracks"]  # one crop per track now
     assert len({c["origin"] for c in after}) == len(after)  # no origin twice
     assert stored_files(ws) == sorted({c["path"] for c in after})  # no orphan file
+    tensors.refresh()  # removed crops are forgotten by the cache too; kept ones stay
+    gone = {c["sha256"] for c in first} - {c["sha256"] for c in after}
+    assert gone and not any(h in tensors for h in gone)
+    assert all(c["sha256"] in tensors for c in labeled_before)
     with ws.read_session() as s:  # leases and predictions went with their crops
         assert db.count(s, db.Lease, db.Lease.crop_id.not_in([c["id"] for c in after])) == 0
         assert db.count(s, db.Prediction) == 0
