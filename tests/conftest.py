@@ -148,3 +148,10 @@ def write_image_folder(root: Path, counts: dict[str, int], *, size: int = 32, se
 @pytest.fixture
 def image_folder(tmp_path):
     return write_image_folder(tmp_path / "folder", {"mask": 12, "no_mask": 9})
+
+
+def pytest_collection_modifyitems(config, items):
+    """Everything under tests/security/ carries the ``security`` marker."""
+    for item in items:
+        if "/tests/security/" in str(item.fspath).replace("\\", "/"):
+            item.add_marker(pytest.mark.security)

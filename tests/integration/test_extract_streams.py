@@ -94,6 +94,7 @@ def test_stream_extraction_continues_numbering_and_unreachable_is_one_error(came
     assert second_done > first_done  # frame numbers go on, so origins never collide
 
 
+@pytest.mark.security
 def test_a_cameras_password_reaches_no_row_log_or_report(camera, tmp_path):
     """Security: the stream's password is used to connect and is stored, logged and reported
     nowhere, from the CLI or from a page-started job."""

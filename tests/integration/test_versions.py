@@ -17,7 +17,8 @@ from pipelines import build_dataset, import_folder, train, versions
 from tests.conftest import write_image_folder
 
 ANNOTATOR = str(Path(sys.executable).with_name("annotator"))
-pytestmark = pytest.mark.backends  # the kill -9 runs the real CLI: ANNOTATOR_DB_URL reaches it
+# The kill -9 runs the real CLI: ANNOTATOR_DB_URL reaches it. Crash healing is a security item.
+pytestmark = [pytest.mark.backends, pytest.mark.security]
 
 
 @pytest.fixture(scope="module")
