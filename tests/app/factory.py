@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -132,6 +133,17 @@ def _set_priority(s, ids, u) -> None:
     # Named parameters: the driver's own placeholder style differs (SQLite ?, psycopg %s).
     s.execute(text("UPDATE crops SET priority = :p WHERE id = :i"),
               [{"p": float(uu), "i": int(c)} for c, uu in zip(ids, u)])
+
+
+@contextmanager
+def served(root: Path, monkeypatch, n_crops: int, **kw):
+    """A built workspace that the pages run on (``ANNOTATOR_PROJECT``), disposed afterwards."""
+    ws = build(root, n_crops, **kw)
+    monkeypatch.setenv("ANNOTATOR_PROJECT", str(ws.root))
+    try:
+        yield ws
+    finally:
+        ws.dispose()
 
 
 def user_id(ws: Workspace, name: str) -> int:

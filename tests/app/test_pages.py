@@ -16,10 +16,8 @@ T = 60  # seconds: the first run imports pandas, sqlalchemy, ...
 
 @pytest.fixture
 def ws(tmp_path, monkeypatch):
-    ws = factory.build(tmp_path / "ws", 300)
-    monkeypatch.setenv("ANNOTATOR_PROJECT", str(ws.root))
-    yield ws
-    ws.dispose()
+    with factory.served(tmp_path / "ws", monkeypatch, 300) as ws:
+        yield ws
 
 
 def signed_in(ws, name: str, page: str | None = None) -> AppTest:

@@ -16,10 +16,8 @@ T = 60
 
 @pytest.fixture
 def ws(tmp_path, monkeypatch):
-    ws = factory.build(tmp_path / "ws", 40)
-    monkeypatch.setenv("ANNOTATOR_PROJECT", str(ws.root))
-    yield ws
-    ws.dispose()
+    with factory.served(tmp_path / "ws", monkeypatch, 40) as ws:
+        yield ws
 
 
 def rendered_text(at: AppTest) -> str:

@@ -14,10 +14,8 @@ from tests.app.test_pages import signed_in
 
 @pytest.fixture
 def ws(tmp_path, monkeypatch):
-    ws = factory.build(tmp_path / "ws", 5)
-    monkeypatch.setenv("ANNOTATOR_PROJECT", str(ws.root))
-    yield ws
-    ws.dispose()
+    with factory.served(tmp_path / "ws", monkeypatch, 5) as ws:
+        yield ws
 
 
 def jobs_count(ws) -> int:
