@@ -68,6 +68,8 @@ def run_sources(ws: Workspace, specs: list[video.SourceSpec], st: Settings, prog
     started = connect(ray, address) if videos else False
     try:
         cluster = _Cluster(ray, st) if videos else None
+        if videos and st.redo:
+            cluster.check_detector()  # first: a detector that cannot be built removes nothing
         jobs = []
         for i, spec in enumerate(specs):
             if spec.kind != "video":
@@ -77,7 +79,8 @@ def run_sources(ws: Workspace, specs: list[video.SourceSpec], st: Settings, prog
             if job.open():
                 jobs.append(job)
         if jobs:
-            cluster.check_detector()
+            if cluster.device is None:
+                cluster.check_detector()
             for job in jobs:
                 job.device = f" ({cluster.device})" if cluster.device != "cpu" else ""
             _run_ranges(ray, cluster, jobs)
@@ -100,10 +103,11 @@ def _import_ray():
     return ray
 
 
-def connect(ray, address: str | None) -> bool | None:
+def connect(ray, address: str | None) -> bool:
     """Join the cluster at ``address`` (``auto``, ``HOST:PORT``, ``ray://HOST:PORT``), or start one
-    on this machine when None. True when this call started Ray (the caller shuts it down);
-    False when Ray was already initialised in this process (a test's, or a notebook's cluster).
+    on this machine when None. True when this call connected (the caller shuts the connection
+    down, and the cluster with it if this call started it); False when this process was
+    connected already (a test's or a notebook's ``ray.init``): that cluster is used as it is.
 
     Raises InputError, in one line, for an address that cannot be reached.
     """
@@ -167,6 +171,7 @@ class _Cluster:
         self.resources = dict(num_cpus=1, num_gpus=1 if gpus >= 1 else 0)
         # Tasks are pure functions of their range: Ray retries one whose worker died.
         self.range_fn = ray.remote(_range_task).options(max_retries=3, **self.resources)
+        self.device: str | None = None  # where the detector runs, once a worker built it
         self.probe_fn = ray.remote(_probe_task).options(max_retries=3, **self.resources)
 
     def check_detector(self) -> None:
@@ -186,6 +191,7 @@ def _run_ranges(ray, cluster: _Cluster, jobs: list["_RaySource"]) -> None:
         for start, stop in job.todo:
             ref = cluster.range_fn.remote(job.spec, job.st, start, stop, job.size_bytes)
             waiting[ref] = (job, start, stop)
+        job.outstanding = len(job.todo)
         job.report_progress()
     try:
         while waiting:
@@ -201,7 +207,8 @@ def _run_ranges(ray, cluster: _Cluster, jobs: list["_RaySource"]) -> None:
                 else:
                     job.commit(start, stop, result)
                     failpoint(AFTER_RANGE)
-                if not any(j is job for j, _a, _b in waiting.values()):
+                job.outstanding -= 1
+                if job.outstanding == 0:
                     job.finish()
     except BaseException:
         for ref in waiting:  # Ctrl-C or a stop: what is committed stays, the rest is redone
@@ -339,6 +346,8 @@ class _RaySource:
             update_source_progress(s, self.source_id, frames_done=_prefix(state.done),
                                    status="running", stats=self._stats(state, totals))
         self.state = state
+        # files of crops whose origin was known already (an earlier run added it) may be unused
+        remove_unused_files(self.ws, [(f.sha256, f.relpath) for f in files])
         self.res.crops_kept += len(new_ids)
         self.ranges_done += 1
         self.timings.update(r["timings"])
