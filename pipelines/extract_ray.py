@@ -37,6 +37,7 @@ from sqlalchemy import func, select
 from annotator import queue, video
 from annotator.db import AddedBy, Crop, update_source_progress
 from annotator.errors import AnnotatorError, InputError
+from annotator import failpoints
 from annotator.failpoints import failpoint
 from annotator.images import encode_png
 from annotator.progress import ProgressFn
@@ -49,7 +50,8 @@ from pipelines.extract import (
 DEFAULT_RANGE_SECONDS = 300.0
 TORCH_DETECTORS = ("mtcnn", "openpifpaf")  # YuNet runs on the CPU only: never asks for a GPU
 CONNECT_TIMEOUT_S = 5.0  # a HOST:PORT that does not answer this fast is reported unreachable
-AFTER_RANGE = "extract_ray_after_range"  # failpoint: right after a range's commit
+AFTER_RANGE = "extract_ray_after_range"  # failpoint: the driver, right after a range's commit
+IN_TASK = "extract_ray_in_task"  # failpoint: a worker, as a range task starts
 
 
 # --- the driver -----------------------------------------------------------------------------------
@@ -118,7 +120,10 @@ def connect(ray, address: str | None) -> bool:
     import pipelines
 
     # The workers run this process's code, whatever the nodes have installed.
-    env = {"py_modules": [annotator, pipelines, models]}
+    env: dict = {"py_modules": [annotator, pipelines, models]}
+    crash = {k: v for k, v in os.environ.items() if k in (failpoints.ENV, failpoints.ONCE)}
+    if crash:  # a test crashing a worker on purpose
+        env["env_vars"] = crash
     quiet = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
     if address is None:
         ray.init(num_cpus=_cores(), runtime_env=env, **quiet)
@@ -499,6 +504,7 @@ class _RangeRun(_SourceRun):
 def _range_task(spec: video.SourceSpec, st: Settings, start: int, stop: int | None,
                 size_bytes: int) -> dict:
     """A Ray task: the kept crops of frames ``[start, stop)`` of a video file on this node."""
+    failpoint(IN_TASK)
     path = Path(spec.uri)
     if not path.is_file() or path.stat().st_size != size_bytes:
         what = "not found" if not path.is_file() else "a different file"

@@ -199,6 +199,28 @@ def test_killed_driver_resumes_to_the_same_crops_without_duplicates(shared_data,
     assert all(s["status"] == "done" for s in sources(ws).values())
 
 
+def test_a_worker_killed_in_its_range_task_is_retried_by_ray(shared_data, cluster, tmp_path):
+    """The first range task to start SIGKILLs its worker process; Ray reruns that range on
+    another worker and the run ends with exactly the crops of a local run."""
+    srcs = videos(shared_data, PEDESTRIANS, OXFORD)
+    local = Workspace.init(tmp_path / "local")
+    extract.run(local, extract.ExtractOptions(sources=srcs, workers=1, **SAMPLING))
+    ws = Workspace.init(tmp_path / "ws")
+    marker = tmp_path / "worker-killed"
+    cmd = [str(Path(sys.executable).parent / "annotator"), "extract", *srcs, "--engine", "ray",
+           "--address", cluster, "--detector", "yunet", "--fps", "2", "-p", str(ws.root), "--json"]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "ANNOTATOR_FAILPOINT": extract_ray.IN_TASK,
+           "ANNOTATOR_FAILPOINT_ONCE": str(marker)}
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr
+    assert marker.exists()  # a worker did die
+    rep = json.loads(done.stdout.strip().splitlines()[-1])
+    assert rep["errors"] == []
+    fields = ("name", "origin", "sha256", "track_id")
+    assert key(crops(ws), *fields) == key(crops(local), *fields)
+    assert stored_files(ws) == stored_files(local)
+
+
 def test_unreachable_cluster_and_bad_options_are_one_line(shared_data, tmp_path):
     """In a fresh process each (this one has joined the module's cluster, and a process that
     has joined one uses it whatever ``--address`` says)."""
