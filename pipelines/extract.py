@@ -191,6 +191,8 @@ def run(ws: Workspace, opts: ExtractOptions, progress: ProgressFn = silent) -> E
         raise InputError(f"unknown engine {opts.engine!r}; expected one of {', '.join(ENGINES)}")
     if opts.engine != "ray" and (opts.address is not None or opts.range_seconds is not None):
         raise InputError("--address and --range-seconds need --engine ray")
+    if opts.engine == "ray" and opts.workers is not None:
+        raise InputError("--workers is for --engine local (Ray runs a range per cluster CPU)")
     specs, errors = video.expand_sources(list(opts.sources))
     if not specs and not errors:
         raise InputError("no sources given")

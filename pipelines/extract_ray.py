@@ -177,6 +177,8 @@ class _Cluster:
         # Tasks are pure functions of their range: Ray retries one whose worker died.
         self.range_fn = ray.remote(_range_task).options(max_retries=3, **self.resources)
         self.device: str | None = None  # where the detector runs, once a worker built it
+        slots = ray.cluster_resources().get("GPU" if self.resources["num_gpus"] else "CPU", 1)
+        self.window = max(2, 2 * int(slots))  # ranges in flight: each slot busy, one queued
         self.probe_fn = ray.remote(_probe_task).options(max_retries=3, **self.resources)
 
     def check_detector(self) -> None:
@@ -190,16 +192,24 @@ class _Cluster:
 
 
 def _run_ranges(ray, cluster: _Cluster, jobs: list["_RaySource"]) -> None:
-    """Submit every range of every source, then commit each as it comes back."""
-    waiting = {}
+    """Keep the cluster busy with ranges, sources in order, and commit each as it comes back.
+
+    Only ``cluster.window`` ranges are in flight: a camera-day is hundreds of ranges, and a
+    driver that dies loses only what is in flight; sources also finish one after another."""
+    queued = [(job, start, stop) for job in jobs for start, stop in job.todo]
+    queued.reverse()  # popped from the end: first source, first range first
     for job in jobs:
-        for start, stop in job.todo:
-            ref = cluster.range_fn.remote(job.spec, job.st, start, stop, job.size_bytes)
-            waiting[ref] = (job, start, stop)
         job.outstanding = len(job.todo)
-        job.report_progress()
+    waiting: dict = {}
     try:
-        while waiting:
+        while waiting or queued:
+            while queued and len(waiting) < cluster.window:
+                job, start, stop = queued.pop()
+                ref = cluster.range_fn.remote(job.spec, job.st, start, stop, job.size_bytes)
+                waiting[ref] = (job, start, stop)
+                if not job.shown:  # its bar appears with its first range
+                    job.shown = True
+                    job.report_progress()
             ready, _ = ray.wait(list(waiting), num_returns=1, timeout=1.0)
             for ref in ready:
                 job, start, stop = waiting.pop(ref)
@@ -254,6 +264,7 @@ class _RaySource:
         self.leftover: list[tuple[str, str]] = []  # files of an interrupted local run's state
         self.t0 = time.perf_counter()
         self.device = ""  # " (cuda)" once the cluster said so
+        self.shown = False  # its progress bar is on screen
 
     # -- before the tasks --
     def open(self) -> bool:
@@ -303,31 +314,9 @@ class _RaySource:
         return state, runs
 
     def _plan(self) -> list[tuple[int, int | None]]:
-        """The ranges not committed yet: ``[start, stop)``, the last one open (to the end)."""
-        fps = self.info.fps
-        size = max(1, round(self.range_s * fps)) if fps else None
-        if self.st.every:
-            size = None if size is None else max(self.st.every, size // self.st.every * self.st.every)
-        n = self.info.frame_count
-        if self.state.end is not None:
-            n = self.state.end
-        limit = None
-        if self.st.max_seconds is not None and fps:  # ranges past the limit would read nothing
-            limit = int((self.st.max_seconds + 1.0) * fps) + 1
-        ranges = []
-        for a, b in _holes(self.state.done, self.state.end):
-            cuts = [a]
-            if size and n:
-                k = a // size + 1
-                while k * size < (b if b is not None else n):
-                    cuts.append(k * size)
-                    k += 1
-            for i, c in enumerate(cuts):
-                stop = cuts[i + 1] if i + 1 < len(cuts) else b
-                if limit is not None and c > limit:
-                    break
-                ranges.append((c, stop))
-        return ranges
+        return plan_ranges(self.state.done, end=self.state.end, frame_count=self.info.frame_count,
+                           fps=self.info.fps, range_seconds=self.range_s, every=self.st.every,
+                           max_seconds=self.st.max_seconds)
 
     # -- as the tasks finish --
     def commit(self, start: int, stop: int | None, r: dict) -> None:
@@ -335,7 +324,7 @@ class _RaySource:
         t = time.perf_counter()
         files = [self.ws.store.put_bytes(c["png"], "png") for c in r["crops"]]
         state = _RayState(done=_merge(self.state.done, start, r["next_index"]),
-                          end=r["next_index"] if r["finished"] else self.state.end,
+                          end=_end(self.state.end, r),
                           next_track=self.state.next_track + r["tracks_made"])
         crops = [new_crop(c, sha256=f.sha256, path=f.relpath, detector=self.st.detector,
                           track_id=self.state.next_track + c["track"] - 1)
@@ -409,6 +398,43 @@ class _RaySource:
                    f"{self.res.crops_kept} kept, {rate:.1f} frames/s")
         total = done if final else (self.expected and max(self.expected, done))
         self.progress(done, total, message, stage=self.spec.name)
+
+
+def plan_ranges(done: list[list[int]], *, end: int | None, frame_count: int | None,
+                fps: float | None, range_seconds: float, every: int | None,
+                max_seconds: float | None) -> list[tuple[int, int | None]]:
+    """The ranges ``[start, stop)`` not committed yet, the last one open (to the end of the file).
+
+    Cut at multiples of ``range_seconds`` of frames (of ``every`` too, with ``--every``), so a
+    re-run cuts where the first run did; ranges starting past ``max_seconds`` (with a second's
+    margin, as timestamps come from the container) are left for a later run.
+    """
+    size = max(1, round(range_seconds * fps)) if fps else None
+    if size and every:
+        size = max(every, size // every * every)
+    n = end if end is not None else frame_count
+    limit = int((max_seconds + 1.0) * fps) + 1 if max_seconds is not None and fps else None
+    ranges = []
+    for a, b in _holes(done, end):
+        cuts = [a]
+        if size and n:
+            k = a // size + 1
+            while k * size < (b if b is not None else n):
+                cuts.append(k * size)
+                k += 1
+        for i, c in enumerate(cuts):
+            if limit is not None and c > limit:
+                break
+            ranges.append((c, cuts[i + 1] if i + 1 < len(cuts) else b))
+    return ranges
+
+
+def _end(end: int | None, r: dict) -> int | None:
+    """The video ends at the first end a range found (a range planned past the true end, from
+    an overstated frame count, finds it further on)."""
+    if not r["finished"]:
+        return end
+    return r["next_index"] if end is None else min(end, r["next_index"])
 
 
 def _holes(done: list[list[int]], end: int | None) -> list[tuple[int, int | None]]:

@@ -75,16 +75,40 @@ def key(rows, *fields):
     return sorted(tuple(r[f] for f in fields) for r in rows)
 
 
+def test_ranges_left_to_do_after_partial_runs():
+    plan = extract_ray.plan_ranges
+    # a fresh 188-frame video at 23.976 fps in 2 s ranges (48 frames); the last one is open
+    assert plan([], end=None, frame_count=188, fps=23.976, range_seconds=2, every=None,
+                max_seconds=None) == [(0, 48), (48, 96), (96, 144), (144, None)]
+    # a driver killed after ranges 2 and 0 were committed: the rest, cut where it was
+    assert plan([[0, 48], [96, 144]], end=None, frame_count=188, fps=23.976, range_seconds=2,
+                every=None, max_seconds=None) == [(48, 96), (144, None)]
+    # --every 10: cuts at multiples of 10; --max-seconds 3: nothing starting past 3 + 1 s
+    assert plan([], end=None, frame_count=188, fps=23.976, range_seconds=2, every=10,
+                max_seconds=3) == [(0, 40), (40, 80), (80, 120)]
+    # stopped at 3 s (frame 73) by --max-seconds, now the rest; and a finished video
+    assert plan([[0, 73]], end=None, frame_count=188, fps=23.976, range_seconds=300,
+                every=None, max_seconds=None) == [(73, None)]
+    assert plan([[0, 188]], end=188, frame_count=188, fps=23.976, range_seconds=2, every=None,
+                max_seconds=None) == []
+    # unknown length or frame rate: one open range
+    assert plan([], end=None, frame_count=None, fps=None, range_seconds=2, every=None,
+                max_seconds=None) == [(0, None)]
+
+
 def test_ray_gives_exactly_the_local_crops_on_two_videos(shared_data, cluster, tmp_path):
-    srcs = videos(shared_data, PEDESTRIANS, OXFORD)
+    """Plus a photo, which runs on the driver as it would locally."""
+    image = str(sorted((shared_data / "scenes" / "images").iterdir())[0])
+    srcs = videos(shared_data, PEDESTRIANS, OXFORD) + [image]
     local = Workspace.init(tmp_path / "local")
     ref = extract.run(local, extract.ExtractOptions(sources=srcs, workers=1, **SAMPLING))
     ws = Workspace.init(tmp_path / "ray")
     seen = []
     rep = extract.run(ws, extract.ExtractOptions(sources=srcs, engine="ray", **SAMPLING),
                       lambda done, total, msg="", *, stage=None, data=None: seen.append(stage))
-    assert ref.errors == [] and rep.errors == [] and rep.sources == 2
-    # measured: 25 frames, 114 heads -> 55 crops (52 + 3)
+    assert ref.errors == [] and rep.errors == [] and rep.sources == 3
+    assert [s.name for s in rep.per_source] == [Path(s).name for s in srcs]
+    # measured: 25 video frames, 114 heads -> 55 crops (52 + 3), and the photo's
     assert (rep.frames, rep.detections, rep.tracks) == (ref.frames, ref.detections, ref.tracks)
     assert rep.crops_kept == ref.crops_kept == len(crops(ws)) > 20
     # same crops: origins, content hashes, track ids, boxes, scores; the same files
@@ -92,10 +116,10 @@ def test_ray_gives_exactly_the_local_crops_on_two_videos(shared_data, cluster, t
               "y2", "det_score", "sharpness", "width", "height")
     assert key(crops(ws), *fields) == key(crops(local), *fields)
     assert stored_files(ws) == stored_files(local)
-    assert set(seen) == {Path(s).name for s in srcs}  # one progress bar per source
+    assert set(seen) == {Path(s).name for s in srcs[:2]} | {"images"}  # a bar per video
     assert all(s["status"] == "done" for s in sources(ws).values())
     again = extract.run(ws, extract.ExtractOptions(sources=srcs, engine="ray", **SAMPLING))
-    assert again.skipped == 2 and again.crops_kept == 0 and again.frames == 0
+    assert again.skipped == 3 and again.crops_kept == 0 and again.frames == 0
 
 
 def test_short_ranges_keep_the_sampled_frames_and_never_duplicate(shared_data, cluster, tmp_path):
@@ -235,6 +259,7 @@ def test_unreachable_cluster_and_bad_options_are_one_line(shared_data, tmp_path)
             (["--engine", "ray", "--address", "somewhere"], "expected auto, HOST:PORT"),
             (["--engine", "ray", "--range-seconds", "0"], "--range-seconds must be > 0"),
             (["--engine", "spark"], "unknown engine"),
+            (["--engine", "ray", "--workers", "2"], "--workers is for --engine local"),
             (["--address", "auto"], "need --engine ray")):
         r = subprocess.run([exe, "extract", src, "-p", str(ws.root), "--detector", "yunet", *args],
                            capture_output=True, text=True, timeout=120, env=env)
