@@ -64,10 +64,11 @@ def run_sources(ws: Workspace, specs: list[video.SourceSpec], st: Settings, prog
     range_s = DEFAULT_RANGE_SECONDS if range_seconds is None else float(range_seconds)
     if range_s <= 0:
         raise InputError(f"--range-seconds must be > 0, got {range_seconds}")
+    token = _send_token()  # before importing Ray, which reads its settings once
     ray = _import_ray()
     results: dict[int, SourceResult] = {}
     videos = any(s.kind == "video" for s in specs)
-    started = connect(ray, address) if videos else False
+    started = connect(ray, address, token=token) if videos else False
     try:
         cluster = _Cluster(ray, st) if videos else None
         if videos and st.redo:
@@ -105,11 +106,13 @@ def _import_ray():
     return ray
 
 
-def connect(ray, address: str | None) -> bool:
+def connect(ray, address: str | None, *, token: bool = False) -> bool:
     """Join the cluster at ``address`` (``auto``, ``HOST:PORT``, ``ray://HOST:PORT``), or start one
     on this machine when None. True when this call connected (the caller shuts the connection
     down, and the cluster with it if this call started it); False when this process was
     connected already (a test's or a notebook's ``ray.init``): that cluster is used as it is.
+
+    ``token``: whether this process sends a Ray token (see :func:`_send_token`).
 
     Raises InputError, in one line, for an address that cannot be reached.
     """
@@ -119,8 +122,9 @@ def connect(ray, address: str | None) -> bool:
     import models
     import pipelines
 
-    # The workers run this process's code, whatever the nodes have installed.
-    env: dict = {"py_modules": [annotator, pipelines, models]}
+    # The workers run this process's code, whatever the nodes have installed (folders, not
+    # module objects: Ray Client cannot pickle those).
+    env: dict = {"py_modules": [str(Path(m.__file__).parent) for m in (annotator, pipelines, models)]}
     crash = {k: v for k, v in os.environ.items() if k in (failpoints.ENV, failpoints.ONCE)}
     if crash:  # a test crashing a worker on purpose
         env["env_vars"] = crash
@@ -138,8 +142,27 @@ def connect(ray, address: str | None) -> bool:
         why = _first_line(exc)
         if address == "auto" and isinstance(exc, ConnectionError):
             why = "no Ray cluster runs on this machine (start one: ray start --head)"
+        elif not token:
+            why += (" (a cluster with token authentication, Ray's default, needs its token here: "
+                    "~/.ray/auth_token or RAY_AUTH_TOKEN)")
         raise InputError(f"cannot join the Ray cluster at {address}: {why}") from None
     return True
+
+
+def _send_token() -> bool:
+    """Whether this driver has a Ray token, and sends it. Ray 2.60 clusters check a token by
+    default, but a driver joining one by address sends it only with ``RAY_AUTH_MODE=token``
+    (Ray sets that itself for ``auto``), read when Ray is imported: set it, before, when a
+    token is here. A cluster without authentication accepts a token too (measured with both
+    kinds of address)."""
+    mode = os.environ.get("RAY_AUTH_MODE")
+    if mode is not None:
+        return mode.lower() == "token"
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token"
+    if os.environ.get("RAY_AUTH_TOKEN") or Path(path).is_file():
+        os.environ["RAY_AUTH_MODE"] = "token"
+        return True
+    return False
 
 
 def _reachable(address: str) -> None:
