@@ -129,8 +129,8 @@ def connect(ray, address: str | None, *, token: bool = False) -> bool:
     if crash:  # a test crashing a worker on purpose
         env["env_vars"] = crash
     quiet = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
-    if address is None:
-        ray.init(num_cpus=_cores(), runtime_env=env, **quiet)
+    if address is None:  # "local": a new cluster, even where `ray start` runs one (that is auto)
+        ray.init(address="local", num_cpus=_cores(), runtime_env=env, **quiet)
         return True
     address = address.strip()
     if address != "auto":

@@ -37,7 +37,7 @@ def cluster():
         import ray
     except ImportError:  # CI installs it (scripts/setup.sh): missing is a failure, not a skip
         pytest.fail("ray is not installed: run scripts/setup.sh (pip install -e '.[dev,ray]')")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}})
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
