@@ -34,10 +34,9 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from annotator import queue, video
+from annotator import failpoints, queue, video
 from annotator.db import AddedBy, Crop, update_source_progress
 from annotator.errors import AnnotatorError, InputError
-from annotator import failpoints
 from annotator.failpoints import failpoint
 from annotator.images import encode_png
 from annotator.progress import ProgressFn
@@ -241,7 +240,7 @@ def _run_ranges(ray, cluster: _Cluster, jobs: list["_RaySource"]) -> None:
                 except NoDetector as exc:
                     raise NoDetector(_first_line(exc)) from None
                 except ray.exceptions.RayError as exc:
-                    job.failed(start, _range_error(exc))
+                    job.failed(_range_error(exc))
                 else:
                     job.commit(start, stop, result)
                     failpoint(AFTER_RANGE)
@@ -281,7 +280,7 @@ class _RaySource:
         self.res = SourceResult(name=spec.name, uri=spec.shown_uri, kind=spec.kind)
         self.dropped: Counter = Counter()
         self.timings: Counter = Counter()
-        self.errors: list[str] = []
+        self.errors: Counter = Counter()  # message -> ranges (a node without the file: many)
         self.todo: list[tuple[int, int | None]] = []
         self.ranges_done = 0
         self.leftover: list[tuple[str, str]] = []  # files of an interrupted local run's state
@@ -356,7 +355,7 @@ class _RaySource:
         for k in ("frames", "detections", "tracks"):
             setattr(self.res, k, getattr(self.res, k) + r[k])
         if r["problem"]:
-            self.errors.append(r["problem"])
+            self.errors[r["problem"]] += 1
         with self.ws.session() as s:
             new_ids = queue.add_crops(s, self.source_id, crops)
             totals = self._totals(len(new_ids))
@@ -371,8 +370,10 @@ class _RaySource:
         self.timings["db"] += time.perf_counter() - t
         self.report_progress()
 
-    def failed(self, start: int, message: str) -> None:
-        self.errors.append(message if self.spec.name in message else f"{self.spec.name}: {message}")
+    def failed(self, message: str) -> None:
+        """A range that failed (after Ray's retries): the source ends in error, its other ranges
+        are committed, and a re-run redoes the failed ones."""
+        self.errors[message if self.spec.name in message else f"{self.spec.name}: {message}"] += 1
 
     def finish(self) -> None:
         """All of this run's ranges are back: the source's final status."""
@@ -382,7 +383,8 @@ class _RaySource:
             status = "error"
         else:
             status = "done" if complete else "partial"
-        error = "; ".join(self.errors) or None
+        error = "; ".join(m if n == 1 else f"{m} ({n} ranges)"
+                          for m, n in self.errors.items()) or None
         with self.ws.session() as s:
             update_source_progress(s, self.source_id, frames_done=_prefix(st.done), status=status,
                                    error=error, stats=self._stats(st, self._totals(0)))

@@ -245,6 +245,26 @@ def test_a_worker_killed_in_its_range_task_is_retried_by_ray(shared_data, cluste
     assert stored_files(ws) == stored_files(local)
 
 
+def test_a_range_that_keeps_failing_is_one_error_line_and_a_rerun_redoes_it(shared_data, cluster,
+                                                                           tmp_path):
+    """Every try of every range task dies (Ray tries 4 times): the source ends in error with one
+    line and exit code 1; the next run, with healthy workers, does the range."""
+    src = str(shared_data / OXFORD)
+    ws = Workspace.init(tmp_path / "ws")
+    cmd = [str(Path(sys.executable).parent / "annotator"), "extract", src, "--engine", "ray",
+           "--address", cluster, "--detector", "yunet", "--fps", "2", "-p", str(ws.root)]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
+                       env={**env, "ANNOTATOR_FAILPOINT": extract_ray.IN_TASK})
+    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert r.returncode == 1 and len(errors) == 1, r.stderr
+    assert errors[0].startswith(f"error: {Path(src).name}: ") and "Traceback" not in r.stderr
+    assert sources(ws)[Path(src).name]["status"] == "error" and crops(ws) == []
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert again.returncode == 0, again.stderr
+    assert sources(ws)[Path(src).name]["status"] == "done" and len(crops(ws)) == 3
+
+
 def test_unreachable_cluster_and_bad_options_are_one_line(shared_data, tmp_path):
     """In a fresh process each (this one has joined the module's cluster, and a process that
     has joined one uses it whatever ``--address`` says)."""
