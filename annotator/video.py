@@ -142,6 +142,12 @@ class FrameReader:
         Files: stop at this video time. Streams: stop after this much wall-clock capture.
     reconnect : int
         Streams: how many times to reopen a dropped stream in a row before giving up.
+    stop : int, optional
+        Files: stop before this frame index (a frame range ``[start, stop)``; not ``finished``).
+    seek : bool
+        Files: jump to ``start`` instead of grabbing every frame before it. The frame before
+        ``start`` is read too, for its timestamp, so ``fps`` sampling keeps exactly the frames a
+        read from 0 keeps; if the container cannot seek to the exact frame, it reads from 0.
 
     After iteration: ``next_index`` is the index of the first frame not read, ``finished`` is
     True when the end of the source was reached, and ``problem`` describes an early stop (a
@@ -150,7 +156,8 @@ class FrameReader:
 
     def __init__(self, spec: SourceSpec, *, start: int = 0, fps: float | None = None,
                  every: int | None = None, max_seconds: float | None = None,
-                 reconnect: int = 3, retry_wait_s: float = 1.0):
+                 reconnect: int = 3, retry_wait_s: float = 1.0, stop: int | None = None,
+                 seek: bool = False):
         if fps is not None and fps <= 0:
             raise InputError(f"--fps must be > 0, got {fps}")
         if every is not None and every < 1:
@@ -159,6 +166,9 @@ class FrameReader:
             raise InputError("give either --fps or --every, not both")
         if start < 0:
             raise ValueError("start must be >= 0")
+        if stop is not None and stop < start:
+            raise ValueError("stop must be >= start")
+        self.stop, self.seek = stop, seek
         self.spec, self.start, self.fps, self.every = spec, start, fps, every
         self.max_seconds, self.reconnect, self.retry_wait_s = max_seconds, reconnect, retry_wait_s
         self.next_index = start
@@ -199,6 +209,8 @@ class FrameReader:
             native_fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
             self.frame_count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) or None
             index, t_prev = 0, None
+            if self.seek and self.start > 0:
+                cap, index, t_prev = self._seek(cap, native_fps)
             # grab() every frame, retrieve() only the sampled ones: measured (bench/extract.py,
             # 2 fps) faster than a seek per sampled frame on all five shared videos, 5-35 against
             # 24-74 ms per sampled frame, and exact; a seek decodes from the previous key frame.
@@ -209,6 +221,8 @@ class FrameReader:
                 t = _timestamp(cap, index, native_fps, t_prev)
                 if self.max_seconds is not None and t > self.max_seconds + 1e-9:
                     return  # stopped by the limit: not finished, resumable from here
+                if self.stop is not None and index >= self.stop:
+                    return  # end of the range: not finished
                 if index >= self.start:
                     if self._keep(index, t, t_prev):
                         ok, img = cap.retrieve()
@@ -223,6 +237,18 @@ class FrameReader:
                 t_prev = t
         finally:
             cap.release()
+
+    def _seek(self, cap, native_fps: float):
+        """``(cap, index, t_prev)`` positioned on frame ``start`` with the timestamp of the frame
+        before it; a capture that lands elsewhere is reopened to be read from frame 0."""
+        import cv2
+
+        before = self.start - 1
+        if cap.set(cv2.CAP_PROP_POS_FRAMES, before) and cap.grab():
+            if int(round(cap.get(cv2.CAP_PROP_POS_FRAMES))) == self.start:
+                return cap, self.start, _timestamp(cap, before, native_fps, None)
+        cap.release()
+        return _open(self.spec), 0, None
 
     def _end_of_file(self, index: int) -> None:
         self.next_index = max(self.next_index, index)

@@ -20,8 +20,20 @@ a plain sequential ``read()`` of every frame.
 Prints tables, then ONE JSON line of figures as the last line. Whole videos: ~5-8 minutes on 2
 busy cores (MTCNN is most of it).
 
+``--engine ray`` instead compares the engines on the same videos and cores, in one run: a Ray
+cluster with one CPU per core is started here first (timed apart: a team's cluster is up
+already), then, for each repeat, interleaved so all see the same load, ``annotator extract`` of
+all the videos at once as a fresh process into a fresh workspace with ``--engine local`` (its
+default one worker per core), with ``--engine ray --address <that cluster>`` and the default
+range (one range per shared video: the same split as local, so the difference is Ray's
+overhead: joining, shipping the code, starting workers, moving crops), and with
+``--range-seconds`` short ranges (the long video split over the cores). Frames/s = sampled
+frames / wall seconds of the command, Python start included for all; the median over repeats
+is compared with local's.
+
     python -m bench.extract [--fps 2] [--max-seconds S] [--videos a.mp4,b.mp4]
                             [--detectors yunet,mtcnn,openpifpaf] [--no-decode-check]
+    python -m bench.extract --engine ray [--detectors yunet] [--repeat 3] [--range-seconds 30]
 """
 from __future__ import annotations
 
@@ -30,6 +42,8 @@ import hashlib
 import json
 import os
 import platform
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -141,6 +155,100 @@ def summarise(rows: list[dict]) -> dict:
     }
 
 
+# --- engines: local against ray ----------------------------------------------------------------
+
+
+def engine_run(engine: str, videos: list[Path], det: str, args, root: Path, *,
+               address: str | None = None, range_seconds: float | None = None) -> dict:
+    """One ``annotator extract`` of all the videos as a fresh process into a fresh workspace."""
+    ws = Workspace.init(root)
+    ws.dispose()
+    cmd = [str(Path(sys.executable).parent / "annotator"), "extract", *map(str, videos),
+           "--detector", det, "--fps", str(args.fps), "-p", str(root), "--json",
+           "--engine", engine]
+    if args.max_seconds:
+        cmd += ["--max-seconds", str(args.max_seconds)]
+    if address:
+        cmd += ["--address", address]
+    if range_seconds:
+        cmd += ["--range-seconds", str(range_seconds)]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    t0 = time.perf_counter()
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
+    wall = time.perf_counter() - t0
+    if done.returncode != 0:
+        raise SystemExit(f"{engine} run failed: {done.stderr.strip()[-500:]}")
+    rep = json.loads(done.stdout.strip().splitlines()[-1])
+    return {"frames": rep["frames"], "wall_s": round(wall, 2), "fps": round(rep["frames"] / wall, 2),
+            "crops_kept": rep["crops_kept"], "tracks": rep["tracks"], "errors": rep["errors"],
+            "load_avg": round(os.getloadavg()[0], 2)}
+
+
+def engine_bench(args, videos: list[Path]) -> int:
+    import ray
+
+    from pipelines import extract_ray
+
+    dets = [d for d in args.detectors.split(",") if d]
+    cores = extract._cores()
+    figures = {"bench": "extract_engines", "machine": platform.machine(), "cores": cores,
+               "load_avg_start": [round(x, 2) for x in os.getloadavg()],
+               "sampling": {"fps": args.fps, "max_seconds": args.max_seconds},
+               "videos": [v.name for v in videos], "repeat": args.repeat,
+               "short_range_seconds": args.range_seconds}
+    t0 = time.perf_counter()
+    extract_ray.connect(ray, None)  # this process holds the cluster; the runs join it
+    address = ray.get_runtime_context().gcs_address
+    figures["ray_cluster_start_s"] = round(time.perf_counter() - t0, 2)
+    print(f"ray cluster: {cores} CPUs, started in {figures['ray_cluster_start_s']} s "
+          f"(not counted below)")
+    variants = [("local", {}), ("ray", {"address": address}),
+                (f"ray {args.range_seconds:g}s ranges",
+                 {"address": address, "range_seconds": args.range_seconds})]
+    header = f"{'detector':<10}{'engine':<18}{'run':>4}{'frames':>8}{'wall s':>8}{'fr/s':>7}{'crops':>7}{'load':>6}"
+    print(header + "\n" + "-" * len(header))
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            for det in dets:
+                runs: dict[str, list[dict]] = {name: [] for name, _ in variants}
+                for i in range(args.repeat):
+                    for name, kw in variants:
+                        engine = "ray" if name.startswith("ray") else "local"
+                        r = engine_run(engine, videos, det, args,
+                                       Path(tmp) / f"{det}-{i}-{len(runs[name])}-{engine}{len(kw)}",
+                                       **kw)
+                        runs[name].append(r)
+                        print(f"{det:<10}{name:<18}{i + 1:>4}{r['frames']:>8}{r['wall_s']:>8.1f}"
+                              f"{r['fps']:>7.2f}{r['crops_kept']:>7}{r['load_avg']:>6.2f}", flush=True)
+                figures[det] = _engine_summary(runs)
+    finally:
+        ray.shutdown()
+    print()
+    for det in dets:
+        f = figures[det]
+        for name, v in f.items():
+            extra = "" if name == "local" else f", {v['vs_local_pct']:+.1f}% frames/s vs local"
+            print(f"{det} {name}: median {v['fps_median']} frames/s over {v['runs']} runs "
+                  f"({v['wall_s_median']} s, {v['crops_kept']} crops){extra}")
+    figures["load_avg_end"] = [round(v, 2) for v in os.getloadavg()]
+    print(json.dumps(figures))
+    return 0
+
+
+def _engine_summary(runs: dict[str, list[dict]]) -> dict:
+    out = {}
+    local = statistics.median(r["fps"] for r in runs["local"])
+    for name, rs in runs.items():
+        fps = statistics.median(r["fps"] for r in rs)
+        out[name] = {"runs": len(rs), "frames": rs[0]["frames"], "fps_median": round(fps, 2),
+                     "fps_runs": [r["fps"] for r in rs],
+                     "wall_s_median": round(statistics.median(r["wall_s"] for r in rs), 2),
+                     "crops_kept": sorted({r["crops_kept"] for r in rs}),
+                     "vs_local_pct": round(100 * (fps - local) / local, 1),
+                     "errors": sorted({e for r in rs for e in r["errors"]})}
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--fps", type=float, default=2.0, help="YuNet/MTCNN: frames sampled per "
@@ -150,10 +258,18 @@ def main(argv=None) -> int:
     ap.add_argument("--openpifpaf-fps", type=float, default=0.5)
     ap.add_argument("--openpifpaf-seconds", type=float, default=4.0)
     ap.add_argument("--long-edge", type=int, default=641, help="OpenPifPaf input long edge")
-    ap.add_argument("--detectors", default="yunet,mtcnn,openpifpaf")
+    ap.add_argument("--detectors", default=None,
+                    help="default yunet,mtcnn,openpifpaf (--engine ray: yunet)")
     ap.add_argument("--videos", default="", help="comma-separated names (default: all shared)")
     ap.add_argument("--no-decode-check", action="store_true")
+    ap.add_argument("--engine", choices=("local", "ray"), default="local",
+                    help="ray: compare --engine ray with --engine local instead (see above)")
+    ap.add_argument("--repeat", type=int, default=3, help="--engine ray: runs of each engine")
+    ap.add_argument("--range-seconds", type=float, default=30.0,
+                    help="--engine ray: the short ranges of the third variant")
     args = ap.parse_args(argv)
+    if args.detectors is None:
+        args.detectors = "yunet" if args.engine == "ray" else "yunet,mtcnn,openpifpaf"
     videos = shared_videos()
     if args.videos:
         wanted = args.videos.split(",")
@@ -162,6 +278,8 @@ def main(argv=None) -> int:
         print("no shared videos found (set ANNOTATOR_SHARED_DATA, or check --videos)",
               file=sys.stderr)
         return 1
+    if args.engine == "ray":
+        return engine_bench(args, videos)
     dets = [d for d in args.detectors.split(",") if d]
     figures = {"bench": "extract", "machine": platform.machine(), "cores": extract._cores(),
                "load_avg_start": [round(x, 2) for x in os.getloadavg()],

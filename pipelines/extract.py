@@ -19,6 +19,8 @@ Resumable and idempotent:
   origins it does not already have.
 
 Several sources run in parallel worker processes (``workers``); each loads its detector once.
+``engine="ray"`` runs video files as frame ranges on a Ray cluster instead
+(:mod:`pipelines.extract_ray`).
 """
 from __future__ import annotations
 
@@ -44,6 +46,7 @@ from annotator.progress import ProgressFn, silent
 from annotator.track import Tracker, compact, crop_quality, thin
 from annotator.workspace import Workspace
 
+ENGINES = ("local", "ray")
 PENDING_CAP = 8  # candidates held per live track = PENDING_CAP * per_track (bounds memory)
 UPLOADS = "uploads"  # folder of the workspace that holds videos uploaded through the app
 
@@ -68,6 +71,9 @@ class ExtractOptions:
     batch_size: int | None = None
     workers: int | None = None  # None: one per source, up to one per core
     chunk_frames: int = 16  # sampled frames per transaction
+    engine: str = "local"  # local (this machine's processes) | ray (a Ray cluster)
+    address: str | None = None  # ray: auto | HOST:PORT | ray://HOST:PORT; None starts one here
+    range_seconds: float | None = None  # ray: video per task (None: extract_ray's default)
 
 
 @dataclass
@@ -181,6 +187,12 @@ def run(ws: Workspace, opts: ExtractOptions, progress: ProgressFn = silent) -> E
     """Extract head crops from every source; per-source errors are reported, the batch goes on."""
     t0 = time.perf_counter()
     settings = resolve(ws, opts)
+    if opts.engine not in ENGINES:
+        raise InputError(f"unknown engine {opts.engine!r}; expected one of {', '.join(ENGINES)}")
+    if opts.engine != "ray" and (opts.address is not None or opts.range_seconds is not None):
+        raise InputError("--address and --range-seconds need --engine ray")
+    if opts.engine == "ray" and opts.workers is not None:
+        raise InputError("--workers is for --engine local (Ray runs a range per cluster CPU)")
     specs, errors = video.expand_sources(list(opts.sources))
     if not specs and not errors:
         raise InputError("no sources given")
@@ -191,7 +203,12 @@ def run(ws: Workspace, opts: ExtractOptions, progress: ProgressFn = silent) -> E
         detectors.resolve_checkpoint(settings.checkpoint or detectors.DEFAULT_CHECKPOINT)
     workers = _workers(opts.workers, specs)
     images = _ImageProgress(progress, sum(1 for s in specs if s.kind == "image"))
-    if workers <= 1:
+    if opts.engine == "ray":
+        from pipelines import extract_ray
+
+        results = extract_ray.run_sources(ws, specs, settings, progress, images,
+                                          address=opts.address, range_seconds=opts.range_seconds)
+    elif workers <= 1:
         detector = _LazyDetector(settings, threads=None)
         results = []
         for spec in specs:
@@ -249,25 +266,11 @@ class _SourceRun:
     # -- setup and resume --
     def run(self):
         spec, st = self.spec, self.st
-        key, sha = source_key(spec)
-        info = video.probe(spec)
-        removed: list[tuple[str, str]] = []
-        if st.redo and spec.kind != "stream":
-            self._load_detector()  # first: a detector that cannot be built removes nothing
-        with self.ws.session() as s:
-            src = source_row(s, spec, key=key, sha256=sha, info=info)
-            # A stream's past frames are gone: redo has nothing to redo there, its frames go on.
-            if st.redo and spec.kind != "stream" and (src.status != "new" or src.frames_done):
-                removed = queue.remove_unlabeled_crops(s, src.id)
-                src.frames_done, src.status, src.error, src.stats = 0, "new", None, None
-            self.source_id, start, status, stats = src.id, src.frames_done, src.status, src.stats
-        self.res.source_id = self.source_id
-        self.res.crops_removed = len(removed)
-        remove_unused_files(self.ws, removed)
-        if status == "done" and spec.kind != "stream":
-            self.res.skipped, self.res.status = True, "done"
+        opened = open_source(self.ws, spec, st, self.res, before_redo=self._load_detector)
+        if opened is None:
             return
-        stats = stats or {}
+        self.source_id, info = opened.source_id, opened.info
+        start, status, stats = opened.frames_done, opened.status, opened.stats
         saved = stats.get("resume") if start > 0 and spec.kind != "stream" else None
         if saved:  # interrupted: same tracker, same crops waiting for their tracks to end
             self.tracker = Tracker.from_state(saved["tracker"])
@@ -384,16 +387,17 @@ class _SourceRun:
         keep = thin(np.array([c["timestamp_s"] for c in cands]),
                     np.array([c["quality"] for c in cands]), self.st.per_track).tolist()
         for i in keep:
-            c = self._stored(cands[i])
-            self.to_add.append(queue.NewCrop(
-                origin=c["origin"], sha256=c["sha256"], path=c["path"], width=c["width"],
-                height=c["height"], frame_index=c["frame_index"], timestamp_s=c["timestamp_s"],
-                box=tuple(c["box"]), detector=self.st.detector, det_score=c["det_score"],
-                keypoints=c["keypoints"], sharpness=c["sharpness"], track_id=tid))
+            self._keep(tid, cands[i])
         kept = set(keep)
         self._discard(c for i, c in enumerate(cands) if i not in kept)
         self.dropped["near_duplicate"] += len(cands) - len(kept)
         self.res.tracks += 1
+
+    def _keep(self, tid: int, cand: dict) -> None:
+        """A crop that thinning kept: stored now, added at the next commit."""
+        c = self._stored(cand)
+        self.to_add.append(new_crop(c, sha256=c["sha256"], path=c["path"],
+                                    detector=self.st.detector, track_id=tid))
 
     def _stored(self, cand: dict) -> dict:
         """The candidate with its image file in the store (written now if it is not yet)."""
@@ -438,6 +442,51 @@ class _SourceRun:
         t.update({f"dropped_{k}": v for k, v in self.dropped.items()})
         return dict(t)
 
+
+
+@dataclass
+class OpenedSource:
+    """A source row as a run finds it (after ``--redo`` cleared it)."""
+
+    source_id: int
+    frames_done: int
+    status: str
+    stats: dict
+    info: video.VideoInfo
+
+
+def open_source(ws: Workspace, spec: video.SourceSpec, st: Settings, res: SourceResult, *,
+                before_redo=None) -> OpenedSource | None:
+    """The source's row, created on first sight; ``--redo`` clears it first (``before_redo`` runs
+    before anything is removed). None, with ``res`` saying so, when it is done already."""
+    key, sha = source_key(spec)
+    info = video.probe(spec)
+    removed: list[tuple[str, str]] = []
+    if st.redo and spec.kind != "stream" and before_redo is not None:
+        before_redo()  # first: a detector that cannot be built removes nothing
+    with ws.session() as s:
+        src = source_row(s, spec, key=key, sha256=sha, info=info)
+        # A stream's past frames are gone: redo has nothing to redo there, its frames go on.
+        if st.redo and spec.kind != "stream" and (src.status != "new" or src.frames_done):
+            removed = queue.remove_unlabeled_crops(s, src.id)
+            src.frames_done, src.status, src.error, src.stats = 0, "new", None, None
+        opened = OpenedSource(src.id, src.frames_done, src.status, src.stats or {}, info)
+    res.source_id = opened.source_id
+    res.crops_removed = len(removed)
+    remove_unused_files(ws, removed)
+    if opened.status == "done" and spec.kind != "stream":
+        res.skipped, res.status = True, "done"
+        return None
+    return opened
+
+
+def new_crop(c: dict, *, sha256: str, path: str, detector: str, track_id: int) -> queue.NewCrop:
+    """The queue row of a kept candidate whose file is stored as ``sha256`` at ``path``."""
+    return queue.NewCrop(
+        origin=c["origin"], sha256=sha256, path=path, width=c["width"], height=c["height"],
+        frame_index=c["frame_index"], timestamp_s=c["timestamp_s"], box=tuple(c["box"]),
+        detector=detector, det_score=c["det_score"], keypoints=c["keypoints"],
+        sharpness=c["sharpness"], track_id=track_id)
 
 
 # --- stored files -------------------------------------------------------------------------------

@@ -36,7 +36,8 @@ fi
 "${PIP[@]}" install --no-deps facenet-pytorch==2.6.0
 
 echo "setup: project and dependencies"
-"${PIP[@]}" install -e ".[dev]"
+# [ray]: the tests run `extract --engine ray` on a local Ray cluster
+"${PIP[@]}" install -e ".[dev,ray]"
 
 # Headless Chromium for the end-to-end tests: Debian's package, never `playwright install`.
 if ! command -v chromium >/dev/null 2>&1; then
