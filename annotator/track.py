@@ -39,10 +39,13 @@ class Tracker:
         Larger over smaller box side above which two boxes are never the same head.
     max_gap_s : float
         A track unseen for longer than this has ended.
+    first_id : int
+        The first track id to hand out (a source continued by a later run goes on after the
+        ids it already has, so two people never share one).
     """
 
     def __init__(self, *, max_distance: float = 0.8, speed: float = 1.5,
-                 max_size_ratio: float = 1.5, max_gap_s: float = 1.5):
+                 max_size_ratio: float = 1.5, max_gap_s: float = 1.5, first_id: int = 1):
         if max_distance <= 0:
             raise ValueError(f"max_distance must be > 0, got {max_distance}")
         if speed < 0:
@@ -55,8 +58,10 @@ class Tracker:
         self.speed = speed
         self.max_size_ratio = max_size_ratio
         self.max_gap_s = max_gap_s
+        if first_id < 1:
+            raise ValueError(f"first_id must be >= 1, got {first_id}")
         self._tracks: list[_Track] = []
-        self._next_id = 1
+        self._next_id = int(first_id)
 
     @property
     def live_ids(self) -> list[int]:

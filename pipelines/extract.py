@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import select
 
-from annotator import detectors, queue, video
+from annotator import detectors, queue, reports, video
 from annotator.db import Crop, chunks, get_or_create_source, update_source_progress
 from annotator.errors import AnnotatorError, InputError
 from annotator.geometry import head_box, sharpness
@@ -276,7 +276,9 @@ class _SourceRun:
             self.tracker = Tracker.from_state(saved["tracker"])
             self.pending = {int(k): v for k, v in saved["pending"].items()}
         else:
-            self.tracker = Tracker()
+            # A continued source (a stream, a run stopped by --max-seconds) numbers its new
+            # tracks after the old ones: one id is always one person.
+            self.tracker = Tracker(first_id=opened.max_track_id + 1)
             if status != "partial" and spec.kind != "stream":
                 start = 0  # nothing reliable to resume from
         if saved or status == "partial" or spec.kind == "stream":
@@ -453,6 +455,7 @@ class OpenedSource:
     status: str
     stats: dict
     info: video.VideoInfo
+    max_track_id: int = 0  # the highest track id its crops already have
 
 
 def open_source(ws: Workspace, spec: video.SourceSpec, st: Settings, res: SourceResult, *,
@@ -470,7 +473,8 @@ def open_source(ws: Workspace, spec: video.SourceSpec, st: Settings, res: Source
         if st.redo and spec.kind != "stream" and (src.status != "new" or src.frames_done):
             removed = queue.remove_unlabeled_crops(s, src.id)
             src.frames_done, src.status, src.error, src.stats = 0, "new", None, None
-        opened = OpenedSource(src.id, src.frames_done, src.status, src.stats or {}, info)
+        opened = OpenedSource(src.id, src.frames_done, src.status, src.stats or {}, info,
+                              reports.max_track_id(s, src.id))
     res.source_id = opened.source_id
     res.crops_removed = len(removed)
     remove_unused_files(ws, removed)

@@ -90,8 +90,13 @@ def test_stream_extraction_continues_numbering_and_unreachable_is_one_error(came
     again = extract.run(ws, extract.ExtractOptions(sources=[url], detector="mtcnn", every=10, max_seconds=1.0))
     assert again.errors == [] and again.skipped == 0 and again.frames > 0  # streams never "done"
     (second_done,) = con.execute("select frames_done from sources where kind = 'stream'").fetchone()
+    runs = con.execute("select frame_index, track_id from crops join sources on "
+                       "sources.id = crops.source_id where kind = 'stream'").fetchall()
     con.close()
     assert second_done > first_done  # frame numbers go on, so origins never collide
+    first_ids = {t for f, t in runs if f < first_done}
+    second_ids = {t for f, t in runs if f >= first_done}
+    assert not first_ids & second_ids  # nor track ids: one id is one person
 
 
 @pytest.mark.security
