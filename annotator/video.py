@@ -300,6 +300,26 @@ class FrameReader:
             cap.release()
 
 
+def batches(frames, size: int, timings: dict) -> Iterator[list[Frame]]:
+    """``frames`` in lists of ``size`` (the last one may be shorter), for detectors that take a
+    batch per call; the time spent producing them (decoding) is added to ``timings["decode"]``,
+    never the time the caller spends on a batch."""
+    batch: list[Frame] = []
+    it = iter(frames)
+    while True:
+        t = time.perf_counter()
+        frame = next(it, None)
+        timings["decode"] += time.perf_counter() - t
+        if frame is None:
+            break
+        batch.append(frame)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
 def _timestamp(cap, index: int, native_fps: float, t_prev: float | None) -> float:
     import cv2
 

@@ -406,23 +406,15 @@ class _SourceRun:
         self.tracker = Tracker()
         t_start = time.perf_counter()
         try:
-            batch = []
-            it = iter(reader)
-            while True:
-                t = time.perf_counter()
-                frame = next(it, None)
-                self.timings["decode"] += time.perf_counter() - t
-                if frame is not None:
-                    batch.append(frame)
-                if batch and (frame is None or len(batch) >= st.batch_size):
-                    self._process(batch, info)
-                    batch = []
-                    rate = res.frames / max(time.perf_counter() - t_start, 1e-9)
-                    self.progress(res.frames, expected if frame is not None else res.frames,
-                                  f"{res.detections} faces, {len(self.tracks)} live tracks, "
-                                  f"{rate:.1f} frames/s", stage=spec.name)
-                if frame is None:
-                    break
+            def report(total):
+                rate = res.frames / max(time.perf_counter() - t_start, 1e-9)
+                self.progress(res.frames, total, f"{res.detections} faces, {len(self.tracks)} "
+                              f"live tracks, {rate:.1f} frames/s", stage=spec.name)
+
+            for batch in video.batches(reader, st.batch_size, self.timings):
+                self._process(batch, info)
+                report(expected)  # None for a stream: a bar without an end
+            report(res.frames)  # the real count: the expected one is an estimate
         finally:  # after an error too: every detection row gets its track and minute rows
             for tid in self.tracker.finish():
                 self._end_track(tid)

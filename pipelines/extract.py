@@ -300,25 +300,14 @@ class _SourceRun:
         st = self.st
         self.expected = expected_frames(info, st, reader.start)
         self.t_start = time.perf_counter()
-        batch, since_commit = [], 0
-        it = iter(reader)
-        while True:
-            t = time.perf_counter()
-            frame = next(it, None)
-            self.timings["decode"] += time.perf_counter() - t
-            if frame is not None:
-                batch.append(frame)
-            if batch and (frame is None or len(batch) >= st.batch_size):
-                self._process(batch)
-                since_commit += len(batch)
-                last = batch[-1].index
-                batch = []
-                if since_commit >= st.chunk_frames:
-                    self._commit(last + 1, final=False, status="running")
-                    since_commit = 0
-                self._report_progress()
-            if frame is None:
-                return
+        since_commit = 0
+        for batch in video.batches(reader, st.batch_size, self.timings):
+            self._process(batch)
+            since_commit += len(batch)
+            if since_commit >= st.chunk_frames:
+                self._commit(batch[-1].index + 1, final=False, status="running")
+                since_commit = 0
+            self._report_progress()
 
     def _report_progress(self, final=False):
         if self.spec.kind == "image":  # images share one bar (see _ImageProgress)

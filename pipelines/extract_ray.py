@@ -531,18 +531,8 @@ class _RangeRun(_SourceRun):
         st = self.st
         reader = video.FrameReader(self.spec, start=start, stop=stop, fps=st.fps, every=st.every,
                                    max_seconds=st.max_seconds, seek=True)
-        batch, it = [], iter(reader)
-        while True:
-            t = time.perf_counter()
-            frame = next(it, None)
-            self.timings["decode"] += time.perf_counter() - t
-            if frame is not None:
-                batch.append(frame)
-            if batch and (frame is None or len(batch) >= st.batch_size):
-                self._process(batch)
-                batch = []
-            if frame is None:
-                break
+        for batch in video.batches(reader, st.batch_size, self.timings):
+            self._process(batch)
         for tid in self.tracker.finish():  # the range ends every track (see the module's doc)
             self._end_track(tid)
         return {"crops": self.kept, "frames": self.res.frames, "detections": self.res.detections,
