@@ -307,14 +307,7 @@ class TensorCache:
             with open(g.data, "r+b") as fh:
                 fh.truncate(n0 * self.record)  # records of a crashed append: never indexed
                 fh.seek(n0 * self.record)
-                buf = memoryview(rows).cast("B")
-                half = (len(rows) // 2) * self.record + self.record // 2
-                fh.write(buf[:half])
-                fh.flush()
-                failpoint("cache_mid_data")
-                fh.write(buf[half:])
-                fh.flush()
-                os.fsync(fh.fileno())
+                _write_durably(fh, memoryview(rows).cast("B"), self.record, "cache_mid_data")
             failpoint("cache_before_index")
             entries = b"".join(_pack(_PUT, n0 + k, h, zlib.crc32(rows[k]))
                                for k, h in enumerate(new))
@@ -326,13 +319,7 @@ class TensorCache:
         with open(g.index, "r+b") as fh:
             fh.truncate(g.offset)  # a torn entry a crashed writer left at the tail
             fh.seek(g.offset)
-            half = (len(entries) // ENTRY_SIZE // 2) * ENTRY_SIZE + ENTRY_SIZE // 2
-            fh.write(entries[:half])
-            fh.flush()
-            failpoint("cache_mid_index")
-            fh.write(entries[half:])
-            fh.flush()
-            os.fsync(fh.fileno())
+            _write_durably(fh, entries, ENTRY_SIZE, "cache_mid_index")
 
     def forget(self, sha256s: Sequence[str]) -> int:
         """Drop the entries of these sha256s (their files are gone). Returns how many."""
@@ -539,3 +526,16 @@ def rebuild(ws, opts: RebuildOptions | None = None, progress: ProgressFn = silen
     rep.seconds = round(time.perf_counter() - t0, 2)
     rep.crops_per_s = round(rep.filled / max(rep.seconds, 1e-9), 1)
     return rep
+
+
+def _write_durably(fh, data, unit: int, point: str) -> None:
+    """Write ``data`` (whole records of ``unit`` bytes) and fsync. It goes out in two parts that
+    split a record, with failpoint ``point`` between them, so the crash tests can leave exactly
+    the torn record a power cut would."""
+    half = (len(data) // unit // 2) * unit + unit // 2
+    fh.write(data[:half])
+    fh.flush()
+    failpoint(point)
+    fh.write(data[half:])
+    fh.flush()
+    os.fsync(fh.fileno())
