@@ -49,6 +49,26 @@ def chromium_path() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
+def require_chromium() -> None:
+    """Fail (never skip: CI installs it) when Debian's chromium is not here."""
+    if chromium_path() is None:
+        import pytest
+
+        pytest.fail("Debian's chromium is missing (apt-get install chromium)")
+
+
+@contextmanager
+def served_workspace(root: Path, crops: int, *, log: Path, **build):
+    """A workspace of ``crops`` made by ``tests.app.factory.build(**build)``, served by a real
+    app server; yields its URL."""
+    from tests.app import factory
+
+    require_chromium()
+    factory.build(root, crops, **build).dispose()
+    with app_server(root, log=log) as url:
+        yield url
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

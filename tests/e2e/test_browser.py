@@ -7,7 +7,6 @@ import pytest
 from sqlalchemy import select
 
 from annotator import db
-from tests.app import factory
 from tests.e2e import browser as B
 
 pytestmark = pytest.mark.e2e
@@ -15,12 +14,8 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    if B.chromium_path() is None:
-        pytest.fail("Debian's chromium is missing (apt-get install chromium)")
     root = tmp_path_factory.mktemp("e2e") / "ws"
-    ws = factory.build(root, 600, per_track=3)
-    ws.dispose()
-    with B.app_server(root, log=B.ARTIFACTS / "e2e-server.log") as url:
+    with B.served_workspace(root, 600, per_track=3, log=B.ARTIFACTS / "e2e-server.log") as url:
         yield url, root
 
 

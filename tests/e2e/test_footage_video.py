@@ -25,8 +25,7 @@ PLAYS = """async () => {
 def test_annotated_video_plays_in_chromium(tmp_path, shared_data):
     from pipelines import detect, versions
 
-    if B.chromium_path() is None:
-        pytest.fail("Debian's chromium is missing (apt-get install chromium)")
+    B.require_chromium()
     ws = factory.build(tmp_path / "ws", 0, model=False)
     versions.import_keras(ws, versions.KerasImportOptions(
         path=shared_data / "peer" / "OFMClassifier.h5"))

@@ -24,12 +24,8 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    if B.chromium_path() is None:
-        pytest.fail("Debian's chromium is missing (apt-get install chromium)")
     root = tmp_path_factory.mktemp("ux") / "ws"
-    ws = factory.build(root, 400, per_track=4, footage=True)
-    ws.dispose()
-    with B.app_server(root, log=B.ARTIFACTS / "ux-server.log") as url:
+    with B.served_workspace(root, 400, per_track=4, footage=True, log=B.ARTIFACTS / "ux-server.log") as url:
         yield url, root
 
 
