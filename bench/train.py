@@ -97,9 +97,9 @@ def bare_epoch(model, opt, xf: torch.Tensor, y: np.ndarray, bs: int, seed: int) 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--images", type=int, default=512)
+    ap.add_argument("--images", type=int, default=1024)
     ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--rounds", type=int, default=3, help="timed epochs per pipeline")
+    ap.add_argument("--rounds", type=int, default=6, help="timed epochs per pipeline")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = ap.parse_args()
     if args.threads:
