@@ -124,13 +124,18 @@ def claimable(annotator_id: int, *, by_id: bool = False):
     ``by_id=True`` is for lookups of given ids: the status test is then kept off the status
     index (``status || ''``), or SQLite scans every unlabeled crop instead of the given ids.
     """
-    mine = aliased(Label)
+    mine = _MINE
     return and_(
         ((Crop.status + "") if by_id else Crop.status) == CropStatus.UNLABELED,
         ~exists().where(Lease.crop_id == Crop.id),
         ~exists().where(mine.crop_id == Crop.id, mine.annotator_id == annotator_id,
                         active_label(mine)),
     )
+
+
+# One alias for every claim: a fresh aliased() per call re-adapted its columns each time, ~1 ms
+# of a claim's CPU (measured with cProfile on PostgreSQL, where a claim builds this twice).
+_MINE = aliased(Label, name="mine")
 
 
 def claim_batch(
