@@ -933,8 +933,9 @@ def summary(report: DetectReport) -> str:
     """Human lines for the CLI."""
     labels = ", ".join(f"{k} {v}" for k, v in report.tracks_by_label.items())
     queued = "" if report.queued is None else f"; {report.queued} crops added to the queue"
-    return (f"{report.sources} sources: {report.frames} frames, {report.detections} faces, "
-            f"{report.tracks} tracks ({labels}) in {report.seconds:.1f} s "
+    plural = "" if report.sources == 1 else "s"
+    return (f"{report.sources} source{plural}: {report.frames} frames, {report.detections} "
+            f"faces, {report.tracks} tracks ({labels}) in {report.seconds:.1f} s "
             f"({report.fps:.1f} frames/s)\nflicker per second of track: per frame "
             f"{report.flicker.get('per_frame', 0):.3f}, voted {report.flicker.get('voted', 0):.3f}; "
             f"{report.hard_tracks} uncertain tracks, {report.hard_crops} crops{queued}\n"

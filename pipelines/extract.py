@@ -749,8 +749,9 @@ def summary(report: ExtractReport) -> str:
     skipped = f" ({report.skipped} already done)" if report.skipped else ""
     removed = (f" ({report.crops_removed} unlabeled crops of earlier runs removed)"
                if report.crops_removed else "")
-    return (f"{report.sources} sources{skipped}: {report.frames} frames, {report.detections} "
-            f"detections, {report.tracks} tracks, {report.crops_kept} crops kept{removed} in "
+    plural = "" if report.sources == 1 else "s"
+    return (f"{report.sources} source{plural}{skipped}: {report.frames} frames, "
+            f"{report.detections} detections, {report.tracks} tracks, {report.crops_kept} crops kept{removed} in "
             f"{report.seconds:.1f} s\ndropped: {dropped}")
 
 
