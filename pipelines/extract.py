@@ -426,13 +426,18 @@ class _SourceRun:
         self.res.timings = {k: round(v, 3) for k, v in self.timings.items()}
 
     def _totals(self, new_crops: int) -> dict:
-        """Counts over every run of this source (earlier runs' totals + this run so far)."""
-        t = Counter(self.base)
-        t.update({k: getattr(self.res, k) for k in ("frames", "detections", "tracks")})
-        t.update({"crops_kept": self.res.crops_kept + new_crops})
-        t.update({f"dropped_{k}": v for k, v in self.dropped.items()})
-        return dict(t)
+        return source_totals(self.base, self.res, self.dropped, new_crops)
 
+
+
+def source_totals(base: dict, res: SourceResult, dropped: Counter, new_crops: int) -> dict:
+    """Counts over every run of a source: ``base`` (earlier runs' totals) + this run so far, with
+    ``new_crops`` about to be committed."""
+    t = Counter(base)
+    t.update({k: getattr(res, k) for k in ("frames", "detections", "tracks")})
+    t.update({"crops_kept": res.crops_kept + new_crops})
+    t.update({f"dropped_{k}": v for k, v in dropped.items()})
+    return dict(t)
 
 
 @dataclass

@@ -44,7 +44,7 @@ from annotator.track import Tracker
 from annotator.workspace import Workspace
 from pipelines.extract import (
     NoDetector, OpenedSource, Settings, SourceResult, _LazyDetector, _SourceRun, expected_frames,
-    extract_source, new_crop, open_source, remove_unused_files)
+    extract_source, new_crop, open_source, remove_unused_files, source_totals)
 
 DEFAULT_RANGE_SECONDS = 300.0
 TORCH_DETECTORS = ("mtcnn", "openpifpaf")  # YuNet runs on the CPU only: never asks for a GPU
@@ -405,11 +405,7 @@ class _RaySource:
                 pass
 
     def _totals(self, new_crops: int) -> dict:
-        t = Counter(self.base)
-        t.update({k: getattr(self.res, k) for k in ("frames", "detections", "tracks")})
-        t.update({"crops_kept": self.res.crops_kept + new_crops})
-        t.update({f"dropped_{k}": v for k, v in self.dropped.items()})
-        return dict(t)
+        return source_totals(self.base, self.res, self.dropped, new_crops)
 
     def _stats(self, state: _RayState, totals: dict) -> dict:
         return {"settings": self.st.public(), "totals": totals,
