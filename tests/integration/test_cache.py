@@ -193,20 +193,24 @@ def test_removed_crops_are_invalidated_and_rebuild_drops_unused_ones(tmp_path):
 def test_readers_stay_consistent_while_another_process_writes_and_rebuilds(tmp_path):
     root = tmp_path / "cache"
     n, chunk = 3000, 100
+    # The writer starts when the reader is ready (a line on stdin) and pauses between chunks, so
+    # the reads overlap the writes even when the reader's set-up is slow (a busy CI machine).
     code = f"""
-        import hashlib, numpy as np
+        import hashlib, sys, time, numpy as np
         from annotator.cache import TensorCache
         def sha(i): return hashlib.sha256(b"%d" % i).hexdigest()
         def tensor(i): return np.random.default_rng(i).integers(0, 256, (45, 45, 3), dtype=np.uint8)
         c = TensorCache({str(root)!r})
+        sys.stdin.readline()
         for lo in range(0, {n}, {chunk}):
             c.put([sha(i) for i in range(lo, lo + {chunk})], np.stack([tensor(i) for i in range(lo, lo + {chunk})]))
             if lo == {n // 2}:
                 c.forget([sha(i) for i in range(0, {n // 2}, 2)])
                 c.compact()
+            time.sleep(0.02)
     """
     writer = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], cwd=REPO,
-                              env={**os.environ, "PYTHONPATH": str(REPO)})
+                              env={**os.environ, "PYTHONPATH": str(REPO)}, stdin=subprocess.PIPE)
     import hashlib
 
     from annotator.cache import TensorCache
@@ -215,6 +219,8 @@ def test_readers_stay_consistent_while_another_process_writes_and_rebuilds(tmp_p
     truth = np.stack([np.random.default_rng(i).integers(0, 256, (45, 45, 3), dtype=np.uint8)
                       for i in range(n)])
     reader, reads, seen = TensorCache(root), 0, 0
+    writer.stdin.write(b"go\n")
+    writer.stdin.close()
     while writer.poll() is None or reads == 0:
         x, ok = reader.get(shas)
         np.testing.assert_array_equal(x[ok], truth[ok])  # never a torn or foreign tensor
