@@ -7,6 +7,7 @@ deep inside a job.
 from __future__ import annotations
 
 import math
+import re
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -125,6 +126,9 @@ def load_config(path: Path) -> Config:
     return parse_config(raw, where=str(path))
 
 
+LABEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,39}")  # db.Label.value is 40 long
+
+
 def parse_config(raw: dict, *, where: str = "config.toml") -> Config:
     """A checked Config from parsed TOML; WorkspaceError names the first bad value."""
     unknown = set(raw) - {"labels", *SECTIONS}
@@ -134,6 +138,10 @@ def parse_config(raw: dict, *, where: str = "config.toml") -> Config:
     if (not isinstance(labels, list) or not all(isinstance(x, str) and x.strip() for x in labels)):
         raise WorkspaceError(f"{where}: labels must be a list of names, e.g. [\"mask\", \"no_mask\"]"
                              f", got {labels!r}")
+    bad = [x for x in labels if not LABEL_NAME.fullmatch(x)]
+    if bad:  # a label names dataset folders and fits the labels table on PostgreSQL
+        raise WorkspaceError(f"{where}: labels must be up to 40 letters, digits, _ or - each, "
+                             f"starting with a letter or digit, got {bad[0]!r}")
     clash = set(labels) & set(SPECIAL_LABELS)
     if len(labels) < 2 or clash or len(set(labels)) != len(labels):
         raise WorkspaceError(f"{where}: labels must be 2+ distinct names other than {SPECIAL_LABELS}")
