@@ -15,6 +15,7 @@ rows, is in ``queue._claimable_ids``.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
@@ -100,16 +101,19 @@ class Base(DeclarativeBase):
     )
 
 
+SOURCE_TEXT_LEN = 300  # sources.key and sources.name (migration 0001)
+
+
 class Source(Base):
     """A video file, stream, image file or imported folder that crops came from."""
 
     __tablename__ = "sources"
     id: Mapped[int] = mapped_column(primary_key=True)
     # Identity: the content sha256 for files; the URI without its password for streams.
-    key: Mapped[str] = mapped_column(String(300), unique=True)
+    key: Mapped[str] = mapped_column(String(SOURCE_TEXT_LEN), unique=True)
     kind: Mapped[str] = mapped_column(String(16))  # video | image | folder | stream
     uri: Mapped[str] = mapped_column(Text)  # never holds a stream password
-    name: Mapped[str] = mapped_column(String(300))
+    name: Mapped[str] = mapped_column(String(SOURCE_TEXT_LEN))
     sha256: Mapped[Optional[str]] = mapped_column(String(64))
     fps: Mapped[Optional[float]]
     frame_count: Mapped[Optional[int]]
@@ -398,7 +402,15 @@ def get_or_create_source(
     width: int | None = None,
     height: int | None = None,
 ) -> Source:
-    """The source known by ``key`` (content hash or URI), created on first sight."""
+    """The source known by ``key`` (content hash or URI), created on first sight.
+
+    A key or name longer than its column (a signed stream URL can be) is shortened here, the key
+    to a hash of itself, so PostgreSQL, which enforces the lengths SQLite ignores, stores it too.
+    """
+    if len(key) > SOURCE_TEXT_LEN:
+        key = "sha256-of-uri:" + hashlib.sha256(key.encode()).hexdigest()
+    if len(name) > SOURCE_TEXT_LEN:
+        name = name[: SOURCE_TEXT_LEN - 1] + "…"
     src = session.scalar(select(Source).where(Source.key == key))
     if src is None:
         src = Source(

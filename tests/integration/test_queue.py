@@ -33,6 +33,20 @@ def test_add_crops_is_idempotent(workspace):
     assert len(first) == 5 and again == []
 
 
+def test_a_signed_stream_url_longer_than_its_column_is_stored_and_found_again(workspace):
+    # PostgreSQL refuses a VARCHAR(300) overflow that SQLite would have stored silently.
+    url = "https://cdn.example/live/cam1.m3u8?" + "&".join(f"p{i}={'x' * 20}" for i in range(20))
+    assert len(url) > 400
+    with workspace.session() as s:
+        first = get_or_create_source(s, key=url, kind="stream", uri=url, name=url)
+        assert len(first.key) <= 300 and len(first.name) <= 300 and first.uri == url
+        first_id = first.id
+    with workspace.session() as s:
+        assert get_or_create_source(s, key=url, kind="stream", uri=url, name=url).id == first_id
+        other = get_or_create_source(s, key=url + "1", kind="stream", uri=url + "1", name=url)
+        assert other.id != first_id
+
+
 def test_two_annotators_never_hold_the_same_crop(workspace):
     add_fake_crops(workspace, 10)
     a, b = users(workspace, "ann", "bob")
