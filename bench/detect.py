@@ -53,13 +53,8 @@ def staged(path: Path, infer, classes, cfg, args, tmp: Path) -> dict:
     writers = {}
     frames = faces = 0
     agree = True
-    it = iter(video.FrameReader(spec, fps=args.fps, max_seconds=args.max_seconds))
-    while True:
-        t = time.perf_counter()
-        frame = next(it, None)
-        sec["decode"] += time.perf_counter() - t
-        if frame is None:
-            break
+    reader = video.FrameReader(spec, fps=args.fps, max_seconds=args.max_seconds)
+    for (frame,) in video.batches(reader, 1, sec):  # adds the decode time to sec["decode"]
         frames += 1
         t = time.perf_counter()
         people = detector.people([frame.image])[0]
