@@ -212,8 +212,8 @@ class FrameReader:
             if self.seek and self.start > 0:
                 cap, index, t_prev = self._seek(cap, native_fps)
             # grab() every frame, retrieve() only the sampled ones: measured (bench/extract.py,
-            # 2 fps) faster than a seek per sampled frame on all five shared videos, 5-35 against
-            # 24-74 ms per sampled frame, and exact; a seek decodes from the previous key frame.
+            # 2 fps) faster than a seek per sampled frame on all five shared videos, 4-21 against
+            # 16-29 ms per sampled frame, and exact; a seek decodes from the previous key frame.
             while True:
                 if not cap.grab():
                     self._end_of_file(index)
