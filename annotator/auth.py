@@ -159,6 +159,34 @@ def set_password(session, name: str, password: str, *,
 # --- sign-in throttling -------------------------------------------------------------------------
 
 
+def client_address(peer: str | None, forwarded_for: str | None, trusted: list[str]) -> str | None:
+    """The client's address for throttling: the connection's own ``peer``, unless that peer is
+    one of the ``trusted`` proxies (``[auth] trusted_proxies``); then the right-most address of
+    ``X-Forwarded-For`` that is not a trusted proxy (the left part is whatever the client
+    wrote). None when the peer is unknown."""
+    import ipaddress
+
+    def is_trusted(addr: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(addr.strip())
+        except ValueError:
+            return False
+        return any(ip in ipaddress.ip_network(n, strict=False) for n in trusted)
+
+    if not peer:
+        return None
+    if not trusted or not is_trusted(peer) or not forwarded_for:
+        return peer
+    hops = [h.strip() for h in forwarded_for.split(",") if h.strip()]
+    for hop in reversed(hops):
+        if not is_trusted(hop):
+            try:
+                return str(ipaddress.ip_address(hop))
+            except ValueError:
+                return peer  # garbage from the client side: throttle the proxy's address
+    return peer
+
+
 def throttle_keys(name: str, client: str | None) -> list[str]:
     keys = [f"user:{(name or '').strip().lower()[:100]}"]
     if client:
@@ -229,6 +257,20 @@ def current(ws, account_id: int) -> Account | None:
         if user is None or user.disabled_at is not None or user.role not in Role.HUMAN:
             return None
         return Account(user.id, user.name, user.role)
+
+
+def require_admin(ws, account_id: int | None, *, token: str | None = None) -> Account:
+    """The account, re-read from the database at the moment of a privileged action; AuthError
+    when it is signed out, disabled or no longer an admin (a page left open keeps its buttons,
+    so the check belongs to the action, not only to the page)."""
+    account = resume_session(ws, token) if token else (
+        current(ws, account_id) if account_id is not None else None)
+    if account is None or account.id != account_id:
+        raise AuthError("your session has ended or your account is disabled: nothing was changed")
+    if account.role != Role.ADMIN:
+        raise AuthError("only an admin can do this (your account is no longer one): "
+                        "nothing was changed")
+    return account
 
 
 def has_admin(ws) -> bool:

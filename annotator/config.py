@@ -12,7 +12,7 @@ import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from annotator.errors import WorkspaceError
+from annotator.errors import InputError, WorkspaceError
 
 # Label values that are decisions about the crop, not classes of the classifier.
 NOT_A_FACE = "not_a_face"
@@ -40,8 +40,8 @@ class SamplingConfig:
     hybrid_pool: int = 3000  # most-uncertain crops among which a diverse batch is picked
 
     RULES = {"strategy": STRATEGY_CHOICES, "batch_size": _int(1, 1000),
-             "random_share": _float(0, 1), "lease_seconds": _int(10), "double_annotation": _float(0, 1),
-             "hybrid_pool": _int(1)}
+             "random_share": _float(0, 1), "lease_seconds": _int(10, 30 * 24 * 3600),
+             "double_annotation": _float(0, 1), "hybrid_pool": _int(1, 10_000_000)}
 
 
 @dataclass
@@ -55,7 +55,7 @@ class TrainingConfig:
     mask_overlays: str = ""  # folder of RGBA mask PNGs (e.g. ../shared/data/mask_overlays)
 
     RULES = {"epochs": _int(1, 10_000), "batch_size": _int(2, 65_536), "lr": _float(1e-9, 1),
-             "val_fraction": _float(0, 0.99), "seed": _int(0), "synthetic_masks": bool,
+             "val_fraction": _float(0, 0.99), "seed": _int(0, 2**32 - 1), "synthetic_masks": bool,
              "mask_overlays": str}
 
 
@@ -74,7 +74,7 @@ class ExtractConfig:
 
     RULES = {"detector": DETECTOR_CHOICES, "checkpoint": str, "fps": _float(1e-6, 1000),
              "min_size": _int(0, 10_000), "margin": _float(0, 10), "per_track": _int(1, 1000),
-             "min_sharpness": _float(0), "min_score": _float(-1, 1), "long_edge": _int(0, 20_000),
+             "min_sharpness": _float(0, 1e9), "min_score": _float(-1, 1), "long_edge": _int(0, 20_000),
              "batch_size": _int(1, 256)}
 
 
@@ -84,9 +84,13 @@ class AuthConfig:
     max_failures: int = 5  # wrong passwords in a row (per account, per client) before a lockout
     lockout_minutes: float = 15.0
     session_hours: float = 12.0  # a signed-in browser stays signed in this long
+    # Reverse proxies (IPs or CIDR blocks) whose X-Forwarded-For names the client; none by default:
+    # a header from anyone else is ignored, so no client picks its own throttle key.
+    trusted_proxies: list[str] = field(default_factory=list)
 
     RULES = {"min_password_length": _int(8, 1000), "max_failures": _int(1, 1000),
-             "lockout_minutes": _float(0.1, 100_000), "session_hours": _float(0.05, 24 * 365)}
+             "lockout_minutes": _float(0.1, 100_000), "session_hours": _float(0.05, 24 * 365),
+             "trusted_proxies": "networks"}
 
 
 @dataclass
@@ -159,9 +163,36 @@ def parse_config(raw: dict, *, where: str = "config.toml") -> Config:
     return Config(labels=list(labels), **sections)
 
 
-def _checked(key: str, value, rule, where: str):
+# Options of jobs (CLI flags, page fields) checked against rules like the config's, in one place:
+# ``--lr must be a number between 1e-09 and 1, got inf``. ``None`` means "the default".
+OPTION_RULES = {
+    "epochs": TrainingConfig.RULES["epochs"], "batch_size": TrainingConfig.RULES["batch_size"],
+    "lr": TrainingConfig.RULES["lr"], "seed": TrainingConfig.RULES["seed"],
+    "fps": ExtractConfig.RULES["fps"], "every": _int(1, 10**9),
+    "min_size": _float(0, 10_000), "margin": ExtractConfig.RULES["margin"],
+    "per_track": ExtractConfig.RULES["per_track"],
+    "min_sharpness": ExtractConfig.RULES["min_sharpness"],
+    "min_score": _float(0, 1), "long_edge": ExtractConfig.RULES["long_edge"],
+    "max_seconds": _float(1e-3, 10**9), "range_seconds": _float(1, 10**7),
+    "workers": _int(1, 1024), "val_fraction": TrainingConfig.RULES["val_fraction"],
+    "seed_size": _int(1, 10**7), "batch": _int(1, 10**7), "rounds": _int(1, 10_000),
+    "repeats": _int(1, 1000), "min_steps": _int(0, 10**7), "full_epochs": _int(1, 10_000),
+    "jobs": _int(1, 1024), "random_share": _float(0, 1), "hybrid_pool": _int(1, 10_000_000),
+    "port": _int(1, 65_535), "opset": _int(7, 30),
+}
+
+
+def check_options(**values) -> None:
+    """InputError naming the first option (as its ``--flag``) outside its rule in
+    ``OPTION_RULES``: not a finite number, or out of range. ``None`` values are skipped."""
+    for key, value in values.items():
+        if value is not None:
+            _checked("--" + key.replace("_", "-"), value, OPTION_RULES[key], "", error=InputError)
+
+
+def _checked(key: str, value, rule, where: str, error=WorkspaceError):
     def bad(expect: str):
-        return WorkspaceError(f"{where}: {key} must be {expect}, got {value!r}")
+        return error(f"{where + ': ' if where else ''}{key} must be {expect}, got {value!r}")
 
     if rule is bool:
         if not isinstance(value, bool):
@@ -171,14 +202,25 @@ def _checked(key: str, value, rule, where: str):
         if not isinstance(value, str):
             raise bad("a string")
         return value
+    if rule == "networks":  # a list of IP addresses or CIDR blocks
+        import ipaddress
+
+        try:
+            if not isinstance(value, list) or len(value) > 100:
+                raise ValueError
+            for v in value:
+                ipaddress.ip_network(v if isinstance(v, str) else None, strict=False)
+        except (TypeError, ValueError):
+            raise bad('a list of IP addresses or CIDR blocks, e.g. ["127.0.0.1"]') from None
+        return list(value)
     if isinstance(rule, tuple) and rule and rule[0] in ("int", "float"):
         kind, lo, hi = rule
+        rng = "" if lo is None else (f" >= {lo}" if hi is None else f" between {lo} and {hi}")
         ok_type = (isinstance(value, int) if kind == "int" else isinstance(value, (int, float)))
         if isinstance(value, bool) or not ok_type or (kind == "float" and not math.isfinite(value)):
-            raise bad("an integer" if kind == "int" else "a number")
+            raise bad(("an integer" if kind == "int" else "a finite number") + rng)
         if (lo is not None and value < lo) or (hi is not None and value > hi):
-            rng = (f">= {lo}" if hi is None else f"between {lo} and {hi}")
-            raise bad(f"{'an integer' if kind == 'int' else 'a number'} {rng}")
+            raise bad(f"{'an integer' if kind == 'int' else 'a number'}{rng}")
         return float(value) if kind == "float" else value
     if not isinstance(value, str) or value not in rule:  # a tuple of choices
         raise bad("one of " + ", ".join(rule))

@@ -191,8 +191,9 @@ def cards(ws: Workspace, items: Sequence[tuple[int, str | None]], *,
     out = _cards(ws, items)
     if annotator_id is None:
         return out
+    limit = ws.config.limits.max_image_pixels
     return [dataclasses.replace(c, strip=tuple(track_strip(ws, c, annotator_id)),
-                                context=context_jpeg(c)) for c in out]
+                                context=context_jpeg(c, max_pixels=limit)) for c in out]
 
 
 def _cards(ws: Workspace, items: Sequence[tuple[int, str | None]]) -> list[Card]:
@@ -263,10 +264,11 @@ def track_strip(ws: Workspace, card: Card, annotator_id: int, *, limit: int = ST
     return out
 
 
-def context_jpeg(card: Card, *, width: int = CONTEXT_WIDTH, reach: float = 1.0) -> bytes | None:
+def context_jpeg(card: Card, *, width: int = CONTEXT_WIDTH, reach: float = 1.0,
+                 max_pixels: int = images.MAX_PIXELS) -> bytes | None:
     """The frame around the head as display-sized JPEG bytes (smooth upscaling: a 22-px head
     reads better as a soft picture than as 16x blocks), or None without a source on disk."""
-    view = frame_context(card, max_width=width, pad=reach, upscale_to=width)
+    view = frame_context(card, max_width=width, pad=reach, upscale_to=width, max_pixels=max_pixels)
     return None if view is None else images.encode_jpeg(view, quality=88)
 
 
@@ -400,13 +402,15 @@ def shortcuts(labels: Sequence[str]) -> dict[str, str]:
 
 
 def frame_context(card: Card, *, max_width: int = 720, pad: float = 1.5,
-                  upscale_to: int | None = None) -> np.ndarray | None:
+                  upscale_to: int | None = None,
+                  max_pixels: int = images.MAX_PIXELS) -> np.ndarray | None:
     """The region of the source frame (video frame or still image) around the crop, with the
     box drawn, as RGB (H, W, 3); None when the source file is not on disk or unreadable.
     ``upscale_to`` enlarges a small region to that width (bicubic)."""
     if not card.has_frame:
         return None
-    frame = video.read_frame(card.source_uri, kind=card.source_kind, index=card.frame_index)
+    frame = video.read_frame(card.source_uri, kind=card.source_kind, index=card.frame_index,
+                             max_pixels=max_pixels)
     if frame is None:
         return None
     import cv2

@@ -362,6 +362,14 @@ def undo_last(
                                 Label.annotator_id == annotator_id, active_label())
             .order_by(Label.id)))
     _lock_crops(session, [lab.crop_id for lab in labels])  # before the labels change
+    # Double annotation: the crop may be back in the queue and held by someone else now;
+    # their hold is theirs (an undo never takes it away), so nothing is undone.
+    taken = session.scalar(select(Lease).where(
+        Lease.crop_id.in_([lab.crop_id for lab in labels]), Lease.annotator_id != annotator_id,
+        Lease.expires_at > now).limit(1))
+    if taken is not None:
+        raise QueueError(f"crop #{taken.crop_id} is being labeled by another annotator now: "
+                         "nothing was undone")
     crop_ids = []
     for i, lab in enumerate(labels):
         lab.undone_at = now

@@ -7,6 +7,7 @@ uninterrupted read would have.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import time
@@ -18,7 +19,7 @@ import numpy as np
 
 from annotator.errors import InputError
 
-from annotator.images import IMAGE_EXTS, read_bgr
+from annotator.images import IMAGE_EXTS, MAX_PIXELS, read_bgr
 from annotator.urls import redact
 
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".ts", ".mts",
@@ -38,6 +39,7 @@ class SourceSpec:
     uri: str
     kind: str  # video | image | stream
     name: str
+    max_pixels: int = MAX_PIXELS  # [limits] max_image_pixels: larger frames are refused undecoded
 
     @property
     def shown_uri(self) -> str:
@@ -63,11 +65,17 @@ def is_stream(uri: str) -> bool:
     return uri.lower().startswith(STREAM_SCHEMES)
 
 
-def expand_sources(items: list[str]) -> tuple[list[SourceSpec], list[str]]:
+def expand_sources(items: list[str], *, max_pixels: int = MAX_PIXELS
+                   ) -> tuple[list[SourceSpec], list[str]]:
     """Sources named on the command line: folders are searched recursively for videos and images.
 
     Returns the sources in a stable order and one error line per unusable item.
     """
+    specs, errors = _expand(items)
+    return [dataclasses.replace(s, max_pixels=max_pixels) for s in specs], errors
+
+
+def _expand(items: list[str]) -> tuple[list[SourceSpec], list[str]]:
     specs, errors = [], []
     for item in items:
         item = str(item)
@@ -116,6 +124,9 @@ def probe(spec: SourceSpec) -> VideoInfo:
         ok, frame = cap.read()
         if not ok or frame is None:
             raise InputError(f"{spec.name}: no frame could be decoded (not a video, or corrupt)")
+        if frame.shape[0] * frame.shape[1] > spec.max_pixels:
+            raise InputError(f"{spec.name}: {frame.shape[1]}x{frame.shape[0]} frames are over the "
+                             f"{spec.max_pixels:,}-pixel limit (limits.max_image_pixels)")
         fps = cap.get(cv2.CAP_PROP_FPS) or None
         n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) or None
         if spec.kind == "stream":
@@ -363,16 +374,18 @@ def _open(spec: SourceSpec):
 def _read_image(spec: SourceSpec) -> np.ndarray:
     if not Path(spec.uri).is_file():
         raise InputError(f"{spec.name}: no such file")
-    img = read_bgr(spec.uri)
+    img = read_bgr(spec.uri, max_pixels=spec.max_pixels)
     if img is None:
         raise InputError(f"{spec.name}: not an image OpenCV can read (or too large)")
     return img
 
 
-def read_frame(uri: str, *, kind: str, index: int | None) -> np.ndarray | None:
-    """One frame of a video file (by index) or a still image, BGR; None if it cannot be read."""
+def read_frame(uri: str, *, kind: str, index: int | None,
+               max_pixels: int = MAX_PIXELS) -> np.ndarray | None:
+    """One frame of a video file (by index) or a still image, BGR; None if it cannot be read
+    or is larger than ``max_pixels``."""
     if kind == "image":
-        return read_bgr(uri)
+        return read_bgr(uri, max_pixels=max_pixels)
     if kind != "video" or index is None or not Path(uri).is_file():
         return None
     import cv2
@@ -383,4 +396,4 @@ def read_frame(uri: str, *, kind: str, index: int | None) -> np.ndarray | None:
         ok, frame = cap.read()
     finally:
         cap.release()
-    return frame if ok else None
+    return frame if ok and frame.shape[0] * frame.shape[1] <= max_pixels else None

@@ -28,6 +28,16 @@ def default_project() -> Path:
     return Path(os.environ.get("ANNOTATOR_PROJECT") or DEFAULT_PROJECT)
 
 
+def workspace_above(path: Path) -> Path | None:
+    """The workspace folder that ``path`` is (or is inside), if any: a folder with
+    config.toml and annotator.db."""
+    path = Path(path).resolve()
+    for folder in [path, *path.parents]:
+        if (folder / CONFIG_NAME).is_file() and (folder / DB_NAME).exists():
+            return folder
+    return None
+
+
 def database_url(value: str | None, root: Path) -> str:
     """The SQLAlchemy URL for a workspace: ``value`` (``--db-url`` / ``ANNOTATOR_DB_URL``) or the
     workspace's own SQLite file. ``postgresql://`` and ``postgres://`` (what PostgreSQL tools and
@@ -68,11 +78,18 @@ class Workspace:
         root = Path(root)
         if root.exists() and not root.is_dir():
             raise WorkspaceError(f"{root} exists and is not a folder")
-        for sub in ("crops", "datasets", "models", "jobs"):
-            (root / sub).mkdir(parents=True, exist_ok=True)
         cfg_path = root / CONFIG_NAME
-        if not cfg_path.exists():
-            cfg_path.write_text(dump_config(Config()))
+        try:
+            for sub in ("crops", "datasets", "models", "jobs"):
+                (root / sub).mkdir(parents=True, exist_ok=True)
+            if not cfg_path.exists():
+                cfg_path.write_text(dump_config(Config()))
+        except NotADirectoryError as exc:
+            raise WorkspaceError(f"cannot create a workspace at {root}: {exc.filename} is in the "
+                                 "way (a file, not a folder)") from None
+        except OSError as exc:
+            raise WorkspaceError(f"cannot create a workspace at {root}: "
+                                 f"{exc.strerror or exc}") from None
         return cls.open(root, db_url=db_url)
 
     @classmethod
@@ -141,6 +158,12 @@ class Workspace:
     def jobs_dir(self) -> Path:
         return self.root / "jobs"
 
+    def holds(self, folder: Path) -> bool:
+        """Whether ``folder`` is one of the workspace's own or contains the workspace (an import
+        from it would add the workspace's crops to itself)."""
+        folder = Path(folder).resolve()
+        return self.owns(folder) or self.root.resolve().is_relative_to(folder)
+
     def owns(self, path: Path) -> bool:
         """Whether ``path`` is (or is inside) one of the workspace's own files or folders, which
         no export, upload or output may overwrite."""
@@ -148,7 +171,10 @@ class Workspace:
         own = [self.root / DB_NAME, self.root / CONFIG_NAME, self.crops_dir, self.models_dir,
                self.datasets_dir, self.jobs_dir]
         own += [self.root / f"{DB_NAME}-wal", self.root / f"{DB_NAME}-shm"]
-        return any(target == p.resolve() or p.resolve() in target.parents for p in own)
+        if any(target == p.resolve() or p.resolve() in target.parents for p in own):
+            return True
+        # A hard link to the database or config is another name for the same file.
+        return target.is_file() and any(p.is_file() and os.path.samefile(target, p) for p in own)
 
     def dispose(self) -> None:
         for eng in (self._engine, self._read_engine):

@@ -21,7 +21,8 @@ SHOWN = ["name", "active", "balanced_accuracy", "accuracy", "roc_auc", "ece", "l
 
 def _start(kind: str, options) -> None:
     try:
-        job_id = runner.submit(ws, kind, options, started_by=me["name"])
+        job_id = runner.submit(ws, kind, options, started_by=me["name"], account_id=me["id"],
+                               token=state.get("session_token"))
         state.models_msg = f"started job {job_id}: {kind}"
     except AnnotatorError as exc:
         state.models_msg = str(exc)

@@ -15,6 +15,7 @@ rules = ws.config.auth
 
 def _do(action, *args, done: str) -> None:
     try:
+        common.recheck_admin()  # the page may have been drawn before a disable or demotion
         action(ws, *args)
         state.users_msg = ("ok", done)
     except AnnotatorError as exc:

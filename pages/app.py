@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from annotator import auth, labeling
+from annotator import app_server, auth, labeling
 from annotator.errors import AnnotatorError
 from pages import common, session
 
@@ -14,13 +14,14 @@ state = st.session_state
 def sign_in() -> None:
     st.title("facemask-annotator")
     ws = common.workspace()
+    client = session.client_address(ws.config.auth.trusted_proxies)  # the proxy's only if trusted
     with st.form("sign-in"):
         name = st.text_input("User name", max_chars=100)
         password = st.text_input("Password", type="password", max_chars=auth.MAX_PASSWORD)
         submitted = st.form_submit_button("Sign in", type="primary")
     if submitted:
         try:
-            who = auth.sign_in(ws, name, password, client=session.client_address())
+            who = auth.sign_in(ws, name, password, client=client)
         except AnnotatorError as exc:
             st.error(str(exc))
         else:
@@ -30,7 +31,7 @@ def sign_in() -> None:
             st.rerun()
     if not auth.has_admin(ws):
         st.warning("This workspace has no admin account yet.")
-        if session.client_address() == "local":  # the server's own user may see its path
+        if client == "local":  # the server's own user may see its path
             st.code(f"annotator user add NAME --role admin --project {ws.root.resolve()}",
                     language="bash")
         else:
@@ -71,6 +72,7 @@ except AnnotatorError as exc:
     st.error(str(exc))
     st.stop()
 u = session.resume(ws)
+app_server.mark(app_server.current_session_id(), signed_in=u is not None)  # uploads
 if u is not None:
     st.sidebar.caption(f"signed in as **{u['name']}** ({u['role']})")
     if state.get("session_token"):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import html
+import re
 from contextlib import contextmanager
 
 import streamlit as st
@@ -58,6 +59,17 @@ def require_admin() -> dict:
     return u
 
 
+def recheck_admin() -> dict:
+    """Inside a privileged callback or form action: the signed-in account, re-read from the
+    database now (AuthError if it was disabled or demoted since the page was drawn)."""
+    from annotator import auth
+
+    u = user()
+    account = auth.require_admin(workspace(), u["id"] if u else None,
+                                 token=st.session_state.get("session_token"))
+    return {"id": account.id, "name": account.name, "role": account.role}
+
+
 @contextmanager
 def errors_shown():
     """Show an AnnotatorError as one st.error line instead of a traceback."""
@@ -65,6 +77,15 @@ def errors_shown():
         yield
     except AnnotatorError as exc:
         st.error(str(exc))
+
+
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|~<>$:])")
+
+
+def md_escape(text: str) -> str:
+    """``text`` shown as itself where Streamlit renders Markdown (file and user names: a name
+    like ``**x**`` or ``[x](http://...)`` must not become bold or a link)."""
+    return _MARKDOWN.sub(r"\\\1", str(text))
 
 
 def relabel(crop_id: int, value: str, *, message_key: str) -> None:
@@ -146,8 +167,10 @@ def render_jobs(ws: Workspace, listed, *, extra=None) -> None:
                 row[1].caption("cancelling…")
             elif row[1].button("Cancel", key=f"cancel_{j.id}", help="Stop this job; work done "
                                "so far is kept, the active model is unchanged."):
-                jobs.cancel(ws, j.id)
-                st.rerun()
+                with errors_shown():  # only admins see jobs; re-checked at the click
+                    recheck_admin()
+                    jobs.cancel(ws, j.id)
+                    st.rerun()
             if extra is not None:
                 extra(j)
         elif j.status == "failed":

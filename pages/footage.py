@@ -3,7 +3,6 @@ the server or an upload) in the background; everyone signed in watches the annot
 faces per minute by label and the tracks, and admins send the uncertain tracks to the queue."""
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import streamlit as st
@@ -21,24 +20,25 @@ FROM = ("a known source", "a path on the server", "an upload")
 
 
 def _save_upload(upload) -> Path:
-    dest_dir = ws.root / "uploads"
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    name = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(upload.name).name) or "upload"
-    dest = dest_dir / name
-    dest.write_bytes(upload.getbuffer())
-    return dest
+    # Content-hash name (`<sha12>-name`), as on the Extract page: an upload never replaces
+    # another one of the same name that crops or runs point to.
+    from pipelines import extract
+
+    return extract.save_upload(ws, upload.name, upload)
 
 
 def _start(target: str | None, upload, **options) -> None:
     common.require_admin()  # the button is shown to admins only; this is the check
-    if upload is not None:
-        target = str(_save_upload(upload))
-    if not target:
-        st.warning("Pick a source, give a path or upload a video first.")
-        return
     try:
+        if upload is not None:
+            common.recheck_admin()
+            target = str(_save_upload(upload))
+        if not target:
+            st.warning("Pick a source, give a path or upload a video first.")
+            return
         job_id = runner.submit(ws, "detect", detect.DetectOptions(sources=[target], **options),
-                               started_by=me["name"])
+                               started_by=me["name"], account_id=me["id"],
+                               token=state.get("session_token"))
     except AnnotatorError as exc:
         st.error(str(exc))
         return
@@ -49,6 +49,7 @@ def _start(target: str | None, upload, **options) -> None:
 def _send_hard(run: detect.RunInfo) -> None:
     common.require_admin()
     try:
+        common.recheck_admin()
         res = detect.queue_hard(ws, run.path)
     except AnnotatorError as exc:
         st.error(str(exc))
@@ -60,7 +61,7 @@ def _send_hard(run: detect.RunInfo) -> None:
 
 st.title("Footage")
 if state.get("footage_msg"):
-    st.info(state.footage_msg)
+    st.info(common.md_escape(state.footage_msg))
 
 if is_admin:
     with st.expander("Run the model on footage", expanded=True):
@@ -107,7 +108,7 @@ run = st.selectbox("Run", found, key="footage_run", format_func=lambda r: (
 rep = run.report
 sources = [s for s in rep.get("per_source", []) if not s.get("error") or s.get("frames")]
 if not sources:
-    st.warning("this run read no frames: " + "; ".join(rep.get("errors") or []))
+    st.warning(common.md_escape("this run read no frames: " + "; ".join(rep.get("errors") or [])))
     st.stop()
 src = sources[0]
 if len(sources) > 1:
@@ -121,13 +122,14 @@ m[3].metric("Flicker per frame", f"{flicker.get('per_frame', 0):.2f}/s",
             help="label changes per track per second of track, frame by frame")
 m[4].metric("Flicker voted", f"{flicker.get('voted', 0):.2f}/s",
             help=f"the same after the vote ({rep.get('vote')})")
-st.caption(f"model {rep.get('model')} · detector {rep.get('detector')} · vote {rep.get('vote')} · "
-           f"unknown below {rep.get('min_score')} · tracks by label {src.get('tracks_by_label')}")
+st.caption(common.md_escape(
+    f"model {rep.get('model')} · detector {rep.get('detector')} · vote {rep.get('vote')} · "
+    f"unknown below {rep.get('min_score')} · tracks by label {src.get('tracks_by_label')}"))
 if src.get("video") and (run.path / src["video"]).is_file():
     st.video(str(run.path / src["video"]))
     if src.get("codec") == "mp4v":
-        st.caption("this video is mp4v (MPEG-4 part 2): browsers do not play it; open the file "
-                   f"{run.path / src['video']} in a video player")
+        st.caption(common.md_escape("this video is mp4v (MPEG-4 part 2): browsers do not play "
+                                    f"it; open the file {run.path / src['video']} in a video player"))
 summary = detect.table(run, "summary")
 summary = summary[summary["source"] == src["name"]]
 st.subheader("Faces per minute by voted label")

@@ -33,13 +33,35 @@ def browser_token() -> str | None:
     return token if isinstance(token, str) else None
 
 
-def client_address() -> str:
-    """The connection's address, for per-client sign-in throttling (``local`` on loopback)."""
-    try:
-        ip = st.context.ip_address
-    except Exception:
+def client_address(trusted: list[str] | None = None) -> str:
+    """The connection's address, for per-client sign-in throttling (``local`` on loopback).
+
+    The TCP peer, never a header, unless the peer is one of ``trusted`` (``[auth]
+    trusted_proxies``): only then does X-Forwarded-For name the client (``auth.client_address``).
+    """
+    from annotator.auth import client_address as pick
+
+    peer, forwarded = _peer_and_forwarded()
+    if peer is None:  # AppTest, bare mode
         return "local"
-    return ip if isinstance(ip, str) and ip else "local"  # AppTest hands out a stand-in object
+    ip = pick(peer, forwarded, list(trusted or []))
+    return "local" if ip in (None, "127.0.0.1", "::1") else ip
+
+
+def _peer_and_forwarded() -> tuple[str | None, str | None]:
+    """The TCP peer of this session's connection and its X-Forwarded-For header."""
+    try:
+        from streamlit.runtime import get_instance
+        from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+        ctx = get_script_run_ctx()
+        client = get_instance().get_client(ctx.session_id).client_context
+        # uvicorn's address: the peer's, or a trusted proxy's client (annotator.app_server)
+        peer = client.remote_ip
+        forwarded = ", ".join(v for k, v in client.headers or () if k.lower() == "x-forwarded-for")
+        return (peer if isinstance(peer, str) and peer else None, forwarded or None)
+    except Exception:  # no browser connection
+        return None, None
 
 
 def write_cookie(token: str, max_age_s: int) -> None:

@@ -492,6 +492,7 @@ def export_model_cmd(
     version: Annotated[str, typer.Argument(help="Model version (or 'active').")],
     out: Annotated[Path, typer.Argument(metavar="OUT")],
     fmt: Annotated[str, typer.Option("--format", help="onnx or torchscript.")] = "onnx",
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing file (never one of the workspace's own).")] = False,
     project: ProjectOpt = DEFAULT_PROJECT,
     as_json: JsonOpt = False,
 ):
@@ -499,7 +500,8 @@ def export_model_cmd(
     from pipelines import export_model
 
     ws = open_ws(project)
-    rep = export_model.run(ws, export_model.ExportOptions(version=version, format=fmt, out=out))
+    rep = export_model.run(ws, export_model.ExportOptions(version=version, format=fmt, out=out,
+                                                          force=force))
     emit(rep, as_json, f"exported {rep.version} as {rep.format} to {rep.out} ({rep.bytes} bytes)")
 
 
@@ -633,16 +635,22 @@ def app_cmd(
     import subprocess
 
     from annotator import auth
+    from annotator.config import check_options
 
+    check_options(port=port)
     ws = open_ws(project)  # fails here, in one line, when there is no workspace
-    cmd = [sys.executable, "-m", "streamlit", "run", str(app_entry()), "--server.address", host,
+    # Through app_server: Streamlit's upload endpoint refuses sessions that are not signed in.
+    cmd = [sys.executable, "-m", "annotator.app_server", "run", str(app_entry()),
+           "--server.address", host,
            "--server.port", str(port), "--server.maxUploadSize",
            str(ws.config.limits.max_upload_mb), *APP_SERVER_OPTIONS]
     err.print(f"labeling app for {ws.root} at http://{host}:{port}", markup=False)
     if not auth.has_admin(ws):
         err.print("no admin yet: create one with `annotator user add NAME --role admin "
                   f"--project {ws.root.resolve()}`", markup=False)
-    env = {**os.environ, "ANNOTATOR_PROJECT": str(ws.root.resolve())}
+    env = {**os.environ, "ANNOTATOR_PROJECT": str(ws.root.resolve()),
+           # uvicorn believes X-Forwarded-For only from these ([auth] trusted_proxies; none)
+           "FORWARDED_ALLOW_IPS": ",".join(ws.config.auth.trusted_proxies)}
     ws.dispose()
     server = subprocess.Popen(cmd, env=env, start_new_session=True)
     code = _serve_until_stopped(server)

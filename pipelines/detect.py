@@ -41,11 +41,13 @@ from pathlib import Path
 
 import numpy as np
 
-from annotator import db, detectors, images, queue, reports, video, votes
+from annotator import db, detectors, images, jobs, queue, reports, video, votes
+from annotator.config import check_options
 from annotator.errors import AnnotatorError, InputError
 from annotator.progress import ProgressFn, silent
 from annotator.sample import uncertainty
 from annotator.track import Tracker, compact, crop_quality, thin
+from annotator.urls import redact_text
 from annotator.workspace import Workspace
 from pipelines import extract
 
@@ -181,6 +183,8 @@ class Settings:
 def resolve(ws: Workspace, opts: DetectOptions) -> Settings:
     """Options checked and completed from ``[extract]``; InputError names the bad one."""
     cfg = ws.config.extract
+    check_options(fps=opts.fps, every=opts.every, min_score=opts.min_score,
+                  max_seconds=opts.max_seconds, per_track=opts.per_track)
     if opts.detector not in DETECTORS:
         raise InputError(f"unknown detector {opts.detector!r}; expected one of {', '.join(DETECTORS)}")
     if opts.fps is not None and opts.every is not None:
@@ -264,7 +268,9 @@ def run(ws: Workspace, opts: DetectOptions, progress: ProgressFn = silent) -> De
 
     t0 = time.perf_counter()
     st = resolve(ws, opts)
-    specs, errors = video.expand_sources(list(opts.sources))
+    specs, errors = video.expand_sources(list(opts.sources),
+                                         max_pixels=ws.config.limits.max_image_pixels)
+    errors = [redact_text(e) for e in errors]
     if not specs:
         raise InputError("; ".join(errors) or "no sources given")
     for spec in specs:
@@ -283,14 +289,14 @@ def run(ws: Workspace, opts: DetectOptions, progress: ProgressFn = silent) -> De
                           if st.method == "debounce" else st.method, min_score=st.min_score,
                           errors=list(errors), backend=backend,
                           codec=st.codec if st.video else None)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    tmp = _temp_folder(out)
     try:
         writer = _Tables(tmp, classes)
         names: set[str] = set()
         timings: Counter = Counter()
         for spec in specs:
-            res = SourceDetect(name=spec.name, uri=spec.uri, kind=spec.kind)
+            # A stream's URL is stored and reported without its secrets (urls.redact).
+            res = SourceDetect(name=spec.name, uri=spec.shown_uri, kind=spec.kind)
             try:
                 _SourceRun(spec, st, detector, infer, classes, writer, tmp, names, progress,
                            res, timings).run()
@@ -301,6 +307,7 @@ def run(ws: Workspace, opts: DetectOptions, progress: ProgressFn = silent) -> De
             except Exception as exc:  # an odd file: report it, the batch goes on
                 res.error = f"{spec.name}: {type(exc).__name__}: {exc}"
             if res.error:
+                res.error = redact_text(res.error)  # OpenCV may quote the full URL
                 report.errors.append(res.error)
             report.per_source.append(res)
         writer.close()
@@ -744,7 +751,7 @@ class _Tables:
         cv2.imwrite(str(self.folder / rel), c["image"])  # lossless: the crop extract would store
         x1, y1, x2, y2 = c["box"]
         self._w["hard_crops"].writerow([
-            spec.name, spec.uri, spec.kind, res.key, tid, c["frame"], c["time_s"], x1, y1, x2, y2,
+            spec.name, spec.shown_uri, spec.kind, res.key, tid, c["frame"], c["time_s"], x1, y1, x2, y2,
             c["width"], c["height"], c["det_score"], c["sharpness"], c["origin"], rel, reason,
             json.dumps(c["keypoints"]) if c["keypoints"] is not None else "",
             *[f"{v:.6f}" for v in c["probs"]]])
@@ -768,30 +775,86 @@ def _write_json(path: Path, report: DetectReport) -> None:
 
 def _move_into_place(tmp: Path, out: Path) -> None:
     """A new folder appears whole; an existing one (``--force``) loses only the files of the run
-    written there before (named in its report.json) and gets this run's."""
+    written there before and gets this run's. Everything is checked before anything moves: a
+    ``hard/`` that is not detect's, or a symlink in the way, is refused with the folder as it was."""
+    (tmp / OWNER).unlink(missing_ok=True)
     if not out.exists():
         os.replace(tmp, out)
         return
     old = _previous_files(out)
+    for item in tmp.iterdir():
+        target = out / item.name
+        if (target.exists() or target.is_symlink()) and item.name not in old:
+            raise InputError(f"--out {out}: {item.name} is there and is not a file of an earlier "
+                             "detect run; move it or pick another folder")
     for name in old:
         target = out / name
-        if target.is_dir():
-            shutil.rmtree(target, ignore_errors=True)
-        elif target.exists():
-            target.unlink()
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        else:
+            target.unlink(missing_ok=True)  # a symlink goes, never what it points to
     for item in tmp.iterdir():
         os.replace(item, out / item.name)
     tmp.rmdir()
 
 
+_HARD_FILE = re.compile(r"\d{6}\.png")
+_VIDEO_FILE = re.compile(r"[A-Za-z0-9._-]+\.(mp4|jpg)")
+
+
 def _previous_files(out: Path) -> list[str]:
-    names = [n for n in OUTPUT_FILES if (out / n).exists()] + (["hard"] if (out / "hard").is_dir() else [])
+    """Names in ``out`` that an earlier detect run wrote: its fixed files, a ``hard/`` holding
+    only its crop files, and the videos its report names (detect's own naming only: a planted
+    report.json cannot name ``../x`` or ``config.toml``)."""
+    names = [n for n in OUTPUT_FILES if (out / n).is_file() or (out / n).is_symlink()]
     try:
         old = json.loads((out / "report.json").read_text())
         names += [s["video"] for s in old.get("per_source", []) if s.get("video")]
-    except (OSError, ValueError, TypeError, KeyError):
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
         pass
-    return [n for n in dict.fromkeys(names) if n and "/" not in n and n not in ("", ".", "..")]
+    names = [n for n in dict.fromkeys(names) if isinstance(n, str)
+             and (n in OUTPUT_FILES or _VIDEO_FILE.fullmatch(n))
+             and ((out / n).is_file() or (out / n).is_symlink())]
+    hard = out / "hard"
+    if hard.is_symlink() or (hard.is_dir() and all(
+            _HARD_FILE.fullmatch(p.name) and p.is_file() and not p.is_symlink()
+            for p in hard.iterdir())):
+        names.append("hard")
+    return names
+
+
+OWNER = ".owner"  # in a run's hidden temporary folder: the pid that writes it
+
+
+def _temp_folder(out: Path) -> Path:
+    """A hidden folder beside ``out`` for the run's files, after removing those that killed
+    runs on this host left (their owner pid is gone)."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        for old in out.parent.glob(".*"):
+            owner = old / OWNER
+            if old.is_dir() and not old.is_symlink() and owner.is_file():
+                try:
+                    host, pid = owner.read_text().split()
+                    if host == jobs.host() and not _alive(int(pid)):
+                        shutil.rmtree(old, ignore_errors=True)
+                except (OSError, ValueError):
+                    pass
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        (tmp / OWNER).write_text(f"{jobs.host()} {os.getpid()}")
+    except OSError as exc:
+        raise InputError(f"cannot write --out {out}: {exc.strerror or exc}") from None
+    return tmp
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 # --- hard crops to the queue ---------------------------------------------------------------------

@@ -8,6 +8,7 @@ import numpy as np
 
 from annotator import db, images
 from annotator.errors import InputError
+from annotator.files import output_path
 from annotator.metrics import report as metrics_report
 from annotator.workspace import Workspace
 
@@ -42,6 +43,8 @@ def run(ws: Workspace, opts: EvalOptions) -> dict:
     from pipelines import versions
     from pipelines.build_dataset import load_split
 
+    if opts.plots is not None:  # checked before the work, like every output path
+        output_path(Path(opts.plots), owned=ws.owns, force=True, folder=True)
     model, v = versions.load(ws, opts.model)
     classes = list(model.classes)
     if opts.data is not None:
@@ -66,5 +69,8 @@ def run(ws: Workspace, opts: EvalOptions) -> dict:
     if opts.plots is not None:
         from annotator.plots import plot_report
 
-        out["plots"] = [str(p) for p in plot_report(y, probs, classes, Path(opts.plots))]
+        try:
+            out["plots"] = [str(p) for p in plot_report(y, probs, classes, Path(opts.plots))]
+        except OSError as exc:
+            raise InputError(f"cannot write --plots {opts.plots}: {exc.strerror or exc}") from None
     return out

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from annotator import reports
 from annotator.errors import InputError
+from annotator.files import atomic_file, output_path
 from annotator.progress import ProgressFn, silent
 from annotator.workspace import Workspace
 
@@ -43,9 +44,8 @@ def run(ws: Workspace, opts: ExportOptions, progress: ProgressFn = silent) -> Ex
         if opts.format == "csv":
             out.parent.mkdir(parents=True, exist_ok=True)
             table = table.assign(file=[str(ws.store.path(p).resolve()) for p in table["path"]])
-            tmp = out.with_name(f".{out.name}.part")
-            table.to_csv(tmp, index=False)
-            tmp.replace(out)  # a failed export never leaves a half-written file under OUT
+            with atomic_file(out) as tmp:  # never a half-written file under OUT
+                table.to_csv(tmp, index=False)
         else:
             for i, row in enumerate(table.itertuples()):
                 dest = out / row.label / f"{row.crop_id:08d}{Path(row.path).suffix}"
@@ -67,14 +67,4 @@ def run(ws: Workspace, opts: ExportOptions, progress: ProgressFn = silent) -> Ex
 
 
 def _check_destination(ws: Workspace, out: Path, *, csv: bool, force: bool) -> None:
-    if ws.owns(out):
-        raise InputError(f"{out} is part of the workspace itself (database, crops, models, ...); "
-                         "export somewhere else")
-    if csv:
-        if out.exists() and not force:
-            raise InputError(f"{out} exists; pass --force to replace it")
-        if out.exists() and not out.is_file():
-            raise InputError(f"{out} exists and is not a file")
-    elif out.exists() and (not out.is_dir() or (any(out.iterdir()) and not force)):
-        raise InputError(f"{out} exists and is not an empty folder" +
-                         ("" if not out.is_dir() else "; pass --force to add to it"))
+    output_path(out, owned=ws.owns, force=force, folder=not csv)

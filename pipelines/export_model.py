@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from annotator.errors import InputError
+from annotator.files import atomic_file, output_path
 from annotator.workspace import Workspace
 
 FORMATS = ("onnx", "torchscript")
@@ -23,6 +24,7 @@ class ExportOptions:
     format: str = "onnx"
     out: Path
     opset: int = 17
+    force: bool = False  # replace an existing file (never one of the workspace's own)
 
 
 @dataclass
@@ -43,11 +45,8 @@ def run(ws: Workspace, opts: ExportOptions) -> ExportReport:
 
     if opts.format not in FORMATS:
         raise InputError(f"--format must be one of {', '.join(FORMATS)}, got {opts.format!r}")
+    out = output_path(Path(opts.out), owned=ws.owns, force=opts.force)
     model, mv = versions.load(ws, opts.version)
-    out = Path(opts.out)
-    if out.is_dir():
-        raise InputError(f"{out} is a folder; give a file name")
-    out.parent.mkdir(parents=True, exist_ok=True)
     net = probabilities(model, nhwc=True)
     example = torch.rand(2, INPUT_SIZE, INPUT_SIZE, 3)
     classes = list(model.classes)
@@ -60,7 +59,8 @@ def run(ws: Workspace, opts: ExportOptions) -> ExportReport:
         entry.key, entry.value = "classes", json.dumps(classes)
         entry = proto.metadata_props.add()
         entry.key, entry.value = "model_version", mv.name
-        onnx.save(proto, str(out))
+        with atomic_file(out) as tmp:
+            onnx.save(proto, str(tmp))
     else:
         import warnings
 
@@ -68,5 +68,7 @@ def run(ws: Workspace, opts: ExportOptions) -> ExportReport:
             # TorchScript is deprecated upstream but still what many edge runtimes load.
             warnings.simplefilter("ignore", FutureWarning)
             traced = torch.jit.trace(net, example)
-            torch.jit.save(traced, str(out), _extra_files={"classes.json": json.dumps(classes)})
+            with atomic_file(out) as tmp:
+                torch.jit.save(traced, str(tmp),
+                               _extra_files={"classes.json": json.dumps(classes)})
     return ExportReport(mv.name, opts.format, str(out), classes, out.stat().st_size)

@@ -39,6 +39,7 @@ import numpy as np
 from sqlalchemy import select
 
 from annotator import detectors, queue, reports, video
+from annotator.config import check_options
 from annotator.db import Crop, chunks, get_or_create_source, update_source_progress
 from annotator.errors import AnnotatorError, InputError
 from annotator.geometry import head_box, sharpness
@@ -143,6 +144,11 @@ class Settings:
 
 def resolve(ws: Workspace, opts: ExtractOptions) -> Settings:
     cfg = ws.config.extract
+    check_options(fps=opts.fps, every=opts.every, min_size=opts.min_size, margin=opts.margin,
+                  per_track=opts.per_track, min_sharpness=opts.min_sharpness,
+                  min_score=opts.min_score, max_seconds=opts.max_seconds,
+                  long_edge=opts.long_edge, workers=opts.workers,
+                  range_seconds=opts.range_seconds)
     pick = lambda v, d: d if v is None else v  # noqa: E731
     if opts.fps is not None and opts.every is not None:
         raise InputError("give either --fps or --every, not both")
@@ -193,7 +199,8 @@ def run(ws: Workspace, opts: ExtractOptions, progress: ProgressFn = silent) -> E
         raise InputError("--address and --range-seconds need --engine ray")
     if opts.engine == "ray" and opts.workers is not None:
         raise InputError("--workers is for --engine local (Ray runs a range per cluster CPU)")
-    specs, errors = video.expand_sources(list(opts.sources))
+    specs, errors = video.expand_sources(list(opts.sources),
+                                         max_pixels=ws.config.limits.max_image_pixels)
     if not specs and not errors:
         raise InputError("no sources given")
     report = ExtractReport(detector=settings.detector, detector_reason=settings.detector_reason,

@@ -171,10 +171,34 @@ def _reachable(address: str) -> None:
     if not sep or not host or not port.isdigit():
         raise InputError(f"--address {address}: expected auto, HOST:PORT or ray://HOST:PORT")
     try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S).close()
+        with socket.create_connection((host.strip("[]"), int(port)),
+                                      timeout=CONNECT_TIMEOUT_S) as conn:
+            speaks = _speaks_grpc(conn)
     except OSError as exc:
         raise InputError(f"cannot reach the Ray cluster at {address}: "
                          f"{exc.strerror or exc}") from None
+    if not speaks:  # an open port that is not Ray: ray.init would hang for minutes
+        raise InputError(f"{address} is not a Ray cluster (it does not answer in gRPC); give "
+                         "the head's GCS address (ray start --head prints it) or ray://HOST:10001")
+
+
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
+def _speaks_grpc(conn: socket.socket) -> bool:
+    """Whether the server on ``conn`` speaks HTTP/2, as Ray's GCS and Ray Client (gRPC) do: it
+    answers the client preface with a SETTINGS frame (type 4) within the connect timeout."""
+    try:
+        conn.sendall(_HTTP2_PREFACE + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        head = b""
+        while len(head) < 9:
+            chunk = conn.recv(9 - len(head))
+            if not chunk:
+                return False
+            head += chunk
+    except OSError:  # a timeout or a reset: not a gRPC server
+        return False
+    return head[3] == 4
 
 
 def _cores() -> int:

@@ -38,6 +38,9 @@ def run(ws: Workspace, opts: ImportOptions, progress: ProgressFn = silent) -> Im
         raise InputError(f"{root} does not exist")
     if not root.is_dir():
         raise InputError(f"{root} is not a folder")
+    if ws.holds(root):
+        raise InputError(f"{root} is the workspace's own (its crops would be added to it "
+                         "again); import a folder outside it")
     allowed = set(ws.config.label_values)
     if opts.labeled:
         unknown = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name not in allowed)

@@ -25,6 +25,7 @@ from annotator import db, jobs
 from annotator.db import JobStatus
 from annotator.errors import AnnotatorError, InputError
 from annotator.progress import StagedProgress
+from annotator.urls import redact_text
 from annotator.workspace import Workspace
 
 PROGRESS_EVERY_S = 0.5
@@ -69,12 +70,18 @@ def specs() -> dict[str, JobSpec]:
 
 
 def submit(ws: Workspace, kind: str, options, *, started_by: str | None = None,
-           env: dict[str, str] | None = None) -> int:
+           env: dict[str, str] | None = None, account_id: int | None = None,
+           token: str | None = None) -> int:
     """Validate a job the UI asks for and start it; returns the job id.
 
     Only fields in the job's ``ui_fields`` may differ from their defaults, so no browser field
-    reaches an option the page did not offer (a checkpoint path, say).
+    reaches an option the page did not offer (a checkpoint path, say). A page passes its
+    ``account_id`` (and session ``token``): the account must still be an enabled admin now.
     """
+    if account_id is not None:
+        from annotator import auth
+
+        auth.require_admin(ws, account_id, token=token)
     spec = specs().get(kind)
     if spec is None:
         raise InputError(f"not a job the app can run: {kind!r}")
@@ -179,8 +186,10 @@ def run_job(ws: Workspace, job_id: int) -> int:
         if spec.for_job is not None:
             options = spec.for_job(ws, options, job_id)
         report = spec.run(ws, options, reporter)
-        result = json.loads(json.dumps(dataclasses.asdict(report) if dataclasses.is_dataclass(report)
-                                       else report, default=str))
+        # No stream secret in the row or the log, whatever a job reports (urls.redact_text).
+        result = json.loads(redact_text(json.dumps(dataclasses.asdict(report) if
+                                                   dataclasses.is_dataclass(report) else report,
+                                                   default=str)))
         print(json.dumps(result), flush=True)
         outcome = dict(status=JobStatus.DONE, progress=1.0, message="done", result=result)
         code = 0
@@ -188,12 +197,13 @@ def run_job(ws: Workspace, job_id: int) -> int:
         outcome = dict(status=JobStatus.CANCELLED, message="cancelled")
         code = 130
     except AnnotatorError as exc:  # bad input or state: the reason, in one line
-        print(f"error: {exc}", file=sys.stderr, flush=True)
-        outcome = dict(status=JobStatus.FAILED, message=str(exc))
+        print(f"error: {redact_text(str(exc))}", file=sys.stderr, flush=True)
+        outcome = dict(status=JobStatus.FAILED, message=redact_text(str(exc)))
         code = exc.exit_code
     except Exception as exc:  # a bug: the traceback goes to the log, the reason to the row
         traceback.print_exc()
-        outcome = dict(status=JobStatus.FAILED, message=f"internal error: {type(exc).__name__}: {exc}")
+        outcome = dict(status=JobStatus.FAILED,
+                       message=redact_text(f"internal error: {type(exc).__name__}: {exc}"))
     finally:
         reporter.stop = True
         signal.signal(signal.SIGTERM, previous)
@@ -220,6 +230,7 @@ class _Reporter:
         self.lock = threading.Lock()
 
     def __call__(self, done, total, message="", *, stage=None, data=None):
+        message = redact_text(message)
         frac = self.staged.update(done, total, stage)
         if data is not None:
             self.detail.setdefault(stage or "_", []).append(data)

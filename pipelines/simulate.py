@@ -26,9 +26,12 @@ from pathlib import Path
 import numpy as np
 
 from annotator import images
+from annotator.config import check_options
 from annotator.errors import InputError
+from annotator.files import output_path
 from annotator.progress import ProgressFn, silent
 from annotator.sample import STRATEGIES
+from annotator.workspace import workspace_above
 
 CURVE_FIELDS = ["strategy", "repeat", "round", "labels", "balanced_accuracy", "accuracy",
                 "no_mask_recall"]
@@ -245,9 +248,20 @@ def run(opts: SimulateOptions, progress: ProgressFn = silent) -> SimulateReport:
         raise InputError(f"unknown strategy {', '.join(bad) or '(none)'}; expected {', '.join(STRATEGIES)}")
     if min(opts.seed_size, opts.batch, opts.repeats, opts.epochs, opts.jobs) < 1 or opts.rounds < 0:
         raise InputError("seed size, batch, repeats, epochs and jobs must be >= 1; rounds >= 0")
+    check_options(batch_size=opts.batch_size, lr=opts.lr, random_share=opts.random_share,
+                  hybrid_pool=opts.hybrid_pool, min_steps=opts.min_steps,
+                  full_epochs=opts.full_epochs, seed_size=opts.seed_size, batch=opts.batch,
+                  repeats=opts.repeats, epochs=opts.epochs, jobs=opts.jobs)
     t0 = time.perf_counter()
     out = Path(opts.out)
-    out.mkdir(parents=True, exist_ok=True)
+    if workspace_above(out) is not None:
+        raise InputError(f"--out {out} is inside the workspace {workspace_above(out)}; "
+                         "write the simulation somewhere else")
+    output_path(out, owned=None, force=True, folder=True)  # resumes into its own folder
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot write --out {out}: {exc.strerror or exc}") from None
     _check_resume(out, opts)
     data = _load(opts)
     tasks = [(s, r) for r in range(opts.repeats) for s in opts.strategies]

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from annotator import db
+from annotator.config import check_options
 from annotator.errors import InputError
 from annotator.metrics import report as metrics_report
 from annotator.progress import ProgressFn, silent
@@ -59,9 +60,10 @@ def run(ws: Workspace, opts: TrainOptions, progress: ProgressFn = silent) -> Tra
 
     t0 = time.perf_counter()
     cfg = ws.config.training
-    epochs = opts.epochs or cfg.epochs
-    batch_size = opts.batch_size or cfg.batch_size
-    lr = opts.lr or cfg.lr
+    check_options(epochs=opts.epochs, batch_size=opts.batch_size, lr=opts.lr, seed=opts.seed)
+    epochs = cfg.epochs if opts.epochs is None else opts.epochs  # 0 is refused, not "default"
+    batch_size = cfg.batch_size if opts.batch_size is None else opts.batch_size
+    lr = cfg.lr if opts.lr is None else opts.lr
     seed = cfg.seed if opts.seed is None else opts.seed
     classes = list(ws.config.labels)
     ds, _ = read_manifest(ws, opts.dataset)
