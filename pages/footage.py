@@ -42,7 +42,7 @@ def _start(target: str | None, upload, **options) -> None:
     except AnnotatorError as exc:
         st.error(str(exc))
         return
-    state.footage_msg = f"started job {job_id}: detect {Path(target).name}"
+    state.footage_msg = f"started job {job_id}: detect {common.md_escape(Path(target).name)}"
     st.rerun()
 
 
@@ -61,7 +61,7 @@ def _send_hard(run: detect.RunInfo) -> None:
 
 st.title("Footage")
 if state.get("footage_msg"):
-    st.info(common.md_escape(state.footage_msg))
+    st.info(state.footage_msg)
 
 if is_admin:
     with st.expander("Run the model on footage", expanded=True):
