@@ -10,6 +10,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from annotator.config import check_options
 from annotator.progress import ProgressFn, silent, under
 from annotator.workspace import Workspace
 from pipelines import build_dataset, score, train, versions
@@ -41,6 +42,9 @@ class RetrainReport:
 
 def run(ws: Workspace, opts: RetrainOptions, progress: ProgressFn = silent) -> RetrainReport:
     t0 = time.perf_counter()
+    # Checked before the dataset is built: a bad value leaves nothing behind.
+    check_options(epochs=opts.epochs, batch_size=opts.batch_size, lr=opts.lr,
+                  val_fraction=opts.val_fraction)
     built = build_dataset.run(ws, build_dataset.BuildOptions(val_fraction=opts.val_fraction),
                               under(progress, "dataset"))
     trained = train.run(ws, train.TrainOptions(
