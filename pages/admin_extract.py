@@ -53,6 +53,7 @@ paths = st.text_area("…or paths on the server (one per line: files, folders or
                      key="extract_paths")
 if st.button("Start extraction", type="primary", key="extract_start"):
     try:
+        common.recheck_admin()  # at the click: the page may be older than a disable or demotion
         targets = extract.source_lines(paths)  # first: a refused line leaves no upload behind
         if upload is not None:
             targets.append(str(extract.save_upload(ws, upload.name, upload)))
@@ -62,7 +63,8 @@ if st.button("Start extraction", type="primary", key="extract_start"):
             opts = extract.ExtractOptions(
                 sources=targets, detector=detector, fps=fps, every=every, per_track=per_track,
                 min_size=min_size, min_score=min_score, redo=redo)
-            job_id = runner.submit(ws, "extract", opts, started_by=me["name"])
+            job_id = runner.submit(ws, "extract", opts, started_by=me["name"],
+                                   account_id=me["id"], token=state.get("session_token"))
             state.extract_msg = f"started job {job_id}: extract {' '.join(targets)}"
             st.rerun()
     except AnnotatorError as exc:

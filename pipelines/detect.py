@@ -831,15 +831,15 @@ def _temp_folder(out: Path) -> Path:
     runs on this host left (their owner pid is gone)."""
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        for old in out.parent.glob(".*"):
-            owner = old / OWNER
-            if old.is_dir() and not old.is_symlink() and owner.is_file():
-                try:
-                    host, pid = owner.read_text().split()
-                    if host == jobs.host() and not _alive(int(pid)):
-                        shutil.rmtree(old, ignore_errors=True)
-                except (OSError, ValueError):
-                    pass
+        for old in out.parent.glob(".*.*"):
+            try:  # only folders with our owner file, whose process is gone
+                if old.is_symlink() or not (old / OWNER).is_file():
+                    continue
+                host, pid = (old / OWNER).read_text().split()
+                if host == jobs.host() and not _alive(int(pid)):
+                    shutil.rmtree(old, ignore_errors=True)
+            except (OSError, ValueError):
+                continue
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
         (tmp / OWNER).write_text(f"{jobs.host()} {os.getpid()}")
     except OSError as exc:
