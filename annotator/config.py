@@ -173,7 +173,7 @@ OPTION_RULES = {
     "per_track": ExtractConfig.RULES["per_track"],
     "min_sharpness": ExtractConfig.RULES["min_sharpness"],
     "min_score": _float(0, 1), "long_edge": ExtractConfig.RULES["long_edge"],
-    "max_seconds": _float(1e-3, 10**9), "range_seconds": _float(1, 10**7),
+    "max_seconds": _float(1e-3, 10**9), "range_seconds": _float(0.01, 10**7),
     "workers": _int(1, 1024), "val_fraction": TrainingConfig.RULES["val_fraction"],
     "seed_size": _int(1, 10**7), "batch": _int(1, 10**7), "rounds": _int(1, 10_000),
     "repeats": _int(1, 1000), "min_steps": _int(0, 10**7), "full_epochs": _int(1, 10_000),

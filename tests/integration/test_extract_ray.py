@@ -277,7 +277,7 @@ def test_unreachable_cluster_and_bad_options_are_one_line(shared_data, tmp_path)
              "cannot reach the Ray cluster at 127.0.0.1:1"),
             (["--engine", "ray", "--address", "ray://127.0.0.1:1"], "cannot reach the Ray cluster"),
             (["--engine", "ray", "--address", "somewhere"], "expected auto, HOST:PORT"),
-            (["--engine", "ray", "--range-seconds", "0"], "--range-seconds must be > 0"),
+            (["--engine", "ray", "--range-seconds", "0"], "--range-seconds must be a number between"),
             (["--engine", "spark"], "unknown engine"),
             (["--engine", "ray", "--workers", "2"], "--workers is for --engine local"),
             (["--address", "auto"], "need --engine ray")):

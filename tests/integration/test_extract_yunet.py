@@ -195,7 +195,7 @@ def test_min_score_reaches_the_detector(shared_data, tmp_path):
                                                                       detector="yunet"))
     assert rep_cfg.detections == rep.detections
     r = CliRunner().invoke(app, ["extract", image, "-p", str(tmp_path / "a"), "--min-score", "2"])
-    assert r.exit_code == 2 and "--min-score must be between 0 and 1" in r.stderr
+    assert r.exit_code == 2 and "--min-score must be a number between 0 and 1" in r.stderr
     assert "Traceback" not in r.output
 
 
