@@ -3,6 +3,7 @@ one check of a user-named output path: stdlib only."""
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import tempfile
 from contextlib import contextmanager
@@ -73,11 +74,10 @@ def atomic_file(final: Path) -> Iterator[Path]:
     final = Path(final)
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent)
     except OSError as exc:
         raise InputError(f"cannot write {final}: {exc.strerror or exc}") from None
-    os.close(fd)
-    tmp = Path(name)
+    # A fresh name the writer creates (with the user's umask, as a plain write would).
+    tmp = final.with_name(f".{final.name}.{secrets.token_hex(6)}.part")
     try:
         yield tmp
         os.replace(tmp, final)
