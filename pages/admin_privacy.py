@@ -41,10 +41,10 @@ with erase_tab:
 
     if ref and st.button("Show what would be erased", key="erase_plan"):
         try:
-            state.erase_plan = (kind, ref, erase.run(ws, _opts(True)).removes())
+            state.erase_planned = (kind, ref, erase.run(ws, _opts(True)).removes())
         except AnnotatorError as exc:
             st.error(str(exc))
-    plan = state.get("erase_plan")
+    plan = state.get("erase_planned")
     if plan and plan[:2] == (kind, ref):
         p = plan[2]
         st.write(f"**{p['target']}**: {len(p['crops'])} crops, {p['labels']} labels, "
@@ -59,7 +59,7 @@ with erase_tab:
             try:
                 done = erase.run(ws, _opts(False))
                 state.privacy_msg = f"erased {done.target}: {len(done.crops)} crops"
-                state.erase_plan = None
+                state.erase_planned = None
                 st.rerun()
             except AnnotatorError as exc:
                 st.error(str(exc))
