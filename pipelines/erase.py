@@ -26,13 +26,12 @@ import csv
 import dataclasses
 import json
 import os
-import shutil
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import delete, func, select
 
 from annotator import cache as tensor_cache
 from annotator import db, trail
