@@ -204,9 +204,13 @@ def _plan(ws: Workspace, opts: EraseOptions) -> tuple[EraseReport, dict]:
     rep.models = sorted(set(rep.models))
     edits = _run_edits(ws, source_keys, boxes)
     rep.detect_files = sorted({f for e in edits for f in e["files"]})
+    for e in edits:  # the Footage page's uploads that a detect run read this source from
+        report = json.loads((e["dir"] / "report.json").read_text())
+        uploads += [x.get("uri") or "" for x in report.get("per_source", [])
+                    if x.get("name") in e["names"]]
     up = (ws.root / UPLOADS).resolve()
-    rep.uploads = [os.path.relpath(Path(u).resolve(), ws.root.resolve()) for u in uploads
-                   if up in Path(u).resolve().parents and Path(u).is_file()]
+    rep.uploads = sorted({os.path.relpath(Path(u).resolve(), ws.root.resolve()) for u in uploads
+                          if u and up in Path(u).resolve().parents and Path(u).is_file()})
     secret = {"sha256s": private, "source_keys": source_keys, "boxes": boxes}
     return rep, secret
 
