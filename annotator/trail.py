@@ -103,7 +103,17 @@ def record_later(ws, actor: str, action: str, **kw) -> None:
 
         _pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trail")
     _pending[:] = [f for f in _pending if not f.done()]
-    _pending.append(_pool.submit(record_in, ws, actor, action, **kw))
+    future = _pool.submit(record_in, ws, actor, action, **kw)
+    future.add_done_callback(_log_failure)
+    _pending.append(future)
+
+
+def _log_failure(future) -> None:
+    """A lost event is logged on the server (the page that caused it has moved on)."""
+    if future.exception() is not None:
+        import logging
+
+        logging.getLogger(__name__).error("audit trail: event not stored: %s", future.exception())
 
 
 def record_shown(ws, memo, key: str, actor: str, page: str, crop_ids, *,
