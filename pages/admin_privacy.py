@@ -10,7 +10,7 @@ import streamlit as st
 from annotator import trail
 from annotator.errors import AnnotatorError
 from pages import common
-from pipelines import erase, retention
+from pipelines import erase, retention, runner
 
 me = common.require_admin()
 ws = common.workspace()
@@ -91,6 +91,11 @@ with keep_tab:
     st.write(retention.summary(due))
     if (due.uploads or due.crops or due.detect_runs) and st.button("Apply retention now",
                                                                    key="retention_go"):
-        done = retention.run(ws, retention.RetentionOptions(actor=me["name"]))
-        state.privacy_msg = retention.summary(done)
+        try:  # a background job: erasing many unlabeled crops takes a while
+            job_id = runner.submit(ws, "retention", retention.RetentionOptions(),
+                                   started_by=me["name"])
+            state.privacy_msg = f"started job {job_id}: retention"
+        except AnnotatorError as exc:
+            st.error(str(exc))
         st.rerun()
+    common.show_jobs(ws, kinds=["retention"])

@@ -109,3 +109,20 @@ def test_personal_data_page_erases_a_crop_only_after_confirmation(ws):
         assert s.get(db.Crop, cid) is None
     erased = events(ws, action=trail.ERASE)
     assert erased[0]["actor"] == "root" and erased[0]["detail"]["target"] == f"crop {cid}"
+
+
+def test_personal_data_page_lists_due_retention_and_starts_it_as_a_job(ws):
+    import datetime as dt
+
+    cfg = ws.root / "config.toml"
+    cfg.write_text(cfg.read_text().replace("unlabeled_crop_days = 0.0", "unlabeled_crop_days = 7.0"))
+    with ws.session() as s:
+        s.execute(update(db.Crop).where(db.Crop.id <= 5)
+                  .values(created_at=db.utcnow() - dt.timedelta(days=10)))
+    at = signed_in(ws, "root", "admin_privacy.py")
+    assert any("due: 0 uploads" in m.value and "5 unlabeled crops" in m.value for m in at.markdown)
+    at.button(key="retention_go").click().run()
+    assert not at.exception, at.exception
+    with ws.read_session() as s:
+        job = s.scalar(select(db.Job).where(db.Job.kind == "retention"))
+    assert job is not None and job.started_by == "root"
