@@ -780,8 +780,8 @@ def erase_cmd(
     emit(rep, as_json, (f"{verb} {rep.target}: {len(rep.crops)} crops, {rep.labels} labels, "
                         f"{rep.predictions} predictions, {len(rep.store_files)} crop files, "
                         f"{rep.cache_entries} cache entries, {len(rep.dataset_files)} dataset "
-                        f"files in {rep.datasets or '-'}, {len(rep.detect_files)} detect files, "
-                        f"{len(rep.uploads)} uploads; models marked: {rep.models or '-'}")
+                        f"files in {', '.join(rep.datasets) or '-'}, {len(rep.detect_files)} detect files, "
+                        f"{len(rep.uploads)} uploads; models marked: {', '.join(rep.models) or '-'}")
          + (f"\ncompleted interrupted erasures: {rep.resumed}" if rep.resumed else ""))
 
 
@@ -816,7 +816,8 @@ def audit_cmd(
     rows = trail.events(open_ws(project), actor=user, action=action, crop_id=crop, page=page,
                         since=when(since), until=when(until), limit=limit)
     emit(rows, as_json, "\n".join(f"{r['at']}  {r['actor']}  {r['action']}  {r['page'] or ''}  "
-                                  f"{r['what']}" for r in rows) or "no events")
+                                  f"{r['what'] or json.dumps(r['detail'] or {})}" for r in rows)
+         or "no events")
 
 
 @command(app, "retention")
