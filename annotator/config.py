@@ -101,8 +101,24 @@ class LimitsConfig:
     RULES = {"max_image_pixels": _int(1, 10**10), "max_upload_mb": _int(1, 10**6)}
 
 
+@dataclass
+class PrivacyConfig:
+    """Personal data (README "Personal data"): retention in days (0 = keep), the audit trail,
+    and blurring the other faces in the frame context."""
+
+    trail: bool = True  # record who viewed which crop / frame, exports, erasures, role changes
+    blur_faces: bool = True  # the context view blurs every face but the labeled head
+    upload_days: float = 0.0  # delete uploaded videos (uploads/) once extracted and this old
+    unlabeled_crop_days: float = 0.0  # erase crops nobody labeled after this many days
+    detect_run_days: float = 0.0  # delete detect run folders (detections/) this old
+
+    RULES = {"trail": bool, "blur_faces": bool, "upload_days": _float(0, 100_000),
+             "unlabeled_crop_days": _float(0, 100_000), "detect_run_days": _float(0, 100_000)}
+
+
 SECTIONS = {"sampling": SamplingConfig, "training": TrainingConfig, "extract": ExtractConfig,
             "auth": AuthConfig, "limits": LimitsConfig}
+SECTIONS["privacy"] = PrivacyConfig
 
 
 @dataclass
@@ -113,6 +129,7 @@ class Config:
     extract: ExtractConfig = field(default_factory=ExtractConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
 
     @property
     def label_values(self) -> list[str]:

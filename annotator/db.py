@@ -300,6 +300,23 @@ class Job(Base):
     finished_at: Mapped[Optional[dt.datetime]]
 
 
+class TrailEvent(Base):
+    """The audit trail (privacy): who viewed which crop or frame, exported, erased, changed a
+    role. Append-only; no foreign keys, so an event outlives its crop ("crop N (erased)") and
+    its account. ``detail`` never holds an image, a box or a sha256."""
+
+    __tablename__ = "trail_events"
+    __table_args__ = (Index("ix_trail_events_at", "at"), Index("ix_trail_events_crop", "crop_id"))
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(24))  # view | context | export | erase | role | ...
+    page: Mapped[Optional[str]] = mapped_column(String(24))
+    crop_id: Mapped[Optional[int]]
+    erased: Mapped[bool] = mapped_column(Boolean, default=False)
+    detail: Mapped[Optional[dict]] = mapped_column(JSON)
+
+
 # --- engines ----------------------------------------------------------------------------------
 
 
@@ -338,6 +355,8 @@ def _configure_sqlite(engine: Engine, *, immediate: bool) -> None:
         cur.execute("PRAGMA busy_timeout=30000")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA synchronous=NORMAL")
+        # Privacy: deleted rows are overwritten with zeros, not left in free pages (erasure).
+        cur.execute("PRAGMA secure_delete=ON")
         cur.close()
 
     @event.listens_for(engine, "begin")

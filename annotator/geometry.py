@@ -276,3 +276,12 @@ def _face_box(face_box, frame_size, *, margin, min_size, square) -> HeadBox:
     cx, cy = (x1 + x2) / 2, (y1 + y2) / 2 - 0.05 * size  # the crown is above the face box
     return _finish(cx, cy, size, "face", frame_size, margin=margin, min_size=min_size,
                    square=square, anchor=((x1 + x2) / 2, (y1 + y2) / 2))
+
+
+def box_iou(a, b) -> float:
+    """Intersection over union of two ``(x1, y1, x2, y2)`` boxes (0 when either is empty)."""
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0

@@ -88,6 +88,12 @@ class Card:
         return self.source_kind == "image" or (self.source_kind == "video"
                                                and self.frame_index is not None)
 
+    @property
+    def frame_gone(self) -> bool:
+        """The crop came from a frame whose source file was deleted (retention, erasure)."""
+        return (self.box is not None and self.source_kind in ("video", "image")
+                and bool(self.source_uri) and not os.path.isfile(self.source_uri))
+
 
 @dataclass(frozen=True)
 class Model:
@@ -191,9 +197,10 @@ def cards(ws: Workspace, items: Sequence[tuple[int, str | None]], *,
     out = _cards(ws, items)
     if annotator_id is None:
         return out
-    limit = ws.config.limits.max_image_pixels
+    limit, blur = ws.config.limits.max_image_pixels, ws.config.privacy.blur_faces
     return [dataclasses.replace(c, strip=tuple(track_strip(ws, c, annotator_id)),
-                                context=context_jpeg(c, max_pixels=limit)) for c in out]
+                                context=context_jpeg(c, max_pixels=limit, blur=blur))
+            for c in out]
 
 
 def _cards(ws: Workspace, items: Sequence[tuple[int, str | None]]) -> list[Card]:
@@ -265,10 +272,11 @@ def track_strip(ws: Workspace, card: Card, annotator_id: int, *, limit: int = ST
 
 
 def context_jpeg(card: Card, *, width: int = CONTEXT_WIDTH, reach: float = 1.0,
-                 max_pixels: int = images.MAX_PIXELS) -> bytes | None:
+                 max_pixels: int = images.MAX_PIXELS, blur: bool = True) -> bytes | None:
     """The frame around the head as display-sized JPEG bytes (smooth upscaling: a 22-px head
     reads better as a soft picture than as 16x blocks), or None without a source on disk."""
-    view = frame_context(card, max_width=width, pad=reach, upscale_to=width, max_pixels=max_pixels)
+    view = frame_context(card, max_width=width, pad=reach, upscale_to=width,
+                         max_pixels=max_pixels, blur=blur)
     return None if view is None else images.encode_jpeg(view, quality=88)
 
 
@@ -402,11 +410,12 @@ def shortcuts(labels: Sequence[str]) -> dict[str, str]:
 
 
 def frame_context(card: Card, *, max_width: int = 720, pad: float = 1.5,
-                  upscale_to: int | None = None,
-                  max_pixels: int = images.MAX_PIXELS) -> np.ndarray | None:
+                  upscale_to: int | None = None, max_pixels: int = images.MAX_PIXELS,
+                  blur: bool = True) -> np.ndarray | None:
     """The region of the source frame (video frame or still image) around the crop, with the
     box drawn, as RGB (H, W, 3); None when the source file is not on disk or unreadable.
-    ``upscale_to`` enlarges a small region to that width (bicubic)."""
+    ``upscale_to`` enlarges a small region to that width (bicubic). ``blur``: every other face
+    in the frame is blurred (privacy; config ``privacy.blur_faces``)."""
     if not card.has_frame:
         return None
     frame = video.read_frame(card.source_uri, kind=card.source_kind, index=card.frame_index,
@@ -414,6 +423,11 @@ def frame_context(card: Card, *, max_width: int = 720, pad: float = 1.5,
     if frame is None:
         return None
     import cv2
+
+    if blur:
+        from annotator.blur import blur_others
+
+        frame = blur_others(frame, card.box)
 
     h, w = frame.shape[:2]
     l, t, r, b = context_window(card.box, (w, h), pad=pad)

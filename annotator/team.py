@@ -117,9 +117,13 @@ def set_disabled(ws: Workspace, name: str, disabled: bool) -> None:
         auth.set_disabled(s, name, disabled)
 
 
-def set_role(ws: Workspace, name: str, role: str) -> None:
+def set_role(ws: Workspace, name: str, role: str, *, by: str = "unknown") -> None:
+    """Change a role; the audit trail records who did it (same transaction)."""
+    from annotator import trail
+
     with ws.session() as s:
         auth.set_role(s, name, role)
+        trail.record(s, by, trail.ROLE, page="admin", detail={"account": name, "role": role})
 
 
 def set_password(ws: Workspace, name: str, password: str) -> None:

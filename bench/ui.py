@@ -8,7 +8,12 @@ the next crop's <img> in the DOM -> two animation frames, i.e. painted). Also ti
 a new batch on the server side, and on the Grid page the latency of a flip (keydown -> the
 crop's new class painted).
 
-    python -m bench.ui [--crops 100000] [--baseline 2000] [--presses 80]
+    python -m bench.ui [--crops 100000] [--baseline 2000] [--presses 80] [--trail-only]
+
+The audit trail (privacy) is on in every workspace; the baseline workspace is measured with it
+off (``[privacy] trail = false``) and on, in alternating rounds (``--trail-rounds``, pooled), and
+the JSON line reports the ratio of the two p95s (target: <= 1.10). ``--trail-only`` measures
+just that pair.
 
 Prints a table and ends with ONE JSON line. Targets: p95 < 300 ms on 100,000 crops; a grid
 flip < 100 ms.
@@ -158,7 +163,7 @@ def measure(root: Path, presses: int, warmup: int, think_ms: int = 0) -> dict:
             flips = measure_flips(browser, url, presses)
         finally:
             browser.close()
-    return {**summarize(lat, wall), "claim_ms": round(claim_ms, 1),
+    return {**summarize(lat, wall), "lat": lat, "wall": wall, "claim_ms": round(claim_ms, 1),
             "flip_median_ms": round(statistics.median(flips), 1),
             "flip_p95_ms": round(pct(flips, 95), 1)}
 
@@ -178,12 +183,23 @@ def measure_flips(browser, url: str, presses: int) -> list[float]:
     return page.evaluate("() => window.__flip.lat")
 
 
+def set_trail(root: Path, on: bool) -> None:
+    """Switch the workspace's audit trail (config.toml, read when the app starts)."""
+    cfg = root / "config.toml"
+    text = cfg.read_text().replace("trail = true", "trail = false")
+    cfg.write_text(text if not on else text.replace("trail = false", "trail = true"))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--crops", type=int, default=100_000)
     ap.add_argument("--baseline", type=int, default=2_000)
     ap.add_argument("--presses", type=int, default=80)
     ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--trail-rounds", type=int, default=2,
+                    help="alternating off/on measurements of the baseline (pooled)")
+    ap.add_argument("--trail-only", action="store_true",
+                    help="only the baseline workspace, with the audit trail on and off")
     ap.add_argument("--think-ms", type=int, default=0,
                     help="pause before each key press (0: back to back, the worst case)")
     args = ap.parse_args()
@@ -192,13 +208,30 @@ def main() -> int:
         return 2
     results = {}
     with tempfile.TemporaryDirectory(prefix="bench-ui-") as tmp:
-        results["floor"] = measure_floor(Path(tmp), args.presses, args.warmup, args.think_ms)
-        for label, n in (("baseline", args.baseline), ("large", args.crops)):
+        if not args.trail_only:
+            results["floor"] = measure_floor(Path(tmp), args.presses, args.warmup, args.think_ms)
+        sizes = [("baseline", args.baseline)] + ([] if args.trail_only else [("large", args.crops)])
+        for label, n in sizes:
             t0 = time.perf_counter()
             ws = factory.build(Path(tmp) / f"ws{n}", n, per_track=5, footage=True)
             ws.dispose()
             build_s = time.perf_counter() - t0
+            if label == "baseline":
+                # The audit trail off and on, alternating rounds on the same workspace so that
+                # a change in the machine's load hits both alike; latencies pooled per setting.
+                pooled = {False: ([], []), True: ([], [])}
+                for _ in range(args.trail_rounds):
+                    for on in (False, True):
+                        set_trail(Path(tmp) / f"ws{n}", on)
+                        r = measure(Path(tmp) / f"ws{n}", args.presses, args.warmup, args.think_ms)
+                        pooled[on][0].extend(r.pop("lat"))
+                        pooled[on][1].extend(r.pop("wall"))
+                        results["baseline" if on else "trail_off"] = {
+                            "crops": n, "build_s": round(build_s, 1), **r,
+                            **summarize(*pooled[on])}
+                continue
             r = measure(Path(tmp) / f"ws{n}", args.presses, args.warmup, args.think_ms)
+            r.pop("lat"), r.pop("wall")
             results[label] = {"crops": n, "build_s": round(build_s, 1), **r}
     print(f"{'workspace':<10} {'crops':>8} {'presses':>7} {'median ms':>10} {'p95 ms':>8} "
           f"{'max ms':>8} {'claim ms':>9} {'flip med':>9} {'flip p95':>9}")
@@ -209,7 +242,10 @@ def main() -> int:
     print("floor: a bare one-button Streamlit app, same server options (what any page costs here); "
           "claim ms: server-side claim of a new batch (done ahead of time, in the background); "
           "flip: Grid page, key -> the crop's new class painted (in the browser)")
-    large = results["large"]
+    large = results.get("large", results["baseline"])
+    trail_ratio = round(results["baseline"]["p95_ms"] / results["trail_off"]["p95_ms"], 3)
+    print(f"audit trail: p95 {results['baseline']['p95_ms']} ms on, "
+          f"{results['trail_off']['p95_ms']} ms off (ratio {trail_ratio}, target <= 1.10)")
     try:
         load = os.getloadavg()[0]
     except OSError:
@@ -220,7 +256,9 @@ def main() -> int:
         "browser": "chromium (Debian, headless)",
         "target_p95_ms": TARGET_P95_MS, "think_ms": args.think_ms,
         "target_flip_ms": TARGET_FLIP_MS,
-        "pass": large["p95_ms"] < TARGET_P95_MS and large["flip_p95_ms"] < TARGET_FLIP_MS,
+        "trail_p95_ratio": trail_ratio,
+        "pass": (large["p95_ms"] < TARGET_P95_MS and large["flip_p95_ms"] < TARGET_FLIP_MS
+                 and trail_ratio <= 1.10),
         **{f"{k}_{m}": v for k, r in results.items() for m, v in r.items()},
     }
     print(json.dumps(summary))

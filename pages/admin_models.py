@@ -96,6 +96,7 @@ if names:
         title = (f"{info.name}{' (active)' if info.active else ''} · balanced accuracy "
                  f"{info.val_balanced_accuracy:.3f}" if info.val_balanced_accuracy is not None
                  else f"{info.name}{' (active)' if info.active else ''} · not evaluated")
+        title += " · trained on erased data" if info.trained_on_erased else ""  # privacy
         with st.expander(title, expanded=False):
             metrics = registry.read_metrics(ws.root / info.path)
             val = metrics.get("val") or {}

@@ -59,7 +59,8 @@ with right:
                       help="They cannot sign in, and any open session ends at once.")
         other = "annotator" if row["role"] == "admin" else "admin"
         c2.button(f"Make {other}", key="user_role", on_click=_do,
-                  args=(team.set_role, who, other), kwargs={"done": f"{who} is now {other}"})
+                  args=(lambda w, n, r: team.set_role(w, n, r, by=me["name"]), who, other),
+                  kwargs={"done": f"{who} is now {other}"})
         with st.form("reset-password", clear_on_submit=True):
             new = st.text_input("New password", type="password", key="reset_password")
             if st.form_submit_button("Set password"):

@@ -7,7 +7,7 @@ import html
 
 import streamlit as st
 
-from annotator import labeling, team
+from annotator import labeling, team, trail
 from annotator.config import NOT_A_FACE
 from pages import common, widgets
 
@@ -24,6 +24,8 @@ def show(cards, section: str, *, can_relabel: bool) -> None:
     if not cards:
         st.caption("nothing here")
         return
+    trail.record_shown(ws, st.session_state, f"browse_{section}", me["name"], "browse",
+                       [c.crop_id for c in cards])  # privacy: the audit trail
     for start in range(0, len(cards), PER_ROW):
         cols = st.columns(PER_ROW)
         for col, card in zip(cols, cards[start:start + PER_ROW]):

@@ -21,6 +21,7 @@ PAGES = [
     ("Admin", "admin_models.py", "Models", ":material/model_training:", True),
     ("Admin", "admin_extract.py", "Extract", ":material/movie:", True),
     ("Admin", "admin_users.py", "Users", ":material/group:", True),
+    ("Admin", "admin_privacy.py", "Personal data", ":material/shield_person:", True),
 ]
 
 

@@ -10,7 +10,7 @@ import time
 
 import streamlit as st
 
-from annotator import labeling
+from annotator import labeling, trail
 from annotator.config import NOT_A_FACE
 from annotator.errors import AnnotatorError
 from pages import common, widgets
@@ -76,6 +76,7 @@ if not cards:
         st.rerun()
     st.stop()
 
+trail.record_shown(ws, state, "grid", me["name"], "grid", [c.crop_id for c in cards])  # privacy
 start = {c.crop_id: c.guess if c.guess in ws.config.labels else ws.config.labels[0] for c in cards}
 counts = {v: list(start.values()).count(v) for v in CHOICES}
 st.caption(" · ".join(f"{v}: {n}" for v, n in counts.items() if n) + f" · {len(cards)} crops "

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import streamlit as st
 
-from annotator import labeling
+from annotator import labeling, trail
 from annotator.config import NOT_A_FACE, SKIP
 from annotator.errors import AnnotatorError, QueueError
 from pages import common, session, widgets
@@ -220,6 +220,15 @@ def panel() -> None:
                f'width="{labeling.CONTEXT_WIDTH}" alt="frame around crop {card.crop_id}" '
                f'style="border-radius:4px"/><figcaption style="font-size:.8rem;opacity:.7">frame '
                f'{card.frame_index}, around the head</figcaption></figure>') if show_context else ""
+    if state.get("trail_shown_id") != card.crop_id:  # privacy: the audit trail, off the key path
+        state.trail_shown_id = card.crop_id
+        trail.record_later(ws, me["name"], trail.VIEW, page="label", crop_ids=[card.crop_id])
+        if show_context:
+            trail.record_later(ws, me["name"], trail.CONTEXT, page="label", crop_ids=[card.crop_id],
+                               detail={"frame": card.frame_index})
+    if not show_context and card.frame_gone and context_mode != "never":  # privacy: retention
+        context = ('<p class="frame-gone" style="opacity:.7;font-size:.85rem">frame is gone: '
+                   'its source was deleted (retention or erasure)</p>')
     # One HTML block + one row of buttons per key press: every element is one message from the
     # server, and the next crop appears sooner with ~8 of them than with ~25.
     st.html(

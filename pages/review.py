@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from annotator import labeling
+from annotator import labeling, trail
 from annotator.config import NOT_A_FACE
 from annotator.errors import AnnotatorError
 from pages import common
@@ -21,6 +21,7 @@ def show_rows(rows, section: str, describe) -> None:
         st.caption("nothing to review here")
         return
     by_id = {c.crop_id: c for c in labeling.cards(ws, [(int(i), None) for i in rows["crop_id"]])}
+    trail.record_shown(ws, st.session_state, f"review_{section}", me["name"], "review", by_id)
     for r in rows.itertuples(index=False):
         card = by_id.get(int(r.crop_id))
         if card is None:

@@ -186,6 +186,10 @@ def export_cmd(
     ws = open_ws(project)
     with progress_bar("export", enabled=not as_json) as progress:
         report = export.run(ws, export.ExportOptions(out=dest, format=fmt, force=force), progress)
+    from annotator import trail  # privacy: who exported what (the audit trail)
+
+    trail.record_in(ws, _cli_actor(), trail.EXPORT, page="cli",
+                    detail={"format": fmt, "out": str(dest), "crops": report.crops})
     emit(report, as_json, f"exported {report.crops} crops to {report.out}: {report.labels}")
 
 
@@ -257,7 +261,7 @@ def user_set_role_cmd(
     """Change an account's role (a signed-in browser gets it on its next page action)."""
     from annotator import team
 
-    team.set_role(open_ws(project), name, role)
+    team.set_role(open_ws(project), name, role, by=_cli_actor())
     emit({"name": name, "role": role}, as_json, f"{name} is now {role}")
 
 
@@ -298,6 +302,7 @@ def extract_cmd(
     engine: Annotated[str, typer.Option("--engine", help="local (processes on this machine) or ray (video files cut into frame ranges, run as tasks on a Ray cluster; the crops are stored here).")] = "local",
     address: Annotated[Optional[str], typer.Option("--address", help="--engine ray: auto (the cluster `ray start` runs on this machine), HOST:PORT or ray://HOST:PORT; default: start Ray on this machine for this run.")] = None,
     range_seconds: Annotated[Optional[float], typer.Option("--range-seconds", help="--engine ray: seconds of video per task (default 300); a person in view across a range boundary becomes two tracks.")] = None,
+    delete_source_after: Annotated[bool, typer.Option("--delete-source-after", help="Delete each video/image file once fully extracted (crops and labels stay; the frame context then says the frame is gone).")] = False,
     project: ProjectOpt = DEFAULT_PROJECT,
     as_json: JsonOpt = False,
 ):
@@ -309,7 +314,8 @@ def extract_cmd(
         sources=sources, detector=detector, checkpoint=checkpoint, fps=fps, every=every,
         min_size=min_size, margin=margin, per_track=per_track, min_sharpness=min_sharpness,
         min_score=min_score, redo=redo, max_seconds=max_seconds, long_edge=long_edge,
-        workers=workers, engine=engine, address=address, range_seconds=range_seconds)
+        workers=workers, engine=engine, address=address, range_seconds=range_seconds,
+        delete_source_after=delete_source_after)
     with progress_bar("extract", enabled=not as_json) as progress:
         report = extract.run(ws, opts, progress)
     if report.sources:  # which detector ran and why (the bar named it while running)
@@ -337,6 +343,7 @@ def detect_cmd(
     to_queue: Annotated[bool, typer.Option("--to-queue", help="Add the crops of uncertain tracks to the labeling queue.")] = False,
     max_seconds: Annotated[Optional[float], typer.Option("--max-seconds", help="Stop after this much video (streams: capture time).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace the detect files of a non-empty --out.")] = False,
+    blur_faces: Annotated[bool, typer.Option("--blur-faces", help="Blur every head in the annotated video (privacy).")] = False,
     project: ProjectOpt = DEFAULT_PROJECT,
     as_json: JsonOpt = False,
 ):
@@ -347,7 +354,8 @@ def detect_cmd(
     opts = detect.DetectOptions(
         sources=sources, model=model, detector=detector, checkpoint=checkpoint, fps=fps,
         every=every, min_score=min_score, vote=vote, out=None if dest is None else str(dest),
-        video=write_video, codec=codec, to_queue=to_queue, max_seconds=max_seconds, force=force)
+        video=write_video, codec=codec, to_queue=to_queue, max_seconds=max_seconds, force=force,
+        blur_faces=blur_faces)
     with progress_bar("detect", enabled=not as_json) as progress:
         report = detect.run(ws, opts, progress)
     emit(report, as_json, detect.summary(report))
@@ -552,7 +560,9 @@ def models_list_cmd(project: ProjectOpt = DEFAULT_PROJECT, as_json: JsonOpt = Fa
     rows = versions.list_versions(open_ws(project))
     emit([dataclasses.asdict(r) for r in rows], as_json, "\n".join(
         f"{'*' if r.active else ' '} {r.name}\tdataset {r.dataset or '-'}\tval bal.acc "
-        f"{r.val_balanced_accuracy}\t{r.source or ''}" for r in rows) or "no models")
+        f"{r.val_balanced_accuracy}\t{r.source or ''}"
+        f"{chr(9) + 'trained on erased data' if r.trained_on_erased else ''}" for r in rows)
+        or "no models")
 
 
 @command(models_app, "promote")
@@ -738,6 +748,99 @@ def simulate_cmd(
                       "" if r.repeats_ahead_of_random is None else f"{r.repeats_ahead_of_random}/{r.repeats}")
     out.print(table)
     out.print(f"curves: {dest / 'curves.csv'}, plot: {dest / 'curves.png'}", markup=False)
+
+
+# --- personal data: erasure, audit trail, retention (README "Personal data") -------------------
+
+
+def _cli_actor() -> str:
+    """Who the audit trail names for a CLI command: the operating-system user."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli:unknown"
+
+
+@command(app, "erase")
+def erase_cmd(
+    source: Annotated[Optional[str], typer.Option("--source", metavar="NAME|ID", help="A whole source: its crops, rows, files, uploads and detect rows.")] = None,
+    track: Annotated[Optional[str], typer.Option("--track", metavar="SOURCE:TRACK", help="One tracked person of a source.")] = None,
+    crop: Annotated[Optional[int], typer.Option("--crop", metavar="ID", help="One crop.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would go; change nothing.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Only complete erasures a killed run left half done.")] = False,
+    project: ProjectOpt = DEFAULT_PROJECT,
+    as_json: JsonOpt = False,
+):
+    """Erase a source, a person (track) or a crop from every row and file of the workspace."""
+    from annotator.errors import InputError
+    from pipelines import erase
+
+    if not resume and source is None and track is None and crop is None:
+        raise InputError("give --source NAME|ID, --track SOURCE:TRACK, --crop ID or --resume")
+    ws = open_ws(project)
+    opts = erase.EraseOptions(source=source, track=track, crop=crop, dry_run=dry_run,
+                              actor=_cli_actor())
+    with progress_bar("erase", enabled=not as_json) as progress:
+        rep = erase.run(ws, opts, progress)
+    verb = "would erase" if rep.dry_run else "erased"
+    emit(rep, as_json, (f"{verb} {rep.target}: {len(rep.crops)} crops, {rep.labels} labels, "
+                        f"{rep.predictions} predictions, {len(rep.store_files)} crop files, "
+                        f"{rep.cache_entries} cache entries, {len(rep.dataset_files)} dataset "
+                        f"files in {', '.join(rep.datasets) or '-'}, {len(rep.detect_files)} detect files, "
+                        f"{len(rep.uploads)} uploads; models marked: {', '.join(rep.models) or '-'}")
+         + (f"\ncompleted interrupted erasures: {rep.resumed}" if rep.resumed else ""))
+
+
+@command(app, "audit")
+def audit_cmd(
+    user: Annotated[Optional[str], typer.Option("--user", help="Only this account.")] = None,
+    action: Annotated[Optional[str], typer.Option("--action", help="view, context, export, erase, role or retention.")] = None,
+    crop: Annotated[Optional[int], typer.Option("--crop", metavar="ID")] = None,
+    page: Annotated[Optional[str], typer.Option("--page", help="label, grid, review, browse, ...")] = None,
+    since: Annotated[Optional[str], typer.Option("--since", metavar="YYYY-MM-DD[THH:MM]")] = None,
+    until: Annotated[Optional[str], typer.Option("--until", metavar="YYYY-MM-DD[THH:MM]")] = None,
+    limit: Annotated[int, typer.Option("--limit")] = 1000,
+    project: ProjectOpt = DEFAULT_PROJECT,
+    as_json: JsonOpt = False,
+):
+    """The audit trail, newest first: who viewed which crop or frame, exported, erased, changed a role."""
+    import datetime as _dt
+
+    from annotator import trail
+    from annotator.errors import InputError
+
+    def when(v):
+        try:
+            return None if v is None else _dt.datetime.fromisoformat(v)
+        except ValueError:
+            raise InputError(f"not a date: {v!r} (use YYYY-MM-DD or YYYY-MM-DDTHH:MM)") from None
+
+    if action is not None and action not in trail.ACTIONS:
+        raise InputError(f"--action must be one of {', '.join(trail.ACTIONS)}")
+    if limit < 1:
+        raise InputError("--limit must be >= 1")
+    rows = trail.events(open_ws(project), actor=user, action=action, crop_id=crop, page=page,
+                        since=when(since), until=when(until), limit=limit)
+    emit(rows, as_json, "\n".join(f"{r['at']}  {r['actor']}  {r['action']}  {r['page'] or ''}  "
+                                  f"{r['what'] or json.dumps(r['detail'] or {})}" for r in rows)
+         or "no events")
+
+
+@command(app, "retention")
+def retention_cmd(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List what is due; delete nothing.")] = False,
+    project: ProjectOpt = DEFAULT_PROJECT,
+    as_json: JsonOpt = False,
+):
+    """Apply [privacy] retention: old uploads, unlabeled crops and detect runs go."""
+    from pipelines import retention
+
+    ws = open_ws(project)
+    with progress_bar("retention", enabled=not as_json) as progress:
+        rep = retention.run(ws, retention.RetentionOptions(dry_run=dry_run), progress)
+    emit(rep, as_json, retention.summary(rep))
 
 
 def main() -> None:

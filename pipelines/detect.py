@@ -86,6 +86,7 @@ class DetectOptions:
     per_track: int | None = None  # hard crops kept per uncertain track
     hard_flicker: float = 0.5  # per-frame label changes per second above which a track is hard
     hard_margin: float = 0.2  # mean probability within this of 0.5 (two classes): hard
+    blur_faces: bool = False  # privacy: the annotated video shows every head blurred
 
 
 @dataclass
@@ -175,6 +176,7 @@ class Settings:
     batch_size: int
     long_edge: int | None
     det_min_score: float | None
+    blur_faces: bool = False
 
 
 # --- options ------------------------------------------------------------------------------------
@@ -218,7 +220,8 @@ def resolve(ws: Workspace, opts: DetectOptions) -> Settings:
         min_sharpness=float(cfg.min_sharpness), per_track=per_track,
         hard_flicker=float(opts.hard_flicker), hard_margin=float(opts.hard_margin),
         batch_size=int(cfg.batch_size), long_edge=cfg.long_edge or None,
-        det_min_score=None if cfg.min_score < 0 else float(cfg.min_score))
+        det_min_score=None if cfg.min_score < 0 else float(cfg.min_score),
+        blur_faces=bool(opts.blur_faces))
 
 
 def output_folder(ws: Workspace, out: str | Path | None, *, force: bool,
@@ -549,6 +552,10 @@ class _SourceRun:
     # -- the annotated video --
     def _draw(self, frame, drawn, info):
         img = frame.image.copy()
+        if self.st.blur_faces:  # privacy: the heads the run found, blurred before the boxes
+            from annotator.blur import blur_boxes
+
+            img = blur_boxes(img, [(hb.x1, hb.y1, hb.x2, hb.y2) for hb, *_ in drawn], grow=0.0)
         draw_boxes(img, drawn)
         if self.spec.kind == "image":
             name = _unique_name(self.spec.name, ".jpg", self.names)

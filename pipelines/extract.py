@@ -75,6 +75,7 @@ class ExtractOptions:
     engine: str = "local"  # local (this machine's processes) | ray (a Ray cluster)
     address: str | None = None  # ray: auto | HOST:PORT | ray://HOST:PORT; None starts one here
     range_seconds: float | None = None  # ray: video per task (None: extract_ray's default)
+    delete_source_after: bool = False  # privacy: delete each video/image file once fully extracted
 
 
 @dataclass
@@ -114,6 +115,7 @@ class ExtractReport:
     detector_reason: str = ""  # why that one
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
     per_source: list[SourceResult] = field(default_factory=list)
+    deleted_sources: list[str] = field(default_factory=list)  # --delete-source-after
 
 
 @dataclass(frozen=True)
@@ -225,6 +227,11 @@ def run(ws: Workspace, opts: ExtractOptions, progress: ProgressFn = silent) -> E
         results = _run_parallel(ws, specs, settings, workers, progress, images)
     for res in results:
         _merge(report, res)
+    if opts.delete_source_after:  # privacy: footage kept no longer than needed; crops stay
+        for res in results:
+            if res.status == "done" and res.kind in ("video", "image") and Path(res.uri).is_file():
+                Path(res.uri).unlink()
+                report.deleted_sources.append(res.uri)
     report.seconds = round(time.perf_counter() - t0, 2)
     return report
 

@@ -50,7 +50,7 @@ class JobSpec:
 def specs() -> dict[str, JobSpec]:
     from pipelines import detect, extract, import_folder, retrain, score, versions
 
-    return {
+    out = {
         "extract": JobSpec(extract.ExtractOptions, extract.run, frozenset({
             "sources", "detector", "fps", "every", "per_track", "min_size", "min_score",
             "redo"}), paths=frozenset({"sources"})),
@@ -67,6 +67,10 @@ def specs() -> dict[str, JobSpec]:
             "sources", "model", "detector", "fps", "min_score", "vote", "max_seconds",
             "to_queue", "codec"}), paths=frozenset({"sources"}), for_job=detect.for_job),
     }
+    from pipelines import retention  # privacy: [privacy] retention from the Personal data page
+
+    out["retention"] = JobSpec(retention.RetentionOptions, retention.run, frozenset())
+    return out
 
 
 def submit(ws: Workspace, kind: str, options, *, started_by: str | None = None,

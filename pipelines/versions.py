@@ -53,6 +53,7 @@ class VersionInfo:
     val_balanced_accuracy: float | None
     val_accuracy: float | None
     source: str | None
+    trained_on_erased: bool = False  # its dataset lost crops to an erasure (pipelines.erase)
 
 
 # --- registering and loading --------------------------------------------------------------------
@@ -106,6 +107,8 @@ def load(ws: Workspace, version: str | None = None):
 def list_versions(ws: Workspace) -> list[VersionInfo]:
     with ws.read_session() as s:
         datasets = {d.id: d.name for d in db.list_datasets(s)}
+        erased = {d.id for d in db.list_datasets(s)
+                  if (ws.root / d.path / "erasures.csv").is_file()}  # pipelines.erase records
         rows = db.list_model_versions(s)
     return [VersionInfo(
         name=mv.name, path=mv.path, classes=list(mv.classes), active=bool(mv.active),
@@ -113,6 +116,7 @@ def list_versions(ws: Workspace) -> list[VersionInfo]:
         promoted_at=str(mv.promoted_at) if mv.promoted_at else None,
         val_balanced_accuracy=(mv.metrics or {}).get("balanced_accuracy"),
         val_accuracy=(mv.metrics or {}).get("accuracy"), source=(mv.metrics or {}).get("source"),
+        trained_on_erased=mv.dataset_id in erased,
     ) for mv in rows]
 
 

@@ -69,14 +69,14 @@ def test_sign_in_first_then_exact_page_list(ws):
     assert not at.exception
     assert at.session_state["user"]["role"] == "admin"
     assert page_titles(at) == ["Label", "Grid", "Review", "Browse", "Dashboard", "Footage",
-                               "Models", "Extract", "Users", "Sign out"]
+                               "Models", "Extract", "Users", "Personal data", "Sign out"]
 
 
 def test_annotator_sees_no_admin_pages_and_admin_pages_check_the_role(ws):
     at = signed_in(ws, "alice")
     assert page_titles(at) == ["Label", "Grid", "Review", "Browse", "Dashboard", "Footage",
                                "Sign out"]
-    for page in ("admin_models.py", "admin_extract.py", "admin_users.py"):
+    for page in ("admin_models.py", "admin_extract.py", "admin_users.py", "admin_privacy.py"):
         direct = AppTest.from_file(str(PAGES / page), default_timeout=T)
         direct.session_state["user"] = at.session_state["user"]
         direct.run()
