@@ -43,16 +43,18 @@ class ImportPredictionsReport:
     val: dict | None = None  # agreement with the latest dataset's validation labels
 
 
-def _val_metrics(ws: Workspace, probs: dict, classes: list[str]) -> dict | None:
-    """The imported model measured like a trained one: on the latest frozen validation split
-    (the crops it predicted), so the promote gate and the Models page can compare it."""
+def _val_metrics(ws: Workspace, probs: dict, classes: list[str],
+                 dataset: str | None = None) -> dict | None:
+    """The imported model measured like a trained one: on a frozen validation split (the
+    latest by default; the crops it predicted), so the promote gate and the Models page can
+    compare it."""
     from annotator import metrics
     from pipelines.build_dataset import read_manifest
 
     with ws.read_session() as s:
-        if db.latest_dataset(s) is None:
+        if dataset is None and db.latest_dataset(s) is None:
             return None
-    ds, rows = read_manifest(ws, None)
+    ds, rows = read_manifest(ws, dataset)
     val = [(int(r["crop_id"]), r["label"]) for r in rows
            if r["split"] == "val" and int(r["crop_id"]) in probs and r["label"] in classes]
     if not val:
@@ -60,6 +62,18 @@ def _val_metrics(ws: Workspace, probs: dict, classes: list[str]) -> dict | None:
     y = np.array([classes.index(v) for _, v in val])
     p = np.array([probs[c] for c, _ in val])
     return {"dataset": ds.name, "n": len(val), **metrics.report(y, p, classes)}
+
+
+def measure(ws: Workspace, version_id: int, classes: list[str], dataset: str) -> dict | None:
+    """Metrics of a version without weights on a dataset's validation split, from its stored
+    predictions (what ``versions`` asks instead of running a model it does not have)."""
+    from pipelines.build_dataset import read_manifest
+
+    _, rows = read_manifest(ws, dataset)
+    with ws.read_session() as s:
+        ids, probs, _ = reports.prediction_arrays(
+            s, version_id, [int(r["crop_id"]) for r in rows if r["split"] == "val"])
+    return _val_metrics(ws, dict(zip(ids.tolist(), probs)), classes, dataset)
 
 
 def _summary(val: dict | None) -> dict:

@@ -284,7 +284,7 @@ def test_exports_leak_no_provenance_by_default(loop, exports, tmp_path):
         origins = [o for o in reports.crop_origins(s, _current(ws)["crop_id"].tolist()).values()]
     stems = [n.rsplit(".", 1)[0] for n in loop["names"]]
     needles = [*loop["names"], *stems, str(loop["shared"]), "frame_index", "timestamp",
-               "origin", *{o.split(":")[0] for o in origins}]
+               *{o.split(":")[0] for o in origins}, *{o.split(":")[1] for o in origins if ":" in o}]
     for fmt, (_, folder) in exports.items():
         assert _leaks(folder, needles) == [], fmt
     # the same search finds them when provenance is asked for: it can fail
@@ -322,3 +322,8 @@ def test_import_predictions_drives_sampling_and_review(loop, tmp_path):
     assert set(top["crop_id"].astype(int)) == unsure
     r = cli("import-predictions", tmp_path / "p.csv", "--name", "peer1", "--project", ws.root)
     assert r.exit_code != 0 and "already exists" in r.output and "Traceback" not in r.output
+    # the loop goes on from it: a retrain measures it on the new frozen split from its stored
+    # predictions (no weights to run), starts from scratch, and beats it
+    rt = retrain.run(ws, retrain.RetrainOptions(epochs=1, batch_size=16))
+    assert rt.train["init"] == "none (active peer1 has no weights)"
+    assert rt.promote["active_balanced_accuracy"] is not None and rt.promote["promoted"]
