@@ -108,17 +108,16 @@ if names:
 
 # --- export (issue 27): the same job as `annotator export`, started in the background ----------
 st.subheader("Export")
-with st.form("export_form", border=False):
-    e1, e2 = st.columns([1, 2])
-    fmt = e1.selectbox("Format", list(export.FORMATS), key="export_format",
-                       help="hf: Hugging Face datasets; coco / yolo: whole frames with head "
-                       "boxes; labelstudio: tasks to label elsewhere; fiftyone; imagefolder; csv.")
-    dest = e2.text_input("Folder on the server (a file for csv)", key="export_out")
-    prov = st.checkbox("With provenance (source names, frame numbers, times, boxes)",
-                       key="export_prov", value=False)
-    go_export = st.form_submit_button("Export")
+e1, e2 = st.columns([1, 2])
+fmt = e1.selectbox("Format", list(export.FORMATS), key="export_format",
+                   help="hf: Hugging Face datasets; coco / yolo: whole frames with head boxes; "
+                   "labelstudio: tasks to label elsewhere; fiftyone; imagefolder; csv.")
+dest = e2.text_input("Folder on the server (a file for csv)", key="export_out")
+prov = st.checkbox("With provenance (source names, frame numbers, times, boxes)",
+                   key="export_prov", value=False)
 if fmt in export.FRAME_FORMATS:
     st.warning(export.FRAMES_NOTE)
+go_export = st.button("Export", key="export_go")
 if go_export:
     if not dest.strip():
         state.models_msg = "give the folder to export to"

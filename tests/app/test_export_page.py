@@ -19,7 +19,7 @@ def test_admin_exports_through_a_background_job(tmp_path, monkeypatch):
         assert any("admins only" in w.value for w in at.warning)  # frames: said so
         at.selectbox(key="export_format").set_value("hf")
         at.text_input(key="export_out").set_value(str(tmp_path / "hf"))
-        next(b for b in at.button if b.label == "Export").click().run()
+        at.button(key="export_go").click().run()
         job_id = int(at.info[0].value.split("started job ")[1].split(":")[0])
         job = jobs.wait(ws, job_id, timeout=240)
         assert job.status == "done", jobs.log_tail(job)
