@@ -18,9 +18,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from annotator import reports
+from annotator import db, reports
+from annotator.config import SKIP
 from annotator.errors import InputError
 from annotator.files import atomic_folder
 from annotator.progress import ProgressFn, silent
@@ -138,26 +140,26 @@ def crop_table(ws: Workspace) -> pd.DataFrame:
         table = reports.current_labels(s, ws.config.labels)
         details = reports.crop_details(s, table["crop_id"].tolist())
         votes = reports.active_labels(s)
-        from annotator import db
-
         manifests = [ws.root / d.manifest for d in db.list_datasets(s)]
     table = table.merge(details, on="crop_id", how="left").sort_values("crop_id")
     table = table.reset_index(drop=True)
     splits = _previous_splits(manifests)
     table["split"] = [splits.get(int(c), "unassigned") for c in table["crop_id"]]
     table["n_annotators"] = [len(a.split(",")) if a else 0 for a in table["annotators"]]
-    kind, agree = {}, {}
-    for cid, g in votes.groupby("crop_id", sort=False):
-        methods = set(g["method"].fillna("key"))
-        kind[cid] = ("import" if methods <= {"import"} else "track" if "track" in methods
-                     else "human")
-    label_of = dict(zip(table["crop_id"], table["label"]))
-    decisive = votes[votes["crop_id"].isin(label_of) & (votes["value"] != "skip")]
-    for cid, g in decisive.groupby("crop_id", sort=False):
-        agree[cid] = float((g["value"] == label_of[cid]).mean())
-    table["kind"] = [kind.get(c, "human") for c in table["crop_id"]]
-    table["agreement"] = [agree.get(c, 1.0) for c in table["crop_id"]]
-    table["file"] = [str(ws.store.path(p).resolve()) for p in table["path"]]
+    # Vectorised per crop (a Python loop over groups cost seconds per 10,000 crops).
+    method = votes["method"].fillna("key")
+    per = votes.assign(imp=method.eq("import"), trk=method.eq("track")).groupby("crop_id")
+    kind = pd.Series(np.where(per["imp"].all(), "import",
+                              np.where(per["trk"].any(), "track", "human")),
+                     index=per["imp"].all().index)
+    label_of = table.set_index("crop_id")["label"]
+    decisive = votes[votes["crop_id"].isin(label_of.index) & (votes["value"] != SKIP)]
+    agree = (decisive["value"] == decisive["crop_id"].map(label_of)).groupby(
+        decisive["crop_id"]).mean()
+    table["kind"] = table["crop_id"].map(kind).fillna("human").to_numpy()
+    table["agreement"] = table["crop_id"].map(agree).fillna(1.0).astype(float).to_numpy()
+    root = ws.store.root.resolve()  # once: resolving each path costs a syscall chain per crop
+    table["file"] = [str(root / p) for p in table["path"]]
     return table
 
 
