@@ -184,10 +184,9 @@ def write_frames(ws: Workspace, table: pd.DataFrame, root: Path, fmt: str, *,
     yolo_names: list[str] = []
     ignore: dict[str, list] = {}
     provenance = []
-    for n, ((sid, idx), g) in enumerate(boxes.groupby(["source_id", "frame_index"], sort=True)):
+    for n, (idx, g, bgr) in enumerate(_frames(boxes)):
         progress(n, len(keys), "reading frames", stage="export")
         first = g.iloc[0]
-        bgr = video.read_frame(first.source_uri, kind=first.source_kind, index=int(idx))
         if bgr is None:
             rep.missing += 1
             continue
@@ -238,6 +237,16 @@ def write_frames(ws: Workspace, table: pd.DataFrame, root: Path, fmt: str, *,
         pd.DataFrame(provenance).to_csv(root / "provenance.csv", index=False)
     progress(len(keys), len(keys), f"{rep.frames} frames", stage="export")
     return rep
+
+
+def _frames(boxes: pd.DataFrame):
+    """``(frame index, its boxes, BGR frame or None)``, each source's video opened once."""
+    frames = dict(list(boxes.groupby(["source_id", "frame_index"], sort=True)))
+    for sid, src in boxes.groupby("source_id", sort=True):
+        first = src.iloc[0]
+        for idx, bgr in video.read_frames(first.source_uri, kind=first.source_kind,
+                                          indices=src["frame_index"].unique()):
+            yield idx, frames[(sid, idx)], bgr
 
 
 def _coco_doc(classes) -> dict:

@@ -63,3 +63,16 @@ def test_agreement_unanimous_and_pairwise():
 def test_labeling_config_names_every_class():
     xml = labeling_config(["mask", "no_mask"])
     assert '<Choice value="mask"/>' in xml and 'name="label"' in xml and 'value="$image"' in xml
+
+
+def test_read_frames_gives_what_read_frame_gives(tmp_path):
+    """One open per video, grabbing forward or seeking: the same pixels as one seek per frame."""
+    from annotator import video
+    from tests.app.factory import write_footage
+
+    path = str(write_footage(tmp_path / "v.avi", frames=120, size=(64, 48)))
+    want = [0, 3, 4, 60, 61, 119, 200]  # near, far, and past the end
+    got = dict(video.read_frames(path, kind="video", indices=want[::-1]))
+    assert sorted(got) == want and got[200] is None
+    for i in want[:-1]:
+        assert np.array_equal(got[i], video.read_frame(path, kind="video", index=i)), i
