@@ -397,3 +397,31 @@ def read_frame(uri: str, *, kind: str, index: int | None,
     finally:
         cap.release()
     return frame if ok and frame.shape[0] * frame.shape[1] <= max_pixels else None
+
+
+def read_frames(uri: str, *, kind: str, indices,
+                max_pixels: int = MAX_PIXELS) -> Iterator[tuple[int, np.ndarray | None]]:
+    """``(index, BGR frame or None)`` for these frames of one source, in increasing order, with
+    the video opened once: near frames are reached by grabbing forward (no seek), far ones by a
+    seek. For exports that re-read many frames of one video (``read_frame`` reopens each time)."""
+    indices = sorted(set(int(i) for i in indices))
+    if kind != "video" or not Path(uri).is_file():
+        for i in indices:
+            yield i, read_frame(uri, kind=kind, index=i, max_pixels=max_pixels)
+        return
+    import cv2
+
+    cap = cv2.VideoCapture(uri)
+    pos = 0  # the index the next read returns
+    try:
+        for i in indices:
+            if not 0 <= i - pos <= 48:  # a seek beats decoding more than ~2 s of frames
+                cap.set(cv2.CAP_PROP_POS_FRAMES, i)
+                pos = i
+            while pos < i and cap.grab():
+                pos += 1
+            ok, frame = cap.read() if pos == i else (False, None)
+            pos += 1 if ok else 0
+            yield i, frame if ok and frame.shape[0] * frame.shape[1] <= max_pixels else None
+    finally:
+        cap.release()

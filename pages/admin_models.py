@@ -9,7 +9,7 @@ from annotator import jobs, labeling, team
 from annotator.errors import AnnotatorError
 from models import registry
 from pages import charts, common
-from pipelines import retrain, runner, versions
+from pipelines import export, retrain, runner, versions
 
 ws = common.workspace()
 me = common.require_admin()
@@ -107,3 +107,24 @@ if names:
                 c2.altair_chart(charts.training_curves(metrics["history"]), width="stretch")
             st.caption(f"dataset {info.dataset or '-'} · {info.source or ''} · created "
                        f"{info.created_at[:19]}")
+
+# --- export (issue 27): the same job as `annotator export`, started in the background ----------
+st.subheader("Export")
+e1, e2 = st.columns([1, 2])
+fmt = e1.selectbox("Format", list(export.FORMATS), key="export_format",
+                   help="hf: Hugging Face datasets; coco / yolo: whole frames with head boxes; "
+                   "labelstudio: tasks to label elsewhere; fiftyone; imagefolder; csv.")
+dest = e2.text_input("Folder on the server (a file for csv)", key="export_out")
+prov = st.checkbox("With provenance (source names, frame numbers, times, boxes)",
+                   key="export_prov", value=False)
+if fmt in export.FRAME_FORMATS:
+    st.warning(export.FRAMES_NOTE)
+go_export = st.button("Export", key="export_go")
+if go_export:
+    if not dest.strip():
+        state.models_msg = "give the folder to export to"
+    else:
+        _start("export", export.ExportOptions(out=Path(dest.strip()), format=fmt,
+                                              with_provenance=prov))
+    st.rerun()
+common.show_jobs(ws, kinds=["export"])

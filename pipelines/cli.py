@@ -173,24 +173,72 @@ def stats_cmd(project: ProjectOpt = DEFAULT_PROJECT, as_json: JsonOpt = False):
 
 @command(app, "export")
 def export_cmd(
-    dest: Annotated[Path, typer.Argument(metavar="OUT", help="Folder (imagefolder) or file (csv).")],
-    fmt: Annotated[str, typer.Option("--format", help="imagefolder or csv.")] = "imagefolder",
+    dest: Annotated[Path, typer.Argument(metavar="OUT", help="Folder, or a file for csv.")],
+    fmt: Annotated[str, typer.Option("--format", help="imagefolder, csv, hf (Hugging Face "
+                                     "datasets), coco or yolo (whole frames: admins only), "
+                                     "labelstudio, fiftyone.")] = "imagefolder",
     force: Annotated[bool, typer.Option("--force", help="Replace an existing CSV file, or add "
                                                         "to a non-empty folder.")] = False,
+    with_provenance: Annotated[bool, typer.Option(
+        "--with-provenance", help="Also write source names, frame numbers, times and boxes "
+                                  "(off: where and when a person was stays here).")] = False,
     project: ProjectOpt = DEFAULT_PROJECT,
     as_json: JsonOpt = False,
 ):
-    """Export crops with their current (majority) label."""
+    """Export crops with their current (majority) label, and a datasheet."""
     from pipelines import export
 
     ws = open_ws(project)
     with progress_bar("export", enabled=not as_json) as progress:
-        report = export.run(ws, export.ExportOptions(out=dest, format=fmt, force=force), progress)
+        report = export.run(ws, export.ExportOptions(out=dest, format=fmt, force=force,
+                                                     with_provenance=with_provenance), progress)
     from annotator import trail  # privacy: who exported what (the audit trail)
 
     trail.record_in(ws, _cli_actor(), trail.EXPORT, page="cli",
-                    detail={"format": fmt, "out": str(dest), "crops": report.crops})
-    emit(report, as_json, f"exported {report.crops} crops to {report.out}: {report.labels}")
+                    detail={"format": fmt, "out": str(dest), "crops": report.crops,
+                            "with_provenance": with_provenance})
+    emit(report, as_json, f"exported {report.crops} crops to {report.out}: {report.labels}"
+         + (f"; {report.frames} frames, boxes {report.boxes}" if report.frames else "")
+         + f"; datasheet {report.datasheet}" + (f"\nnote: {report.note}" if report.note else ""))
+
+
+@command(app, "import-labelstudio")
+def import_labelstudio_cmd(
+    file: Annotated[Path, typer.Argument(help="A Label Studio export (JSON or JSON-MIN) of "
+                                              "tasks from `export --format labelstudio`.")],
+    project: ProjectOpt = DEFAULT_PROJECT,
+    as_json: JsonOpt = False,
+):
+    """Add the labels made in Label Studio that are new here; report conflicts, overwrite none."""
+    from pipelines import import_labelstudio as ils
+
+    with progress_bar("import", enabled=not as_json) as progress:
+        rep = ils.run(open_ws(project), ils.ImportLSOptions(file=file), progress)
+    emit(rep, as_json, f"{rep.format}: {rep.added} labels added, {rep.unchanged} unchanged, "
+         f"{len(rep.conflicts)} conflicts, skipped {rep.skipped or 0}")
+    for c in rep.conflicts[:20] if not as_json else ():
+        err.print(f"  conflict: crop {c['crop_id']} is {c['current']} here, {c['annotator']} "
+                  f"says {c['proposed']}", markup=False)
+
+
+@command(app, "import-predictions")
+def import_predictions_cmd(
+    file: Annotated[Path, typer.Argument(help="CSV or JSON: crop_id or sha256, and a column per "
+                                              "class or label [+ score].")],
+    name: Annotated[str, typer.Option("--name", help="Name of the new model version.")],
+    activate: Annotated[bool, typer.Option("--activate", help="Make it the active model "
+                                           "(sampling, Review).")] = False,
+    project: ProjectOpt = DEFAULT_PROJECT,
+    as_json: JsonOpt = False,
+):
+    """Store another model's predictions as a model version without weights."""
+    from pipelines import import_predictions as ip
+
+    with progress_bar("import", enabled=not as_json) as progress:
+        rep = ip.run(open_ws(project), ip.ImportPredictionsOptions(
+            file=file, name=name, activate=activate), progress)
+    emit(rep, as_json, f"{rep.name}: predictions for {rep.crops} crops ({rep.unknown} rows "
+         f"unknown here){'; active' if rep.active else ''}")
 
 
 # --- users ----------------------------------------------------------------------------------

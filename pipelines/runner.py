@@ -48,7 +48,7 @@ class JobSpec:
 
 
 def specs() -> dict[str, JobSpec]:
-    from pipelines import detect, extract, import_folder, retrain, score, versions
+    from pipelines import detect, export, extract, import_folder, retrain, score, versions
 
     out = {
         "extract": JobSpec(extract.ExtractOptions, extract.run, frozenset({
@@ -66,6 +66,8 @@ def specs() -> dict[str, JobSpec]:
         "detect": JobSpec(detect.DetectOptions, detect.run, frozenset({
             "sources", "model", "detector", "fps", "min_score", "vote", "max_seconds",
             "to_queue", "codec"}), paths=frozenset({"sources"}), for_job=detect.for_job),
+        "export": JobSpec(export.ExportOptions, export.run,
+                          frozenset({"out", "format", "with_provenance"})),
     }
     from pipelines import retention  # privacy: [privacy] retention from the Personal data page
 

@@ -130,6 +130,8 @@ def _initial_weights(ws: Workspace, init: str, classes: list[str]):
             return "none (no active model)", None
         if list(mv.classes) != classes:
             return f"none (active {mv.name} has other classes)", None
+        if not mv.path:  # imported predictions: no weights to start from
+            return f"none (active {mv.name} has no weights)", None
         init = mv.name
     model, mv = versions.load(ws, init)
     if list(mv.classes) != classes:

@@ -249,6 +249,11 @@ def _val_score(ws: Workspace, v: Version, dataset: str, measured: dict | None) -
         return float(measured["balanced_accuracy"])
     if v.metrics.get("dataset") == dataset and v.metrics.get("balanced_accuracy") is not None:
         return float(v.metrics["balanced_accuracy"])
+    if not v.path:  # imported predictions (no weights): measured from what it predicted
+        from pipelines.import_predictions import measure
+
+        m = measure(ws, v.id, list(v.classes), dataset)
+        return None if m is None else m["balanced_accuracy"]
     from pipelines import evaluate
 
     rep = evaluate.run(ws, evaluate.EvalOptions(model=v.name, dataset=dataset))
