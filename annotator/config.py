@@ -97,8 +97,17 @@ class LimitsConfig:
     RULES = {"max_image_pixels": _int(1, 10**10), "max_upload_mb": _int(1, 10**6)}
 
 
+@dataclass
+class AutolabelConfig:
+    max_error: float = 0.01  # the audited 95% bound every auto-label threshold must stay under
+    audit_share: float = 0.02  # share of machine labels still served to people (their error)
+    after_promote: bool = True  # a promotion re-runs autolabel (and withdraws what it no longer backs)
+
+    RULES = {"max_error": _float(1e-4, 0.5), "audit_share": _float(0.0, 1.0), "after_promote": bool}
+
+
 SECTIONS = {"sampling": SamplingConfig, "training": TrainingConfig, "extract": ExtractConfig,
-            "auth": AuthConfig, "limits": LimitsConfig}
+            "auth": AuthConfig, "limits": LimitsConfig, "autolabel": AutolabelConfig}
 
 
 @dataclass
@@ -109,6 +118,7 @@ class Config:
     extract: ExtractConfig = field(default_factory=ExtractConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    autolabel: AutolabelConfig = field(default_factory=AutolabelConfig)
 
     @property
     def label_values(self) -> list[str]:

@@ -15,6 +15,7 @@ change once written.
 from __future__ import annotations
 
 import base64
+import uuid
 import dataclasses
 import datetime as dt
 import os
@@ -27,7 +28,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from annotator import db, images, queue, reports, sample, video
+from annotator import autolabels, db, images, queue, reports, sample, video
 from annotator.config import NOT_A_FACE, SKIP
 from annotator.geometry import context_window
 from annotator.workspace import Workspace
@@ -277,8 +278,16 @@ def submit(ws: Workspace, annotator_id: int, crop_id: int, value: str, *,
            seconds: float | None = None) -> int:
     """Record one decision (a class, ``not_a_face`` or ``skip``) in its own transaction."""
     with ws.session() as s:
-        return queue.submit_label(s, annotator_id, crop_id, value,
-                                  allowed=ws.config.label_values, seconds=seconds)
+        label_id = queue.submit_label(s, annotator_id, crop_id, value,
+                                      allowed=ws.config.label_values, seconds=seconds)
+        _recheck_auto_labels(ws, s, [label_id])
+        return label_id
+
+
+def _recheck_auto_labels(ws: Workspace, s, label_ids) -> None:
+    """A random-share label the active model got wrong can lift a band's audited bound above
+    ``[autolabel] max_error``: the auto labels it no longer backs are withdrawn with it."""
+    autolabels.recheck(s, label_ids, ws.config.labels, max_error=ws.config.autolabel.max_error)
 
 
 def submit_page(ws: Workspace, annotator_id: int, decisions: Mapping[int, str], *,
@@ -290,10 +299,13 @@ def submit_page(ws: Workspace, annotator_id: int, decisions: Mapping[int, str], 
     if not decisions:
         return 0
     each = None if seconds is None else seconds / len(decisions)
+    page = uuid.uuid4().hex  # the page's labels share it: stats count one decision per page
     with ws.session() as s:
-        for crop_id, value in decisions.items():
-            queue.submit_label(s, annotator_id, int(crop_id), value,
-                               allowed=ws.config.label_values, seconds=each, method="grid")
+        ids = [queue.submit_label(s, annotator_id, int(crop_id), value,
+                                  allowed=ws.config.label_values, seconds=each, method="grid",
+                                  decision_id=page)
+               for crop_id, value in decisions.items()]
+        _recheck_auto_labels(ws, s, ids)
     return len(decisions)
 
 

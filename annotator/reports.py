@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 from sqlalchemy import exists, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from annotator.config import SKIP
 from annotator.db import (
@@ -21,6 +21,7 @@ from annotator.db import (
     CropStatus,
     Dataset,
     Label,
+    LabelKind,
     Lease,
     ModelVersion,
     Prediction,
@@ -219,7 +220,48 @@ def stats(session: Session, classes: Sequence[str]) -> dict:
         "leases": count(session, Lease, Lease.expires_at >= utcnow()),
         "models": count(session, ModelVersion),
         "datasets": count(session, Dataset),
+        **label_cost(session),
     }
+
+
+def label_cost(session: Session) -> dict:
+    """What the labels cost in people's decisions (``stats``: ``labels_by_kind``,
+    ``human_decisions``, ``crops_labeled``, ``human_decisions_per_labeled_crop``).
+
+    A human decision is one key press: a ``key``, ``audit`` or ``review`` label each; a grid page
+    counts each crop it saved plus one for the page; a track decision counts once however many
+    crops it labeled. Undone decisions are left out, superseded ones still cost their decision.
+    """
+    by_kind = dict(session.execute(
+        select(Label.method, func.count()).where(active_label()).group_by(Label.method)).all())
+    person = (Label.undone_at.is_(None), Annotator.role != Role.SYSTEM)
+    each = session.scalar(
+        select(func.count()).select_from(Label).join(Annotator, Annotator.id == Label.annotator_id)
+        .where(*person, Label.method.not_in([LabelKind.TRACK, LabelKind.IMPORT]))) or 0
+    gestures = session.scalar(
+        select(func.count(Label.decision_id.distinct())).select_from(Label)
+        .join(Annotator, Annotator.id == Label.annotator_id)
+        .where(*person, Label.method.in_([LabelKind.TRACK, LabelKind.GRID]))) or 0
+    decisions = each + gestures
+    labeled = count(session, Crop, Crop.status == CropStatus.LABELED)
+    return {
+        "labels_by_kind": {**{k: by_kind.get(k, 0) for k in LabelKind.ALL},
+                           **{str(k): v for k, v in by_kind.items() if k not in LabelKind.ALL}},
+        "human_decisions": decisions,
+        "crops_labeled": labeled,
+        "human_decisions_per_labeled_crop": round(decisions / labeled, 4) if labeled else None,
+    }
+
+
+def machine_label_audit(session: Session, kind: str) -> tuple[int, int]:
+    """``(audited, disagreed)``: machine labels of ``kind`` that a person later labeled on an
+    audit crop, and how many of those people labeled otherwise (the measured error)."""
+    person = aliased(Label)
+    rows = session.execute(
+        select(Label.value, person.value).join(person, person.id == Label.superseded_by_id)
+        .where(Label.method == kind, person.method == LabelKind.AUDIT, active_label(person),
+               person.value != SKIP)).all()
+    return len(rows), sum(1 for a, b in rows if a != b)
 
 
 def crop_images(session: Session) -> dict[str, str]:

@@ -171,6 +171,23 @@ def stats_cmd(project: ProjectOpt = DEFAULT_PROJECT, as_json: JsonOpt = False):
     out.print(table)
 
 
+@command(app, "autolabel")
+def autolabel_cmd(
+    max_error: Annotated[Optional[float], typer.Option(
+        "--max-error", help="Audited 95% error bound per class (default: autolabel.max_error).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what it would label.")] = False,
+    project: ProjectOpt = DEFAULT_PROJECT,
+    as_json: JsonOpt = False,
+):
+    """Label the crops the active model is sure of, where the audit bounds its error."""
+    from pipelines import autolabel
+
+    with progress_bar("autolabel", enabled=not as_json) as progress:
+        rep = autolabel.run(open_ws(project), autolabel.AutolabelOptions(
+            max_error=max_error, dry_run=dry_run), progress)
+    emit(rep, as_json, autolabel.summary(rep))
+
+
 @command(app, "export")
 def export_cmd(
     dest: Annotated[Path, typer.Argument(metavar="OUT", help="Folder (imagefolder) or file (csv).")],

@@ -147,6 +147,7 @@ class PromoteReport:
     reason: str
     scored: int = 0  # queue crops the version scored before it became active
     priorities_set: int = 0
+    autolabel: dict | None = None  # [autolabel] after_promote: its report, or why it refused
 
 
 def promote(ws: Workspace, opts: PromoteOptions, progress: ProgressFn = silent, *,
@@ -184,8 +185,11 @@ def promote(ws: Workspace, opts: PromoteOptions, progress: ProgressFn = silent, 
     reason = ("forced" if opts.force else "no active model" if active is None else
               f"balanced accuracy {cand_score:.4f} >= {active_score:.4f} on dataset {ds_name} (val)"
               if active_score is not None else "the active model has other classes")
+    from pipelines import autolabel  # withdraws what the new model no longer backs
+
     return PromoteReport(cand.name, True, active.name if active else None, ds_name, cand_score,
-                         active_score, opts.force, reason, scored, n)
+                         active_score, opts.force, reason, scored, n,
+                         autolabel.after_promote(ws, progress))
 
 
 @dataclass(kw_only=True)
