@@ -203,3 +203,63 @@ def plan_thresholds(session: Session, mv: ModelVersion, classes: Sequence[str], 
     pred, conf, wrong = audit_sample(session, mv.id, list(classes))
     return {t.cls: t.threshold for t in audit.choose_thresholds(
         pred, conf, wrong, len(classes), max_error=max_error) if t.threshold is not None}
+
+
+FIRST = 2.0  # queue priority above any uncertainty (<= 1): a track mate the model disputes
+
+
+def propagate(session: Session, decided: Sequence[tuple[int, str]], classes: Sequence[str], *,
+              audit_share: float, max_error: float) -> tuple[int, int]:
+    """After people decided crops: their tracks' other open crops on which the active model
+    predicts the same class get a ``propagated`` label (an audit share of them stays in the
+    queue, as for ``auto``); the ones it predicts otherwise are served first. Nothing is
+    propagated once the audit shows propagated labels wrong more often than ``max_error``
+    (the lower end of their 95% interval above it). Returns ``(propagated, ranked first)``."""
+    mv = active_model(session)
+    decided = [(int(c), v) for c, v in decided if v in classes]
+    if mv is None or not decided or list(mv.classes) != list(classes):
+        return 0, 0
+    m = measured_error(session, LabelKind.PROPAGATED)
+    if m["audited"] and m["interval"][0] > max_error:
+        return 0, 0
+    value_of = {}
+    for cid, value in decided:
+        row = session.execute(select(Crop.source_id, Crop.track_id).where(Crop.id == cid)).one()
+        if row.track_id is not None:
+            value_of.setdefault((row.source_id, row.track_id), value)
+    if not value_of:
+        return 0, 0
+    mates = []
+    for (source, track), value in value_of.items():
+        mates += [(int(c), p, value) for c, p in session.execute(
+            select(Crop.id, Prediction.probs)
+            .join(Prediction, (Prediction.crop_id == Crop.id)
+                  & (Prediction.model_version_id == mv.id))
+            .where(Crop.source_id == source, Crop.track_id == track,
+                   Crop.status == CropStatus.UNLABELED,
+                   ~exists().where(Label.crop_id == Crop.id, active_label()),
+                   ~exists().where(Lease.crop_id == Crop.id)))]
+    agree = [queue.MachineLabel(c, v, float(max(p)), audit=is_audit(c, audit_share))
+             for c, p, v in mates if int(np.argmax(p)) == classes.index(v)]
+    disputed = [c for c, p, v in mates if int(np.argmax(p)) != classes.index(v)]
+    n = queue.add_machine_labels(session, system_annotator(session), agree,
+                                 kind=LabelKind.PROPAGATED, model_version_id=mv.id) if agree else 0
+    from sqlalchemy import update
+
+    if disputed:
+        session.execute(update(Crop).where(Crop.id.in_(disputed)).values(priority=FIRST))
+    return n, len(disputed)
+
+
+def after_people(session: Session, label_ids: Sequence[int], classes: Sequence[str], cfg) -> None:
+    """What people's new labels set off (``cfg``: ``config.AutolabelConfig``): the audit's
+    re-check, and with ``cfg.propagate`` the propagation to their tracks."""
+    recheck(session, label_ids, classes, max_error=cfg.max_error)
+    if cfg.propagate and label_ids:
+        decided = session.execute(select(Label.crop_id, Label.value)
+                                  .where(Label.id.in_(list(label_ids)))).all()
+        propagate(session, decided, classes, audit_share=cfg.audit_share, max_error=cfg.max_error)
+
+
+def labels_of_decision(session: Session, decision_id: str) -> list[int]:
+    return list(session.scalars(select(Label.id).where(Label.decision_id == decision_id)))

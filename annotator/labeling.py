@@ -286,8 +286,10 @@ def submit(ws: Workspace, annotator_id: int, crop_id: int, value: str, *,
 
 def _recheck_auto_labels(ws: Workspace, s, label_ids) -> None:
     """A random-share label the active model got wrong can lift a band's audited bound above
-    ``[autolabel] max_error``: the auto labels it no longer backs are withdrawn with it."""
-    autolabels.recheck(s, label_ids, ws.config.labels, max_error=ws.config.autolabel.max_error)
+    ``[autolabel] max_error``: the auto labels it no longer backs are withdrawn with it. With
+    ``[autolabel] propagate``, the decided crops' track mates the model agrees on are labeled
+    ``propagated`` (and the ones it disputes are served first)."""
+    autolabels.after_people(s, label_ids, ws.config.labels, ws.config.autolabel)
 
 
 def submit_page(ws: Workspace, annotator_id: int, decisions: Mapping[int, str], *,
@@ -316,8 +318,9 @@ def submit_track(ws: Workspace, annotator_id: int, card: Card, value: str, *,
     Mates someone took meanwhile are passed over. Returns the labeled crop ids."""
     ids = [card.crop_id] + [m.crop_id for m in card.strip if m.decidable]
     with ws.session() as s:
-        _, done = queue.submit_decision(s, annotator_id, ids, value,
-                                        allowed=ws.config.label_values, seconds=seconds)
+        decision, done = queue.submit_decision(s, annotator_id, ids, value,
+                                               allowed=ws.config.label_values, seconds=seconds)
+        _recheck_auto_labels(ws, s, autolabels.labels_of_decision(s, decision))
     return done
 
 

@@ -184,3 +184,38 @@ def test_human_decisions_count_grid_pages_and_track_gestures(workspace):
     assert st["labels_by_kind"] | {} == {**st["labels_by_kind"], "grid": 3, "track": 3, "key": 1}
     assert st["human_decisions"] == 4 + 1 + 1 and st["crops_labeled"] == 7
     assert st["human_decisions_per_labeled_crop"] == round(6 / 7, 4)
+
+
+def test_a_persons_label_propagates_to_agreeing_track_mates_and_ranks_disputed_ones_first(
+        workspace):
+    ws = workspace
+    ws.config.autolabel.propagate = True
+    ws.config.autolabel.audit_share = 0.0
+    ids = add_fake_crops(ws, 40, track_of=lambda i: i // 10)  # 4 tracks of 10
+    with ws.session() as s:
+        db.activate_model(s, add_version(ws, "v001", ids))  # predicts class i % 2
+        alice = add_user(s, "alice", "secret-password", role="annotator").id
+    labeling.submit(ws, alice, ids[0], "mask")  # track 0: v1 agrees on 2,4,6,8
+    with ws.read_session() as s:
+        prop = dict(s.execute(select(db.Label.crop_id, db.Label.probability).where(
+            db.Label.method == "propagated", db.active_label())).all())
+        prio = dict(s.execute(select(db.Crop.id, db.Crop.priority)).all())
+        st = reports.stats(s, ws.config.labels)
+    assert set(prop) == {ids[i] for i in (2, 4, 6, 8)}
+    assert all(p == pytest.approx(0.999) for p in prop.values())
+    assert {c for c, p in prio.items() if p == 2.0} == {ids[i] for i in (1, 3, 5, 7, 9)}
+    assert st["labels_by_kind"]["propagated"] == 4 and st["human_decisions"] == 1
+    assert st["crops_labeled"] == 5
+    # Its own audit share: with every propagated label audited, one wrong one (the lower end
+    # of its interval above max_error) stops propagation.
+    ws.config.autolabel.audit_share = 1.0
+    labeling.submit(ws, alice, ids[10], "mask")  # track 1: 12, 14, 16, 18 stay queued
+    with ws.read_session() as s:
+        assert s.scalar(select(db.Crop.status).where(db.Crop.id == ids[12])) == "unlabeled"
+    labeling.submit(ws, alice, ids[12], "no_mask")  # the audit says the propagated one was wrong
+    labeling.submit(ws, alice, ids[20], "mask")  # track 2: nothing propagates any more
+    with ws.read_session() as s:
+        from annotator.autolabels import measured_error
+        assert measured_error(s, "propagated")["disagreed"] == 1
+        assert not s.scalar(select(db.Label.id).where(
+            db.Label.method == "propagated", db.Label.crop_id == ids[22]))
