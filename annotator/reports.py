@@ -74,11 +74,12 @@ def active_labels(session: Session) -> pd.DataFrame:
 def current_labels(session: Session, classes: Sequence[str]) -> pd.DataFrame:
     """One row per crop whose active labels agree on a class (majority; ties and non-classes out).
 
-    Columns: crop_id, source_id, source_key, track_id, sha256, path, label, votes, annotators.
+    Columns: crop_id, source_id, source_key, track_id, sha256, path, label, votes, annotators,
+    kind (``human``; ``import``; or ``auto``/``propagated`` when only the machine decided it).
     """
     labels = active_labels(session)
     cols = ["crop_id", "source_id", "source_key", "track_id", "sha256", "path", "label", "votes",
-            "annotators"]
+            "annotators", "kind"]
     if labels.empty:
         return pd.DataFrame(columns=cols)
     decisive = labels[labels["value"] != SKIP]
@@ -89,8 +90,16 @@ def current_labels(session: Session, classes: Sequence[str]) -> pd.DataFrame:
             continue
         first = g.iloc[0]
         rows.append((crop_id, first.source_id, first.source_key, first.track_id, first.sha256,
-                     first.path, label, len(g), ",".join(sorted(set(g["annotator"])))))
+                     first.path, label, len(g), ",".join(sorted(set(g["annotator"]))),
+                     _kind(set(g["method"]))))
     return pd.DataFrame(rows, columns=cols)
+
+
+def _kind(methods: set) -> str:
+    """A crop's label kind for datasets: a machine kind only when no person or import took part."""
+    if len(methods) == 1 and next(iter(methods)) in (*LabelKind.MACHINE, LabelKind.IMPORT):
+        return next(iter(methods))
+    return "human"
 
 
 def current_values(session: Session, crop_ids: Sequence[int]) -> dict[int, str]:

@@ -384,6 +384,7 @@ def build_dataset_cmd(
     name: Annotated[Optional[str], typer.Option("--name", help="Default: d001, d002, ...")] = None,
     val_fraction: Annotated[Optional[float], typer.Option("--val-fraction", help="Share of new groups for validation.")] = None,
     group_by: Annotated[str, typer.Option("--group-by", help="track or source (whole videos).")] = "track",
+    labels: Annotated[str, typer.Option("--labels", help="all (people's + audited machine labels) or human.")] = "all",
     project: ProjectOpt = DEFAULT_PROJECT,
     as_json: JsonOpt = False,
 ):
@@ -393,7 +394,7 @@ def build_dataset_cmd(
     ws = open_ws(project)
     with progress_bar("dataset", enabled=not as_json) as progress:
         rep = build_dataset.run(ws, build_dataset.BuildOptions(
-            name=name, val_fraction=val_fraction, group_by=group_by), progress)
+            name=name, val_fraction=val_fraction, group_by=group_by, labels=labels), progress)
     emit(rep, as_json, f"dataset {rep.name}: {rep.crops} crops, {rep.counts} in {rep.groups} groups")
 
 

@@ -219,3 +219,36 @@ def test_a_persons_label_propagates_to_agreeing_track_mates_and_ranks_disputed_o
         assert measured_error(s, "propagated")["disagreed"] == 1
         assert not s.scalar(select(db.Label.id).where(
             db.Label.method == "propagated", db.Label.crop_id == ids[22]))
+
+
+def test_datasets_take_audited_auto_labels_in_train_only_and_say_each_rows_kind(workspace,
+                                                                                tmp_path):
+    import csv
+
+    from pipelines import build_dataset, import_folder
+    from tests.conftest import write_image_folder
+
+    ws = workspace
+    ws.config.autolabel.max_error = 0.3  # 20 clean audited crops per class prove it
+    import_folder.run(ws, import_folder.ImportOptions(
+        folder=write_image_folder(tmp_path / "pool", {"x": 120})))
+    with ws.read_session() as s:
+        ids = sorted(s.scalars(select(db.Crop.id)))
+    with ws.session() as s:
+        db.activate_model(s, add_version(ws, "v001", ids))  # sure of all: ids < SURE
+        alice = add_user(s, "alice", "secret-password", role="annotator").id
+    truth = {cid: ("mask", "no_mask")[i % 2] for i, cid in enumerate(ids)}
+    label_random(ws, alice, ids[:40], truth.get)
+    autolabel.run(ws, autolabel.AutolabelOptions())
+    rep = build_dataset.run(ws, build_dataset.BuildOptions(val_fraction=0.3))
+    with open(ws.root / "datasets" / rep.name / "manifest.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    kinds = {r["kind"] for r in rows}
+    assert kinds == {"human", "auto"} and rep.kinds["human"] == 40
+    assert rep.kinds["auto"] + rep.machine_left_out == 80  # auto labels: in train or left out
+    assert all(r["kind"] == "human" for r in rows if r["split"] == "val")
+    assert any(r["split"] == "val" for r in rows) and rep.machine_left_out > 0
+    human = build_dataset.run(ws, build_dataset.BuildOptions(labels="human"))
+    assert human.crops == 40 and human.kinds == {"human": 40}
+    with pytest.raises(InputError, match="--labels must be all or human"):
+        build_dataset.run(ws, build_dataset.BuildOptions(labels="robots"))
