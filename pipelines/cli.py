@@ -720,6 +720,10 @@ def simulate_cmd(
     jobs: Annotated[int, typer.Option(help="Runs in parallel processes.")] = 1,
     random_share: float = 0.1,
     hybrid_pool: int = 1000,
+    policies: Annotated[Optional[str], typer.Option(
+        "--policies", help="Labeling-cost policies instead of strategies: keys,auto.")] = None,
+    max_error: Annotated[float, typer.Option(
+        "--max-error", help="--policies auto: audited error bound per class.")] = 0.01,
     as_json: JsonOpt = False,
 ):
     """Replay the labeling loop on a labeled pool: how many labels each strategy needs."""
@@ -731,6 +735,8 @@ def simulate_cmd(
         seed_size=seed_size, batch=batch, rounds=rounds, repeats=repeats, epochs=epochs,
         min_steps=min_steps, full_epochs=full_epochs, batch_size=batch_size, lr=lr, init=init,
         jobs=jobs, random_share=random_share, hybrid_pool=hybrid_pool)
+    if policies is not None:  # the labeling-cost simulator (pipelines/simulate_policies.py)
+        return _simulate_policies(opts, policies, max_error, as_json)
     with progress_bar("simulate", enabled=not as_json) as progress:
         report = simulate.run(opts, progress)
     if as_json:
@@ -750,9 +756,34 @@ def simulate_cmd(
     out.print(f"curves: {dest / 'curves.csv'}, plot: {dest / 'curves.png'}", markup=False)
 
 
+def _simulate_policies(opts, policies: str, max_error: float, as_json: bool) -> None:
+    from pipelines import simulate_policies as sp
+
+    names = tuple(p.strip() for p in policies.split(",") if p.strip())
+    with progress_bar("simulate", enabled=not as_json) as progress:
+        rep = sp.run(opts, names, sp.PolicyOptions(max_error=max_error), progress)
+    if as_json:
+        emit(rep, True)
+        return
+    table = Table("policy", "human decisions", "of pool", "labeled", "auto labels",
+                  "auto error (95% CI)", "believed bound", "bal. acc.", "keys at same decisions",
+                  title=f"labeling cost on {rep.pool_size} crops (max error {rep.max_error:g})")
+    for s in rep.summary:
+        ci = ("-" if s.auto_error is None else
+              f"{s.auto_error:.4f} ({s.auto_error_interval[0]:.4f}-{s.auto_error_interval[1]:.4f})")
+        table.add_row(s.policy, f"{s.human_decisions:.0f}", f"{s.human_share:.1%}",
+                      f"{s.labeled_share:.1%}", f"{s.auto_labels:.0f}", ci,
+                      "-" if s.believed_bound is None else f"{s.believed_bound:.4f}",
+                      f"{s.balanced_accuracy:.4f}",
+                      "-" if s.keys_at_same_decisions is None else f"{s.keys_at_same_decisions:.4f}")
+    out.print(table)
+    out.print(f"curves: {rep.curves}", markup=False, soft_wrap=True)
+
+
 def main() -> None:
     app()
 
 
 if __name__ == "__main__":
     main()
+
