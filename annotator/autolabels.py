@@ -263,3 +263,11 @@ def after_people(session: Session, label_ids: Sequence[int], classes: Sequence[s
 
 def labels_of_decision(session: Session, decision_id: str) -> list[int]:
     return list(session.scalars(select(Label.id).where(Label.decision_id == decision_id)))
+
+
+def cost_summary(ws) -> dict:
+    """For the Dashboard: what labels cost people (``reports.label_cost``) and the machine
+    labels' error measured on their audit crops (``ws``: a Workspace; a read transaction)."""
+    with ws.read_session() as s:
+        return {**reports.label_cost(s), "auto_error": measured_error(s, LabelKind.AUTO),
+                "propagated_error": measured_error(s, LabelKind.PROPAGATED)}
