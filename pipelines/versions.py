@@ -203,6 +203,7 @@ class RollbackReport:
     to: str
     scored: int = 0
     priorities_set: int = 0
+    autolabel: dict | None = None  # as for a promotion: the model changed
 
 
 def rollback(ws: Workspace, opts: RollbackOptions | None = None,
@@ -215,7 +216,9 @@ def rollback(ws: Workspace, opts: RollbackOptions | None = None,
         cur, prev = Version.of(cur), Version.of(prev)
     _check_classes(ws, prev)
     scored, n = _activate(ws, prev, stamp=False, progress=progress)
-    return RollbackReport(cur.name, prev.name, scored, n)
+    from pipelines import autolabel
+
+    return RollbackReport(cur.name, prev.name, scored, n, autolabel.after_promote(ws, progress))
 
 
 def _activate(ws: Workspace, version: Version, *, stamp: bool, progress: ProgressFn) -> tuple[int, int]:

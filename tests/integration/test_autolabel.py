@@ -146,6 +146,10 @@ def test_a_promotion_withdraws_the_auto_labels_the_new_model_does_not_back(loop)
                          .join(db.Crop, db.Crop.id == db.Label.crop_id)
                          .where(db.Label.crop_id.in_(gone), db.Label.method == "auto")).all()
     assert len(rows) == len(gone) and all(u is not None and st == "unlabeled" for u, st in rows)
+    # Rolling back re-runs it too: v1, audited, labels those crops again (new rows).
+    back = versions.rollback(ws)
+    assert back.to == "v001" and back.autolabel["labeled"] == len(gone)
+    assert auto_labels(ws) == before
 
 
 def test_random_share_errors_that_lift_a_band_above_max_error_withdraw_it_at_once(loop):
