@@ -270,4 +270,5 @@ def cost_summary(ws) -> dict:
     labels' error measured on their audit crops (``ws``: a Workspace; a read transaction)."""
     with ws.read_session() as s:
         return {**reports.label_cost(s), "auto_error": measured_error(s, LabelKind.AUTO),
-                "propagated_error": measured_error(s, LabelKind.PROPAGATED)}
+                "propagated_error": measured_error(s, LabelKind.PROPAGATED),
+                "over_time": reports.label_cost_over_time(s)}

@@ -484,8 +484,8 @@ def add_machine_labels(session: Session, annotator_id: int, labels: Sequence[Mac
     for status, ids in by_status.items():
         for part in chunks(ids):
             session.execute(update(Crop).where(Crop.id.in_(part)).values(status=status))
-    session.execute(delete(Lease).where(Lease.crop_id.in_([m.crop_id for m in todo
-                                                          if not m.audit])))
+    for part in chunks([m.crop_id for m in todo if not m.audit]):
+        session.execute(delete(Lease).where(Lease.crop_id.in_(part)))
     return len(todo)
 
 

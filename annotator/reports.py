@@ -262,6 +262,32 @@ def label_cost(session: Session) -> dict:
     }
 
 
+def label_cost_over_time(session: Session, *, freq: str = "h") -> pd.DataFrame:
+    """Cumulative human decisions and labels (by people, by the machine) per ``freq`` bin, for
+    the Dashboard's plot; counted as in :func:`label_cost` (undone ones out)."""
+    q = (select(Label.created_at, Label.method, Label.decision_id,
+                (Annotator.role != Role.SYSTEM).label("human"),
+                Label.superseded_by_id.is_(None).label("active"))
+         .join(Annotator, Annotator.id == Label.annotator_id)
+         .where(Label.undone_at.is_(None)))
+    df = _select_frame(session, q)
+    cols = ["human decisions", "labels by people", "labels by the model"]
+    if df.empty:
+        return pd.DataFrame(columns=cols)
+    person = df["human"].astype(bool) & (df["method"] != LabelKind.IMPORT)
+    gesture = df["method"].isin([LabelKind.TRACK, LabelKind.GRID]) & df["decision_id"].notna()
+    first = ~df.duplicated("decision_id") | df["decision_id"].isna()
+    decisions = (person & (df["method"] != LabelKind.TRACK)).astype(int) + (
+        person & gesture & first).astype(int)
+    t = pd.to_datetime(df["created_at"]).dt.floor(freq)
+    active = df["active"].astype(bool)
+    out = pd.DataFrame({cols[0]: decisions.to_numpy(),
+                        cols[1]: (person & active).astype(int).to_numpy(),
+                        cols[2]: (df["method"].isin(LabelKind.MACHINE) & active).astype(int)
+                        .to_numpy()}, index=t.to_numpy())
+    return out.groupby(level=0).sum().cumsum()
+
+
 def machine_label_audit(session: Session, kind: str) -> tuple[int, int]:
     """``(audited, disagreed)``: machine labels of ``kind`` that a person later labeled on an
     audit crop, and how many of those people labeled otherwise (the measured error)."""

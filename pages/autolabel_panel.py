@@ -55,6 +55,11 @@ def dashboard_section(ws) -> None:
         lo, hi = err["interval"]
         st.caption(f"auto labels: {err['disagreed']} of {err['audited']} audited crops relabeled "
                    f"otherwise · 95% interval {lo:.2%} – {hi:.2%}")
+    left, right = st.columns(2)
     kinds = pd.Series({k: v for k, v in cost["labels_by_kind"].items() if v}, dtype=int)
     if not kinds.empty:
-        st.bar_chart(kinds.rename("labels"), height=220)
+        left.caption("Labels by how they were decided")
+        left.bar_chart(kinds.rename("labels"), height=220)
+    if len(cost["over_time"]):
+        right.caption("Human decisions and labels over time (cumulative, per hour)")
+        right.line_chart(cost["over_time"], height=220)

@@ -166,6 +166,12 @@ def stats_cmd(project: ProjectOpt = DEFAULT_PROJECT, as_json: JsonOpt = False):
         table.add_row(f"label {k}", str(v))
     for k in ("annotators", "leases", "models", "datasets"):
         table.add_row(k, str(st[k]))
+    for k, v in st["labels_by_kind"].items():  # provenance: how each active label was decided
+        if v:
+            table.add_row(f"labels by {k}", str(v))
+    per = st["human_decisions_per_labeled_crop"]
+    table.add_row("human decisions", f"{st['human_decisions']} ({'-' if per is None else per} "
+                                     "per labeled crop)")
     table.add_row("cached tensors", f"{cst['entries']} ({cst['bytes'] / 1e6:.1f} MB, "
                                     f"{cst['missing']} crops missing)")
     out.print(table)

@@ -188,6 +188,10 @@ def test_human_decisions_count_grid_pages_and_track_gestures(workspace):
     assert st["labels_by_kind"] | {} == {**st["labels_by_kind"], "grid": 3, "track": 3, "key": 1}
     assert st["human_decisions"] == 4 + 1 + 1 and st["crops_labeled"] == 7
     assert st["human_decisions_per_labeled_crop"] == round(6 / 7, 4)
+    with workspace.read_session() as s:
+        curve = reports.label_cost_over_time(s)
+    assert curve["human decisions"].iloc[-1] == 6 and curve["labels by people"].iloc[-1] == 7
+    assert curve["labels by the model"].iloc[-1] == 0 and curve.index.is_monotonic_increasing
 
 
 def test_a_persons_label_propagates_to_agreeing_track_mates_and_ranks_disputed_ones_first(
