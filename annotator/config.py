@@ -116,9 +116,22 @@ class PrivacyConfig:
              "unlabeled_crop_days": _float(0, 100_000), "detect_run_days": _float(0, 100_000)}
 
 
+@dataclass
+class AutolabelConfig:
+    max_error: float = 0.01  # the audited 95% bound every auto-label threshold must stay under
+    audit_share: float = 0.02  # share of machine labels still served to people (their error)
+    after_promote: bool = True  # a promotion re-runs autolabel (and withdraws what it no longer backs)
+    # A person's label also labels the track mates the active model agrees on ("propagated").
+    # Off by default: until its own audit share has measured it, its error is unknown.
+    propagate: bool = False
+
+    RULES = {"max_error": _float(1e-4, 0.5), "audit_share": _float(0.0, 1.0), "after_promote": bool,
+             "propagate": bool}
+
+
 SECTIONS = {"sampling": SamplingConfig, "training": TrainingConfig, "extract": ExtractConfig,
-            "auth": AuthConfig, "limits": LimitsConfig}
-SECTIONS["privacy"] = PrivacyConfig
+            "auth": AuthConfig, "limits": LimitsConfig, "privacy": PrivacyConfig,
+            "autolabel": AutolabelConfig}
 
 
 @dataclass
@@ -130,6 +143,7 @@ class Config:
     auth: AuthConfig = field(default_factory=AuthConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+    autolabel: AutolabelConfig = field(default_factory=AutolabelConfig)
 
     @property
     def label_values(self) -> list[str]:

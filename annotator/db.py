@@ -66,6 +66,26 @@ class Role:
     HUMAN = (ADMIN, ANNOTATOR)
 
 
+class LabelKind:
+    """How a label was decided (``labels.method``). People: ``KEY`` one crop, ``TRACK`` a
+    Shift+key decision, ``GRID`` a grid page, ``AUDIT`` a crop that carried a machine label,
+    ``REVIEW`` a deliberate relabel. Machine: ``AUTO`` (the active model above its audited
+    threshold; ``model_version_id`` and ``probability`` say which and how sure),
+    ``PROPAGATED`` (a track mate of a person's label whose prediction agrees), ``IMPORT``."""
+
+    KEY = "key"
+    TRACK = "track"
+    GRID = "grid"
+    AUDIT = "audit"
+    REVIEW = "review"
+    AUTO = "auto"
+    PROPAGATED = "propagated"
+    IMPORT = "import"
+    HUMAN = (KEY, TRACK, GRID, AUDIT, REVIEW)
+    MACHINE = (AUTO, PROPAGATED)
+    ALL = (KEY, TRACK, GRID, AUDIT, REVIEW, AUTO, PROPAGATED, IMPORT)
+
+
 class JobStatus:
     QUEUED = "queued"
     RUNNING = "running"
@@ -217,12 +237,17 @@ class Label(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     seconds: Mapped[Optional[float]]  # time the annotator spent on it
     sampling: Mapped[Optional[str]] = mapped_column(String(20))  # strategy that surfaced the crop
-    # How the decision was made: key | grid | track | review | import.
+    # How the decision was made: a LabelKind (key | grid | track | audit | review | auto |
+    # propagated | import).
     method: Mapped[Optional[str]] = mapped_column(String(16))
     # Labels given by one gesture (a track decision) share it; one undo reverts them all.
     decision_id: Mapped[Optional[str]] = mapped_column(String(32))
     superseded_by_id: Mapped[Optional[int]] = mapped_column(ForeignKey("labels.id"))
     undone_at: Mapped[Optional[dt.datetime]]
+    # Machine labels (auto, propagated): the model version that backed it and its probability.
+    model_version_id: Mapped[Optional[int]] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="SET NULL"))
+    probability: Mapped[Optional[float]]
 
 
 class Lease(Base):
@@ -555,13 +580,16 @@ def unscored_crops(
     session: Session, model_version_id: int, *, after_id: int = 0, limit: int = 2048
 ) -> list[tuple[int, str, str]]:
     """Unlabeled crops (id > ``after_id``) with no prediction from this version:
-    ``(id, sha256, path)``, by id."""
-    from sqlalchemy import exists
+    ``(id, sha256, path)``, by id. Crops whose label is a machine's count as unlabeled here: a
+    new version scores them too, so that it can back or withdraw those labels."""
+    from sqlalchemy import exists, or_
 
+    machine = exists().where(Label.crop_id == Crop.id, Label.method.in_(LabelKind.MACHINE),
+                             active_label())
     q = (
         select(Crop.id, Crop.sha256, Crop.path)
         .where(
-            Crop.status == CropStatus.UNLABELED,
+            or_(Crop.status == CropStatus.UNLABELED, machine),
             Crop.id > after_id,
             ~exists().where(Prediction.crop_id == Crop.id,
                             Prediction.model_version_id == model_version_id),

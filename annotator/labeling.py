@@ -15,6 +15,7 @@ change once written.
 from __future__ import annotations
 
 import base64
+import uuid
 import dataclasses
 import datetime as dt
 import os
@@ -27,7 +28,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from annotator import db, images, queue, reports, sample, video
+from annotator import autolabels, db, images, queue, reports, sample, video
 from annotator.config import NOT_A_FACE, SKIP
 from annotator.geometry import context_window
 from annotator.workspace import Workspace
@@ -287,8 +288,18 @@ def submit(ws: Workspace, annotator_id: int, crop_id: int, value: str, *,
            seconds: float | None = None) -> int:
     """Record one decision (a class, ``not_a_face`` or ``skip``) in its own transaction."""
     with ws.session() as s:
-        return queue.submit_label(s, annotator_id, crop_id, value,
-                                  allowed=ws.config.label_values, seconds=seconds)
+        label_id = queue.submit_label(s, annotator_id, crop_id, value,
+                                      allowed=ws.config.label_values, seconds=seconds)
+        _recheck_auto_labels(ws, s, [label_id])
+        return label_id
+
+
+def _recheck_auto_labels(ws: Workspace, s, label_ids) -> None:
+    """A random-share label the active model got wrong can lift a band's audited bound above
+    ``[autolabel] max_error``: the auto labels it no longer backs are withdrawn with it. With
+    ``[autolabel] propagate``, the decided crops' track mates the model agrees on are labeled
+    ``propagated`` (and the ones it disputes are served first)."""
+    autolabels.after_people(s, label_ids, ws.config.labels, ws.config.autolabel)
 
 
 def submit_page(ws: Workspace, annotator_id: int, decisions: Mapping[int, str], *,
@@ -300,10 +311,13 @@ def submit_page(ws: Workspace, annotator_id: int, decisions: Mapping[int, str], 
     if not decisions:
         return 0
     each = None if seconds is None else seconds / len(decisions)
+    page = uuid.uuid4().hex  # the page's labels share it: stats count one decision per page
     with ws.session() as s:
-        for crop_id, value in decisions.items():
-            queue.submit_label(s, annotator_id, int(crop_id), value,
-                               allowed=ws.config.label_values, seconds=each, method="grid")
+        ids = [queue.submit_label(s, annotator_id, int(crop_id), value,
+                                  allowed=ws.config.label_values, seconds=each, method="grid",
+                                  decision_id=page)
+               for crop_id, value in decisions.items()]
+        _recheck_auto_labels(ws, s, ids)
     return len(decisions)
 
 
@@ -314,8 +328,9 @@ def submit_track(ws: Workspace, annotator_id: int, card: Card, value: str, *,
     Mates someone took meanwhile are passed over. Returns the labeled crop ids."""
     ids = [card.crop_id] + [m.crop_id for m in card.strip if m.decidable]
     with ws.session() as s:
-        _, done = queue.submit_decision(s, annotator_id, ids, value,
-                                        allowed=ws.config.label_values, seconds=seconds)
+        decision, done = queue.submit_decision(s, annotator_id, ids, value,
+                                               allowed=ws.config.label_values, seconds=seconds)
+        _recheck_auto_labels(ws, s, autolabels.labels_of_decision(s, decision))
     return done
 
 

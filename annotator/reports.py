@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 from sqlalchemy import exists, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from annotator.config import SKIP
 from annotator.db import (
@@ -21,6 +21,7 @@ from annotator.db import (
     CropStatus,
     Dataset,
     Label,
+    LabelKind,
     Lease,
     ModelVersion,
     Prediction,
@@ -73,11 +74,12 @@ def active_labels(session: Session) -> pd.DataFrame:
 def current_labels(session: Session, classes: Sequence[str]) -> pd.DataFrame:
     """One row per crop whose active labels agree on a class (majority; ties and non-classes out).
 
-    Columns: crop_id, source_id, source_key, track_id, sha256, path, label, votes, annotators.
+    Columns: crop_id, source_id, source_key, track_id, sha256, path, label, votes, annotators,
+    kind (``human``; ``import``; or ``auto``/``propagated`` when only the machine decided it).
     """
     labels = active_labels(session)
     cols = ["crop_id", "source_id", "source_key", "track_id", "sha256", "path", "label", "votes",
-            "annotators"]
+            "annotators", "kind"]
     if labels.empty:
         return pd.DataFrame(columns=cols)
     decisive = labels[labels["value"] != SKIP]
@@ -88,8 +90,16 @@ def current_labels(session: Session, classes: Sequence[str]) -> pd.DataFrame:
             continue
         first = g.iloc[0]
         rows.append((crop_id, first.source_id, first.source_key, first.track_id, first.sha256,
-                     first.path, label, len(g), ",".join(sorted(set(g["annotator"])))))
+                     first.path, label, len(g), ",".join(sorted(set(g["annotator"]))),
+                     _kind(set(g["method"]))))
     return pd.DataFrame(rows, columns=cols)
+
+
+def _kind(methods: set) -> str:
+    """A crop's label kind for datasets: a machine kind only when no person or import took part."""
+    if len(methods) == 1 and next(iter(methods)) in (*LabelKind.MACHINE, LabelKind.IMPORT):
+        return next(iter(methods))
+    return "human"
 
 
 def current_values(session: Session, crop_ids: Sequence[int]) -> dict[int, str]:
@@ -219,7 +229,74 @@ def stats(session: Session, classes: Sequence[str]) -> dict:
         "leases": count(session, Lease, Lease.expires_at >= utcnow()),
         "models": count(session, ModelVersion),
         "datasets": count(session, Dataset),
+        **label_cost(session),
     }
+
+
+def label_cost(session: Session) -> dict:
+    """What the labels cost in people's decisions (``stats``: ``labels_by_kind``,
+    ``human_decisions``, ``crops_labeled``, ``human_decisions_per_labeled_crop``).
+
+    A human decision is one key press: a ``key``, ``audit`` or ``review`` label each; a grid page
+    counts each crop it saved plus one for the page; a track decision counts once however many
+    crops it labeled. Undone decisions are left out, superseded ones still cost their decision.
+    """
+    by_kind = dict(session.execute(
+        select(Label.method, func.count()).where(active_label()).group_by(Label.method)).all())
+    person = (Label.undone_at.is_(None), Annotator.role != Role.SYSTEM)
+    each = session.scalar(
+        select(func.count()).select_from(Label).join(Annotator, Annotator.id == Label.annotator_id)
+        .where(*person, Label.method.not_in([LabelKind.TRACK, LabelKind.IMPORT]))) or 0
+    gestures = session.scalar(
+        select(func.count(Label.decision_id.distinct())).select_from(Label)
+        .join(Annotator, Annotator.id == Label.annotator_id)
+        .where(*person, Label.method.in_([LabelKind.TRACK, LabelKind.GRID]))) or 0
+    decisions = each + gestures
+    labeled = count(session, Crop, Crop.status == CropStatus.LABELED)
+    return {
+        "labels_by_kind": {**{k: by_kind.get(k, 0) for k in LabelKind.ALL},
+                           **{str(k): v for k, v in by_kind.items() if k not in LabelKind.ALL}},
+        "human_decisions": decisions,
+        "crops_labeled": labeled,
+        "human_decisions_per_labeled_crop": round(decisions / labeled, 4) if labeled else None,
+    }
+
+
+def label_cost_over_time(session: Session, *, freq: str = "h") -> pd.DataFrame:
+    """Cumulative human decisions and labels (by people, by the machine) per ``freq`` bin, for
+    the Dashboard's plot; counted as in :func:`label_cost` (undone ones out)."""
+    q = (select(Label.created_at, Label.method, Label.decision_id,
+                (Annotator.role != Role.SYSTEM).label("human"),
+                Label.superseded_by_id.is_(None).label("active"))
+         .join(Annotator, Annotator.id == Label.annotator_id)
+         .where(Label.undone_at.is_(None)))
+    df = _select_frame(session, q)
+    cols = ["human decisions", "labels by people", "labels by the model"]
+    if df.empty:
+        return pd.DataFrame(columns=cols)
+    person = df["human"].astype(bool) & (df["method"] != LabelKind.IMPORT)
+    gesture = df["method"].isin([LabelKind.TRACK, LabelKind.GRID]) & df["decision_id"].notna()
+    first = ~df.duplicated("decision_id") | df["decision_id"].isna()
+    decisions = (person & (df["method"] != LabelKind.TRACK)).astype(int) + (
+        person & gesture & first).astype(int)
+    t = pd.to_datetime(df["created_at"]).dt.floor(freq)
+    active = df["active"].astype(bool)
+    out = pd.DataFrame({cols[0]: decisions.to_numpy(),
+                        cols[1]: (person & active).astype(int).to_numpy(),
+                        cols[2]: (df["method"].isin(LabelKind.MACHINE) & active).astype(int)
+                        .to_numpy()}, index=t.to_numpy())
+    return out.groupby(level=0).sum().cumsum()
+
+
+def machine_label_audit(session: Session, kind: str) -> tuple[int, int]:
+    """``(audited, disagreed)``: machine labels of ``kind`` that a person later labeled on an
+    audit crop, and how many of those people labeled otherwise (the measured error)."""
+    person = aliased(Label)
+    rows = session.execute(
+        select(Label.value, person.value).join(person, person.id == Label.superseded_by_id)
+        .where(Label.method == kind, person.method == LabelKind.AUDIT, active_label(person),
+               person.value != SKIP)).all()
+    return len(rows), sum(1 for a, b in rows if a != b)
 
 
 def crop_images(session: Session) -> dict[str, str]:

@@ -8,13 +8,13 @@ import streamlit as st
 from annotator import jobs, labeling, team
 from annotator.errors import AnnotatorError
 from models import registry
-from pages import charts, common
+from pages import autolabel_panel, charts, common
 from pipelines import export, retrain, runner, versions
 
 ws = common.workspace()
 me = common.require_admin()
 state = st.session_state
-KINDS = ["retrain", "score", "promote", "rollback"]
+KINDS = ["retrain", "score", "promote", "rollback", "autolabel"]
 SHOWN = ["name", "active", "balanced_accuracy", "accuracy", "roc_auc", "ece", "labels", "dataset",
          "source", "created_at", "promoted_at"]
 
@@ -86,6 +86,8 @@ with right:
     st.caption("Make the previously active version active again; the queue follows it.")
     st.button("Roll back", key="rollback", disabled=running or len(names) < 2,
               on_click=_start, args=("rollback", versions.RollbackOptions()))
+
+autolabel_panel.models_section(ws, _start, running=running)
 
 st.subheader("Jobs")
 common.show_jobs(ws, kinds=KINDS, extra=_live_curves)

@@ -7,7 +7,7 @@ import streamlit as st
 
 from annotator import team
 from annotator.config import NOT_A_FACE, SKIP
-from pages import charts, common, widgets
+from pages import autolabel_panel, charts, common, widgets
 
 ws = common.workspace()
 me = common.require_user()
@@ -39,6 +39,8 @@ with right:
     st.altair_chart(charts.counts(table["by people"], title="Labels given by people",
                                   colours=known), width="stretch")
     st.dataframe(table, width="stretch")
+
+autolabel_panel.dashboard_section(ws)
 
 st.subheader("Labels per annotator per hour (last 48 h)")
 per_hour = team.labels_per_hour(ws)

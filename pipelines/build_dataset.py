@@ -27,7 +27,9 @@ from annotator.progress import ProgressFn, silent
 from annotator.workspace import Workspace
 
 MANIFEST = "manifest.csv"
-FIELDS = ["crop_id", "source", "track", "label", "annotators", "split", "group", "sha256", "file"]
+FIELDS = ["crop_id", "source", "track", "label", "annotators", "split", "group", "sha256", "file",
+          "kind"]
+LABEL_CHOICES = ("all", "human")  # all: people's, imported and audited machine labels
 
 
 @dataclass(kw_only=True)
@@ -37,6 +39,7 @@ class BuildOptions:
     seed: int | None = None
     group_by: str = "track"  # track | source
     max_distance: int = 4  # near-duplicate threshold in dHash bits
+    labels: str = "all"  # all | human (leave auto and propagated labels out)
 
 
 @dataclass
@@ -49,6 +52,8 @@ class BuildReport:
     largest_group: int = 0
     kept_in_val: int = 0  # crops that an earlier version had in validation
     kept_in_train: int = 0
+    kinds: dict = field(default_factory=dict)  # {kind: crops}, validation is human only
+    machine_left_out: int = 0  # machine labels left out: --labels human, unaudited, or in val
     seconds: float = 0.0
 
 
@@ -82,8 +87,14 @@ def run(ws: Workspace, opts: BuildOptions, progress: ProgressFn = silent) -> Bui
         check_name(name, "dataset")
         if db.get_dataset(s, name) is not None or (ws.datasets_dir / name).exists():
             raise InputError(f"dataset {name!r} already exists")
+        if opts.labels not in LABEL_CHOICES:
+            raise InputError(f"--labels must be all or human, got {opts.labels!r}")
         labels = reports.current_labels(s, classes)
+        machine_ok = _machine_kinds(s, ws, opts.labels)
         earlier = [ws.root / d.manifest for d in db.list_datasets(s)]
+    n_all = len(labels)
+    if not labels.empty:
+        labels = labels[labels["kind"].isin(["human", "import", *machine_ok])]
     if labels.empty:
         raise InputError("no labeled crops yet: label some (or import a labeled folder) first")
     labels = labels.sort_values("crop_id").reset_index(drop=True)
@@ -97,6 +108,16 @@ def run(ws: Workspace, opts: BuildOptions, progress: ProgressFn = silent) -> Bui
     previous = _previous_splits(earlier)
     prev = [previous.get(int(c)) for c in labels["crop_id"]]
     is_val = assign_split(y, groups, val_fraction=frac, seed=seed, previous=prev)
+    # Validation takes people's labels only, so the promotion gate never grades the model on
+    # its own labels; a machine label whose group went to validation is left out (moving it to
+    # train would put its track mates on both sides).
+    machine = labels["kind"].isin(db.LabelKind.MACHINE).to_numpy()
+    keep = ~(machine & is_val)
+    if not keep.all():
+        labels = labels[keep].reset_index(drop=True)
+        x, y, groups, is_val = x[keep], y[keep], groups[keep], is_val[keep]
+        track = [t for t, k in zip(track, keep) if k]
+        prev = [p for p, k in zip(prev, keep) if k]
     split = np.where(is_val, VAL, TRAIN)
 
     final = ws.datasets_dir / name
@@ -113,6 +134,8 @@ def run(ws: Workspace, opts: BuildOptions, progress: ProgressFn = silent) -> Bui
         name=name, path=str(final), crops=len(labels), counts=counts,
         groups=int((sizes > 0).sum()), largest_group=int(sizes.max()),
         kept_in_val=sum(p == VAL for p in prev), kept_in_train=sum(p == TRAIN for p in prev),
+        kinds={str(k): int(v) for k, v in labels["kind"].value_counts().items()},
+        machine_left_out=n_all - len(labels),
     )
     with removed_on_error(final), ws.session() as s:
         s.add(db.Dataset(name=name, path=os.path.relpath(final, ws.root),
@@ -122,6 +145,19 @@ def run(ws: Workspace, opts: BuildOptions, progress: ProgressFn = silent) -> Bui
     progress(len(labels), len(labels), f"{name}: {len(labels)} crops", stage="dataset")
     report.seconds = round(time.perf_counter() - t0, 2)
     return report
+
+
+def _machine_kinds(session, ws: Workspace, which: str) -> list[str]:
+    """Machine label kinds a dataset takes: ``auto`` (each passed its audited threshold) and
+    ``propagated`` once its own audit bounds its error under ``[autolabel] max_error``."""
+    if which == "human":
+        return []
+    from annotator.autolabels import measured_error
+
+    ok = [db.LabelKind.AUTO]
+    if measured_error(session, db.LabelKind.PROPAGATED)["bound"] <= ws.config.autolabel.max_error:
+        ok.append(db.LabelKind.PROPAGATED)
+    return ok
 
 
 def _na(v) -> bool:
@@ -168,7 +204,7 @@ def _write_files(ws, root: Path, labels, split, groups, track, progress) -> list
         rows.append({"crop_id": int(r.crop_id), "source": r.source_key,
                      "track": "" if track[i] is None else track[i], "label": r.label,
                      "annotators": r.annotators, "split": split[i], "group": int(groups[i]),
-                     "sha256": r.sha256, "file": rel})
+                     "sha256": r.sha256, "file": rel, "kind": r.kind})
         if i % 500 == 0:
             progress(len(labels) // 2 + i // 2, len(labels), "writing files", stage="dataset")
     return rows

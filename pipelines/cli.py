@@ -166,9 +166,32 @@ def stats_cmd(project: ProjectOpt = DEFAULT_PROJECT, as_json: JsonOpt = False):
         table.add_row(f"label {k}", str(v))
     for k in ("annotators", "leases", "models", "datasets"):
         table.add_row(k, str(st[k]))
+    for k, v in st["labels_by_kind"].items():  # provenance: how each active label was decided
+        if v:
+            table.add_row(f"labels by {k}", str(v))
+    per = st["human_decisions_per_labeled_crop"]
+    table.add_row("human decisions", f"{st['human_decisions']} ({'-' if per is None else per} "
+                                     "per labeled crop)")
     table.add_row("cached tensors", f"{cst['entries']} ({cst['bytes'] / 1e6:.1f} MB, "
                                     f"{cst['missing']} crops missing)")
     out.print(table)
+
+
+@command(app, "autolabel")
+def autolabel_cmd(
+    max_error: Annotated[Optional[float], typer.Option(
+        "--max-error", help="Audited 95% error bound per class (default: autolabel.max_error).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what it would label.")] = False,
+    project: ProjectOpt = DEFAULT_PROJECT,
+    as_json: JsonOpt = False,
+):
+    """Label the crops the active model is sure of, where the audit bounds its error."""
+    from pipelines import autolabel
+
+    with progress_bar("autolabel", enabled=not as_json) as progress:
+        rep = autolabel.run(open_ws(project), autolabel.AutolabelOptions(
+            max_error=max_error, dry_run=dry_run), progress)
+    emit(rep, as_json, autolabel.summary(rep))
 
 
 @command(app, "export")
@@ -423,6 +446,7 @@ def build_dataset_cmd(
     name: Annotated[Optional[str], typer.Option("--name", help="Default: d001, d002, ...")] = None,
     val_fraction: Annotated[Optional[float], typer.Option("--val-fraction", help="Share of new groups for validation.")] = None,
     group_by: Annotated[str, typer.Option("--group-by", help="track or source (whole videos).")] = "track",
+    labels: Annotated[str, typer.Option("--labels", help="all (people's + audited machine labels) or human.")] = "all",
     project: ProjectOpt = DEFAULT_PROJECT,
     as_json: JsonOpt = False,
 ):
@@ -432,7 +456,7 @@ def build_dataset_cmd(
     ws = open_ws(project)
     with progress_bar("dataset", enabled=not as_json) as progress:
         rep = build_dataset.run(ws, build_dataset.BuildOptions(
-            name=name, val_fraction=val_fraction, group_by=group_by), progress)
+            name=name, val_fraction=val_fraction, group_by=group_by, labels=labels), progress)
     emit(rep, as_json, f"dataset {rep.name}: {rep.crops} crops, {rep.counts} in {rep.groups} groups")
 
 
@@ -768,6 +792,10 @@ def simulate_cmd(
     jobs: Annotated[int, typer.Option(help="Runs in parallel processes.")] = 1,
     random_share: float = 0.1,
     hybrid_pool: int = 1000,
+    policies: Annotated[Optional[str], typer.Option(
+        "--policies", help="Labeling-cost policies instead of strategies: keys,auto.")] = None,
+    max_error: Annotated[float, typer.Option(
+        "--max-error", help="--policies auto: audited error bound per class.")] = 0.01,
     as_json: JsonOpt = False,
 ):
     """Replay the labeling loop on a labeled pool: how many labels each strategy needs."""
@@ -779,6 +807,8 @@ def simulate_cmd(
         seed_size=seed_size, batch=batch, rounds=rounds, repeats=repeats, epochs=epochs,
         min_steps=min_steps, full_epochs=full_epochs, batch_size=batch_size, lr=lr, init=init,
         jobs=jobs, random_share=random_share, hybrid_pool=hybrid_pool)
+    if policies is not None:  # the labeling-cost simulator (pipelines/simulate_policies.py)
+        return _simulate_policies(opts, policies, max_error, as_json)
     with progress_bar("simulate", enabled=not as_json) as progress:
         report = simulate.run(opts, progress)
     if as_json:
@@ -891,9 +921,34 @@ def retention_cmd(
     emit(rep, as_json, retention.summary(rep))
 
 
+def _simulate_policies(opts, policies: str, max_error: float, as_json: bool) -> None:
+    from pipelines import simulate_policies as sp
+
+    names = tuple(p.strip() for p in policies.split(",") if p.strip())
+    with progress_bar("simulate", enabled=not as_json) as progress:
+        rep = sp.run(opts, names, sp.PolicyOptions(max_error=max_error), progress)
+    if as_json:
+        emit(rep, True)
+        return
+    table = Table("policy", "human decisions", "of pool", "labeled", "auto labels",
+                  "auto error (95% CI)", "believed bound", "bal. acc.", "keys at same decisions",
+                  title=f"labeling cost on {rep.pool_size} crops (max error {rep.max_error:g})")
+    for s in rep.summary:
+        ci = ("-" if s.auto_error is None else
+              f"{s.auto_error:.4f} ({s.auto_error_interval[0]:.4f}-{s.auto_error_interval[1]:.4f})")
+        table.add_row(s.policy, f"{s.human_decisions:.0f}", f"{s.human_share:.1%}",
+                      f"{s.labeled_share:.1%}", f"{s.auto_labels:.0f}", ci,
+                      "-" if s.believed_bound is None else f"{s.believed_bound:.4f}",
+                      f"{s.balanced_accuracy:.4f}",
+                      "-" if s.keys_at_same_decisions is None else f"{s.keys_at_same_decisions:.4f}")
+    out.print(table)
+    out.print(f"curves: {rep.curves}", markup=False, soft_wrap=True)
+
+
 def main() -> None:
     app()
 
 
 if __name__ == "__main__":
     main()
+

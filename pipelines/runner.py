@@ -48,7 +48,7 @@ class JobSpec:
 
 
 def specs() -> dict[str, JobSpec]:
-    from pipelines import detect, export, extract, import_folder, retrain, score, versions
+    from pipelines import autolabel, detect, export, extract, import_folder, retrain, score, versions
 
     out = {
         "extract": JobSpec(extract.ExtractOptions, extract.run, frozenset({
@@ -63,6 +63,7 @@ def specs() -> dict[str, JobSpec]:
         "promote": JobSpec(versions.PromoteOptions, versions.promote,
                            frozenset({"version", "force"})),
         "rollback": JobSpec(versions.RollbackOptions, versions.rollback, frozenset()),
+        "autolabel": JobSpec(autolabel.AutolabelOptions, autolabel.run, frozenset()),
         "detect": JobSpec(detect.DetectOptions, detect.run, frozenset({
             "sources", "model", "detector", "fps", "min_score", "vote", "max_seconds",
             "to_queue", "codec"}), paths=frozenset({"sources"}), for_job=detect.for_job),

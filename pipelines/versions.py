@@ -151,6 +151,7 @@ class PromoteReport:
     reason: str
     scored: int = 0  # queue crops the version scored before it became active
     priorities_set: int = 0
+    autolabel: dict | None = None  # [autolabel] after_promote: its report, or why it refused
 
 
 def promote(ws: Workspace, opts: PromoteOptions, progress: ProgressFn = silent, *,
@@ -188,8 +189,11 @@ def promote(ws: Workspace, opts: PromoteOptions, progress: ProgressFn = silent, 
     reason = ("forced" if opts.force else "no active model" if active is None else
               f"balanced accuracy {cand_score:.4f} >= {active_score:.4f} on dataset {ds_name} (val)"
               if active_score is not None else "the active model has other classes")
+    from pipelines import autolabel  # withdraws what the new model no longer backs
+
     return PromoteReport(cand.name, True, active.name if active else None, ds_name, cand_score,
-                         active_score, opts.force, reason, scored, n)
+                         active_score, opts.force, reason, scored, n,
+                         autolabel.after_promote(ws, progress))
 
 
 @dataclass(kw_only=True)
@@ -203,6 +207,7 @@ class RollbackReport:
     to: str
     scored: int = 0
     priorities_set: int = 0
+    autolabel: dict | None = None  # as for a promotion: the model changed
 
 
 def rollback(ws: Workspace, opts: RollbackOptions | None = None,
@@ -215,7 +220,9 @@ def rollback(ws: Workspace, opts: RollbackOptions | None = None,
         cur, prev = Version.of(cur), Version.of(prev)
     _check_classes(ws, prev)
     scored, n = _activate(ws, prev, stamp=False, progress=progress)
-    return RollbackReport(cur.name, prev.name, scored, n)
+    from pipelines import autolabel
+
+    return RollbackReport(cur.name, prev.name, scored, n, autolabel.after_promote(ws, progress))
 
 
 def _activate(ws: Workspace, version: Version, *, stamp: bool, progress: ProgressFn) -> tuple[int, int]:

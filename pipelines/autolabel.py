@@ -1,0 +1,117 @@
+"""Job: label the crops the active model is sure enough of, with an audited error bound.
+
+Per predicted class, the lowest probability threshold whose 95% error bound, measured on
+people's labels from the random share (``annotator.audit``), is <= ``max_error``; the active
+model's unlabeled crops above it get ``auto`` labels (model version and probability recorded).
+A share of them (``[autolabel] audit_share``) stays in the queue as ordinary crops: people's
+labels there measure the auto labels' error. Every run first withdraws (makes inactive, never
+deletes) the auto labels the active model no longer backs: another version's that it disagrees
+with, and its own below a threshold that rose because the audit's bound did.
+
+Refuses (``InputError``, one line) when no class has enough audit yet, saying how many more
+random-share labels it needs; what it withdrew stays withdrawn.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from annotator import autolabels
+from annotator.errors import InputError
+from annotator.progress import ProgressFn, silent
+from annotator.workspace import Workspace
+
+
+@dataclass(kw_only=True)
+class AutolabelOptions:
+    max_error: float | None = None  # None: [autolabel] max_error
+    dry_run: bool = False  # report what it would do, change nothing
+
+
+@dataclass
+class AutolabelReport:
+    model: str | None
+    max_error: float
+    dry_run: bool
+    audited: int  # random-share labels on crops the active model scored
+    classes: list[dict] = field(default_factory=list)  # per class: threshold, crops, error, bound
+    bands: list[dict] = field(default_factory=list)  # per class and confidence band
+    labeled: int = 0
+    audit_crops: int = 0  # of those, served to people as well
+    withdrawn: int = 0
+    refused: str | None = None
+    measured: dict | None = None  # auto labels' error on audit crops, with its interval
+
+
+def run(ws: Workspace, opts: AutolabelOptions, progress: ProgressFn = silent) -> AutolabelReport:
+    cfg = ws.config.autolabel
+    max_error = cfg.max_error if opts.max_error is None else opts.max_error
+    if not 0 < max_error < 0.5:
+        raise InputError(f"--max-error must be between 0 and 0.5, got {max_error}")
+    with ws.read_session() as s:
+        p = autolabels.plan(s, ws.config.labels, max_error=max_error)
+        measured = autolabels.measured_error(s)
+    if p.refused and not p.withdraw and not opts.dry_run:  # one line, before any progress bar
+        raise InputError(p.refusal())
+    report = _report(p, opts.dry_run, cfg.audit_share, measured)
+    if not opts.dry_run and (p.withdraw or not p.refused):
+        progress(1, 2, f"labeling {sum(len(v) for v in p.to_label.values())} crops", stage="label")
+        with ws.session() as s:
+            report.labeled, back = autolabels.apply(s, p, audit_share=cfg.audit_share)
+        report.withdrawn = len(back)
+    progress(2, 2, f"{report.labeled} labeled, {report.withdrawn} withdrawn", stage="label")
+    if p.refused and not opts.dry_run:
+        raise InputError(p.refusal() + (f" (withdrew {report.withdrawn} labels)"
+                                        if report.withdrawn else ""))
+    return report
+
+
+def _report(p: autolabels.Plan, dry_run: bool, audit_share: float,
+            measured: dict) -> AutolabelReport:
+    r = AutolabelReport(p.model, p.max_error, dry_run, p.audited, measured=measured,
+                        refused=p.refusal() if p.refused else None,
+                        withdrawn=len(p.withdraw) if dry_run else 0)
+    for t in p.thresholds:
+        name = p.classes[t.cls]
+        crops = p.to_label.get(name, [])
+        r.classes.append({
+            "class": name, "threshold": t.threshold, "crops": len(crops),
+            "audited": t.n, "errors": t.errors,
+            "error": None if t.error is None else round(t.error, 5),
+            "bound": round(t.bound, 5), "needed": t.needed})
+    r.bands = [{"class": p.classes[b.cls], "from": b.lo, "to": b.hi, "audited": b.n,
+                "errors": b.errors, "bound": round(b.bound, 5)} for b in p.bands]
+    if dry_run:
+        r.labeled = sum(len(v) for v in p.to_label.values())
+    r.audit_crops = sum(autolabels.is_audit(c, audit_share)
+                        for v in p.to_label.values() for c, _ in v)
+    return r
+
+
+def summary(r: AutolabelReport) -> str:
+    """The CLI's few lines: per class the threshold, crops, audited error and bound."""
+    verb = "would label" if r.dry_run else "labeled"
+    lines = [f"{r.model}: {verb} {r.labeled} crops ({r.audit_crops} also served to people), "
+             f"{'would withdraw' if r.dry_run else 'withdrew'} {r.withdrawn}; "
+             f"audit: {r.audited} random-share labels, max error {r.max_error:g}"]
+    for c in r.classes:
+        t = "refused" if c["threshold"] is None else f"p >= {c['threshold']:g}"
+        err = "-" if c["error"] is None else f"{c['error']:.4f}"
+        lines.append(f"  {c['class']}: {t}, {c['crops']} crops, audited {c['audited']}, "
+                     f"error {err}, bound {c['bound']:.4f}"
+                     + (f", needs {c['needed']} more random-share labels" if c["needed"] else ""))
+    if r.refused:
+        lines.append(r.refused)
+    return "\n".join(lines)
+
+
+def after_promote(ws: Workspace, progress: ProgressFn = silent) -> dict | None:
+    """What a promotion runs when ``[autolabel] after_promote``: the report, or the refusal
+    (a promotion never fails because auto-labeling may not run yet)."""
+    if not ws.config.autolabel.after_promote:
+        return None
+    from dataclasses import asdict
+
+    try:
+        return asdict(run(ws, AutolabelOptions(), progress))
+    except InputError as e:
+        return {"refused": str(e)}
