@@ -1,0 +1,116 @@
+"""Slice attributes in the database: computed from the stored crop files, read back as bands.
+
+One place for the ``crop_attributes`` table: :func:`fill` writes rows (extraction, import and the
+backfill call it with new crop ids), :func:`frame` reads raw attributes plus the source's name,
+:func:`crop_ids_in` finds the crops of one band (the Browse filter). The attributes themselves
+are pure (``annotator.slices``).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import func, insert, select
+from sqlalchemy.orm import Session
+
+from annotator import images, slices
+from annotator.db import Crop, CropAttributes, Source, chunks
+
+COLUMNS = ("face_px", "sharpness", "brightness", "pose", "colour", "hour")
+
+
+def missing_ids(session: Session, *, limit: int | None = None) -> list[int]:
+    """Crops without attributes, oldest first."""
+    q = (select(Crop.id).outerjoin(CropAttributes, CropAttributes.crop_id == Crop.id)
+         .where(CropAttributes.crop_id.is_(None)).order_by(Crop.id))
+    return list(session.scalars(q if limit is None else q.limit(limit)))
+
+
+def missing_count(session: Session) -> int:
+    return session.scalar(
+        select(func.count()).select_from(Crop)
+        .outerjoin(CropAttributes, CropAttributes.crop_id == Crop.id)
+        .where(CropAttributes.crop_id.is_(None))) or 0
+
+
+def fill(ws, crop_ids: Sequence[int]) -> tuple[int, int]:
+    """Compute and store the attributes of these crops (those that have none yet).
+
+    Reads the files outside any transaction, then writes in one short one, so an extraction's
+    write lock is not held while images decode. Idempotent: an interrupted run redoes its chunk.
+    An unreadable file still gets a row (all unknown), so a backfill does not retry it forever.
+    Returns ``(rows written, unreadable files)``.
+    """
+    ids = [int(i) for i in crop_ids]
+    if not ids:
+        return 0, 0
+    with ws.read_session() as s:
+        rows = []
+        for part in chunks(ids):
+            rows += s.execute(
+                select(Crop.id, Crop.path, Crop.x1, Crop.y1, Crop.x2, Crop.y2, Crop.keypoints,
+                       Crop.timestamp_s, Source.name)
+                .join(Source, Source.id == Crop.source_id)
+                .outerjoin(CropAttributes, CropAttributes.crop_id == Crop.id)
+                .where(Crop.id.in_(part), CropAttributes.crop_id.is_(None))).all()
+    max_pixels = ws.config.limits.max_image_pixels
+    out, bad, starts = [], 0, {}
+    for cid, path, x1, y1, x2, y2, kps, ts, source in rows:
+        img = images.read_bgr(ws.store.path(path), max_pixels=max_pixels)
+        if img is None:
+            bad += 1
+            out.append({"crop_id": cid, **{c: None for c in COLUMNS}})
+            continue
+        if source not in starts:
+            starts[source] = slices.start_time(source)
+        box = None if None in (x1, y1, x2, y2) else (x1, y1, x2, y2)
+        out.append({"crop_id": cid, **slices.attributes(img, box=box, keypoints=kps,
+                                                        start=starts[source], timestamp_s=ts)})
+    if out:
+        with ws.session() as s:
+            done = set()  # a concurrent backfill may have written some meanwhile
+            for part in chunks([r["crop_id"] for r in out]):
+                done.update(s.scalars(select(CropAttributes.crop_id)
+                                      .where(CropAttributes.crop_id.in_(part))))
+            new = [r for r in out if r["crop_id"] not in done]
+            for part in chunks(new):
+                s.execute(insert(CropAttributes), list(part))
+    return len(out), bad
+
+
+def frame(session: Session, crop_ids: Sequence[int] | None = None) -> pd.DataFrame:
+    """``crop_id``, the raw attributes and ``source`` (the source's name) of these crops (all
+    crops when None); crops without attributes have nulls (band ``unknown``)."""
+    q = (select(Crop.id.label("crop_id"), *(getattr(CropAttributes, c) for c in COLUMNS),
+                Source.name.label("source"))
+         .join(Source, Source.id == Crop.source_id)
+         .outerjoin(CropAttributes, CropAttributes.crop_id == Crop.id))
+    cols = ["crop_id", *COLUMNS, "source"]
+    if crop_ids is None:
+        rows = session.execute(q).all()
+    else:
+        rows = []
+        for part in chunks([int(i) for i in crop_ids]):
+            rows += session.execute(q.where(Crop.id.in_(part))).all()
+    df = pd.DataFrame([tuple(r) for r in rows], columns=cols)
+    return df.astype(object).where(df.notna(), None)
+
+
+def bands_of(session: Session, crop_ids: Sequence[int]) -> dict[str, np.ndarray]:
+    """``slices.bands`` of these crops, in the order given."""
+    df = frame(session, crop_ids)
+    by_id = {int(r["crop_id"]): r for r in df.to_dict("records")}
+    return slices.bands([by_id.get(int(i), {}) for i in crop_ids])
+
+
+def crop_ids_in(session: Session, attribute: str, band: str, *, limit: int = 60) -> list[int]:
+    """Ids of crops in one band of one attribute, newest first (the Browse filter)."""
+    if attribute not in slices.ATTRIBUTES:
+        return []
+    df = frame(session)
+    if df.empty:
+        return []
+    b = slices.bands(df.to_dict("records"))[attribute]
+    ids = df["crop_id"].to_numpy()[b == band]
+    return sorted((int(i) for i in ids), reverse=True)[:limit]
