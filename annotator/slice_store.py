@@ -114,3 +114,36 @@ def crop_ids_in(session: Session, attribute: str, band: str, *, limit: int = 60)
     b = slices.bands(df.to_dict("records"))[attribute]
     ids = df["crop_id"].to_numpy()[b == band]
     return sorted((int(i) for i in ids), reverse=True)[:limit]
+
+
+def random_share(session: Session, model_version_id: int, classes: Sequence[str]):
+    """Like ``reports.random_share_labels`` with the crop ids: ``(ids (n,), labels (n,),
+    probs (n, K))`` of random-share labels on crops this version had scored."""
+    from annotator.db import Label, Prediction, active_label
+
+    q = (select(Label.crop_id, Label.value, Prediction.probs)
+         .join(Prediction, (Prediction.crop_id == Label.crop_id)
+               & (Prediction.model_version_id == model_version_id))
+         .where(active_label(), Label.sampling == "random", Label.value.in_(list(classes)))
+         .order_by(Label.crop_id))
+    rows = session.execute(q).all()
+    index = {c: i for i, c in enumerate(classes)}
+    ids = np.array([r[0] for r in rows], dtype=np.int64)
+    y = np.array([index[r[1]] for r in rows], dtype=np.int64)
+    probs = np.array([r[2] for r in rows], dtype=np.float64).reshape(len(rows), len(classes))
+    return ids, y, probs
+
+
+def row_scores(session: Session, model_version_id: int, classes: Sequence[str],
+               crop_ids: Sequence[int], probs, *, min_n: int = 20) -> np.ndarray:
+    """How bad each candidate's worst slice is (``slices.row_scores``): measured on the queue's
+    random-share labels where a band has ``min_n`` of them, else the model's mean uncertainty
+    on the candidates of that band."""
+    q_ids, q_y, q_probs = random_share(session, model_version_id, classes)
+    measured = []
+    if len(q_ids):
+        measured = slices.slice_report(bands_of(session, q_ids), q_y, q_probs,
+                                       n_classes=len(classes))
+    cand = bands_of(session, crop_ids)
+    scores = slices.band_scores(measured, slices.band_uncertainty(cand, probs), min_n=min_n)
+    return slices.row_scores(cand, scores)

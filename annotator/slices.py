@@ -29,7 +29,8 @@ from annotator.geometry import sharpness as laplacian_variance
 from annotator.metrics import balanced_accuracy, wilson_interval
 
 __all__ = ["ATTRIBUTES", "attributes", "bands", "face_band", "sharpness_band", "light_band",
-           "pose", "colour_name", "hour_band", "start_time", "slice_report", "UNKNOWN"]
+           "pose", "colour_name", "hour_band", "start_time", "slice_report", "band_uncertainty",
+           "band_scores", "row_scores", "UNKNOWN"]
 
 # The attributes a slice is cut by, in the order they are shown.
 ATTRIBUTES = ("face", "sharpness", "light", "pose", "colour", "source", "hour")
@@ -220,6 +221,52 @@ def worst_bands(report: list[dict], *, min_n: int = 1, top: int | None = None) -
     """The rows of a :func:`slice_report` with at least ``min_n`` crops, worst first."""
     rows = [r for r in report if r["n"] >= min_n]
     return rows if top is None else rows[:top]
+
+
+# --- targeting (the ``slices`` sampling strategy) -----------------------------------------------
+
+
+def band_uncertainty(slices_: dict[str, np.ndarray], probs) -> dict[tuple[str, str], float]:
+    """Mean uncertainty (``1 - margin``) of the model per band, on rows without labels."""
+    p = np.asarray(probs, dtype=np.float64)
+    if p.shape[0] == 0:
+        return {}
+    top2 = -np.partition(-p, 1, axis=1)[:, :2]
+    u = np.clip(1.0 - (top2[:, 0] - top2[:, 1]), 0.0, 1.0)
+    out = {}
+    for attr, band_of in slices_.items():
+        band_of = np.asarray(band_of, dtype=object)
+        for band in set(band_of.tolist()):
+            out[(attr, str(band))] = float(u[band_of == band].mean())
+    return out
+
+
+def band_scores(report: list[dict], uncertainty: dict[tuple[str, str], float] | None = None, *,
+                min_n: int = 20) -> dict[tuple[str, str], float]:
+    """How bad each band is, in [0, 1]: the lower bound of its measured error where at least
+    ``min_n`` labeled crops measure it (a :func:`slice_report`), else the model's mean
+    uncertainty on it (:func:`band_uncertainty`)."""
+    out = dict(uncertainty or {})
+    for r in report:
+        if r["n"] >= min_n:
+            out[(r["attribute"], r["band"])] = float(r["error_low"])
+    return out
+
+
+def row_scores(slices_: dict[str, np.ndarray], scores: dict[tuple[str, str], float], *,
+               max_share: float = 0.5) -> np.ndarray:
+    """Each row's worst band score (N,). ``unknown`` bands and bands holding more than
+    ``max_share`` of the rows are no slice to target (they are most of the data) and count 0."""
+    n = len(next(iter(slices_.values()))) if slices_ else 0
+    out = np.zeros(n)
+    for attr, band_of in slices_.items():
+        band_of = np.asarray(band_of, dtype=object)
+        for band in set(band_of.tolist()):
+            m = band_of == band
+            if band == UNKNOWN or m.sum() > max_share * n:
+                continue
+            out[m] = np.maximum(out[m], scores.get((attr, str(band)), 0.0))
+    return out
 
 
 # --- helpers ------------------------------------------------------------------------------------
