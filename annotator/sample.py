@@ -244,7 +244,11 @@ def _slice_picks(k, *, share, p, x, g, score, rng, pool) -> tuple[np.ndarray, in
     inside = np.flatnonzero(score > 0)
     target = np.zeros(0, dtype=np.int64)
     if n_t and inside.size:
-        cand = inside[np.lexsort((-u[inside], -score[inside]))][:pool]
+        order = inside[np.lexsort((-u[inside], -score[inside]))]
+        # The worst slices first: the rows scoring at least as high as the 3 * n_t-th worst, so
+        # there is room for diversity without drifting into milder slices.
+        floor = score[order[min(order.size, 3 * n_t) - 1]]
+        cand = order[score[order] >= floor][:pool]
         if x is None:
             target = _first_per_group(cand, g, n_t)
         else:

@@ -147,3 +147,25 @@ def row_scores(session: Session, model_version_id: int, classes: Sequence[str],
     cand = bands_of(session, crop_ids)
     scores = slices.band_scores(measured, slices.band_uncertainty(cand, probs), min_n=min_n)
     return slices.row_scores(cand, scores)
+
+
+def overview(ws) -> dict:
+    """For the Dashboard: the active model's per-slice report on the queue's random-share
+    labels (``rows``, worst first; empty without them) and crop counts per band of every
+    attribute (``counts``: {attribute: {band: n}})."""
+    from annotator import db
+
+    with ws.read_session() as s:
+        mv = db.active_model(s)
+        df = frame(s)
+        rows, n, name = [], 0, None
+        if mv is not None:
+            name, classes = mv.name, list(mv.classes)
+            ids, y, probs = random_share(s, mv.id, classes)
+            n = int(len(ids))
+            if n:
+                rows = slices.slice_report(bands_of(s, ids), y, probs, n_classes=len(classes))
+    b = slices.bands(df.to_dict("records"))
+    counts = {a: {str(k): int(v) for k, v in zip(*np.unique(v.astype(str), return_counts=True))}
+              if len(v) else {} for a, v in b.items()}
+    return {"model": name, "n": n, "rows": rows, "counts": counts}
