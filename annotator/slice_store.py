@@ -104,11 +104,12 @@ def bands_of(session: Session, crop_ids: Sequence[int]) -> dict[str, np.ndarray]
     return slices.bands([by_id.get(int(i), {}) for i in crop_ids])
 
 
-def crop_ids_in(session: Session, attribute: str, band: str, *, limit: int = 60) -> list[int]:
+def crop_ids_in(ws, attribute: str, band: str, *, limit: int = 60) -> list[int]:
     """Ids of crops in one band of one attribute, newest first (the Browse filter)."""
     if attribute not in slices.ATTRIBUTES:
         return []
-    df = frame(session)
+    with ws.read_session() as s:
+        df = frame(s)
     if df.empty:
         return []
     b = slices.bands(df.to_dict("records"))[attribute]

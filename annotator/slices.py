@@ -100,7 +100,7 @@ def pose(keypoints) -> str:
     if k.ndim != 2 or k.shape[0] < 5 or k.shape[1] < 3:
         return UNKNOWN
     seen = k[:, 2] >= KEYPOINT_MIN_CONF
-    eyes = seen[LEFT_EYE] + seen[RIGHT_EYE]
+    eyes = int(seen[LEFT_EYE]) + int(seen[RIGHT_EYE])
     if eyes == 0 and not seen[NOSE]:
         return "away" if seen[3:].any() else UNKNOWN
     if eyes < 2 or not seen[NOSE]:

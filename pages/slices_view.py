@@ -78,8 +78,7 @@ def browse_filter(ws) -> dict:
     if attr not in slices.ATTRIBUTES:
         st.warning(f"unknown slice attribute {html.escape(str(attr))!r}")
         return {}
-    with ws.read_session() as s:
-        ids = slice_store.crop_ids_in(s, attr, str(band), limit=500)
+    ids = slice_store.crop_ids_in(ws, attr, str(band), limit=500)
     c1, c2 = st.columns([4, 1])
     c1.info(f"Slice {attr}: {band} ({len(ids)} crops, newest first)")
     if c2.button("Show all crops", key="slice_clear"):

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.backends
 def test_upgrade_from_empty_gives_the_models_schema(tmp_path, new_db):
     ws = Workspace.init(tmp_path / "ws", db_url=new_db(migrated=False))
     with ws.engine.connect() as conn:
-        assert conn.scalar(text("SELECT version_num FROM alembic_version")) == "0002"
+        assert conn.scalar(text("SELECT version_num FROM alembic_version")) == "0003_slices"
         assert set(inspect(conn).get_table_names()) == set(Base.metadata.tables) | {"alembic_version"}
         # What autogenerate would write next: nothing, or the migrations and db.py disagree here.
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)

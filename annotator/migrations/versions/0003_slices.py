@@ -19,9 +19,9 @@ depends_on = None
 def upgrade() -> None:
     op.create_table('crop_attributes',
     sa.Column('crop_id', sa.Integer(), nullable=False),
-    sa.Column('face_px', sa.Float(), nullable=True),
-    sa.Column('sharpness', sa.Float(), nullable=True),
-    sa.Column('brightness', sa.Float(), nullable=True),
+    sa.Column('face_px', sa.Double(), nullable=True),
+    sa.Column('sharpness', sa.Double(), nullable=True),
+    sa.Column('brightness', sa.Double(), nullable=True),
     sa.Column('pose', sa.String(length=16), nullable=True),
     sa.Column('colour', sa.String(length=16), nullable=True),
     sa.Column('hour', sa.Integer(), nullable=True),
