@@ -65,7 +65,7 @@ def run(ws: Workspace, opts: EvalOptions) -> dict:
     rep, probs = evaluate_arrays(model, x, y, batch_size=opts.batch_size)
     out = {"model": v.name, "data": where, **rep}
     if opts.slices:
-        ids = None if opts.data is not None else arr.ids
+        ids = None if opts.data is not None else arr.crop_ids
         out["slices"] = slice_sets(ws, v, classes, y, probs, ids=ids,
                                    paths=paths if opts.data is not None else None)
     if opts.plots is not None:
