@@ -1,7 +1,7 @@
 """Does targeted sampling (strategy ``slices``) help a slice made hard on purpose?
 
 The shared faces, split into a pool and an EVAL folder (disjoint). In both, a third of each
-class is darkened (x0.25) and shrunk to 20 px high: the hard slice ``light: dark``. Both classes,
+class is darkened (x0.15) and shrunk to 20 px high: the hard slice ``light: dark``. Both classes,
 not just no_mask: with one class only, "dark" would be a shortcut to the label and the slice
 would not be hard. The simulator then runs ``hybrid`` and ``slices`` from the same seed sets
 and weights; at the same number of labels we compare the balanced accuracy on the slice and
@@ -31,10 +31,11 @@ def shared_dir() -> Path:
 
 
 def make_hard(img: np.ndarray, height: int = 20) -> np.ndarray:
-    """Darker (x0.25) and shrunk to ``height`` px: a night-time face far from the camera."""
+    """Darker (x0.15: under 50 of 255 whatever the picture) and shrunk to ``height`` px: a
+    night-time face far from the camera."""
     h, w = img.shape[:2]
     small = cv2.resize(img, (max(1, round(w * height / h)), height), interpolation=cv2.INTER_AREA)
-    return (small.astype(np.float32) * 0.25).astype(np.uint8)
+    return (small.astype(np.float32) * 0.15).astype(np.uint8)
 
 
 def build_folders(root: Path, out: Path, per_class: int, eval_per_class: int, seed: int = 0):
