@@ -77,14 +77,15 @@ def attributes(crop: np.ndarray, *, box=None, keypoints=None, frame: np.ndarray 
     if img.ndim not in (2, 3) or img.shape[0] == 0 or img.shape[1] == 0:
         raise ValueError(f"crop must be a non-empty (H, W[, 3]) image, got {img.shape}")
     face_px = float(img.shape[0]) if box is None else float(box[3] - box[1])
-    around = img if frame is None or box is None else _grown(frame, box, 0.5)
+    grey = _grey(img)
+    around = grey if frame is None or box is None else _grey(_grown(frame, box, 0.5))
     hour = None
     if start is not None:
         hour = (start + dt.timedelta(seconds=float(timestamp_s or 0.0))).hour
     return {
         "face_px": round(face_px, 1),
-        "sharpness": round(laplacian_variance(img), 2),
-        "brightness": round(_luma(around), 1),
+        "sharpness": round(laplacian_variance(grey), 2),
+        "brightness": round(float(around.mean()) if around.size else 0.0, 1),
         "pose": pose(keypoints),
         "colour": colour_name(img if img.ndim == 3 else np.repeat(img[..., None], 3, 2)),
         "hour": hour,
@@ -120,11 +121,12 @@ def colour_name(crop: np.ndarray) -> str:
     h, w = img.shape[:2]
     r0, r1 = int(h * 0.55), max(int(h * 0.9), int(h * 0.55) + 1)
     c0, c1 = int(w * 0.2), max(int(w * 0.8), int(w * 0.2) + 1)
-    part = img[r0:r1, c0:c1].reshape(-1, 3).astype(np.float32) / 255.0
+    # At most ~24 x 24 samples: the dominant colour does not need every pixel of a big crop.
+    step = max(1, (r1 - r0) // 24, (c1 - c0) // 24)
+    part = img[r0:r1:step, c0:c1:step].reshape(-1, 3).astype(np.float32) / 255.0
     hue, sat, val = _hsv(part)
-    names = _pixel_names(hue, sat, val)
-    values, counts = np.unique(names, return_counts=True)
-    return str(values[np.argmax(counts)])
+    codes = _pixel_codes(hue, sat, val)
+    return _NAMES[int(np.argmax(np.bincount(codes, minlength=len(_NAMES))))]
 
 
 def start_time(name: str | None) -> dt.datetime | None:
@@ -299,11 +301,12 @@ def _grown(frame: np.ndarray, box, pad: float) -> np.ndarray:
     return frame[c:d, a:b] if b > a and d > c else frame
 
 
-def _luma(img: np.ndarray) -> float:
+def _grey(img: np.ndarray) -> np.ndarray:
+    """Luma (float32) of a BGR or grey image, with OpenCV's weights."""
     g = np.asarray(img, dtype=np.float32)
-    if g.ndim == 3:  # BGR, OpenCV's weights
+    if g.ndim == 3:
         g = g[..., 0] * 0.114 + g[..., 1] * 0.587 + g[..., 2] * 0.299
-    return float(g.mean()) if g.size else 0.0
+    return g
 
 
 def _hsv(bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -320,19 +323,17 @@ def _hsv(bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 _HUES = ((15, "red"), (40, "orange"), (70, "yellow"), (165, "green"), (200, "cyan"),
          (260, "blue"), (290, "purple"), (335, "pink"), (361, "red"))
+_NAMES = ["red", "orange", "yellow", "green", "cyan", "blue", "purple", "pink", "skin", "white",
+          "grey", "black"]
+_HUE_EDGES = np.array([e for e, _ in _HUES], dtype=np.float64)
+_HUE_CODES = np.array([_NAMES.index(n) for _, n in _HUES])
 
 
-def _pixel_names(hue, sat, val) -> np.ndarray:
-    names = np.empty(hue.shape[0], dtype=object)
-    dark, pale = val < 0.2, (sat < 0.2) & (val >= 0.2)
-    names[dark] = "black"
-    names[pale & (val >= 0.75)] = "white"
-    names[pale & (val < 0.75)] = "grey"
-    colour = ~dark & ~pale
-    edges = np.array([e for e, _ in _HUES])
-    idx = np.searchsorted(edges, hue[colour], side="right")
-    names[colour] = np.array([n for _, n in _HUES], dtype=object)[np.minimum(idx, len(_HUES) - 1)]
+def _pixel_codes(hue, sat, val) -> np.ndarray:
+    """Index into ``_NAMES`` of each pixel's colour name."""
+    codes = _HUE_CODES[np.minimum(np.searchsorted(_HUE_EDGES, hue, side="right"), len(_HUES) - 1)]
     # Skin: warm hues at moderate saturation (a bare lower face is no mask colour).
-    skin = colour & (hue >= 5) & (hue < 40) & (sat < 0.6) & (val >= 0.3)
-    names[skin] = "skin"
-    return names
+    codes = np.where((hue >= 5) & (hue < 40) & (sat < 0.6) & (val >= 0.3), _NAMES.index("skin"), codes)
+    pale = sat < 0.2
+    codes = np.where(pale, np.where(val >= 0.75, _NAMES.index("white"), _NAMES.index("grey")), codes)
+    return np.where(val < 0.2, _NAMES.index("black"), codes)
