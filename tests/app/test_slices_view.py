@@ -90,3 +90,34 @@ def test_browse_reads_the_slice_from_the_address(tmp_path, monkeypatch):
         at.switch_page("browse.py").run()
         assert not at.exception, at.exception
         assert any("Slice light: dark (7 crops" in i.value for i in at.info)
+
+
+def test_the_label_queue_spends_a_share_on_the_worst_slice(tmp_path):
+    """strategy = "slices": the measured-worst band (random-share errors) gets the targeted picks."""
+    from annotator import labeling
+
+    ws = factory.build(tmp_path / "ws", 200)
+    try:
+        with ws.session() as s:
+            ids = s.scalars(select(db.Crop.id).order_by(db.Crop.id)).all()
+            mv = db.active_model(s)
+            probs = dict(s.execute(select(db.Prediction.crop_id, db.Prediction.probs)).all())
+            dark = {c for i, c in enumerate(ids) if i % 4 == 0}  # one per track of 4
+            s.execute(insert(db.CropAttributes), [
+                dict(crop_id=c, face_px=48.0, sharpness=400.0,
+                     brightness=20.0 if c in dark else 140.0) for c in ids])
+            uid = factory.user_id(ws, "bob")
+            classes = list(mv.classes)
+            for c in ids[:100]:  # the model is wrong on every dark one of them
+                guess = int(np.argmax(probs[c]))
+                s.add(db.Label(crop_id=c, annotator_id=uid, sampling="random",
+                               value=classes[1 - guess] if c in dark else classes[guess]))
+                s.get(db.Crop, c).status = db.CropStatus.LABELED
+        picks = labeling.choose(ws, factory.user_id(ws, "alice"), 20, seed=0, strategy="slices")
+        targeted = [c for c, r in picks if r == "slices"]
+        assert len(targeted) == 9  # half of the 18 non-random picks (10% random share)
+        assert set(targeted) <= dark and not set(targeted) & set(ids[:100])
+        hybrid = labeling.choose(ws, factory.user_id(ws, "alice"), 20, seed=0, strategy="hybrid")
+        assert sum(c in dark for c, _ in hybrid) < len(targeted)
+    finally:
+        ws.dispose()
