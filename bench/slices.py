@@ -7,7 +7,9 @@ small), cycled to ``--crops``. Measures, on one process:
 * ``attributes``: ``annotator.slices.attributes`` on decoded crops (the added work),
 * ``fill``: ``slice_store.fill`` end to end in a workspace (read rows, decode, compute, insert),
 
-each scaled to 10,000 crops. Prints a table, then ONE JSON line.
+each scaled to 10,000 crops, in wall seconds and in CPU seconds of this process (on a shared,
+loaded machine the CPU figure is the one that says what the work costs). Prints a table, then
+ONE JSON line.
 
     python -m bench.slices [--crops 3000]
 """
@@ -57,12 +59,12 @@ def main() -> int:
         tmp = Path(d)
         files = sample_files(shared_dir(), tmp, args.crops)
         n = len(files)
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         crops = [cv2.imread(str(f)) for f in files]
-        decode = time.perf_counter() - t
-        t = time.perf_counter()
+        decode, decode_cpu = time.perf_counter() - t, time.process_time() - c
+        t, c = time.perf_counter(), time.process_time()
         attrs = [slices.attributes(c) for c in crops]
-        compute = time.perf_counter() - t
+        compute, compute_cpu = time.perf_counter() - t, time.process_time() - c
 
         ws = Workspace.init(tmp / "ws")
         stored = [ws.store.put_bytes(f.read_bytes(), f.suffix) for f in files]
@@ -74,16 +76,17 @@ def main() -> int:
                 for i, (st, c) in enumerate(zip(stored, crops))])
         with ws.session() as s:  # add_crops stores no attributes; start from none anyway
             s.execute(delete(CropAttributes))
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         written, bad = slice_store.fill(ws, ids)
-        fill = time.perf_counter() - t
+        fill, fill_cpu = time.perf_counter() - t, time.process_time() - c
         ws.dispose()
     per10k = lambda s: round(s * 10_000 / n, 2)  # noqa: E731
     bands = slices.bands(attrs)
     print(f"{n} crops ({sum(1 for f in files if f.suffix == '.jpg')} faces, the rest scene boxes)")
-    print(f"{'step':<12} {'seconds':>8} {'per 10k crops':>14}")
-    for name, sec in (("decode", decode), ("attributes", compute), ("fill", fill)):
-        print(f"{name:<12} {sec:>8.2f} {per10k(sec):>14.2f}")
+    print(f"{'step':<12} {'wall s':>8} {'per 10k':>8} {'CPU s':>8} {'per 10k':>8}")
+    for name, sec, cpu in (("decode", decode, decode_cpu), ("attributes", compute, compute_cpu),
+                           ("fill", fill, fill_cpu)):
+        print(f"{name:<12} {sec:>8.2f} {per10k(sec):>8.2f} {cpu:>8.2f} {per10k(cpu):>8.2f}")
     print("face bands: " + ", ".join(f"{b} {int((bands['face'] == b).sum())}"
                                      for b in sorted(set(bands["face"]))))
     try:
@@ -93,8 +96,11 @@ def main() -> int:
     print(json.dumps({"bench": "slices", "crops": n, "load_1min": load,
                       "decode_s_per_10k": per10k(decode),
                       "attributes_s_per_10k": per10k(compute),
-                      "fill_s_per_10k": per10k(fill), "fill_rows": written, "unreadable": bad,
-                      "target_s_per_10k": 10.0, "met": per10k(fill) < 10.0,
+                      "fill_s_per_10k": per10k(fill), "decode_cpu_s_per_10k": per10k(decode_cpu),
+                      "attributes_cpu_s_per_10k": per10k(compute_cpu),
+                      "fill_cpu_s_per_10k": per10k(fill_cpu), "fill_rows": written,
+                      "unreadable": bad, "target_s_per_10k": 10.0,
+                      "met_wall": per10k(fill) < 10.0, "met_cpu": per10k(fill_cpu) < 10.0,
                       "seconds": round(time.perf_counter() - t_all, 1)}))
     return 0
 
