@@ -151,3 +151,20 @@ def test_evaluate_slices_on_shared_scenes_and_faces(shared_data, tmp_path):
     # Human output: the table of worst slices.
     r = runner.invoke(app, ["evaluate", "--slices", "--project", str(ws_dir)])
     assert r.exit_code == 0 and "worst slices on" in r.stdout and "95% interval" in r.stdout
+
+
+@pytest.mark.shared
+def test_extraction_stores_attributes_with_pose_from_mtcnn_points(shared_data, tmp_path):
+    ws = Workspace.init(tmp_path / "ws")
+    video = shared_data / "videos" / "pedestrians_eyelevel_640x360.mp4"
+    rep = ok_json("extract", video, "--detector", "mtcnn", "-p", ws.root)
+    assert rep["crops_kept"] > 10
+    with ws.read_session() as s:
+        rows = s.execute(select(db.Crop.y1, db.Crop.y2, db.CropAttributes.face_px,
+                                db.CropAttributes.pose)
+                         .join(db.CropAttributes, db.CropAttributes.crop_id == db.Crop.id)).all()
+    ws.dispose()
+    assert len(rows) == rep["crops_kept"]  # every stored crop got its attributes
+    assert all(abs(fp - (y2 - y1)) < 0.11 for y1, y2, fp, _ in rows)  # the head box's height
+    poses = {p for *_, p in rows}
+    assert poses <= {"frontal", "profile"} and "frontal" in poses  # MTCNN gives eyes and nose
