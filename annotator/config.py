@@ -19,7 +19,7 @@ NOT_A_FACE = "not_a_face"
 SKIP = "skip"
 SPECIAL_LABELS = (NOT_A_FACE, SKIP)
 DETECTOR_CHOICES = ("auto", "yunet", "mtcnn", "openpifpaf")
-STRATEGY_CHOICES = ("hybrid", "uncertainty", "diverse", "random")
+STRATEGY_CHOICES = ("hybrid", "uncertainty", "diverse", "random", "slices")
 
 
 def _int(lo=None, hi=None):
@@ -38,10 +38,15 @@ class SamplingConfig:
     lease_seconds: int = 600  # an abandoned claim comes back after this
     double_annotation: float = 0.0  # share of crops sent to two annotators (agreement)
     hybrid_pool: int = 3000  # most-uncertain crops among which a diverse batch is picked
+    # strategy "slices": share of each batch spent on the worst slices (annotator.slices), and
+    # the labeled crops a slice needs before its measured error counts (else its uncertainty)
+    slice_share: float = 0.5
+    slice_min_n: int = 20
 
     RULES = {"strategy": STRATEGY_CHOICES, "batch_size": _int(1, 1000),
              "random_share": _float(0, 1), "lease_seconds": _int(10, 30 * 24 * 3600),
-             "double_annotation": _float(0, 1), "hybrid_pool": _int(1, 10_000_000)}
+             "double_annotation": _float(0, 1), "hybrid_pool": _int(1, 10_000_000),
+             "slice_share": _float(0, 1), "slice_min_n": _int(1, 1_000_000)}
 
 
 @dataclass

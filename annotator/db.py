@@ -342,6 +342,21 @@ class TrailEvent(Base):
     detail: Mapped[Optional[dict]] = mapped_column(JSON)
 
 
+class CropAttributes(Base):
+    """Slice attributes of one crop (``annotator.slices.attributes``), raw: bands are drawn at
+    read time. Written when a crop is stored; ``annotator slices --backfill`` fills older ones."""
+
+    __tablename__ = "crop_attributes"
+    crop_id: Mapped[int] = mapped_column(
+        ForeignKey("crops.id", ondelete="CASCADE"), primary_key=True)
+    face_px: Mapped[Optional[float]]
+    sharpness: Mapped[Optional[float]]
+    brightness: Mapped[Optional[float]]
+    pose: Mapped[Optional[str]] = mapped_column(String(16))
+    colour: Mapped[Optional[str]] = mapped_column(String(16))
+    hour: Mapped[Optional[int]]
+
+
 # --- engines ----------------------------------------------------------------------------------
 
 

@@ -154,10 +154,18 @@ def choose(ws: Workspace, annotator_id: int, size: int, *, seed: int | None = No
                 cands, in_sample = cands[keep].reset_index(drop=True), in_sample[keep]
                 probs, emb, scored = _predictions(ws, s, model, cands["crop_id"].to_numpy())
     groups = _groups(cands)
+    targeted = {}
+    if strategy == sample.SLICES and probs is not None:  # the worst slices get a share
+        from annotator import slice_store
+
+        with ws.read_session() as s:
+            targeted = dict(slice_share=cfg.slice_share, slice_score=slice_store.row_scores(
+                s, model.id, list(model.classes), cands["crop_id"].to_numpy(), probs,
+                min_n=cfg.slice_min_n))
     batch = sample.select_batch(
         strategy, want, probs=probs, emb=emb, groups=groups, n=len(cands),
         random_share=cfg.random_share, random_pool=in_sample, main_pool=scored,
-        pool=cfg.hybrid_pool, seed=seed,
+        pool=cfg.hybrid_pool, seed=seed, **targeted,
     )
     ids = cands["crop_id"].to_numpy()
     return out + [(int(ids[i]), reason) for i, reason in batch]

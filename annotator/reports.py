@@ -420,7 +420,8 @@ def track_mates(session: Session, crop_id: int, *, limit: int = 24) -> pd.DataFr
 def browse(session: Session, *, source_id: int | None = None, track_id: int | None = None,
            label: str | None = None, annotator: str | None = None,
            since: dt.datetime | None = None, until: dt.datetime | None = None,
-           status: str | None = None, limit: int = 200) -> pd.DataFrame:
+           status: str | None = None, limit: int = 200,
+           crop_ids: Sequence[int] | None = None) -> pd.DataFrame:
     """Crops with their current labels, filtered; newest label first. ``CARD_COLUMNS`` +
     ``value``, ``annotator``, ``labeled_at`` (null for unlabeled crops)."""
     q = (select(*CARD_COLUMNS, Label.value, Annotator.name.label("annotator"),
@@ -442,6 +443,8 @@ def browse(session: Session, *, source_id: int | None = None, track_id: int | No
         q = q.where(Label.created_at < until)
     if status is not None:
         q = q.where(Crop.status == status)
+    if crop_ids is not None:  # a slice opened from the Dashboard (at most db.CHUNK ids)
+        q = q.where(Crop.id.in_([int(i) for i in crop_ids][:500]))  # one IN list (db.CHUNK)
     q = q.order_by(Label.created_at.desc().nulls_last(), Crop.id.desc()).limit(limit)
     return _select_frame(session, q)
 

@@ -11,6 +11,9 @@ Strategies
 ``diverse``      k-center greedy on embeddings, at most one row per group.
 ``hybrid``       the ``pool`` most uncertain rows, then a k-center diverse batch among them, at most
                  one row per group (track) per batch. The default.
+``slices``       ``slice_share`` of the batch from the rows of the worst slices (``slice_score``:
+                 how bad the row's worst slice is, see ``annotator.slices.row_scores``), most
+                 uncertain first and k-center diverse among them; the rest as ``hybrid``.
 
 Every strategy except ``random`` gives ``random_share`` of the batch to uniformly random rows,
 recorded with the reason ``"random"`` so the model's accuracy on the queue can be estimated
@@ -31,10 +34,11 @@ import numpy as np
 
 __all__ = ["STRATEGIES", "uncertainty", "k_center_greedy", "select_batch"]
 
-STRATEGIES = ("hybrid", "uncertainty", "diverse", "random")
+STRATEGIES = ("hybrid", "uncertainty", "diverse", "random", "slices")
 RANDOM, UNCERTAINTY, DIVERSE, HYBRID, COLD_START = (
     "random", "uncertainty", "diverse", "hybrid", "cold_start"
 )
+SLICES = "slices"
 
 
 # --- public functions ---------------------------------------------------------------------------
@@ -101,6 +105,8 @@ def select_batch(
     main_pool=None,
     pool: int = 3000,
     seed: int = 0,
+    slice_score=None,
+    slice_share: float = 0.5,
 ) -> list[tuple[int, str]]:
     """The next batch to label: ``(row index, reason)`` pairs, at most ``k`` of them.
 
@@ -135,12 +141,18 @@ def select_batch(
         ``hybrid``: how many of the most uncertain rows the diverse batch is picked from.
     seed : int
         Makes the draw reproducible.
+    slice_score : array-like of float, shape (N,), optional
+        ``slices``: how bad each row's worst slice is (0 = in no slice worth targeting). Without
+        it ``slices`` is ``hybrid``.
+    slice_share : float in [0, 1]
+        ``slices``: share of the non-random picks spent on the worst slices.
 
     Returns
     -------
     list of (int, str)
         Row indices (into the arrays given) with the reason each was picked: ``"uncertainty"``,
-        ``"hybrid"``, ``"diverse"``, ``"cold_start"`` or ``"random"``. No index repeats.
+        ``"hybrid"``, ``"diverse"``, ``"cold_start"``, ``"slices"`` or ``"random"``. No index
+        repeats.
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; expected one of {', '.join(STRATEGIES)}")
@@ -149,34 +161,45 @@ def select_batch(
         raise ValueError(f"random_share must be in [0, 1], got {random_share}")
     if pool < 1:
         raise ValueError(f"pool must be at least 1, got {pool}")
+    if not 0.0 <= float(slice_share) <= 1.0:
+        raise ValueError(f"slice_share must be in [0, 1], got {slice_share}")
     p = None if probs is None else np.asarray(probs, dtype=np.float64)
     if p is not None and (p.ndim != 2 or p.shape[1] < 2):
         raise ValueError(f"probs must have shape (N, K) with K >= 2, got {p.shape}")
     x = None if emb is None else _check_emb(emb)
     size = _common_length(n=n, probs=p, emb=x, groups=groups, random_pool=random_pool,
-                          main_pool=main_pool)
+                          main_pool=main_pool, slice_score=slice_score)
     g = _group_ids(groups, size)
     eligible = np.ones(size, bool) if random_pool is None else np.asarray(random_pool, bool)
     rng = np.random.default_rng(seed)
     if strategy == RANDOM:
         return [(int(i), RANDOM) for i in _random_rows(rng, eligible, k, used=None, groups=None)]
-    if strategy in (UNCERTAINTY, HYBRID) and p is None:
+    if strategy in (UNCERTAINTY, HYBRID, SLICES) and p is None:
         strategy = COLD_START
     n_random = min(k, int(np.floor(k * float(random_share) + 0.5)))
     n_main = k - n_random
     one_per_group = strategy != UNCERTAINTY
     sub = np.arange(size) if main_pool is None else np.flatnonzero(np.asarray(main_pool, bool))
-    main = sub[_main_picks(strategy, n_main, p=None if p is None else p[sub],
-                           x=None if x is None else x[sub], g=g[sub], rng=rng, pool=pool,
-                           one_per_group=one_per_group)]
+    reason = {COLD_START: COLD_START, UNCERTAINTY: UNCERTAINTY, DIVERSE: DIVERSE,
+              HYBRID: HYBRID, SLICES: HYBRID}[strategy]
+    if strategy == SLICES:
+        score = np.zeros(size) if slice_score is None else np.asarray(slice_score, np.float64)
+        picked = _slice_picks(n_main, share=float(slice_share), p=p[sub],
+                              x=None if x is None else x[sub], g=g[sub], score=score[sub],
+                              rng=rng, pool=pool)
+        main = sub[picked[0]]
+        reasons = [SLICES] * picked[1] + [reason] * (len(main) - picked[1])
+    else:
+        main = sub[_main_picks(strategy, n_main, p=None if p is None else p[sub],
+                               x=None if x is None else x[sub], g=g[sub], rng=rng, pool=pool,
+                               one_per_group=one_per_group)]
+        reasons = [reason] * len(main)
     used = {int(g[i]) for i in main} if one_per_group else None
     taken = np.zeros(size, bool)
     taken[main] = True
     rand = _random_rows(rng, eligible & ~taken, n_random, used=used,
                         groups=g if one_per_group else None)
-    reason = {COLD_START: COLD_START, UNCERTAINTY: UNCERTAINTY, DIVERSE: DIVERSE,
-              HYBRID: HYBRID}[strategy]
-    batch = [(int(i), reason) for i in main] + [(int(i), RANDOM) for i in rand]
+    batch = [(int(i), r) for i, r in zip(main, reasons)] + [(int(i), RANDOM) for i in rand]
     # Random rows go to random positions: an annotator cannot tell them apart.
     order = rng.permutation(len(batch))
     return [batch[j] for j in order]
@@ -210,6 +233,30 @@ def _main_picks(strategy, k, *, p, x, g, rng, pool, one_per_group) -> np.ndarray
         return _first_per_group(rng.permutation(size), g, k)
     first = int(rng.integers(size))
     return _k_center(x, k, first=first, groups=g if one_per_group else None)
+
+
+def _slice_picks(k, *, share, p, x, g, score, rng, pool) -> tuple[np.ndarray, int]:
+    """``(picks, how many of them are targeted)``: the targeted share from rows of the worst
+    slices (highest ``score``, most uncertain first, then k-center diverse), the rest hybrid
+    among the other groups."""
+    n_t = min(k, int(np.floor(k * share + 0.5)))
+    u = _margin_uncertainty(p)
+    inside = np.flatnonzero(score > 0)
+    target = np.zeros(0, dtype=np.int64)
+    if n_t and inside.size:
+        order = inside[np.lexsort((-u[inside], -score[inside]))]
+        # The worst slices first: the rows scoring at least as high as the 3 * n_t-th worst, so
+        # there is room for diversity without drifting into milder slices.
+        floor = score[order[min(order.size, 3 * n_t) - 1]]
+        cand = order[score[order] >= floor][:pool]
+        if x is None:
+            target = _first_per_group(cand, g, n_t)
+        else:
+            target = cand[_k_center(x[cand], n_t, first=0, groups=g[cand])]
+    rest = np.flatnonzero(~np.isin(g, g[target]))
+    more = rest[_main_picks(HYBRID, k - target.size, p=p[rest], x=None if x is None else x[rest],
+                            g=g[rest], rng=rng, pool=pool, one_per_group=True)]
+    return np.concatenate([target, more]).astype(np.int64), int(target.size)
 
 
 def _k_center(x: np.ndarray, k: int, *, first: int, groups: np.ndarray | None) -> np.ndarray:

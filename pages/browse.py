@@ -10,6 +10,7 @@ import streamlit as st
 from annotator import labeling, team, trail
 from annotator.config import NOT_A_FACE
 from pages import common, widgets
+from pages import slices_view
 
 ws = common.workspace()
 me = common.require_user()
@@ -72,6 +73,7 @@ with everything:
         "since": None if since is None else dt.datetime.combine(since, dt.time()),
         "until": None if until is None else dt.datetime.combine(until, dt.time()) + dt.timedelta(days=1),
     }
+    filters.update(slices_view.browse_filter(ws))  # a slice opened from the Dashboard
     found = labeling.browse(ws, limit=60, **filters)
     st.caption(f"{len(found)} crops (at most 60 shown)" + ("" if admin else
                " · only admins relabel other people's crops here; yours: the first tab"))

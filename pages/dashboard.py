@@ -7,7 +7,7 @@ import streamlit as st
 
 from annotator import team
 from annotator.config import NOT_A_FACE, SKIP
-from pages import autolabel_panel, charts, common, widgets
+from pages import autolabel_panel, charts, common, slices_view, widgets
 
 ws = common.workspace()
 me = common.require_user()
@@ -97,3 +97,5 @@ else:
     st.altair_chart(charts.histogram(u[np.isfinite(u)], title=f"{scored:,} of {total:,} crops "
                                      "scored by the active model", x_title="uncertainty "
                                      "(1 = a coin toss)"), width="stretch")
+
+slices_view.section(ws)  # where the model is worst (per slice), opens Browse on one

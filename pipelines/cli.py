@@ -489,6 +489,7 @@ def evaluate_cmd(
     model: Annotated[Optional[str], typer.Option("--model", help="Version; default: the active.")] = None,
     data: Annotated[Optional[Path], typer.Option("--data", help="ImageFolder; default: the dataset's val split.")] = None,
     plots: Annotated[Optional[Path], typer.Option("--plots", help="Write confusion/ROC/reliability PNGs here.")] = None,
+    by_slice: Annotated[bool, typer.Option("--slices", help="Also per slice (size, blur, light, pose, colour, source, hour), worst first, on the data and on the queue's random-share labels.")] = False,
     project: ProjectOpt = DEFAULT_PROJECT,
     as_json: JsonOpt = False,
 ):
@@ -496,9 +497,46 @@ def evaluate_cmd(
     from pipelines import evaluate
 
     ws = open_ws(project)
-    rep = evaluate.run(ws, evaluate.EvalOptions(model=model, data=data, plots=plots))
+    rep = evaluate.run(ws, evaluate.EvalOptions(model=model, data=data, plots=plots, slices=by_slice))
     emit(rep, as_json, f"{rep['model']} on {rep['data']}: accuracy {rep['accuracy']}, balanced "
                        f"{rep['balanced_accuracy']}, ROC AUC {rep['roc_auc']}, ECE {rep['ece']}")
+    if by_slice and not as_json:
+        out.print("\n".join(evaluate.slice_lines(rep)), markup=False, soft_wrap=True)
+
+
+@command(app, "slices")
+def slices_cmd(
+    backfill: Annotated[bool, typer.Option("--backfill", help="Compute the attributes of crops that have none (resumable).")] = False,
+    limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="At most this many crops.")] = None,
+    project: ProjectOpt = DEFAULT_PROJECT,
+    as_json: JsonOpt = False,
+):
+    """Slice attributes of the crops: counts per band, or --backfill the missing ones."""
+    ws = open_ws(project)
+    if backfill:
+        from pipelines import slices as slices_job
+
+        with progress_bar("slices", enabled=not as_json) as progress:
+            rep = slices_job.run(ws, slices_job.BackfillOptions(limit=limit), progress)
+        emit(rep, as_json, f"{rep.filled} crops given slice attributes ({rep.unreadable} "
+                           f"unreadable) in {rep.seconds} s; {rep.missing_after} still without")
+        return
+    import numpy as np
+
+    from annotator import slice_store, slices
+
+    with ws.read_session() as s:
+        df = slice_store.frame(s)
+        missing = slice_store.missing_count(s)
+    bands = slices.bands(df.to_dict("records"))
+    counts = {a: dict(sorted(zip(*np.unique(b.astype(str), return_counts=True)))) if len(b) else {}
+              for a, b in bands.items()}
+    counts = {a: {k: int(v) for k, v in c.items()} for a, c in counts.items()}
+    emit({"crops": int(len(df)), "without_attributes": int(missing), "bands": counts}, as_json,
+         "\n".join([f"{len(df)} crops, {missing} without attributes "
+                    "(run `annotator slices --backfill`)" if missing else f"{len(df)} crops"]
+                   + [f"  {a}: " + ", ".join(f"{k} {v}" for k, v in c.items())
+                      for a, c in counts.items()]))
 
 
 @command(app, "score")
@@ -796,6 +834,7 @@ def simulate_cmd(
         "--policies", help="Labeling-cost policies instead of strategies: keys,auto.")] = None,
     max_error: Annotated[float, typer.Option(
         "--max-error", help="--policies auto: audited error bound per class.")] = 0.01,
+    slice_share: Annotated[float, typer.Option(min=0.0, max=1.0, help="Strategy slices: share of each batch on the worst slices.")] = 0.5,
     as_json: JsonOpt = False,
 ):
     """Replay the labeling loop on a labeled pool: how many labels each strategy needs."""
@@ -806,7 +845,7 @@ def simulate_cmd(
         strategies=tuple(s.strip() for s in strategies.split(",") if s.strip()),
         seed_size=seed_size, batch=batch, rounds=rounds, repeats=repeats, epochs=epochs,
         min_steps=min_steps, full_epochs=full_epochs, batch_size=batch_size, lr=lr, init=init,
-        jobs=jobs, random_share=random_share, hybrid_pool=hybrid_pool)
+        jobs=jobs, random_share=random_share, hybrid_pool=hybrid_pool, slice_share=slice_share)
     if policies is not None:  # the labeling-cost simulator (pipelines/simulate_policies.py)
         return _simulate_policies(opts, policies, max_error, as_json)
     with progress_bar("simulate", enabled=not as_json) as progress:
@@ -826,6 +865,11 @@ def simulate_cmd(
                       "" if r.repeats_ahead_of_random is None else f"{r.repeats_ahead_of_random}/{r.repeats}")
     out.print(table)
     out.print(f"curves: {dest / 'curves.csv'}, plot: {dest / 'curves.png'}", markup=False)
+    worst = [r for r in report.slices if r["band"] != "unknown"][:3 * len(opts.strategies)]
+    if worst:  # per-slice curves: the worst bands of EVAL at the last round
+        out.print("worst slices of EVAL (final balanced accuracy): " + "; ".join(
+            f"{r['attribute']} {r['band']} (n={r['n']}) {r['strategy']} {r['balanced_accuracy']:.3f}"
+            for r in worst) + f"; per round: {dest / 'slice_curves.csv'}", markup=False)
 
 
 # --- personal data: erasure, audit trail, retention (README "Personal data") -------------------

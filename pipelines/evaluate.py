@@ -20,6 +20,7 @@ class EvalOptions:
     dataset: str | None = None  # dataset name (its validation split); default: the model's
     plots: Path | None = None
     batch_size: int = 256
+    slices: bool = False  # also per slice (annotator.slices), worst first
 
 
 def evaluate_arrays(model, x: np.ndarray, y: np.ndarray, *, batch_size: int = 256) -> tuple[dict, np.ndarray]:
@@ -66,6 +67,10 @@ def run(ws: Workspace, opts: EvalOptions) -> dict:
         x, y, where = arr.x, arr.y, f"dataset {name} (val)"
     rep, probs = evaluate_arrays(model, x, y, batch_size=opts.batch_size)
     out = {"model": v.name, "data": where, **rep}
+    if opts.slices:
+        ids = None if opts.data is not None else arr.crop_ids
+        out["slices"] = slice_sets(ws, v, classes, y, probs, ids=ids,
+                                   paths=paths if opts.data is not None else None)
     if opts.plots is not None:
         from annotator.plots import plot_report
 
@@ -74,3 +79,59 @@ def run(ws: Workspace, opts: EvalOptions) -> dict:
         except OSError as exc:
             raise InputError(f"cannot write --plots {opts.plots}: {exc.strerror or exc}") from None
     return out
+
+
+# --- per slice ----------------------------------------------------------------------------------
+
+
+def slice_sets(ws: Workspace, version, classes: list[str], y, probs, *, ids=None,
+               paths=None) -> dict:
+    """Per-slice reports (``annotator.slices.slice_report``) on the evaluated data and on the
+    queue's random-share labels that this version had scored (the unbiased estimate)."""
+    from annotator import slice_store, slices
+
+    if ids is not None:  # dataset crops: stored attributes (filled here if missing)
+        slice_store.fill(ws, ids)
+        with ws.read_session() as s:
+            bands = slice_store.bands_of(s, ids)
+    else:  # an ImageFolder: attributes of the files themselves
+        rows = []
+        for p in paths:
+            img = images.read_bgr(p, max_pixels=ws.config.limits.max_image_pixels)
+            rows.append({} if img is None else {**slices.attributes(img), "source": "folder"})
+        bands = slices.bands(rows)
+    out = {"data": _slice_set(bands, y, probs, classes)}
+    with ws.read_session() as s:
+        q_ids, q_y, q_probs = slice_store.random_share(s, version.id, classes)
+    slice_store.fill(ws, q_ids)
+    with ws.read_session() as s:
+        q_bands = slice_store.bands_of(s, q_ids)
+    out["queue"] = _slice_set(q_bands, q_y, q_probs, classes)
+    return out
+
+
+def _slice_set(bands: dict, y, probs, classes: list[str]) -> dict:
+    from annotator import slices
+
+    if len(y) == 0:
+        return {"n": 0, "slices": []}
+    return {"n": int(len(y)), "slices": slices.slice_report(bands, y, probs,
+                                                             n_classes=len(classes))}
+
+
+def slice_lines(rep: dict, *, top: int = 10) -> list[str]:
+    """The worst slices of an ``evaluate --slices`` report as text lines."""
+    lines = []
+    for name, title in (("data", rep.get("data", "data")), ("queue", "queue (random share)")):
+        part = (rep.get("slices") or {}).get(name) or {}
+        if not part.get("n"):
+            lines.append(f"{title}: no labeled crops")
+            continue
+        lines.append(f"worst slices on {title}, {part['n']} crops:")
+        lines.append(f"  {'attribute':<10} {'band':<14} {'n':>6} {'error':>7} {'95% interval':>15} "
+                     f"{'bal.acc':>7} {'unsure':>6}")
+        for r in part["slices"][:top]:
+            lines.append(f"  {r['attribute']:<10} {r['band'][:14]:<14} {r['n']:>6} "
+                         f"{r['error']:>7.3f} {r['error_low']:>7.3f}-{r['error_high']:<7.3f} "
+                         f"{r['balanced_accuracy']:>7.3f} {r['mean_uncertainty']:>6.3f}")
+    return lines

@@ -40,6 +40,7 @@ from sqlalchemy import select
 
 from annotator import detectors, queue, reports, video
 from annotator.config import check_options
+from annotator import slice_store  # slice attributes of stored crops
 from annotator.db import Crop, chunks, get_or_create_source, update_source_progress
 from annotator.errors import AnnotatorError, InputError
 from annotator.geometry import head_box, sharpness
@@ -431,6 +432,7 @@ class _SourceRun:
             update_source_progress(s, self.source_id, frames_done=frames_done, status=status,
                                    error=error, stats=stats)
         self.res.crops_kept += len(new_ids)  # counted once committed
+        slice_store.fill(self.ws, new_ids)  # slice attributes; a crash here is healed by backfill
         self.to_add = []
         busy = {c["sha256"] for cs in self.pending.values() for c in cs}
         remove_unused_files(self.ws, [(c["sha256"], c["path"]) for c in self.discard], busy=busy)

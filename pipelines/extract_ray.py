@@ -35,6 +35,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from annotator import failpoints, queue, video
+from annotator import slice_store  # slice attributes of stored crops
 from annotator.db import AddedBy, Crop, update_source_progress
 from annotator.errors import AnnotatorError, InputError
 from annotator.failpoints import failpoint
@@ -389,6 +390,7 @@ class _RaySource:
         # files of crops whose origin was known already (an earlier run added it) may be unused
         remove_unused_files(self.ws, [(f.sha256, f.relpath) for f in files])
         self.res.crops_kept += len(new_ids)
+        slice_store.fill(self.ws, new_ids)  # slice attributes; backfill heals a crash here
         self.ranges_done += 1
         self.timings.update(r["timings"])
         self.timings["db"] += time.perf_counter() - t

@@ -5,7 +5,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from annotator import images, queue, reports
+from annotator import images, queue, reports, slice_store
 from annotator.auth import system_user
 from annotator.db import AddedBy, get_or_create_source
 from annotator.errors import InputError
@@ -92,3 +92,4 @@ def _import_chunk(ws, root, paths, source_id, importer_id, opts, report):
             queue.import_labels(s, importer_id, values)
             for v in values.values():
                 report.labels[v] = report.labels.get(v, 0) + 1
+    slice_store.fill(ws, new_ids)  # slice attributes (annotator slices --backfill heals a crash)

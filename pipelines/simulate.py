@@ -57,6 +57,8 @@ class SimulateOptions:
     random_share: float = 0.1
     hybrid_pool: int = 1000
     seed: int = 0
+    slice_share: float = 0.5  # strategy "slices": share of each batch on the worst slices
+    slice_min_n: int = 20  # labels a slice needs before its measured error counts
 
 
 @dataclass
@@ -85,6 +87,9 @@ class SimulateReport:
     full_pool_balanced_accuracy: float
     summary: list[StrategySummary] = field(default_factory=list)
     seconds: float = 0.0
+    # Per strategy and slice band of EVAL: mean balanced accuracy over repeats at the last round
+    # (annotator.slices bands of the files); per-round values in slice_curves.csv.
+    slices: list[dict] = field(default_factory=list)
 
 
 # --- data -------------------------------------------------------------------------------------
@@ -101,6 +106,8 @@ class _Data:
     pool_groups: np.ndarray
     eval_x: object
     eval_y: np.ndarray
+    pool_bands: dict = field(default_factory=dict)  # annotator.slices bands of each file
+    eval_bands: dict = field(default_factory=dict)
 
 
 def _load(opts: SimulateOptions) -> _Data:
@@ -121,7 +128,19 @@ def _load(opts: SimulateOptions) -> _Data:
     groups = group_ids([""] * len(pool_x), [None] * len(pool_x), [str(p) for p in pool_paths],
                        hashes=hashes)
     return _Data(classes, pool_x, np.array([index[c] for c in pool_labels]), groups,
-                 eval_x, np.array([index[c] for c in eval_labels]))
+                 eval_x, np.array([index[c] for c in eval_labels]),
+                 _file_bands(pool_paths), _file_bands(eval_paths))
+
+
+def _file_bands(paths: list[Path]) -> dict:
+    """Slice bands of picture files (face = the picture's height; no source, no hour)."""
+    from annotator import slices
+
+    rows = []
+    for p in paths:
+        img = images.read_bgr(p)
+        rows.append({} if img is None else {**slices.attributes(img), "source": "folder"})
+    return slices.bands(rows)
 
 
 def _cached(opts: SimulateOptions, paths: list[Path]):
@@ -192,31 +211,68 @@ def run_one(data: _Data, opts: SimulateOptions, strategy: str, repeat: int,
         state = torch.load(ckpt, weights_only=False)
         labeled, rows, start = state["labeled"], state["rows"], state["round"] + 1
         model.load_state_dict(state["model"])
+        seen = state.get("seen", {})
     else:
         labeled, rows, start = _seed_set(data, opts, repeat), [], 0
+        seen = {}  # row -> probs of the model that picked it, before its label was revealed
     for rnd in range(start, opts.rounds + 1):
         if rnd > 0:  # pick a batch with the model of the previous round
             rest = np.setdiff1d(np.arange(len(data.pool_y)), labeled)
             if rest.size == 0:
                 break
             probs, emb = predict(model, data.pool_x[rest])
+            targeted = {} if strategy != "slices" else _slice_targeting(data, opts, rest, probs, seen)
             picks = select_batch(strategy, opts.batch, probs=probs, emb=emb,
                                  groups=data.pool_groups[rest], random_share=opts.random_share,
-                                 pool=opts.hybrid_pool, seed=opts.seed + 7919 * repeat + rnd)
+                                 pool=opts.hybrid_pool, seed=opts.seed + 7919 * repeat + rnd,
+                                 **targeted)
+            seen.update({int(rest[i]): probs[i] for i, _ in picks})
             labeled = np.sort(np.concatenate([labeled, rest[[i for i, _ in picks]]]))
         epochs = max(opts.epochs, math.ceil(opts.min_steps * opts.batch_size / labeled.size))
         fit(model, data.pool_x[labeled], data.pool_y[labeled], None, None, epochs=epochs,
             batch_size=opts.batch_size, lr=opts.lr, seed=opts.seed + repeat * 100 + rnd)
         rows.append({"strategy": strategy, "repeat": repeat, "round": rnd,
-                     "labels": int(labeled.size), **_evaluate(model, data)})
+                     "labels": int(labeled.size), **_evaluate(model, data),
+                     "slices": _evaluate_slices(model, data)})
         ckpt.parent.mkdir(parents=True, exist_ok=True)
         tmp = ckpt.with_suffix(".part")
         torch.save({"labeled": labeled, "rows": rows, "round": rnd,
-                    "model": model.state_dict()}, tmp)
+                    "model": model.state_dict(), "seen": seen}, tmp)
         os.replace(tmp, ckpt)  # atomic: a kill never leaves a half-written checkpoint
         if progress is not None:
             progress(1, None, f"{strategy} #{repeat} round {rnd}")
     return rows
+
+
+def _slice_targeting(data: _Data, opts: SimulateOptions, rest: np.ndarray, probs, seen: dict
+                     ) -> dict:
+    """``select_batch`` arguments of the ``slices`` strategy: bands measured on the labels the
+    model had not seen when it scored them (as the product measures the random share), else its
+    uncertainty on the unlabeled rows."""
+    from annotator import slices
+
+    rows = np.array(sorted(seen), dtype=np.int64)
+    measured = []
+    if rows.size:
+        b = {a: v[rows] for a, v in data.pool_bands.items()}
+        measured = slices.slice_report(b, data.pool_y[rows], np.array([seen[int(r)] for r in rows]),
+                                       n_classes=len(data.classes))
+    cand = {a: v[rest] for a, v in data.pool_bands.items()}
+    scores = slices.band_scores(measured, slices.band_uncertainty(cand, probs),
+                                min_n=opts.slice_min_n)
+    return {"slice_score": slices.row_scores(cand, scores), "slice_share": opts.slice_share}
+
+
+def _evaluate_slices(model, data: _Data) -> list[dict]:
+    """Per band of EVAL: ``attribute``, ``band``, ``n``, ``balanced_accuracy``."""
+    from annotator import slices
+    from models.training import predict
+
+    if not data.eval_bands:
+        return []
+    probs, _ = predict(model, data.eval_x)
+    rep = slices.slice_report(data.eval_bands, data.eval_y, probs, n_classes=len(data.classes))
+    return [{k: r[k] for k in ("attribute", "band", "n", "balanced_accuracy", "error")} for r in rep]
 
 
 def full_pool_score(data: _Data, opts: SimulateOptions, progress: ProgressFn | None = None) -> float:
@@ -298,10 +354,14 @@ def run(opts: SimulateOptions, progress: ProgressFn = silent) -> SimulateReport:
                          stage="simulate")
     rows.sort(key=lambda r: (r["strategy"], r["repeat"], r["round"]))
     _write_curves(out / "curves.csv", rows)
+    slice_rows = _write_slice_curves(out / "slice_curves.csv", rows)
     summary = summarize(rows, full)
     plot_curves(rows, full, out / "curves.png")
     report = SimulateReport(str(out), data.classes, len(data.pool_y), len(data.eval_y), full,
-                            summary, round(time.perf_counter() - t0, 1))
+                            summary, round(time.perf_counter() - t0, 1),
+                            slices=summarize_slices(slice_rows))
+    if slice_rows:
+        plot_slice_curves(slice_rows, report.slices, out / "slice_curves.png")
     (out / "summary.json").write_text(json.dumps(asdict(report), indent=2))
     return report
 
@@ -321,9 +381,23 @@ def _check_resume(out: Path, opts: SimulateOptions) -> None:
 
 def _write_curves(path: Path, rows: list[dict]) -> None:
     with open(path, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=CURVE_FIELDS)
+        w = csv.DictWriter(fh, fieldnames=CURVE_FIELDS, extrasaction="ignore")
         w.writeheader()
         w.writerows(rows)
+
+
+SLICE_FIELDS = ["strategy", "repeat", "round", "labels", "attribute", "band", "n",
+                "balanced_accuracy", "error"]
+
+
+def _write_slice_curves(path: Path, rows: list[dict]) -> list[dict]:
+    flat = [{**{k: r[k] for k in ("strategy", "repeat", "round", "labels")}, **b}
+            for r in rows for b in r.get("slices") or ()]
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=SLICE_FIELDS)
+        w.writeheader()
+        w.writerows(flat)
+    return flat
 
 
 # --- summaries (pure) -------------------------------------------------------------------------
@@ -408,6 +482,65 @@ def plot_curves(rows: list[dict], full_pool: float, path: Path) -> Path:
     ax.set_title("Active learning: mean and spread over repeats")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def summarize_slices(slice_rows: list[dict]) -> list[dict]:
+    """Per strategy and band: mean balanced accuracy over repeats at each repeat's last round,
+    worst band (lowest mean over strategies) first."""
+    last = {}
+    for r in slice_rows:
+        key = (r["strategy"], r["repeat"])
+        last[key] = max(last.get(key, -1), int(r["round"]))
+    acc: dict[tuple, list[float]] = {}
+    size: dict[tuple, int] = {}
+    for r in slice_rows:
+        if int(r["round"]) == last[(r["strategy"], r["repeat"])]:
+            key = (r["attribute"], r["band"], r["strategy"])
+            acc.setdefault(key, []).append(float(r["balanced_accuracy"]))
+            size[key[:2]] = int(r["n"])
+    out = [{"attribute": a, "band": b, "n": size[(a, b)], "strategy": s,
+            "balanced_accuracy": round(float(np.mean(v)), 4)} for (a, b, s), v in acc.items()]
+    band_mean = {}
+    for r in out:
+        band_mean.setdefault((r["attribute"], r["band"]), []).append(r["balanced_accuracy"])
+    out.sort(key=lambda r: (np.mean(band_mean[(r["attribute"], r["band"])]), r["attribute"],
+                            r["band"], r["strategy"]))
+    return out
+
+
+def plot_slice_curves(slice_rows: list[dict], summary: list[dict], path: Path, *,
+                      panels: int = 4) -> Path:
+    """Balanced accuracy vs labels on the worst ``panels`` bands, one line per strategy."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    worst = []
+    for r in summary:
+        if (r["attribute"], r["band"]) not in worst and r["band"] != "unknown":
+            worst.append((r["attribute"], r["band"]))
+    worst = worst[:panels]
+    fig, axes = plt.subplots(1, max(1, len(worst)), figsize=(4 * max(1, len(worst)), 3.5),
+                             dpi=110, squeeze=False)
+    for ax, (a, b) in zip(axes[0], worst):
+        for s in sorted({r["strategy"] for r in slice_rows}):
+            pts: dict[int, list[float]] = {}
+            for r in slice_rows:
+                if r["strategy"] == s and r["attribute"] == a and r["band"] == b:
+                    pts.setdefault(int(r["labels"]), []).append(float(r["balanced_accuracy"]))
+            xs = sorted(pts)
+            ax.plot(xs, [np.mean(pts[x]) for x in xs], marker="o", ms=3, label=s)
+        n = next(r["n"] for r in summary if (r["attribute"], r["band"]) == (a, b))
+        ax.set_title(f"{a}: {b} (n={n})", fontsize=9)
+        ax.set_xlabel("labels")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("balanced accuracy on the slice")
+    axes[0][0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
