@@ -23,6 +23,9 @@ state = st.session_state
 KEYS = labeling.shortcuts(ws.config.labels)
 DECISIONS = [*ws.config.labels, NOT_A_FACE, SKIP]
 COLOURS = {v: widgets.colour_of(v, ws.config.labels) for v in DECISIONS}
+# Crops held for one annotator at a time: few, so a second annotator is never shown an empty
+# queue that is only held; topped up in the background when half of them are decided.
+HOLD = min(cfg.batch_size, 5)
 
 
 @st.cache_resource(show_spinner=False)
@@ -45,8 +48,9 @@ def _merge(cards, more):
 def _cards() -> list:
     """The annotator's batch, current crop first; claimed on first use, refilled ahead of time."""
     if state.get("label_cards") is None:
-        state.label_cards = _claim(cfg.batch_size)
+        state.label_cards = _claim(HOLD)
         state.label_refill = None
+    state.holding = True  # app.py gives them back when the annotator leaves the page
     cards = state.label_cards
     refill = state.get("label_refill")
     if refill is not None and (refill.done() or not cards):
@@ -55,8 +59,8 @@ def _cards() -> list:
             cards = state.label_cards = _merge(cards, refill.result())
         except AnnotatorError as exc:
             state.label_msg = str(exc)
-    if len(cards) <= max(2, cfg.batch_size // 2) and state.get("label_refill") is None:
-        state.label_refill = _prefetcher().submit(_claim, len(cards) + cfg.batch_size)
+    if len(cards) <= HOLD // 2 and state.get("label_refill") is None:
+        state.label_refill = _prefetcher().submit(_claim, HOLD)  # held ones + a top-up
     return cards
 
 
@@ -120,7 +124,8 @@ def _undo() -> None:
     times = state.get("label_times", [])
     state.label_times = times[: max(0, len(times) - len(ids))]
     state.label_msg = (f"undid your last decision on crop #{back[0].crop_id}" if len(ids) == 1
-                       else f"undid your track decision on {len(ids)} crops")
+                       else f"undid your last decision (a track or a grid page) on "
+                       f"{len(ids)} crops")
 
 
 with st.sidebar:
@@ -168,6 +173,9 @@ def _end_of_queue() -> None:
     done = state.get("label_done", 0)
     st.markdown(f"You labeled **{done}** crops in this session." if done else
                 "The queue is empty.")
+    others = labeling.held_by_others(ws, me["id"])
+    if others:
+        st.info(others)
     if me["role"] == "admin":
         st.markdown("Next: **retrain** so the queue is re-ranked by a model that learned from "
                     "these labels, or **extract** more footage.")
@@ -228,8 +236,9 @@ def panel() -> None:
         f'<div>{common.crop_html(card, size=size, pixelated=pixelated)}'
         f'<p class="crop-about" style="opacity:.7;font-size:.85rem">{about}</p>{guess}</div>'
         f'{context}</div>{_strip_html(card)}'
-        f'<p style="opacity:.6;font-size:.8rem">{len(cards)} crops held for you; they return to '
-        f'the queue {cfg.lease_seconds // 60} min after you leave. Press ? for every key.</p></div>'
+        f'<p style="opacity:.6;font-size:.8rem">{len(cards)} '
+        f'{"crop" if len(cards) == 1 else "crops"} held for you; they go back to the queue when '
+        f'you leave this page or sign out. Press ? for every key.</p></div>'
     )
     with st.container(horizontal=True):
         for value in ws.config.labels:

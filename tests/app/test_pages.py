@@ -168,6 +168,21 @@ def test_grid_submit_is_all_or_nothing(ws):
     assert active_labels(ws, "bob") == {}
 
 
+def test_grid_without_a_model_sends_undecided_crops_and_one_undo_takes_a_page_back(
+        tmp_path, monkeypatch):
+    with factory.served(tmp_path / "bare", monkeypatch, 60, model=False) as bare:
+        at = signed_in(bare, "bob", "grid.py")
+        items = grid_data(at)["items"]
+        assert {it["value"] for it in items} == {None}  # no default class to save unseen
+        assert grid_data(at)["undo_key"] == "z"
+        bob = factory.user_id(bare, "bob")
+        page = {it["id"]: "mask" for it in items[:5]}
+        assert labeling.submit_page(bare, bob, page) == 5
+        back = labeling.undo(bare, bob)
+        assert sorted(c.crop_id for c in back) == sorted(page)  # the whole page, one undo
+        assert active_labels(bare, "bob") == {}
+
+
 def test_review_lists_disagreements_and_contradictions_and_relabels(ws):
     alice, bob = factory.user_id(ws, "alice"), factory.user_id(ws, "bob")
     from sqlalchemy import update
