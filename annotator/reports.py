@@ -127,6 +127,18 @@ def unlabeled_count(session: Session) -> int:
     return count(session, Crop, Crop.status == CropStatus.UNLABELED)
 
 
+def held_by_others(session: Session, annotator_id: int, *,
+                   now: dt.datetime | None = None) -> tuple[int, dt.datetime | None]:
+    """Unlabeled crops other annotators hold right now, and when the last of those holds
+    expires (naive UTC): why a queue that is not empty shows nothing to label."""
+    now = now or utcnow()
+    n, last = session.execute(
+        select(func.count(), func.max(Lease.expires_at)).join(Crop, Crop.id == Lease.crop_id)
+        .where(Lease.annotator_id != annotator_id, Lease.expires_at >= now,
+               Crop.status == CropStatus.UNLABELED)).one()
+    return int(n or 0), last
+
+
 def multi_voted(session: Session) -> pd.DataFrame:
     """Active decisive labels of crops with two or more of them (agreement, disagreements).
 

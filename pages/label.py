@@ -171,10 +171,12 @@ def _strip_html(card) -> str:
 def _end_of_queue() -> None:
     st.success("Nothing left to label right now.")
     done = state.get("label_done", 0)
-    st.markdown(f"You labeled **{done}** crops in this session." if done else
-                "The queue is empty.")
     others = labeling.held_by_others(ws, me["id"])
-    if others:
+    if done:
+        st.markdown(f"You labeled **{done}** crops in this session.")
+    elif not others:
+        st.markdown("The queue is empty.")
+    if others:  # not empty: held by someone else for now
         st.info(others)
     if me["role"] == "admin":
         st.markdown("Next: **retrain** so the queue is re-ranked by a model that learned from "
