@@ -64,6 +64,7 @@ def run(ws: Workspace, opts: TrainOptions, progress: ProgressFn = silent) -> Tra
     lr = opts.lr or cfg.lr
     seed = cfg.seed if opts.seed is None else opts.seed
     classes = list(ws.config.labels)
+    progress(0, None, "reading the dataset")  # the row says "train" from here on
     ds, _ = read_manifest(ws, opts.dataset)
     ds_classes = list((ds.counts or {}).get("classes") or classes)
     if ds_classes != classes:
