@@ -10,7 +10,7 @@ import streamlit as st
 
 from annotator.errors import AnnotatorError
 from pages import common
-from pipelines import detect, runner
+from pipelines import detect, runner, score
 
 ws = common.workspace()
 me = common.require_user()
@@ -50,11 +50,13 @@ def _send_hard(run: detect.RunInfo) -> None:
     common.require_admin()
     try:
         res = detect.queue_hard(ws, run.path)
+        scored = score.score_new(ws) if res.added else 0  # the active model's guess, at once
     except AnnotatorError as exc:
         st.error(str(exc))
         return
     state.footage_msg = (f"{res.added} crops of uncertain tracks added to the queue "
-                         f"({res.known} were already there)")
+                         f"({res.known} were already there)"
+                         + (f"; {scored} scored by the active model" if scored else ""))
     st.rerun()
 
 

@@ -223,3 +223,19 @@ def _score_chunk(ws, infer, mv, ids, x, opts, report) -> None:
     with ws.session() as s:  # one bulk insert (+ one bulk priority update) per chunk
         report.priorities_set += db.add_predictions(s, rows, set_priority=True)
     report.scored += len(ids)
+
+
+def score_new(ws: Workspace, progress: ProgressFn = silent) -> int:
+    """Score what the active model has not scored yet, as the last step of a job that added
+    crops (extract, import, detect ``--to-queue``), so new crops are ranked (and show the
+    model's guess) when the job ends, not after the next promotion. Returns how many were
+    scored: 0 with no active model, or one whose file is not on disk (a workspace made in code
+    by the tests' factory)."""
+    from annotator.progress import under
+
+    with ws.read_session() as s:
+        mv = db.active_model(s)
+        path = None if mv is None else ws.root / mv.path
+    if path is None or not path.exists():
+        return 0
+    return run(ws, ScoreOptions(), under(progress, "score")).scored
