@@ -1,13 +1,18 @@
 """Entrypoint of the labeling app: sign-in, then the pages this user's role may open."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
 from annotator import auth, labeling
 from annotator.errors import AnnotatorError
 from pages import common, session
 
-st.set_page_config(page_title="facemask-annotator", page_icon=":material/masks:", layout="wide")
+# A local icon file: a ":material/...:" page icon makes the browser fetch the favicon from a
+# font CDN, and the app must work offline and talk to no outside host.
+st.set_page_config(page_title="facemask-annotator",
+                   page_icon=str(Path(__file__).with_name("icon.png")), layout="wide")
 state = st.session_state
 
 

@@ -162,9 +162,13 @@ def _strip_html(card) -> str:
             f'opacity:{1 if m.decidable else .55}" alt="crop {m.crop_id}"/>'
             f'<figcaption>{badge}</figcaption></figure>')
     open_n = sum(m.decidable for m in card.strip)
-    return (f'<div class="track-strip"><p style="margin:.4rem 0;font-size:.85rem">'
-            f'Same person (track {card.track_id}): {len(card.strip)} more crops, {open_n} open '
-            f'· <b>Shift</b> + key labels all open ones</p>'
+    more = f"{len(card.strip)} more {'crop' if len(card.strip) == 1 else 'crops'}"
+    # A column beside the crop and its frame (3 thumbnails a row), not a row below them:
+    # Shift + key needs a look at the strip, and below the fold it is not seen.
+    return (f'<div class="track-strip" style="flex:0 0 222px">'
+            f'<p style="margin:0 0 .4rem;font-size:.85rem">Same person (track {card.track_id}'
+            f'{", " + html.escape(card.source_name) if card.source_name else ""}): {more}, '
+            f'{open_n} open · <b>Shift</b> + key labels all open ones</p>'
             f'<div style="display:flex;gap:6px;flex-wrap:wrap">{"".join(thumbs)}</div></div>')
 
 
@@ -226,18 +230,23 @@ def panel() -> None:
     guess = f"<p><b>{common.guess_text(card)}</b></p>" if show_guess else ""
     show_context = card.context is not None and (
         context_mode == "always" or (context_mode == "small crops" and card.small))
-    context = (f'<figure style="margin:0"><img src="{card.context_uri()}" class="context-view" '
-               f'width="{labeling.CONTEXT_WIDTH}" alt="frame around crop {card.crop_id}" '
-               f'style="border-radius:4px"/><figcaption style="font-size:.8rem;opacity:.7">frame '
-               f'{card.frame_index}, around the head</figcaption></figure>') if show_context else ""
+    context = (f'<figure style="margin:0;flex:1 1 0;min-width:0;max-width:'
+               f'{labeling.CONTEXT_WIDTH}px"><img src="{card.context_uri()}" '
+               f'class="context-view" alt="frame around crop {card.crop_id}" '
+               f'style="border-radius:4px;width:100%;height:auto"/><figcaption '
+               f'style="font-size:.8rem;opacity:.7">frame {card.frame_index}, around the head'
+               f'</figcaption></figure>') if show_context else ""
     # One HTML block + one row of buttons per key press: every element is one message from the
-    # server, and the next crop appears sooner with ~8 of them than with ~25.
+    # server, and the next crop appears sooner with ~8 of them than with ~25. Crop, frame and
+    # track strip side by side, each shrinking to fit: all of it above the fold at 1366x768.
     st.html(
+        '<style>.label-panel .crop-col img{max-width:100%;height:auto}</style>'
         f'<div class="label-panel"><p>{counters}</p>'
-        f'<div style="display:flex;gap:1.5rem;align-items:flex-start;flex-wrap:wrap">'
-        f'<div>{common.crop_html(card, size=size, pixelated=pixelated)}'
+        f'<div style="display:flex;gap:1.2rem;align-items:flex-start">'
+        f'<div class="crop-col" style="flex:0 1 {size}px;min-width:120px">'
+        f'{common.crop_html(card, size=size, pixelated=pixelated)}'
         f'<p class="crop-about" style="opacity:.7;font-size:.85rem">{about}</p>{guess}</div>'
-        f'{context}</div>{_strip_html(card)}'
+        f'{context}{_strip_html(card)}</div>'
         f'<p style="opacity:.6;font-size:.8rem">{len(cards)} '
         f'{"crop" if len(cards) == 1 else "crops"} held for you; they go back to the queue when '
         f'you leave this page or sign out. Press ? for every key.</p></div>'
