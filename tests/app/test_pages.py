@@ -331,6 +331,21 @@ def test_users_page_adds_an_account_that_can_sign_in(ws):
         assert auth.authenticate(s, "carol", "carol-password").role == "annotator"
 
 
+def test_users_page_keeps_the_name_after_a_refused_password_and_reads_in_words(ws):
+    at = signed_in(ws, "root", "admin_users.py")
+    at.text_input(key="new_name").input("dave")
+    at.text_input(key="new_password").input("x")
+    at.button[0].click().run()
+    assert at.error and at.text_input(key="new_name").value == "dave"  # type only the password
+    at.text_input(key="new_password").input("dave-password-1")
+    at.button[0].click().run()
+    assert at.success and at.text_input(key="new_name").value == ""
+    shown = at.dataframe[0]
+    assert "dave" in set(shown.value["name"])
+    config = shown.proto.columns  # the headers the browser shows, not the frame's names
+    assert "Last label (UTC)" in config and "Labels given" in config
+
+
 def test_label_page_cold_start_without_model(tmp_path, monkeypatch):
     ws = factory.build(tmp_path / "cold", 120, model=False)
     monkeypatch.setenv("ANNOTATOR_PROJECT", str(ws.root))
