@@ -533,16 +533,19 @@ def sync_priorities(session: Session, version_id: int) -> int:
 
 
 def unscored_crops(
-    session: Session, model_version_id: int, *, after_id: int = 0, limit: int = 2048
+    session: Session, model_version_id: int, *, after_id: int = 0, limit: int = 2048,
+    labeled: bool = False,
 ) -> list[tuple[int, str, str]]:
-    """Unlabeled crops (id > ``after_id``) with no prediction from this version:
+    """Unlabeled crops (``labeled``: labeled ones too, so Review can check every label against
+    the model) with id > ``after_id`` and no prediction from this version:
     ``(id, sha256, path)``, by id."""
     from sqlalchemy import exists
 
+    statuses = [CropStatus.UNLABELED, CropStatus.LABELED] if labeled else [CropStatus.UNLABELED]
     q = (
         select(Crop.id, Crop.sha256, Crop.path)
         .where(
-            Crop.status == CropStatus.UNLABELED,
+            Crop.status.in_(statuses),
             Crop.id > after_id,
             ~exists().where(Prediction.crop_id == Crop.id,
                             Prediction.model_version_id == model_version_id),
