@@ -355,9 +355,12 @@ def track_mates(session: Session, crop_id: int, *, limit: int = 24) -> pd.DataFr
 def browse(session: Session, *, source_id: int | None = None, track_id: int | None = None,
            label: str | None = None, annotator: str | None = None,
            since: dt.datetime | None = None, until: dt.datetime | None = None,
-           status: str | None = None, limit: int = 200) -> pd.DataFrame:
+           status: str | None = None, limit: int = 200, offset: int = 0,
+           model_version_id: int | None = None,
+           min_uncertainty: float | None = None) -> pd.DataFrame:
     """Crops with their current labels, filtered; newest label first. ``CARD_COLUMNS`` +
-    ``value``, ``annotator``, ``labeled_at`` (null for unlabeled crops)."""
+    ``value``, ``annotator``, ``labeled_at`` (null for unlabeled crops). ``offset``: paging;
+    ``min_uncertainty``: only crops that model version is at least this unsure about."""
     q = (select(*CARD_COLUMNS, Label.value, Annotator.name.label("annotator"),
                 Label.created_at.label("labeled_at"))
          .join(Source, Source.id == Crop.source_id)
@@ -377,7 +380,12 @@ def browse(session: Session, *, source_id: int | None = None, track_id: int | No
         q = q.where(Label.created_at < until)
     if status is not None:
         q = q.where(Crop.status == status)
-    q = q.order_by(Label.created_at.desc().nulls_last(), Crop.id.desc()).limit(limit)
+    if model_version_id is not None and min_uncertainty is not None:
+        q = q.where(exists().where(Prediction.crop_id == Crop.id,
+                                   Prediction.model_version_id == model_version_id,
+                                   Prediction.uncertainty >= min_uncertainty))
+    q = (q.order_by(Label.created_at.desc().nulls_last(), Crop.id.desc())
+         .limit(limit).offset(offset))
     return _select_frame(session, q)
 
 

@@ -433,8 +433,44 @@ def test_browse_page_fixes_my_recent_label_and_filters_by_track(ws):
     assert "mine_7_mask" not in {b.key for b in at.button}  # its current label
     at.button(key="mine_7_no_mask").click().run()
     assert active_labels(ws, "alice")[7] == "no_mask"
+    at.radio(key="browse_view").set_value("All crops").run()
     at.number_input(key="browse_track").set_value(1).run()  # crops 5..8 are track 1
     shown = {int(h.value.split('data-crop-id="')[1].split('"')[0]) for h in at.get("html")
              if 'data-crop-id="' in h.value}
     assert {5, 6, 7, 8} <= shown
     assert not any(b.key.startswith("all_") for b in at.button)  # annotators: own labels only
+
+
+def test_browse_pages_filters_and_relabels_a_selection(ws):
+    at = signed_in(ws, "root", "browse.py")
+    at.radio(key="browse_view").set_value("All crops").run()
+    assert not at.exception
+
+    def shown():
+        return [int(h.value.split('data-crop-id="')[1].split('"')[0]) for h in at.get("html")
+                if 'data-crop-id="' in h.value]
+
+    first = shown()
+    assert len(first) == 60  # 300 crops: a page of 60
+    at.button(key="browse_next").click().run()
+    second = shown()
+    assert len(second) == 60 and not set(first) & set(second)
+    at.checkbox(key=f"sel_{second[0]}").check().run()
+    at.checkbox(key=f"sel_{second[1]}").check().run()
+    at.button(key="bulk_not_a_face").click().run()
+    assert not at.exception
+    assert {c: v for c, v in active_labels(ws, "root").items()} == {
+        second[0]: "not_a_face", second[1]: "not_a_face"}
+    assert at.radio(key="browse_view").value == "All crops"  # the view stays where it was
+    at.selectbox(key="browse_label").set_value("not_a_face").run()
+    assert sorted(shown()) == sorted(second[:2])  # filtered (and back to page 1)
+    at.selectbox(key="browse_label").set_value("any").run()
+    at.slider(key="browse_unsure").set_value(0.9).run()
+    unsure = shown()
+    ids, probs, _ = factory_probs(ws, unsure)
+    assert unsure and len(unsure) < 60 and (probs.max(axis=1) <= 0.75).all()
+
+
+def factory_probs(ws, crop_ids):
+    with ws.read_session() as s:
+        return reports.prediction_arrays(s, labeling.active_model(ws).id, crop_ids)
