@@ -71,3 +71,12 @@ with right:
                 _do(team.set_password, who, new, done=f"new password set for {who}; their "
                     "sessions ended")
                 st.rerun()
+
+st.subheader("Instructions for annotators")
+st.caption("Shown on the Label and Grid pages (Markdown; kept in the workspace as "
+           f"{team.INSTRUCTIONS_FILE}).")
+text = st.text_area("Instructions", team.instructions(ws), height=180, key="instructions_text",
+                    max_chars=team.MAX_INSTRUCTIONS, label_visibility="collapsed")
+if st.button("Save instructions", key="instructions_save"):
+    _do(team.save_instructions, text, done="instructions saved")
+    st.rerun()

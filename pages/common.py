@@ -58,6 +58,15 @@ def require_admin() -> dict:
     return u
 
 
+def instructions_panel() -> None:
+    """The team's labeling rules (``instructions.md`` in the workspace), folded away: one click
+    to read them while labeling. Markdown only, no HTML (``st.markdown`` escapes it)."""
+    from annotator import team
+
+    with st.expander("Instructions for annotators", icon=":material/menu_book:"):
+        st.markdown(team.instructions(workspace()))
+
+
 def kept(key: str, default):
     """Keep a widget's value for the whole session, also across pages (Streamlit forgets a
     widget's state when its page is left): call before the widget, and give the widget

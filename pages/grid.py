@@ -111,6 +111,7 @@ widgets.keyboard_help(
     key="grid_help")
 if state.get("grid_msg"):
     st.info(state.grid_msg)
+common.instructions_panel()
 if not cards:
     st.success("Nothing left to label right now.")
     if st.button("Check again"):

@@ -268,3 +268,4 @@ def panel() -> None:
 
 
 panel()
+common.instructions_panel()

@@ -414,10 +414,10 @@ def test_users_page_disables_changes_role_and_resets_password(ws):
     at.button(key="user_role").click().run()
     assert auth.sign_in(ws, "alice", "alice-password").role == "admin"
     at.text_input(key="reset_password").input("short")
-    at.button[-1].click().run()
+    next(b for b in at.button if b.label == "Set password").click().run()
     assert "at least 10 characters" in at.error[0].value
     at.text_input(key="reset_password").input("alice-new-password")
-    at.button[-1].click().run()
+    next(b for b in at.button if b.label == "Set password").click().run()
     assert auth.sign_in(ws, "alice", "alice-new-password").name == "alice"
     at.selectbox(key="edit_user").set_value("root").run()
     at.button(key="user_role").click().run()  # root makes itself an annotator (alice is admin)
@@ -474,3 +474,17 @@ def test_browse_pages_filters_and_relabels_a_selection(ws):
 def factory_probs(ws, crop_ids):
     with ws.read_session() as s:
         return reports.prediction_arrays(s, labeling.active_model(ws).id, crop_ids)
+
+
+def test_admin_edits_the_instructions_that_annotators_read(ws):
+    at = signed_in(ws, "root", "admin_users.py")
+    at.text_area(key="instructions_text").input("**Chin masks** count as no_mask.\n\n<b>x</b>")
+    at.button(key="instructions_save").click().run()
+    assert not at.exception and "instructions saved" in at.success[0].value
+    assert (ws.root / "instructions.md").read_text().startswith("**Chin masks**")
+    alice = signed_in(ws, "alice", "label.py")
+    shown = [m.value for m in alice.markdown if "Chin masks" in m.value]
+    assert shown and not any(m.allow_html for m in alice.markdown if "Chin masks" in m.value)
+    from annotator import team
+    with pytest.raises(Exception, match="at most"):
+        team.save_instructions(ws, "x" * (team.MAX_INSTRUCTIONS + 1))
