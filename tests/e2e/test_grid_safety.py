@@ -104,6 +104,8 @@ def test_z_takes_back_the_whole_saved_page(served):
         page.keyboard.press("z")
         page.get_by_text(f"took back your last decision on {len(keys)} crops").wait_for()
         assert labels_of(root, "root") == {}  # all of the page, not one crop
+        page.locator(".fma-cell").first.wait_for()  # the page comes back after the message
+        B.settle(page)
         cells = page.locator(".fma-cell")
         back = [int(x) for x in cells.evaluate_all("els => els.map(e => e.dataset.cropId)")]
         assert back[:len(keys)] == ids[:len(keys)]  # in front again, as they were decided
