@@ -592,19 +592,22 @@ def sync_priorities(session: Session, version_id: int) -> int:
 
 
 def unscored_crops(
-    session: Session, model_version_id: int, *, after_id: int = 0, limit: int = 2048
+    session: Session, model_version_id: int, *, after_id: int = 0, limit: int = 2048,
+    labeled: bool = False,
 ) -> list[tuple[int, str, str]]:
-    """Unlabeled crops (id > ``after_id``) with no prediction from this version:
-    ``(id, sha256, path)``, by id. Crops whose label is a machine's count as unlabeled here: a
-    new version scores them too, so that it can back or withdraw those labels."""
+    """Crops (id > ``after_id``) with no prediction from this version: ``(id, sha256, path)``,
+    by id. Unlabeled ones, and those whose label is a machine's (a new version scores them too,
+    so that it can back or withdraw those labels); ``labeled``: every labeled crop too, so Review
+    can check each label against the model."""
     from sqlalchemy import exists, or_
 
     machine = exists().where(Label.crop_id == Crop.id, Label.method.in_(LabelKind.MACHINE),
                              active_label())
+    statuses = [CropStatus.UNLABELED, CropStatus.LABELED] if labeled else [CropStatus.UNLABELED]
     q = (
         select(Crop.id, Crop.sha256, Crop.path)
         .where(
-            or_(Crop.status == CropStatus.UNLABELED, machine),
+            or_(Crop.status.in_(statuses), machine),
             Crop.id > after_id,
             ~exists().where(Prediction.crop_id == Crop.id,
                             Prediction.model_version_id == model_version_id),

@@ -55,9 +55,17 @@ class JobInfo:
 
     @property
     def eta_s(self) -> float | None:
-        """Seconds left at the pace so far (None before 1% or while queued)."""
+        """Seconds left at the measured pace: the runner's estimate (the current stage at its
+        own pace) less the time since it was made; else the average pace so far. None before
+        1% or while queued."""
         if not self.active or self.started_at is None or self.progress <= 0.01:
             return None
+        detail = self.detail if isinstance(self.detail, dict) else {}
+        if detail.get("eta_at"):
+            if detail.get("eta_s") is None:
+                return None
+            since = (db.utcnow() - dt.datetime.fromisoformat(detail["eta_at"])).total_seconds()
+            return max(0.0, float(detail["eta_s"]) - max(since, 0.0))
         elapsed = ((self.heartbeat_at or db.utcnow()) - self.started_at).total_seconds()
         return max(0.0, elapsed * (1 - self.progress) / self.progress)
 

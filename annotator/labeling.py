@@ -21,6 +21,7 @@ import datetime as dt
 import os
 import threading
 import time
+import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Mapping, Sequence
@@ -314,7 +315,8 @@ def submit_page(ws: Workspace, annotator_id: int, decisions: Mapping[int, str], 
                 seconds: float | None = None) -> int:
     """Record a whole grid page in ONE transaction: all of it is saved, or none of it.
 
-    ``seconds`` is the time spent on the page; each label gets its share.
+    ``seconds`` is the time spent on the page; each label gets its share. The labels share one
+    decision id, so one :func:`undo` takes back the whole page.
     """
     if not decisions:
         return 0
@@ -397,9 +399,21 @@ def sources(ws: Workspace) -> pd.DataFrame:
 
 
 def release(ws: Workspace, annotator_id: int) -> int:
-    """Give every crop the annotator holds back to the queue (sign-out)."""
+    """Give every crop the annotator holds back to the queue (sign-out, leaving the Label or
+    Grid page): another annotator can claim them at once."""
     with ws.session() as s:
         return queue.release(s, annotator_id)
+
+
+def held_by_others(ws: Workspace, annotator_id: int) -> str | None:
+    """``"N crops held by others, free at hh:mm UTC"`` when other annotators hold crops, else
+    None: the reason an empty batch is not an empty queue."""
+    with ws.read_session() as s:
+        n, until = reports.held_by_others(s, annotator_id)
+    if not n:
+        return None
+    return (f"{n:,} {'crop' if n == 1 else 'crops'} held by others, free at "
+            f"{until:%H:%M} UTC at the latest (or as soon as they leave the page or sign out)")
 
 
 def rate(ws: Workspace, annotator_id: int, *, now: dt.datetime | None = None) -> Rate:

@@ -53,10 +53,14 @@ class StagedProgress:
         self.t0 = clock()
         self.parts: dict[str, float] = {}
         self.fraction = 0.0
+        self.stage: str | None = None  # the stage of the latest call, and when it began
+        self.stage_t0 = self.t0
 
     def update(self, done: int, total: Optional[int], stage: str | None) -> float:
         """Record one progress call; returns the overall fraction."""
         stage = stage or "_"
+        if stage != self.stage:
+            self.stage, self.stage_t0 = stage, self.clock()
         part = min(1.0, max(0.0, done / total)) if total else 0.0
         self.parts[stage] = max(part, self.parts.get(stage, 0.0))
         if stage in self.weights:
@@ -73,8 +77,16 @@ class StagedProgress:
         return self.fraction
 
     def eta_s(self) -> float | None:
-        """Seconds left at the average pace so far; None before anything measurable happened."""
-        elapsed = self.clock() - self.t0
+        """Seconds left, from measured pace: the current stage at its own pace (a fast first
+        stage says nothing about training), the declared stages after it at the average pace so
+        far. None before anything measurable happened."""
+        now = self.clock()
+        elapsed = now - self.t0
         if self.fraction <= 0.01 or elapsed < 1.0:
             return None
-        return elapsed * (1.0 - self.fraction) / self.fraction
+        stage, part = self.stage, self.parts.get(self.stage or "_", 0.0)
+        if stage not in self.weights or part <= 0.01 or now - self.stage_t0 < 1.0:
+            return elapsed * (1.0 - self.fraction) / self.fraction
+        stage_left = (now - self.stage_t0) * (1.0 - part) / part
+        later = sum(self.weights[s] for s in self.order[self.order.index(stage) + 1:])
+        return stage_left + later * elapsed / self.fraction

@@ -137,6 +137,18 @@ def unlabeled_count(session: Session) -> int:
     return count(session, Crop, Crop.status == CropStatus.UNLABELED)
 
 
+def held_by_others(session: Session, annotator_id: int, *,
+                   now: dt.datetime | None = None) -> tuple[int, dt.datetime | None]:
+    """Unlabeled crops other annotators hold right now, and when the last of those holds
+    expires (naive UTC): why a queue that is not empty shows nothing to label."""
+    now = now or utcnow()
+    n, last = session.execute(
+        select(func.count(), func.max(Lease.expires_at)).join(Crop, Crop.id == Lease.crop_id)
+        .where(Lease.annotator_id != annotator_id, Lease.expires_at >= now,
+               Crop.status == CropStatus.UNLABELED)).one()
+    return int(n or 0), last
+
+
 def multi_voted(session: Session) -> pd.DataFrame:
     """Active decisive labels of crops with two or more of them (agreement, disagreements).
 
@@ -420,10 +432,12 @@ def track_mates(session: Session, crop_id: int, *, limit: int = 24) -> pd.DataFr
 def browse(session: Session, *, source_id: int | None = None, track_id: int | None = None,
            label: str | None = None, annotator: str | None = None,
            since: dt.datetime | None = None, until: dt.datetime | None = None,
-           status: str | None = None, limit: int = 200,
+           status: str | None = None, limit: int = 200, offset: int = 0,
+           model_version_id: int | None = None, min_uncertainty: float | None = None,
            crop_ids: Sequence[int] | None = None) -> pd.DataFrame:
     """Crops with their current labels, filtered; newest label first. ``CARD_COLUMNS`` +
-    ``value``, ``annotator``, ``labeled_at`` (null for unlabeled crops)."""
+    ``value``, ``annotator``, ``labeled_at`` (null for unlabeled crops). ``offset``: paging;
+    ``min_uncertainty``: only crops that model version is at least this unsure about."""
     q = (select(*CARD_COLUMNS, Label.value, Annotator.name.label("annotator"),
                 Label.created_at.label("labeled_at"))
          .join(Source, Source.id == Crop.source_id)
@@ -445,7 +459,12 @@ def browse(session: Session, *, source_id: int | None = None, track_id: int | No
         q = q.where(Crop.status == status)
     if crop_ids is not None:  # a slice opened from the Dashboard (at most db.CHUNK ids)
         q = q.where(Crop.id.in_([int(i) for i in crop_ids][:500]))  # one IN list (db.CHUNK)
-    q = q.order_by(Label.created_at.desc().nulls_last(), Crop.id.desc()).limit(limit)
+    if model_version_id is not None and min_uncertainty is not None:
+        q = q.where(exists().where(Prediction.crop_id == Crop.id,
+                                   Prediction.model_version_id == model_version_id,
+                                   Prediction.uncertainty >= min_uncertainty))
+    q = (q.order_by(Label.created_at.desc().nulls_last(), Crop.id.desc())
+         .limit(limit).offset(offset))
     return _select_frame(session, q)
 
 

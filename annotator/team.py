@@ -129,3 +129,39 @@ def set_role(ws: Workspace, name: str, role: str, *, by: str = "unknown") -> Non
 def set_password(ws: Workspace, name: str, password: str) -> None:
     with ws.session() as s:
         auth.set_password(s, name, password, min_length=ws.config.auth.min_password_length)
+
+
+# --- instructions for annotators --------------------------------------------------------------
+
+INSTRUCTIONS_FILE = "instructions.md"  # in the workspace: the team's labeling rules, Markdown
+MAX_INSTRUCTIONS = 20_000  # characters
+DEFAULT_INSTRUCTIONS = """\
+**mask**: nose and mouth covered by a mask (cloth, surgical, N95). **no_mask**: a face with
+nose and mouth visible, a mask under the chin counts as no_mask. **not a face**: the back of a
+head, a sign, a blur. **skip**: you cannot tell (too small, too dark) — someone else decides.
+An admin can change this text on the Users page.
+"""
+
+
+def instructions(ws: Workspace) -> str:
+    """The workspace's instructions for annotators (Markdown), or the default text."""
+    path = ws.root / INSTRUCTIONS_FILE
+    try:
+        return path.read_text(encoding="utf-8")[:MAX_INSTRUCTIONS]
+    except (OSError, UnicodeDecodeError):
+        return DEFAULT_INSTRUCTIONS
+
+
+def save_instructions(ws: Workspace, text: str) -> None:
+    """Replace the instructions (written whole: a reader never sees half a file)."""
+    import os
+
+    from annotator.errors import InputError
+
+    if len(text) > MAX_INSTRUCTIONS:
+        raise InputError(f"instructions are at most {MAX_INSTRUCTIONS:,} characters "
+                         f"({len(text):,} given)")
+    path = ws.root / INSTRUCTIONS_FILE
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)

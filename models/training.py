@@ -386,7 +386,8 @@ def fit(
             batches = [order[s: s + batch_size] for s in range(0, n, batch_size)]
             # BatchNorm cannot train on a single sample
             batches = [b for b in batches if b.numel() >= 2 or n < 2]
-            for idx, xu8 in _prefetched(train_x, batches):
+            nb = len(batches)  # progress counts batches: it moves inside an epoch too
+            for step, (idx, xu8) in enumerate(_prefetched(train_x, batches), 1):
                 xb, yb = prepare_batch(xu8, ys[idx], g, device=device, augment=augment,
                                        synthetic=synthetic)
                 loss = F.cross_entropy(model(xb), yb)
@@ -396,6 +397,9 @@ def fit(
                 total_loss += float(loss.detach())
                 steps += 1
                 seen += idx.numel()
+                if progress is not None and step < nb:
+                    progress((epoch - 1) * nb + step, epochs * nb,
+                             f"epoch {epoch}/{epochs} · batch {step}/{nb}", stage="train")
             train_time += time.perf_counter() - t0
             row = {"epoch": epoch, "loss": round(total_loss / max(steps, 1), 5)}
             if has_val:
@@ -417,10 +421,10 @@ def fit(
                 best_score, hist.best_epoch = score, epoch
                 best_state = copy.deepcopy(model.state_dict())
             if progress is not None:
-                msg = f"loss {row['loss']:.3f}"
+                msg = f"epoch {epoch}/{epochs} done · loss {row['loss']:.3f}"
                 if has_val:
                     msg += f" val bal.acc {row['val_balanced_accuracy']:.3f}"
-                progress(epoch, epochs, msg, stage="train", data=row)
+                progress(epoch * nb, epochs * nb, msg, stage="train", data=row)
     finally:
         for m, mom in zip(bns, saved_momentum):
             m.momentum = mom

@@ -77,7 +77,12 @@ def job_details(job) -> None:
     if not result.get("detector"):
         return
     st.caption(f"job {job.id}: detector {result['detector']} ({result.get('detector_reason', '')})"
-               f" · {result.get('frames', 0)} frames, {result.get('crops_kept', 0)} crops kept")
+               f" · {result.get('frames', 0)} frames, {result.get('crops_kept', 0)} crops kept"
+               + (f", {result['scored']} scored by the active model" if result.get("scored")
+                  else ""))
+    if result.get("skipped") and not result.get("sources"):  # nothing new in it
+        st.info(f"job {job.id}: already extracted ({result['skipped']} of the sources), so "
+                "nothing was added: tick 'Redo sources already extracted' to extract again")
     for line in result.get("errors") or []:
         st.error(f"job {job.id}: {line}")
 

@@ -44,9 +44,16 @@ if history.empty:
     st.caption("No model versions yet. Retrain once some crops are labeled.")
 else:
     cols = [c for c in SHOWN if c in history.columns]
+    headers = {"name": "Version", "active": "Active", "balanced_accuracy": "Balanced accuracy",
+               "accuracy": "Accuracy", "roc_auc": "ROC AUC",
+               "ece": "Calibration error (ECE)", "labels": "Labels", "dataset": "Dataset",
+               "source": "Made by", "created_at": "Created", "promoted_at": "Promoted"}
+    config = {c: st.column_config.Column(headers.get(c, c.replace("_", " ").capitalize()))
+              for c in cols}
+    config |= {c: st.column_config.NumberColumn(headers[c], format="%.3f") for c in
+               ("balanced_accuracy", "accuracy", "roc_auc", "ece") if c in cols}
     st.dataframe(history[cols].iloc[::-1], hide_index=True, width="stretch",
-                 column_config={c: st.column_config.NumberColumn(format="%.3f") for c in
-                                ("balanced_accuracy", "accuracy", "roc_auc", "ece")})
+                 column_config=config)
 
 running = any(j.active for j in jobs.list_jobs(ws, kinds=KINDS))
 names = history["name"].tolist() if not history.empty else []
@@ -54,19 +61,29 @@ train_cfg = ws.config.training
 left, mid, right = st.columns(3)
 with left:
     st.subheader("Retrain")
-    with st.form("retrain_form", border=False):
-        epochs = st.number_input("Epochs", 1, 1000, train_cfg.epochs, key="rt_epochs")
-        init = st.selectbox("Start from", ["active", "none", *names[::-1]], key="rt_init",
-                            help="active: the active model's weights (warm start); none: "
-                            "from scratch; or a version.")
-        overlays = train_cfg.mask_overlays
-        synthetic = st.checkbox("Paste synthetic masks on no_mask crops", key="rt_synth",
-                                value=train_cfg.synthetic_masks, disabled=not overlays,
-                                help=f"mask PNGs from {overlays}" if overlays else
-                                "set training.mask_overlays in config.toml first")
-        force = st.checkbox("Promote even if worse", key="rt_force")
-        go = st.form_submit_button("Retrain now", type="primary", disabled=running)
-    if go:
+    # No st.form: Enter in a field would submit it and start a retrain. Only the button does;
+    # the values are kept for the session (also after the job and across pages).
+    common.kept("rt_epochs", train_cfg.epochs)
+    epochs = st.number_input("Epochs", 1, 1000, key="rt_epochs", on_change=common.keep,
+                             args=("rt_epochs",))
+    inits = ["active", "none", *names[::-1]]
+    common.kept("rt_init", "active")
+    if state.rt_init not in inits:
+        state.rt_init = "active"
+    init = st.selectbox("Start from", inits, key="rt_init", on_change=common.keep,
+                        args=("rt_init",), help="active: the active model's weights (warm "
+                        "start); none: from scratch; or a version.")
+    overlays = train_cfg.mask_overlays
+    common.kept("rt_synth", bool(train_cfg.synthetic_masks))
+    synthetic = st.checkbox("Paste synthetic masks on no_mask crops", key="rt_synth",
+                            on_change=common.keep, args=("rt_synth",), disabled=not overlays,
+                            help=f"mask PNGs from {overlays}" if overlays else
+                            "set training.mask_overlays in config.toml first")
+    common.kept("rt_force", False)
+    force = st.checkbox("Skip the validation gate", key="rt_force", on_change=common.keep,
+                        args=("rt_force",), help="Promote the new version even if it does not "
+                        "beat the active model on the same validation set.")
+    if st.button("Retrain now", type="primary", disabled=running, key="rt_go"):
         _start("retrain", retrain.RetrainOptions(
             epochs=int(epochs), init=init, force=force,
             synthetic_masks=Path(overlays) if synthetic and overlays else None))

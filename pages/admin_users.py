@@ -27,12 +27,17 @@ if state.get("users_msg"):
     kind, text = state.pop("users_msg")
     (st.success if kind == "ok" else st.error)(text)
 people = team.users(ws)
-st.dataframe(people, hide_index=True, width="stretch")
+st.dataframe(people, hide_index=True, width="stretch", column_config={
+    "name": "User name", "role": "Role", "disabled": "Disabled", "labels": "Labels given",
+    "last_label_at": st.column_config.DatetimeColumn("Last label (UTC)",
+                                                     format="YYYY-MM-DD HH:mm")})
 
 left, right = st.columns(2)
 with left:
     st.subheader("Add an account")
-    with st.form("add-user", clear_on_submit=True):
+    if state.pop("users_clear", False):  # after an account was added, not after an error
+        state.new_name = state.new_password = ""
+    with st.form("add-user"):
         name = st.text_input("User name", key="new_name", max_chars=100)
         password = st.text_input("Password", type="password", key="new_password",
                                  help=f"at least {rules.min_password_length} characters")
@@ -41,6 +46,7 @@ with left:
     if added:
         _do(lambda w, n, p: team.add_user(w, n, p, role=role), name.strip(), password,
             done=f"added {role} {name.strip()}")
+        state.users_clear = state.users_msg[0] == "ok"  # a refused password keeps the name
         st.rerun()
 with right:
     st.subheader("Change an account")
@@ -67,3 +73,12 @@ with right:
                 _do(team.set_password, who, new, done=f"new password set for {who}; their "
                     "sessions ended")
                 st.rerun()
+
+st.subheader("Instructions for annotators")
+st.caption("Shown on the Label and Grid pages (Markdown; kept in the workspace as "
+           f"{team.INSTRUCTIONS_FILE}).")
+text = st.text_area("Instructions", team.instructions(ws), height=180, key="instructions_text",
+                    max_chars=team.MAX_INSTRUCTIONS, label_visibility="collapsed")
+if st.button("Save instructions", key="instructions_save"):
+    _do(team.save_instructions, text, done="instructions saved")
+    st.rerun()

@@ -1,13 +1,18 @@
 """Entrypoint of the labeling app: sign-in, then the pages this user's role may open."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
 from annotator import app_server, auth, labeling
 from annotator.errors import AnnotatorError
 from pages import common, session
 
-st.set_page_config(page_title="facemask-annotator", page_icon=":material/masks:", layout="wide")
+# A local icon file: a ":material/...:" page icon makes the browser fetch the favicon from a
+# font CDN, and the app must work offline and talk to no outside host.
+st.set_page_config(page_title="facemask-annotator",
+                   page_icon=str(Path(__file__).with_name("icon.png")), layout="wide")
 state = st.session_state
 
 
@@ -41,11 +46,25 @@ def sign_in() -> None:
         st.caption("No account? Ask an admin (Users page, or `annotator user add NAME`).")
 
 
+def _let_go(ws, annotator_id: int) -> None:
+    """Give back every crop this annotator holds (a claim still running in the background
+    finishes first, or its crops would stay held)."""
+    refill = state.get("label_refill")
+    if refill is not None:
+        try:
+            refill.result(timeout=30)
+        except Exception:  # a failed claim holds nothing
+            pass
+    labeling.release(ws, annotator_id)
+    state.label_cards = state.label_refill = state.grid_cards = None
+    state.holding = False
+
+
 def sign_out() -> None:
     u = common.user()
     ws = common.workspace()
     if u is not None:
-        labeling.release(ws, u["id"])  # held crops go back to the queue
+        _let_go(ws, u["id"])  # held crops go back to the queue
     token = state.get("session_token")
     auth.end_session(ws, token)  # the cookie's token stops working on the server at once
     state.clear()
@@ -81,4 +100,8 @@ if u is not None:
 elif state.get("revoked_token"):
     with st.sidebar:
         session.write_cookie("", 0)
-st.navigation(navigation(None if u is None else u["role"])).run()
+page = st.navigation(navigation(None if u is None else u["role"]))
+if u is not None and state.get("holding") and page.title != state.get("page_title"):
+    _let_go(ws, u["id"])  # left the page that held them: claimable by others at once
+state.page_title = page.title
+page.run()

@@ -1,6 +1,8 @@
 """Altair charts of the pages: readable with one point or fifty, small counts still visible."""
 from __future__ import annotations
 
+import html
+import math
 from typing import Sequence
 
 import altair as alt
@@ -52,18 +54,51 @@ def over_time(df: pd.DataFrame, x: str, columns: Sequence[str], *, title: str,
 
 
 def counts(series: pd.Series, *, title: str, colours: dict[str, str] | None = None) -> alt.Chart:
-    """Horizontal bars on a log scale with the number printed at each bar: 4 next to 4,000
-    is still a bar you can see and a number you can read."""
+    """Horizontal bars on a symmetric-log scale with the number printed at each bar: 1 next
+    to 10,000 is still a bar you can see and a number you can read. (A plain log scale has no
+    0 for a bar to start from: Vega drew no bar at all.)"""
     df = pd.DataFrame({"what": series.index.astype(str), "n": series.values.astype(int)})
-    df["shown"] = df["n"].clip(lower=1)  # log scale: 0 is drawn as 1, its label still says 0
     colour = (alt.Color("what:N", legend=None, scale=alt.Scale(domain=list(colours),
                                                                range=list(colours.values())))
               if colours else alt.value("#1565c0"))
     base = alt.Chart(df).encode(y=alt.Y("what:N", sort=None, title=None))
-    bars = base.mark_bar().encode(x=alt.X("shown:Q", scale=alt.Scale(type="log"),
-                                          title="count (log scale)"), color=colour)
-    text = base.mark_text(align="left", dx=4).encode(x="shown:Q", text=alt.Text("n:Q", format=","))
+    top = max(int(df["n"].max()) if len(df) else 1, 1)
+    x = alt.X("n:Q", scale=alt.Scale(type="symlog", domain=[0, top * 1.6]),
+              axis=alt.Axis(values=[v for v in (0, 1, 10, 100, 1_000, 10_000, 100_000, 1_000_000)
+                                    if v <= top * 1.6], format="~s"),
+              title="count (log scale)")
+    bars = base.mark_bar().encode(x=x, color=colour)
+    text = base.mark_text(align="left", dx=4).encode(x="n:Q", text=alt.Text("n:Q", format=","))
     return (bars + text).properties(height=max(80, 28 * len(df)), title=title)
+
+
+def bar_share(n: int, top: int) -> float:
+    """A bar's length as a share of the longest, on a log scale (log1p): 1 next to 10,000 is
+    still a bar you can see (about 8%), 0 is no bar."""
+    return 0.0 if n <= 0 or top <= 0 else math.log1p(n) / math.log1p(top)
+
+
+def count_bars(series: pd.Series, *, title: str, colours: dict[str, str] | None = None) -> str:
+    """Horizontal bars as plain HTML (``st.html``), the count printed at each bar. Altair's
+    layered bars came out 0 px tall inside the page's columns (no bar, labels on one line);
+    these are drawn by the browser like any text and need no chart library."""
+    rows = [(str(k), int(v)) for k, v in series.items()]
+    top = max([v for _, v in rows] or [0])
+    out = [f'<div class="count-bars"><p style="font-weight:600;margin:0 0 .4rem">'
+           f'{html.escape(title)}</p>']
+    for what, n in rows:
+        colour = (colours or {}).get(what, "#1565c0")
+        share = bar_share(n, top)
+        bar = (f'<span class="count-bar" data-n="{n}" style="display:inline-block;height:1.1rem;'
+               f'width:max(3px, calc({share:.4f} * (100% - 5rem)));background:{colour};'
+               f'border-radius:3px;vertical-align:middle"></span>' if n > 0 else "")
+        out.append(f'<div style="display:flex;align-items:center;gap:.5rem;margin:.2rem 0">'
+                   f'<span style="flex:0 0 7.5rem;text-align:right;font-size:.85rem">'
+                   f'{html.escape(what.replace("_", " "))}</span><span style="flex:1 1 0;'
+                   f'min-width:0">{bar} <span style="font-size:.85rem">{n:,}</span></span></div>')
+    out.append('<p style="font-size:.75rem;opacity:.6;margin:.2rem 0 0">bar length: log '
+               'scale</p></div>')
+    return "".join(out)
 
 
 def histogram(values, *, bins: int = 20, title: str, x_title: str) -> alt.Chart:

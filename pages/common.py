@@ -71,6 +71,26 @@ def recheck_admin() -> dict:
     return {"id": account.id, "name": account.name, "role": account.role}
 
 
+def instructions_panel() -> None:
+    """The team's labeling rules (``instructions.md`` in the workspace), folded away: one click
+    to read them while labeling. Markdown only, no HTML (``st.markdown`` escapes it)."""
+    from annotator import team
+
+    with st.expander("Instructions for annotators", icon=":material/menu_book:"):
+        st.markdown(team.instructions(workspace()))
+
+
+def kept(key: str, default):
+    """Keep a widget's value for the whole session, also across pages (Streamlit forgets a
+    widget's state when its page is left): call before the widget, and give the widget
+    ``key=key, on_change=keep, args=(key,)`` and no ``value``."""
+    st.session_state[key] = st.session_state.get(f"_kept_{key}", default)
+
+
+def keep(key: str) -> None:
+    st.session_state[f"_kept_{key}"] = st.session_state[key]
+
+
 @contextmanager
 def errors_shown():
     """Show an AnnotatorError as one st.error line instead of a traceback."""
@@ -152,6 +172,54 @@ def eta_text(seconds: float | None) -> str:
     return f" · about {seconds / 60:.0f} min left"
 
 
+KIND_WORDS = {"retrain": "retrain", "score": "score the queue", "promote": "promote",
+              "rollback": "roll back", "extract": "extract", "import": "import",
+              "detect": "detect", "cli": "command line"}
+
+
+def job_words(job) -> str:
+    """A job's options in words for its row: ``epochs 5, start from none, skip gate`` rather
+    than ``epochs=5, init='none', force=False`` (unset and false options left out)."""
+    args = job.args if isinstance(job.args, dict) else {}
+    names = {"init": "start from", "force": "skip the validation gate", "redo": "redo",
+             "to_queue": "send hard tracks to the queue"}
+    parts = []
+    for k, v in args.items():
+        if v in (None, False, "", [], {}):
+            continue
+        name = names.get(k, k.replace("_", " "))
+        if v is True:
+            parts.append(name)
+        elif isinstance(v, (list, tuple)):
+            shown = [str(x).rstrip("/").rsplit("/", 1)[-1] for x in v[:3]]
+            parts.append(f"{len(v)} {name}: {', '.join(shown)}{', …' if len(v) > 3 else ''}")
+        elif isinstance(v, dict):
+            continue  # nested settings (a stream's options): too long for a row
+        else:
+            text = str(v).rstrip("/").rsplit("/", 1)[-1] if "/" in str(v) else str(v)
+            parts.append(f"{name} {text[:60]}")
+    return ", ".join(parts)
+
+
+def job_outcome(job) -> tuple[str, str] | None:
+    """What a finished job decided, in words, when it is not plain success: a promotion the
+    validation gate refused says why and what to tick. ``(level, text)``, level ``warning``."""
+    result = job.result if isinstance(job.result, dict) else {}
+    promo = result.get("promote") if job.kind == "retrain" else (
+        result if job.kind == "promote" else None)
+    if not isinstance(promo, dict) or promo.get("promoted", True):
+        return None
+    cand, act = promo.get("candidate_balanced_accuracy"), promo.get("active_balanced_accuracy")
+    version = promo.get("version") or "the new version"
+    if cand is not None and act is not None:
+        why = (f"validation balanced accuracy {cand:.3f} < active {act:.3f}"
+               if round(cand, 3) != round(act, 3) else
+               f"validation balanced accuracy {cand:.4f} < active {act:.4f}")
+        return "warning", (f"{version} not promoted: {why}; tick 'Skip the validation gate' "
+                           "to promote anyway")
+    return "warning", f"{version} not promoted: {promo.get('reason') or 'no reason recorded'}"
+
+
 def render_jobs(ws: Workspace, listed, *, extra=None) -> None:
     from annotator import jobs
 
@@ -159,7 +227,10 @@ def render_jobs(ws: Workspace, listed, *, extra=None) -> None:
         st.caption("no jobs yet")
         return
     for j in listed:
-        label = f"job {j.id} · {j.kind} · {html.escape(j.describe())}"
+        words = job_words(j)
+        label = (f"job {j.id} · {KIND_WORDS.get(j.kind, j.kind)}"
+                 + (f" · {html.escape(words)}" if words else "")
+                 + (f" · by {html.escape(j.started_by)}" if j.started_by else ""))
         if j.active:
             row = st.columns([6, 1])
             text = f"{label} · {j.status} · {j.message or ''}{eta_text(j.eta_s)}"
@@ -178,6 +249,8 @@ def render_jobs(ws: Workspace, listed, *, extra=None) -> None:
             st.error(f"{label} · failed: {j.message or 'no reason recorded'}")
         elif j.status == "cancelled":
             st.warning(f"{label} · cancelled")
+        elif (said := job_outcome(j)) is not None:
+            st.warning(f"{label} · {said[1]}")
         else:
             st.success(f"{label} · done {j.finished_at:%Y-%m-%d %H:%M:%S}" if j.finished_at
                        else f"{label} · done")

@@ -26,19 +26,19 @@ colours = {v: widgets.colour_of(v, ws.config.labels) for v in [*ws.config.labels
 left, right = st.columns(2)
 with left:
     by_status = pd.Series({k: v for k, v in crops.items() if k != "total"})
-    st.altair_chart(charts.counts(by_status, title="Crops by status"), width="stretch")
+    st.html(charts.count_bars(by_status, title="Crops by status"))
     origin = pd.Series(stats.get("crops_by_origin") or {})
     if len(origin) > 1:
-        st.altair_chart(charts.counts(origin, title="Crops by origin (extract / import / detect)"),
-                        width="stretch")
+        st.html(charts.count_bars(origin, title="Crops by origin (extract / import / detect)"))
 with right:
     human = pd.Series(stats["human_labels"], dtype=int)
     imported = pd.Series(stats["labels"], dtype=int).sub(human, fill_value=0).astype(int)
     table = pd.DataFrame({"by people": human, "imported": imported}).fillna(0).astype(int)
     known = {k: c for k, c in colours.items() if k in table.index}
-    st.altair_chart(charts.counts(table["by people"], title="Labels given by people",
-                                  colours=known), width="stretch")
-    st.dataframe(table, width="stretch")
+    st.html(charts.count_bars(table["by people"], title="Labels given by people",
+                              colours=known))
+    st.dataframe(table.rename(columns={"by people": "By people", "imported": "Imported"}),
+                 width="stretch")
 
 autolabel_panel.dashboard_section(ws)
 

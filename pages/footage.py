@@ -9,7 +9,7 @@ import streamlit as st
 
 from annotator.errors import AnnotatorError
 from pages import common
-from pipelines import detect, runner
+from pipelines import detect, runner, score
 
 ws = common.workspace()
 me = common.require_user()
@@ -51,11 +51,14 @@ def _send_hard(run: detect.RunInfo) -> None:
     try:
         common.recheck_admin()
         res = detect.queue_hard(ws, run.path)
+        scored = score.score_new(ws) if res.added else 0  # the active model's guess, at once
     except AnnotatorError as exc:
         st.error(str(exc))
         return
-    state.footage_msg = (f"{res.added} crops of uncertain tracks added to the queue "
-                         f"({res.known} were already there)")
+    # Said next to the button that did it (the top of the page is 2,800 px away).
+    state.footage_sent = (f"{res.added} crops of uncertain tracks added to the queue "
+                          f"({res.known} were already there)"
+                          + (f"; {scored} scored by the active model" if scored else ""))
     st.rerun()
 
 
@@ -139,12 +142,15 @@ st.bar_chart(summary.set_index("minute")[cols], x_label="minute of video", y_lab
              color=["#%02x%02x%02x" % detect.colour(c)[::-1] for c in cols])
 st.subheader("Tracks")
 tracks = detect.table(run, "tracks")
-st.dataframe(tracks[tracks["source"] == src["name"]].drop(columns=["source"]).sort_values("track"),
-             hide_index=True)
+shown = tracks[tracks["source"] == src["name"]].drop(columns=["source"]).sort_values("track")
+st.dataframe(shown, hide_index=True, column_config={  # plain headers, not column names
+    c: st.column_config.Column(c.replace("_", " ").capitalize()) for c in shown.columns})
 hard = f"{rep.get('hard_tracks', 0)} uncertain tracks, {rep.get('hard_crops', 0)} crops"
 if is_admin:
     if st.button(f"Send hard tracks to the queue ({hard})", key="footage_queue",
                  disabled=not rep.get("hard_crops")):
         _send_hard(run)
+    if state.get("footage_sent"):
+        st.info(state.pop("footage_sent"))
 else:
     st.caption(hard)

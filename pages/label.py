@@ -23,6 +23,9 @@ state = st.session_state
 KEYS = labeling.shortcuts(ws.config.labels)
 DECISIONS = [*ws.config.labels, NOT_A_FACE, SKIP]
 COLOURS = {v: widgets.colour_of(v, ws.config.labels) for v in DECISIONS}
+# Crops held for one annotator at a time: few, so a second annotator is never shown an empty
+# queue that is only held; topped up in the background when half of them are decided.
+HOLD = min(cfg.batch_size, 5)
 
 
 @st.cache_resource(show_spinner=False)
@@ -45,8 +48,9 @@ def _merge(cards, more):
 def _cards() -> list:
     """The annotator's batch, current crop first; claimed on first use, refilled ahead of time."""
     if state.get("label_cards") is None:
-        state.label_cards = _claim(cfg.batch_size)
+        state.label_cards = _claim(HOLD)
         state.label_refill = None
+    state.holding = True  # app.py gives them back when the annotator leaves the page
     cards = state.label_cards
     refill = state.get("label_refill")
     if refill is not None and (refill.done() or not cards):
@@ -55,8 +59,8 @@ def _cards() -> list:
             cards = state.label_cards = _merge(cards, refill.result())
         except AnnotatorError as exc:
             state.label_msg = str(exc)
-    if len(cards) <= max(2, cfg.batch_size // 2) and state.get("label_refill") is None:
-        state.label_refill = _prefetcher().submit(_claim, len(cards) + cfg.batch_size)
+    if len(cards) <= HOLD // 2 and state.get("label_refill") is None:
+        state.label_refill = _prefetcher().submit(_claim, HOLD)  # held ones + a top-up
     return cards
 
 
@@ -120,7 +124,8 @@ def _undo() -> None:
     times = state.get("label_times", [])
     state.label_times = times[: max(0, len(times) - len(ids))]
     state.label_msg = (f"undid your last decision on crop #{back[0].crop_id}" if len(ids) == 1
-                       else f"undid your track decision on {len(ids)} crops")
+                       else f"undid your last decision (a track or a grid page) on "
+                       f"{len(ids)} crops")
 
 
 with st.sidebar:
@@ -157,17 +162,26 @@ def _strip_html(card) -> str:
             f'opacity:{1 if m.decidable else .55}" alt="crop {m.crop_id}"/>'
             f'<figcaption>{badge}</figcaption></figure>')
     open_n = sum(m.decidable for m in card.strip)
-    return (f'<div class="track-strip"><p style="margin:.4rem 0;font-size:.85rem">'
-            f'Same person (track {card.track_id}): {len(card.strip)} more crops, {open_n} open '
-            f'· <b>Shift</b> + key labels all open ones</p>'
+    more = f"{len(card.strip)} more {'crop' if len(card.strip) == 1 else 'crops'}"
+    # A column beside the crop and its frame (3 thumbnails a row), not a row below them:
+    # Shift + key needs a look at the strip, and below the fold it is not seen.
+    return (f'<div class="track-strip" style="flex:0 0 222px">'
+            f'<p style="margin:0 0 .4rem;font-size:.85rem">Same person (track {card.track_id}'
+            f'{", " + html.escape(card.source_name) if card.source_name else ""}): {more}, '
+            f'{open_n} open · <b>Shift</b> + key labels all open ones</p>'
             f'<div style="display:flex;gap:6px;flex-wrap:wrap">{"".join(thumbs)}</div></div>')
 
 
 def _end_of_queue() -> None:
     st.success("Nothing left to label right now.")
     done = state.get("label_done", 0)
-    st.markdown(f"You labeled **{done}** crops in this session." if done else
-                "The queue is empty.")
+    others = labeling.held_by_others(ws, me["id"])
+    if done:
+        st.markdown(f"You labeled **{done}** crops in this session.")
+    elif not others:
+        st.markdown("The queue is empty.")
+    if others:  # not empty: held by someone else for now
+        st.info(others)
     if me["role"] == "admin":
         st.markdown("Next: **retrain** so the queue is re-ranked by a model that learned from "
                     "these labels, or **extract** more footage.")
@@ -216,10 +230,12 @@ def panel() -> None:
     guess = f"<p><b>{common.guess_text(card)}</b></p>" if show_guess else ""
     show_context = card.context is not None and (
         context_mode == "always" or (context_mode == "small crops" and card.small))
-    context = (f'<figure style="margin:0"><img src="{card.context_uri()}" class="context-view" '
-               f'width="{labeling.CONTEXT_WIDTH}" alt="frame around crop {card.crop_id}" '
-               f'style="border-radius:4px"/><figcaption style="font-size:.8rem;opacity:.7">frame '
-               f'{card.frame_index}, around the head</figcaption></figure>') if show_context else ""
+    context = (f'<figure style="margin:0;flex:1 1 0;min-width:0;max-width:'
+               f'{labeling.CONTEXT_WIDTH}px"><img src="{card.context_uri()}" '
+               f'class="context-view" alt="frame around crop {card.crop_id}" '
+               f'style="border-radius:4px;width:100%;height:auto"/><figcaption '
+               f'style="font-size:.8rem;opacity:.7">frame {card.frame_index}, around the head'
+               f'</figcaption></figure>') if show_context else ""
     if state.get("trail_shown_id") != card.crop_id:  # privacy: the audit trail, off the key path
         state.trail_shown_id = card.crop_id
         trail.record_later(ws, me["name"], trail.VIEW, page="label", crop_ids=[card.crop_id])
@@ -230,15 +246,19 @@ def panel() -> None:
         context = ('<p class="frame-gone" style="opacity:.7;font-size:.85rem">frame is gone: '
                    'its source was deleted (retention or erasure)</p>')
     # One HTML block + one row of buttons per key press: every element is one message from the
-    # server, and the next crop appears sooner with ~8 of them than with ~25.
+    # server, and the next crop appears sooner with ~8 of them than with ~25. Crop, frame and
+    # track strip side by side, each shrinking to fit: all of it above the fold at 1366x768.
     st.html(
+        '<style>.label-panel .crop-col img{max-width:100%;height:auto}</style>'
         f'<div class="label-panel"><p>{counters}</p>'
-        f'<div style="display:flex;gap:1.5rem;align-items:flex-start;flex-wrap:wrap">'
-        f'<div>{common.crop_html(card, size=size, pixelated=pixelated)}'
+        f'<div style="display:flex;gap:1.2rem;align-items:flex-start">'
+        f'<div class="crop-col" style="flex:0 1 {size}px;min-width:120px">'
+        f'{common.crop_html(card, size=size, pixelated=pixelated)}'
         f'<p class="crop-about" style="opacity:.7;font-size:.85rem">{about}</p>{guess}</div>'
-        f'{context}</div>{_strip_html(card)}'
-        f'<p style="opacity:.6;font-size:.8rem">{len(cards)} crops held for you; they return to '
-        f'the queue {cfg.lease_seconds // 60} min after you leave. Press ? for every key.</p></div>'
+        f'{context}{_strip_html(card)}</div>'
+        f'<p style="opacity:.6;font-size:.8rem">{len(cards)} '
+        f'{"crop" if len(cards) == 1 else "crops"} held for you; they go back to the queue when '
+        f'you leave this page or sign out. Press ? for every key.</p></div>'
     )
     with st.container(horizontal=True):
         for value in ws.config.labels:
@@ -257,3 +277,4 @@ def panel() -> None:
 
 
 panel()
+common.instructions_panel()

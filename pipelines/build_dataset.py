@@ -1,6 +1,7 @@
 """Job: freeze the current labels into a versioned dataset.
 
-Writes ``datasets/NAME/{train,val}/<label>/<crop_id>.png`` and ``manifest.csv`` (crop id,
+Writes ``datasets/NAME/{train,val}/<label>/<crop_id>.<ext>`` (hard links to the stored crops,
+not copies) and ``manifest.csv`` (crop id,
 source, track, label, annotators, split, group, sha256, file). The crops' tensors at the
 classifier's input size go to the workspace's tensor cache (``annotator.cache``, keyed by
 sha256), so training and evaluation start without decoding files and a crop in several
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from sqlalchemy import func, select
 
 from annotator import cache as tensor_cache
 from annotator import db, images, reports
@@ -187,20 +189,17 @@ def _write_files(ws, root: Path, labels, split, groups, track, progress) -> list
         for label in ws.config.labels:
             (root / sp / label).mkdir(parents=True, exist_ok=True)
     for i, r in enumerate(labels.itertuples(index=False)):
-        rel = f"{split[i]}/{r.label}/{int(r.crop_id)}.png"
         src = ws.store.path(r.path)
         if not src.is_file():
             raise InputError(f"crop {int(r.crop_id)}: its file {src} is missing")
-        if src.suffix.lower() == ".png":
-            try:
-                os.link(src, root / rel)  # same bytes, no copy
-            except OSError:
-                shutil.copyfile(src, root / rel)
-        else:  # the decoded pixels, losslessly: they give the same tensor as the original
-            bgr = images.read_bgr(src)
-            if bgr is None:
-                raise InputError(f"crop {int(r.crop_id)}: {src} is not a readable image")
-            (root / rel).write_bytes(images.encode_png(bgr))
+        # A hard link to the content-addressed crop, whatever its format: a dataset version
+        # costs its manifest and directory entries, not a copy of every crop (JPEG crops used
+        # to be re-encoded as PNG copies: 99 MB a version for 27 MB of crops).
+        rel = f"{split[i]}/{r.label}/{int(r.crop_id)}{src.suffix.lower() or '.png'}"
+        try:
+            os.link(src, root / rel)
+        except OSError:  # another file system: the bytes, unchanged
+            shutil.copyfile(src, root / rel)
         rows.append({"crop_id": int(r.crop_id), "source": r.source_key,
                      "track": "" if track[i] is None else track[i], "label": r.label,
                      "annotators": r.annotators, "split": split[i], "group": int(groups[i]),
@@ -208,6 +207,20 @@ def _write_files(ws, root: Path, labels, split, groups, track, progress) -> list
         if i % 500 == 0:
             progress(len(labels) // 2 + i // 2, len(labels), "writing files", stage="dataset")
     return rows
+
+
+def discard(ws: Workspace, name: str) -> bool:
+    """Remove a dataset version no model refers to (its row and folder): what a cancelled or
+    failed retrain built. Returns whether it was removed."""
+    with ws.session() as s:
+        ds = db.get_dataset(s, name)
+        if ds is None or s.scalar(select(func.count()).select_from(db.ModelVersion)
+                                  .where(db.ModelVersion.dataset_id == ds.id)):
+            return False
+        path = ws.root / ds.path
+        s.delete(ds)
+    shutil.rmtree(path, ignore_errors=True)
+    return True
 
 
 def read_manifest(ws: Workspace, name: str) -> tuple[db.Dataset, list[dict]]:

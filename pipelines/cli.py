@@ -120,8 +120,13 @@ def init_cmd(project: ProjectOpt = DEFAULT_PROJECT, as_json: JsonOpt = False):
 
     existed = (project / "config.toml").exists()
     ws = Workspace.init(project)
-    emit({"project": str(ws.root), "created": not existed}, as_json,
-         f"{'workspace ready' if existed else 'created workspace'} at {ws.root}")
+    where = f" --project {ws.root.resolve()}"
+    steps = [f"annotator user add NAME --role admin{where}",  # the first admin (asks a password)
+             f"annotator extract VIDEO_OR_FOLDER{where}",  # crops to label (or import-folder)
+             f"annotator app{where}"]  # then open http://127.0.0.1:8501 and sign in
+    emit({"project": str(ws.root), "created": not existed, "next": steps}, as_json,
+         f"{'workspace ready' if existed else 'created workspace'} at {ws.root}\nnext:\n"
+         + "\n".join(f"  {c}" for c in steps))
 
 
 @command(app, "import-folder")

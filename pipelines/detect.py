@@ -138,6 +138,7 @@ class DetectReport:
     hard_tracks: int = 0
     hard_crops: int = 0
     queued: int | None = None  # crops added to the queue (None: not asked)
+    scored: int = 0  # queued crops the active model scored before the job ended
     codec: str | None = None
     backend: str = ""
     seconds: float = 0.0
@@ -325,6 +326,9 @@ def run(ws: Workspace, opts: DetectOptions, progress: ProgressFn = silent) -> De
         raise
     if opts.to_queue:
         report.queued = queue_hard(ws, out).added
+        if report.queued:  # ranked (and guessed) at once, not after the next promotion
+            from pipelines import score
+            report.scored = score.score_new(ws, progress)
         report.seconds = round(time.perf_counter() - t0, 2)
         _write_json(out / "report.json", report)
     return report

@@ -109,6 +109,7 @@ class ExtractReport:
     tracks: int = 0
     crops_kept: int = 0
     crops_removed: int = 0  # unlabeled crops of earlier runs removed by redo
+    scored: int = 0  # new crops the active model scored before the job ended
     dropped: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -228,6 +229,9 @@ def run(ws: Workspace, opts: ExtractOptions, progress: ProgressFn = silent) -> E
         results = _run_parallel(ws, specs, settings, workers, progress, images)
     for res in results:
         _merge(report, res)
+    if report.crops_kept:  # ranked (and guessed) at once, not after the next promotion
+        from pipelines import score
+        report.scored = score.score_new(ws, progress)
     if opts.delete_source_after:  # privacy: footage kept no longer than needed; crops stay
         for res in results:
             if res.status == "done" and res.kind in ("video", "image") and Path(res.uri).is_file():

@@ -29,6 +29,7 @@ class ImportReport:
     unreadable: int = 0
     unreadable_files: list[str] = field(default_factory=list)
     labels: dict[str, int] = field(default_factory=dict)
+    scored: int = 0  # new crops the active model scored before the job ended
     seconds: float = 0.0
 
 
@@ -61,6 +62,9 @@ def run(ws: Workspace, opts: ImportOptions, progress: ProgressFn = silent) -> Im
         _import_chunk(ws, root, files[start : start + CHUNK], source_id, importer_id, opts, report)
         progress(min(start + CHUNK, len(files)), len(files), f"{report.added} added",
                  stage="import")
+    if report.added:  # ranked (and guessed) at once, not after the next promotion
+        from pipelines import score
+        report.scored = score.score_new(ws, progress)
     report.seconds = round(time.perf_counter() - t0, 2)
     return report
 

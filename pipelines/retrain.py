@@ -2,7 +2,8 @@
 
 build-dataset -> train -> promote if at least as good as the active model on the frozen
 validation set (the candidate's figure comes from training, not a second scoring) -> score the
-crops the active model has not scored yet.
+crops the active model has not scored yet. A cancelled or failed training leaves no dataset
+version behind (a dataset version is its manifest plus hard links, see build_dataset).
 """
 from __future__ import annotations
 
@@ -47,15 +48,21 @@ def run(ws: Workspace, opts: RetrainOptions, progress: ProgressFn = silent) -> R
                   val_fraction=opts.val_fraction)
     built = build_dataset.run(ws, build_dataset.BuildOptions(val_fraction=opts.val_fraction),
                               under(progress, "dataset"))
-    trained = train.run(ws, train.TrainOptions(
-        dataset=built.name, epochs=opts.epochs, batch_size=opts.batch_size, lr=opts.lr,
-        init=opts.init, synthetic_masks=opts.synthetic_masks), under(progress, "train"))
+    try:
+        trained = train.run(ws, train.TrainOptions(
+            dataset=built.name, epochs=opts.epochs, batch_size=opts.batch_size, lr=opts.lr,
+            init=opts.init, synthetic_masks=opts.synthetic_masks), under(progress, "train"))
+    except BaseException:  # cancelled (the runner's JobCancelled) or failed: leave nothing
+        build_dataset.discard(ws, built.name)
+        raise
     promoted = versions.promote(ws, versions.PromoteOptions(version=trained.version,
                                                             force=opts.force),
                                 under(progress, "promote"), candidate_val=trained.val)
     active = versions.get(ws).name
     scored = None
     if opts.score:
-        scored = asdict(score.run(ws, score.ScoreOptions(), under(progress, "score")))
+        # labeled crops too: Review checks every label (imported ones included) against it
+        scored = asdict(score.run(ws, score.ScoreOptions(labeled=True),
+                                  under(progress, "score")))
     return RetrainReport(dataset=asdict(built), train=asdict(trained), promote=asdict(promoted),
                          score=scored, active=active, seconds=round(time.perf_counter() - t0, 2))

@@ -247,11 +247,16 @@ class _Reporter:
             return
         self.last = now
         text = f"{stage + ': ' if stage else ''}{done}" + (f"/{total}" if total else "")
+        text = f"{text} {message}"
+        eta = self.staged.eta_s()
+        stamp = db.utcnow()
+        detail = {**self.detail, "eta_s": None if eta is None else round(eta, 1),
+                  "eta_at": stamp.isoformat()}
         with self.lock, self.ws.session() as s:
-            db.update_job(s, self.job_id, progress=frac, message=f"{text} {message}".strip(),
-                          heartbeat_at=db.utcnow(), detail=self.detail or None)
+            db.update_job(s, self.job_id, progress=frac, message=text.strip(),
+                          heartbeat_at=stamp, detail=detail)
             cancel = db.get_job(s, self.job_id)["cancel_requested"]
-        print(f"[progress] {frac:.3f} {text} {message}", file=sys.stderr, flush=True)
+        print(f"[progress] {frac:.3f} {text}", file=sys.stderr, flush=True)
         if cancel:
             raise JobCancelled()
 

@@ -1,4 +1,5 @@
-"""Job: score every unlabeled crop with a model version (the active one by default).
+"""Job: score every unlabeled crop (``labeled``: and every labeled one) with a model version
+(the active one by default).
 
 Per chunk of crops: read their tensors from the workspace's tensor cache (``annotator.cache``:
 decoded once, memory-mapped; a miss is decoded from its file and added), run the model in
@@ -43,6 +44,7 @@ class ScoreOptions:
     backend: str = "auto"  # auto (ONNX Runtime, or PyTorch on CUDA without ORT's) | torch | onnx
     cache: bool = True  # False: decode every file again and leave the cache alone
     quantize: bool = False  # int8 ONNX graph, if it passes the validation check
+    labeled: bool = False  # labeled crops too (Review checks every label against the model)
 
 
 @dataclass
@@ -74,7 +76,8 @@ def run(ws: Workspace, opts: ScoreOptions, progress: ProgressFn = silent) -> Sco
     report = ScoreReport(model=mv.name, active=bool(mv.active))
     check_on = _check_dataset(ws, mv, opts) if opts.quantize else None  # refuse before reading
     with ws.read_session() as s:
-        total = db.count(s, db.Crop, db.Crop.status == db.CropStatus.UNLABELED)
+        statuses = [db.CropStatus.UNLABELED] + ([db.CropStatus.LABELED] if opts.labeled else [])
+        total = db.count(s, db.Crop, db.Crop.status.in_(statuses))
     todo = total if opts.limit is None else min(total, opts.limit)
     reader = _Reader(ws, mv.id, opts)
     with ThreadPoolExecutor(max_workers=1) as pool:
@@ -117,7 +120,8 @@ class _Reader:
         batch = []
         if size > 0:
             with self.ws.read_session() as s:
-                batch = db.unscored_crops(s, self.version_id, after_id=self.after, limit=size)
+                batch = db.unscored_crops(s, self.version_id, after_id=self.after, limit=size,
+                                          labeled=opts.labeled)
         ids = np.array([cid for cid, _, _ in batch], dtype=np.int64)
         if not batch:
             return ids, np.zeros((0, images.MODEL_SIZE, images.MODEL_SIZE, 3), np.uint8), ids > 0
@@ -223,3 +227,19 @@ def _score_chunk(ws, infer, mv, ids, x, opts, report) -> None:
     with ws.session() as s:  # one bulk insert (+ one bulk priority update) per chunk
         report.priorities_set += db.add_predictions(s, rows, set_priority=True)
     report.scored += len(ids)
+
+
+def score_new(ws: Workspace, progress: ProgressFn = silent) -> int:
+    """Score what the active model has not scored yet, as the last step of a job that added
+    crops (extract, import, detect ``--to-queue``), so new crops are ranked (and show the
+    model's guess) when the job ends, not after the next promotion. Returns how many were
+    scored: 0 with no active model, or one whose file is not on disk (a workspace made in code
+    by the tests' factory)."""
+    from annotator.progress import under
+
+    with ws.read_session() as s:
+        mv = db.active_model(s)
+        path = None if mv is None else ws.root / mv.path
+    if path is None or not path.exists():
+        return 0
+    return run(ws, ScoreOptions(labeled=True), under(progress, "score")).scored

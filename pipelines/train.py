@@ -70,6 +70,9 @@ def run(ws: Workspace, opts: TrainOptions, progress: ProgressFn = silent) -> Tra
     ds_classes = list((ds.counts or {}).get("classes") or classes)
     if ds_classes != classes:
         raise InputError(f"dataset {ds.name} has classes {ds_classes}; the workspace has {classes}")
+    # After the input checks (a refused run prints its one line, no bar): from here on the
+    # job's row says "train", not the finished dataset stage.
+    progress(0, None, "reading the dataset")
     train = load_split(ws, ds.name, "train", classes, lazy=True)  # batches from the memmap
     val = load_split(ws, ds.name, "val", classes)
     missing = [c for i, c in enumerate(classes) if not (train.y == i).any()]

@@ -168,6 +168,21 @@ def test_grid_submit_is_all_or_nothing(ws):
     assert active_labels(ws, "bob") == {}
 
 
+def test_grid_without_a_model_sends_undecided_crops_and_one_undo_takes_a_page_back(
+        tmp_path, monkeypatch):
+    with factory.served(tmp_path / "bare", monkeypatch, 60, model=False) as bare:
+        at = signed_in(bare, "bob", "grid.py")
+        items = grid_data(at)["items"]
+        assert {it["value"] for it in items} == {None}  # no default class to save unseen
+        assert grid_data(at)["undo_key"] == "z"
+        bob = factory.user_id(bare, "bob")
+        page = {it["id"]: "mask" for it in items[:5]}
+        assert labeling.submit_page(bare, bob, page) == 5
+        back = labeling.undo(bare, bob)
+        assert sorted(c.crop_id for c in back) == sorted(page)  # the whole page, one undo
+        assert active_labels(bare, "bob") == {}
+
+
 def test_review_lists_disagreements_and_contradictions_and_relabels(ws):
     alice, bob = factory.user_id(ws, "alice"), factory.user_id(ws, "bob")
     from sqlalchemy import update
@@ -316,6 +331,21 @@ def test_users_page_adds_an_account_that_can_sign_in(ws):
         assert auth.authenticate(s, "carol", "carol-password").role == "annotator"
 
 
+def test_users_page_keeps_the_name_after_a_refused_password_and_reads_in_words(ws):
+    at = signed_in(ws, "root", "admin_users.py")
+    at.text_input(key="new_name").input("dave")
+    at.text_input(key="new_password").input("x")
+    at.button[0].click().run()
+    assert at.error and at.text_input(key="new_name").value == "dave"  # type only the password
+    at.text_input(key="new_password").input("dave-password-1")
+    at.button[0].click().run()
+    assert at.success and at.text_input(key="new_name").value == ""
+    shown = at.dataframe[0]
+    assert "dave" in set(shown.value["name"])
+    config = shown.proto.columns  # the headers the browser shows, not the frame's names
+    assert "Last label (UTC)" in config and "Labels given" in config
+
+
 def test_label_page_cold_start_without_model(tmp_path, monkeypatch):
     ws = factory.build(tmp_path / "cold", 120, model=False)
     monkeypatch.setenv("ANNOTATOR_PROJECT", str(ws.root))
@@ -384,10 +414,10 @@ def test_users_page_disables_changes_role_and_resets_password(ws):
     at.button(key="user_role").click().run()
     assert auth.sign_in(ws, "alice", "alice-password").role == "admin"
     at.text_input(key="reset_password").input("short")
-    at.button[-1].click().run()
+    next(b for b in at.button if b.label == "Set password").click().run()
     assert "at least 10 characters" in at.error[0].value
     at.text_input(key="reset_password").input("alice-new-password")
-    at.button[-1].click().run()
+    next(b for b in at.button if b.label == "Set password").click().run()
     assert auth.sign_in(ws, "alice", "alice-new-password").name == "alice"
     at.selectbox(key="edit_user").set_value("root").run()
     at.button(key="user_role").click().run()  # root makes itself an annotator (alice is admin)
@@ -403,8 +433,58 @@ def test_browse_page_fixes_my_recent_label_and_filters_by_track(ws):
     assert "mine_7_mask" not in {b.key for b in at.button}  # its current label
     at.button(key="mine_7_no_mask").click().run()
     assert active_labels(ws, "alice")[7] == "no_mask"
+    at.radio(key="browse_view").set_value("All crops").run()
     at.number_input(key="browse_track").set_value(1).run()  # crops 5..8 are track 1
     shown = {int(h.value.split('data-crop-id="')[1].split('"')[0]) for h in at.get("html")
              if 'data-crop-id="' in h.value}
     assert {5, 6, 7, 8} <= shown
     assert not any(b.key.startswith("all_") for b in at.button)  # annotators: own labels only
+
+
+def test_browse_pages_filters_and_relabels_a_selection(ws):
+    at = signed_in(ws, "root", "browse.py")
+    at.radio(key="browse_view").set_value("All crops").run()
+    assert not at.exception
+
+    def shown():
+        return [int(h.value.split('data-crop-id="')[1].split('"')[0]) for h in at.get("html")
+                if 'data-crop-id="' in h.value]
+
+    first = shown()
+    assert len(first) == 60  # 300 crops: a page of 60
+    at.button(key="browse_next").click().run()
+    second = shown()
+    assert len(second) == 60 and not set(first) & set(second)
+    at.checkbox(key=f"sel_{second[0]}").check().run()
+    at.checkbox(key=f"sel_{second[1]}").check().run()
+    at.button(key="bulk_not_a_face").click().run()
+    assert not at.exception
+    assert {c: v for c, v in active_labels(ws, "root").items()} == {
+        second[0]: "not_a_face", second[1]: "not_a_face"}
+    assert at.radio(key="browse_view").value == "All crops"  # the view stays where it was
+    at.selectbox(key="browse_label").set_value("not_a_face").run()
+    assert sorted(shown()) == sorted(second[:2])  # filtered (and back to page 1)
+    at.selectbox(key="browse_label").set_value("any").run()
+    at.slider(key="browse_unsure").set_value(0.9).run()
+    unsure = shown()
+    ids, probs, _ = factory_probs(ws, unsure)
+    assert unsure and len(unsure) < 60 and (probs.max(axis=1) <= 0.75).all()
+
+
+def factory_probs(ws, crop_ids):
+    with ws.read_session() as s:
+        return reports.prediction_arrays(s, labeling.active_model(ws).id, crop_ids)
+
+
+def test_admin_edits_the_instructions_that_annotators_read(ws):
+    at = signed_in(ws, "root", "admin_users.py")
+    at.text_area(key="instructions_text").input("**Chin masks** count as no_mask.\n\n<b>x</b>")
+    at.button(key="instructions_save").click().run()
+    assert not at.exception and "instructions saved" in at.success[0].value
+    assert (ws.root / "instructions.md").read_text().startswith("**Chin masks**")
+    alice = signed_in(ws, "alice", "label.py")
+    shown = [m.value for m in alice.markdown if "Chin masks" in m.value]
+    assert shown and not any(m.allow_html for m in alice.markdown if "Chin masks" in m.value)
+    from annotator import team
+    with pytest.raises(Exception, match="at most"):
+        team.save_instructions(ws, "x" * (team.MAX_INSTRUCTIONS + 1))

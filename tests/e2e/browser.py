@@ -131,9 +131,10 @@ def chromium():
             browser.close()
 
 
-def sign_in(browser, url: str, name: str, password: str, *, shot: str | None = None):
+def sign_in(browser, url: str, name: str, password: str, *, shot: str | None = None,
+            viewport: tuple[int, int] = (1400, 1000)):
     """A fresh browser context (its own Streamlit session) signed in as ``name``."""
-    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+    ctx = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
     page = ctx.new_page()
     page.set_default_timeout(30_000)
     page.goto(url)

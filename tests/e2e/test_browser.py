@@ -70,7 +70,7 @@ def test_two_annotators_keyboard_undo_grid(served):
         assert B.press_and_wait(alice, "z", a) == last
         B.screenshot(alice, "03-label-after-undo")
 
-        # Grid: one click sets a crop to the next class, one key submits the page.
+        # Grid: a click moves the cursor, a key sets the crop, one key submits the page.
         B.open_page(alice, "Grid", ".fma-cell")
         cells = alice.locator(".fma-cell")
         n_grid = cells.count()
@@ -78,7 +78,10 @@ def test_two_annotators_keyboard_undo_grid(served):
         first = cells.first
         flipped = int(first.get_attribute("data-crop-id"))
         before = first.get_attribute("data-value")
-        first.click()
+        first.click()  # focuses only; the key decides
+        assert first.get_attribute("data-value") == before
+        alice.evaluate("() => document.activeElement && document.activeElement.blur()")
+        alice.keyboard.press("n" if before == "mask" else "m")
         after = first.get_attribute("data-value")
         assert after != before
         B.screenshot(alice, "04-grid")

@@ -146,17 +146,45 @@ def test_cancel_a_running_retrain_from_the_models_page(served, tmp_path):
     ws.dispose()
 
 
+def test_label_page_shows_crop_frame_strip_and_keys_above_the_fold_at_1366(served):
+    url, _ = served
+    with B.chromium() as browser:
+        page = B.sign_in(browser, url, "alice", "alice-password", viewport=(1366, 768))
+        B.shown_crop(page)
+        page.locator(".track-strip img").first.wait_for()
+        page.locator("img.context-view").first.wait_for()
+        B.settle(page)
+        box = {name: page.locator(sel).first.bounding_box() for name, sel in [
+            ("crop", B.CROP), ("frame", "img.context-view"), ("strip", ".track-strip"),
+            ("keys", ".st-key-btn_skip button")]}
+        B.screenshot(page, "16-label-1366")
+    for name, b in box.items():  # every part inside the 1366x768 window, nothing below it
+        assert b["x"] >= 0 and b["x"] + b["width"] <= 1366 and b["y"] + b["height"] <= 768, (name, b)
+    assert box["crop"]["x"] + box["crop"]["width"] <= box["frame"]["x"]  # side by side
+    assert box["frame"]["x"] + box["frame"]["width"] <= box["strip"]["x"]
+
+
 def test_screenshots_of_every_page(served):
     url, _ = served
     from pages.common import PAGES
 
+    from urllib.parse import urlparse
+
+    outside = []
     with B.chromium() as browser:
-        page = B.sign_in(browser, url, "root", "root-password")
+        page = B.sign_in(browser, url, "root", "root-password", viewport=(1366, 768))
+        page.context.on("request", lambda r: outside.append(r.url) if urlparse(r.url).hostname
+                        not in (None, "127.0.0.1", "localhost") else None)
+        page.wait_for_function("() => document.cookie.includes('fma_session=')")
+        page.reload()  # the favicon and fonts are asked for again, now watched
+        page.get_by_text("signed in as root").wait_for()
+        ready = {"label.py": B.CROP, "grid.py": ".fma-cell"}  # the others have a title
         for _section, script, title, _icon, _admin in PAGES:
-            B.open_page(page, title, "[data-testid='stMain']")
+            B.open_page(page, title, ready.get(script, "[data-testid='stMain'] h1"))
             B.screenshot(page, f"20-page-{Path(script).stem}")
     shots = {p.stem for p in B.ARTIFACTS.glob("20-page-*.png")}
     assert {f"20-page-{Path(p[1]).stem}" for p in PAGES} <= shots
+    assert outside == []  # no request to any other host: the app works offline as it is
 
 
 def _port_free(port: int) -> bool:

@@ -17,6 +17,16 @@ def cli(*args, input=None):
     return runner.invoke(app, [str(a) for a in args], input=input)
 
 
+def test_init_says_the_next_commands(tmp_path):
+    ws = tmp_path / "ws"
+    r = cli("init", "--project", ws)
+    assert r.exit_code == 0 and "next:" in r.output
+    assert f"annotator user add NAME --role admin --project {ws.resolve()}" in r.output
+    assert f"annotator app --project {ws.resolve()}" in r.output
+    again = json.loads(cli("init", "--project", ws, "--json").stdout)
+    assert again["created"] is False and again["next"][0].startswith("annotator user add")
+
+
 def test_init_import_stats_export(tmp_path):
     ws = tmp_path / "ws"
     folder = write_image_folder(tmp_path / "in", {"mask": 7, "no_mask": 5})

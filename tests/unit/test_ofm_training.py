@@ -33,8 +33,12 @@ def test_fit_learns_and_keeps_best_epoch():
     m = OFMClassifier()
     seen = []
     h = fit(m, tx, ty, vx, vy, epochs=3, batch_size=32, lr=2e-3, seed=0,
-            progress=lambda d, t, msg, **kw: seen.append((d, t, msg)))
-    assert [s[0] for s in seen] == [1, 2, 3] and "val bal.acc" in seen[-1][2]
+            progress=lambda d, t, msg, **kw: seen.append((d, t, msg, kw.get("data"))))
+    # 192 crops in batches of 32: 6 batches an epoch, counted as they go; one row per epoch.
+    assert [s[0] for s in seen] == list(range(1, 19)) and {s[1] for s in seen} == {18}
+    epochs = [s for s in seen if s[3] is not None]
+    assert [s[0] for s in epochs] == [6, 12, 18] and "val bal.acc" in seen[-1][2]
+    assert seen[0][2] == "epoch 1/3 · batch 1/6"
     assert len(h.epochs) == 3 and 1 <= h.best_epoch <= 3
     best = max(e["val_balanced_accuracy"] for e in h.epochs)
     assert h.best_val_balanced_accuracy == best
