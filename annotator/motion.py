@@ -28,6 +28,8 @@ Examples
 """
 from __future__ import annotations
 
+import base64
+
 import numpy as np
 
 __all__ = ["MotionGate", "merge_windows", "shrink"]
@@ -110,6 +112,25 @@ class MotionGate:
         ``hold_s`` seconds, so a person who stops moving is still looked for."""
         for b in np.asarray(boxes, dtype=float).reshape(-1, 4):
             self._seen.append((float(t), tuple(int(round(v)) for v in b)))
+
+    def state(self) -> dict:
+        """Everything the gate knows, as JSON-able values (a resumed run goes on exactly)."""
+        bg = None if self._bg is None else {
+            "shape": list(self._bg.shape),
+            "data": base64.b64encode(self._bg.astype("<f4").tobytes()).decode("ascii")}
+        return {"frame_size": [self.frame_w, self.frame_h], "step": self.step, "bg": bg,
+                "t": self._t, "seen": [[t, *b] for t, b in self._seen]}
+
+    @classmethod
+    def from_state(cls, state: dict, **settings) -> "MotionGate":
+        gate = cls(tuple(state["frame_size"]), **settings)
+        gate.step = int(state["step"])
+        if state.get("bg"):
+            raw = base64.b64decode(state["bg"]["data"])
+            gate._bg = np.frombuffer(raw, "<f4").reshape(state["bg"]["shape"]).astype(np.float32)
+        gate._t = float(state["t"])
+        gate._seen = [(float(t), tuple(int(v) for v in b)) for t, *b in state["seen"]]
+        return gate
 
     # -- frame pixels --
     def _frame_box(self, cells: Box) -> Box:

@@ -287,6 +287,8 @@ class _SourceRun:
         saved = stats.get("resume") if start > 0 and spec.kind != "stream" else None
         if saved:  # interrupted: same tracker, same crops waiting for their tracks to end
             self.tracker = Tracker.from_state(saved["tracker"])
+            if saved.get("motion"):  # and the same background
+                self._motion = MotionGate.from_state(saved["motion"])
             self.pending = {int(k): v for k, v in saved["pending"].items()}
         else:
             # A continued source (a stream, a run stopped by --max-seconds) numbers its new
@@ -440,6 +442,8 @@ class _SourceRun:
                        for k, cs in self.pending.items()}
             self.timings["crop_store"] += time.perf_counter() - t
             stats["resume"] = {"tracker": self.tracker.state(), "pending": pending}
+            if getattr(self, "_motion", None) is not None:
+                stats["resume"]["motion"] = self._motion.state()
         t = time.perf_counter()
         with self.ws.session() as s:
             new_ids = queue.add_crops(s, self.source_id, self.to_add)

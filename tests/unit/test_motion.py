@@ -3,6 +3,7 @@ a moving blob a window around it, a face seen lately a window for ``hold_s`` sec
 from __future__ import annotations
 
 import doctest
+import json
 
 import numpy as np
 import pytest
@@ -100,3 +101,19 @@ def test_bad_settings_are_refused():
         MotionGate((0, 10))
     with pytest.raises(ValueError):
         MotionGate((W, H), tau_s=0)
+
+
+def test_a_gate_rebuilt_from_its_state_goes_on_exactly():
+    rng, base = np.random.default_rng(6), scene()
+    frames = []
+    for i in range(12):
+        img = base.copy()
+        img[100:180, 40 * i:40 * i + 50] = 230
+        frames.append(noisy(img, rng))
+    a = MotionGate((W, H))
+    for i, f in enumerate(frames[:6]):
+        a.windows(f, i / 2)
+    a.seen([(200, 100, 250, 180)], 2.5)
+    b = MotionGate.from_state(json.loads(json.dumps(a.state())))
+    for i, f in enumerate(frames[6:], 6):
+        assert a.windows(f, i / 2) == b.windows(f, i / 2)
