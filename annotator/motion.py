@@ -84,6 +84,9 @@ class MotionGate:
     def windows(self, frame: np.ndarray, t: float) -> list[Box]:
         """Windows ``(x0, y0, x1, y1)`` of ``frame`` (BGR or grey uint8) to run the detector on at
         time ``t`` seconds; ``[]`` means nothing moved and no face was seen lately."""
+        h, w = frame.shape[:2]
+        if (w, h) != (self.frame_w, self.frame_h):  # a stream changed resolution: start over
+            self.frame_w, self.frame_h, self._bg, self._seen = w, h, None, []
         small = shrink(frame, self.step)
         if self._bg is None or self._bg.shape != small.shape:
             self._bg, self._t = small, float(t)

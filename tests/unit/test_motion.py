@@ -117,3 +117,12 @@ def test_a_gate_rebuilt_from_its_state_goes_on_exactly():
     b = MotionGate.from_state(json.loads(json.dumps(a.state())))
     for i, f in enumerate(frames[6:], 6):
         assert a.windows(f, i / 2) == b.windows(f, i / 2)
+
+
+def test_a_new_frame_size_starts_the_background_over():
+    rng, base = np.random.default_rng(7), scene()
+    gate = MotionGate((W, H))
+    gate.windows(noisy(base, rng), 0.0)
+    assert gate.windows(noisy(base, rng), 0.5) == []
+    small = noisy(base[: H // 2, : W // 2], rng)
+    assert gate.windows(small, 1.0) == [(0, 0, W // 2, H // 2)]
