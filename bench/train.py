@@ -143,8 +143,6 @@ def fit_rate(model, x, y, bs: int, rounds: int, threads: int) -> float:
 
 def with_load(args) -> None:
     """Quiet, then beside an extraction, for each policy: (torch threads, extraction niceness)."""
-    import subprocess
-
     from models.training import train_threads
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-train-load-"))
