@@ -84,6 +84,12 @@ def _short(v) -> str:
     return text if len(text) <= 60 else "..." + text[-57:]
 
 
+# Jobs that grind through footage for minutes to hours run at this niceness, so that a retrain
+# (and the app) beside them keep the cores they need; measured with `bench.train --with-load`.
+BACKGROUND_KINDS = frozenset({"extract", "detect"})
+BACKGROUND_NICENESS = 10
+
+
 def host() -> str:
     return socket.gethostname()
 

@@ -34,6 +34,13 @@ is compared with local's.
     python -m bench.extract [--fps 2] [--max-seconds S] [--videos a.mp4,b.mp4]
                             [--detectors yunet,mtcnn,openpifpaf] [--no-decode-check]
     python -m bench.extract --engine ray [--detectors yunet] [--repeat 3] [--range-seconds 30]
+    python -m bench.extract --camera-day [--clip-seconds 12] [--people-share 0.2] [--mtcnn-off]
+
+``--camera-day`` builds a short 720p day of a fixed camera from the shared clips (empty
+stretches: the clip's scene without people, sensor noise, slow light change; people in view 20%
+of the time) and runs the extract job on it with motion gating off and on, YuNet then MTCNN
+(MTCNN with gating on only, unless ``--mtcnn-off``): CPU-seconds of this process per hour of
+footage, extrapolated to CPU-hours per 24 h, and the tracks each finds. ~3 minutes.
 """
 from __future__ import annotations
 
@@ -155,6 +162,133 @@ def summarise(rows: list[dict]) -> dict:
     }
 
 
+# --- a camera-day: motion gating off against on -----------------------------------------------
+
+DAY_SIZE, DAY_FPS = (1280, 720), 2.0
+TARGET_CPU_H_PER_DAY = 1.0  # with gating, 720p at 2 fps
+
+
+def camera_day_video(path: Path, videos: list[Path], *, clip_seconds: float, people_share: float,
+                     seed: int = 0) -> dict:
+    """A fixed 720p camera's day in short: for each clip, an empty stretch (the clip's median
+    frame, i.e. its scene without the people, with sensor noise and a slow change of light)
+    then the clip itself (its first ``clip_seconds``, fitted into 720p over that background),
+    so people are in view ``people_share`` of the time. Written at the 2 fps the job samples
+    (decoding a 25 fps camera costs more; detection is what gating saves). Returns its facts."""
+    import cv2
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), DAY_FPS, DAY_SIZE)
+    W, H = DAY_SIZE
+    people = empty = 0
+    for v in videos:
+        cap = cv2.VideoCapture(str(v))
+        step = max(1, round((cap.get(cv2.CAP_PROP_FPS) or 25) / DAY_FPS))
+        frames, i = [], 0
+        while len(frames) < clip_seconds * DAY_FPS:
+            ok, img = cap.read()
+            if not ok:
+                break
+            if i % step == 0:
+                frames.append(_fit(cv2, img, W, H))
+            i += 1
+        cap.release()
+        if not frames:
+            continue
+        bg = np.median(np.stack(frames[:: max(1, len(frames) // 15)]), axis=0).astype(np.float32)
+        n_empty = round(len(frames) * (1 - people_share) / people_share)
+        for k in range(n_empty):  # light drifts by up to 20 grey levels over the stretch
+            light = 20 * np.sin(np.pi * k / max(n_empty - 1, 1))
+            noise = rng.normal(0, 2.0, (H, W, 1)).astype(np.float32)
+            out.write(np.clip(bg + light + noise, 0, 255).astype(np.uint8))
+        for f in frames:
+            out.write(f)
+        people, empty = people + len(frames), empty + n_empty
+    out.release()
+    total = people + empty
+    return {"frames": total, "seconds": total / DAY_FPS, "people_share": round(people / total, 3),
+            "size": list(DAY_SIZE), "fps": DAY_FPS, "clip_seconds": clip_seconds}
+
+
+def _fit(cv2, img, W: int, H: int):
+    """``img`` scaled to fit W x H (aspect kept), centred on black."""
+    import numpy as np
+
+    h, w = img.shape[:2]
+    s = min(W / w, H / h)
+    small = cv2.resize(img, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
+    canvas = np.zeros((H, W, 3), np.uint8)
+    y, x = (H - small.shape[0]) // 2, (W - small.shape[1]) // 2
+    canvas[y:y + small.shape[0], x:x + small.shape[1]] = small
+    return canvas
+
+
+def camera_day(args, videos: list[Path]) -> int:
+    dets = [d for d in (args.detectors or "yunet,mtcnn").split(",") if d and d != "openpifpaf"]
+    figures = {"bench": "extract_camera_day", "machine": platform.machine(),
+               "cores": extract._cores(), "load_avg_start": [round(x, 2) for x in os.getloadavg()]}
+    with tempfile.TemporaryDirectory() as tmp:
+        day = Path(tmp) / "camera_day.mp4"
+        t0 = time.perf_counter()
+        figures["video"] = camera_day_video(day, videos, clip_seconds=args.clip_seconds,
+                                            people_share=args.people_share)
+        figures["video"]["built_s"] = round(time.perf_counter() - t0, 1)
+        hours = figures["video"]["seconds"] / 3600
+        print(f"camera day: {figures['video']['frames']} frames of 720p at {DAY_FPS:g} fps "
+              f"({figures['video']['seconds'] / 60:.1f} min of footage, people in view "
+              f"{figures['video']['people_share']:.0%}); figures per hour and per 24 h are "
+              "extrapolated from it")
+        header = (f"{'detector':<10}{'motion':<8}{'frames':>7}{'skipped':>8}{'pixels':>8}"
+                  f"{'cpu s':>8}{'cpu s/h':>9}{'cpu h/day':>10}{'tracks':>7}{'crops':>6}")
+        print(header + "\n" + "-" * len(header))
+        for det in dets:
+            runs = {}
+            for motion in ("off", "on"):  # mtcnn off runs the detector on every 720p frame
+                if det != "yunet" and motion == "off" and not args.mtcnn_off:
+                    continue
+                ws = Workspace.init(Path(tmp) / f"{det}-{motion}")
+                opts = extract.ExtractOptions(sources=[str(day)], detector=det, fps=DAY_FPS,
+                                              workers=1, batch_size=1, motion=motion)
+                c0 = time.process_time()
+                rep = extract.run(ws, opts)
+                cpu = time.process_time() - c0
+                ws.dispose()
+                r = runs[motion] = {
+                    "frames": rep.frames, "frames_skipped": rep.frames_skipped,
+                    "pixels_share": round(rep.pixels_detected / max(rep.pixels_total, 1), 3),
+                    "cpu_s": round(cpu, 1), "cpu_s_per_hour": round(cpu / hours, 1),
+                    "cpu_h_per_day": round(24 * cpu / hours / 3600, 3),
+                    "tracks": rep.tracks, "crops_kept": rep.crops_kept, "errors": rep.errors}
+                print(f"{det:<10}{motion:<8}{r['frames']:>7}{r['frames_skipped']:>8}"
+                      f"{r['pixels_share']:>8.0%}{r['cpu_s']:>8.1f}{r['cpu_s_per_hour']:>9.0f}"
+                      f"{r['cpu_h_per_day']:>10.2f}{r['tracks']:>7}{r['crops_kept']:>6}",
+                      flush=True)
+            if "off" in runs:
+                on, off = runs["on"], runs["off"]
+                runs["cpu_off_over_on_x"] = round(off["cpu_s"] / max(on["cpu_s"], 1e-9), 2)
+                runs["tracks_on_over_off"] = round(on["tracks"] / max(off["tracks"], 1), 3)
+            runs["target_cpu_h_per_day"] = TARGET_CPU_H_PER_DAY
+            runs["target_met"] = runs["on"]["cpu_h_per_day"] <= TARGET_CPU_H_PER_DAY
+            figures[det] = runs
+    print()
+    for det in dets:
+        f = figures[det]
+        ratio = (f" ({f['cpu_off_over_on_x']}x less CPU than gating off, which needs "
+                 f"{f['off']['cpu_h_per_day']} h; tracks {f['tracks_on_over_off']:.1%} of "
+                 "gating off's)") if "off" in f else ""
+        print(f"{det}: {f['on']['cpu_h_per_day']} CPU-hours per 720p camera-day with gating"
+              f"{ratio}; target <= {TARGET_CPU_H_PER_DAY:g}: "
+              f"{'met' if f['target_met'] else 'NOT met'}")
+    if "yunet" in figures and "mtcnn" in figures:
+        figures["yunet_over_mtcnn_cpu_x"] = round(
+            figures["mtcnn"]["on"]["cpu_s"] / max(figures["yunet"]["on"]["cpu_s"], 1e-9), 2)
+        print(f"yunet / mtcnn CPU with gating: {figures['yunet_over_mtcnn_cpu_x']}x")
+    figures["load_avg_end"] = [round(v, 2) for v in os.getloadavg()]
+    print(json.dumps(figures))
+    return 0
+
+
 # --- engines: local against ray ----------------------------------------------------------------
 
 
@@ -267,7 +401,18 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=3, help="--engine ray: runs of each engine")
     ap.add_argument("--range-seconds", type=float, default=30.0,
                     help="--engine ray: the short ranges of the third variant")
+    ap.add_argument("--camera-day", action="store_true",
+                    help="a 720p fixed-camera day built from the shared clips: CPU per hour of "
+                    "footage with motion gating off and on (see camera_day_video)")
+    ap.add_argument("--clip-seconds", type=float, default=12.0,
+                    help="--camera-day: seconds of each clip (people in view)")
+    ap.add_argument("--people-share", type=float, default=0.2,
+                    help="--camera-day: share of the time people are in view")
+    ap.add_argument("--mtcnn-off", action="store_true",
+                    help="--camera-day: also run MTCNN with gating off (slow: every 720p frame)")
     args = ap.parse_args(argv)
+    if args.camera_day:
+        return camera_day(args, _chosen(shared_videos(), args.videos))
     if args.detectors is None:
         args.detectors = "yunet" if args.engine == "ray" else "yunet,mtcnn,openpifpaf"
     videos = shared_videos()
@@ -354,6 +499,10 @@ def main(argv=None) -> int:
     figures["load_avg_end"] = [round(v, 2) for v in os.getloadavg()]
     print(json.dumps(figures))
     return 0
+
+
+def _chosen(videos: list[Path], names: str) -> list[Path]:
+    return [v for v in videos if v.name in names.split(",")] if names else videos
 
 
 def _label(det: str) -> str:

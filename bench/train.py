@@ -17,6 +17,12 @@ augmentation on except for the bare network). They take turns epoch by epoch for
 Prints a table, then one JSON line (the last line).
 
     python -m bench.train [--images 512] [--batch-size 16] [--rounds 3] [--threads 0]
+    python -m bench.train --with-load [--images 1024] [--rounds 2]
+
+``--with-load`` trains the same network quiet and then beside the extract job running in another
+process, for several thread policies (torch threads x the extraction's niceness), and prints
+the share of its quiet images/s each keeps; the last row is the policy the product uses
+(``models.training.train_threads`` and ``annotator.jobs.BACKGROUND_NICENESS``).
 """
 from __future__ import annotations
 
@@ -38,6 +44,7 @@ import torch.nn.functional as F
 from annotator import images
 from annotator.cache import TensorCache
 from models.ofm import OFMClassifier
+from annotator.jobs import BACKGROUND_NICENESS
 from models.training import balanced_indices, fit, to_tensor
 
 REPO = Path(__file__).resolve().parents[1]
@@ -95,13 +102,113 @@ def bare_epoch(model, opt, xf: torch.Tensor, y: np.ndarray, bs: int, seed: int) 
     return seen, time.perf_counter() - t0
 
 
+# --- --with-load: the same training quiet and beside a running extraction ------------------------
+
+LOAD_VIDEO = "videos/pedestrians_eyelevel_640x360.mp4"
+
+
+def load_worker(root: str, video_path: str) -> None:
+    """The load: the extract job (YuNet, no gating: all detection) on one video, over and over
+    (``--redo``), in a process of its own, until killed."""
+    from annotator.workspace import Workspace
+    from pipelines import extract
+
+    ws = Workspace.init(Path(root))
+    while True:
+        extract.run(ws, extract.ExtractOptions(sources=[video_path], detector="yunet", fps=8,
+                                               motion="off", redo=True, workers=1))
+
+
+def start_load(tmp: Path, niceness: int):
+    import subprocess
+    import sys
+
+    code = (f"import os; os.nice({niceness}); from bench.train import load_worker; "
+            f"load_worker({str(tmp / 'load-ws')!r}, {str(SHARED / LOAD_VIDEO)!r})")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.Popen([sys.executable, "-c", code], env=env, cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def fit_rate(model, x, y, bs: int, rounds: int, threads: int) -> float:
+    """images/s of ``rounds`` epochs of the real fit on ``threads`` torch threads."""
+    torch.set_num_threads(threads)
+    seen, secs = 0, 0.0
+    for r in range(rounds):
+        h = fit(model, x, y, None, None, epochs=1, batch_size=bs, lr=2e-4, seed=r)
+        n = len(y) - (len(y) % bs == 1)
+        seen, secs = seen + n, secs + n / h.images_per_s
+    return seen / secs
+
+
+def with_load(args) -> None:
+    """Quiet, then beside an extraction, for each policy: (torch threads, extraction niceness)."""
+    from models.training import train_threads
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-train-load-"))
+    cores = len(os.sched_getaffinity(0))
+    policies = [("torch default", torch.get_num_threads(), 0),
+                ("1 thread", 1, 0),
+                ("extraction niced", torch.get_num_threads(), BACKGROUND_NICENESS),
+                ("chosen: train_threads + niced", train_threads(busy=True), BACKGROUND_NICENESS)]
+    rows = []
+    try:
+        paths, y, data = crop_files(args.images, tmp)
+        x = images.load_images(paths)
+        torch.manual_seed(0)
+        model = OFMClassifier()
+        fit_rate(model, x, y, args.batch_size, 1, torch.get_num_threads())  # warm-up
+        print(f"OFMClassifier fit, {len(y)} {data} crops in memory, batch {args.batch_size}, "
+              f"{args.rounds} epochs per figure, {cores} cores; the load is the extract job "
+              f"(YuNet, gating off) on {LOAD_VIDEO} in a loop")
+        print(f"{'policy':34}{'threads':>8}{'nice':>6}{'quiet/s':>9}{'loaded/s':>10}{'kept':>7}"
+              f"{'load avg':>10}")
+        for name, threads, nice in policies:
+            quiet = fit_rate(model, x, y, args.batch_size, args.rounds, threads)
+            proc = start_load(tmp, nice)
+            try:
+                time.sleep(args.load_warmup)  # the load is detecting by now
+                loaded = fit_rate(model, x, y, args.batch_size, args.rounds, threads)
+                load = os.getloadavg()[0]
+            finally:
+                proc.kill()
+                proc.wait()
+            rows.append({"policy": name, "threads": threads, "extraction_nice": nice,
+                         "quiet_images_per_s": round(quiet, 1),
+                         "loaded_images_per_s": round(loaded, 1),
+                         "kept": round(loaded / quiet, 3), "load_avg": round(load, 2)})
+            r = rows[-1]
+            print(f"{name:34}{threads:>8}{nice:>6}{quiet:>9.1f}{loaded:>10.1f}{r['kept']:>7.0%}"
+                  f"{load:>10.2f}", flush=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    chosen = rows[-1]
+    print(f"chosen policy keeps {chosen['kept']:.0%} of its quiet images/s beside an extraction "
+          f"(target >= 50%: {'met' if chosen['kept'] >= 0.5 else 'NOT met'}); torch default "
+          f"keeps {rows[0]['kept']:.0%}")
+    print(json.dumps({"bench": "train_with_load", "data": data, "images": len(y),
+                      "batch_size": args.batch_size, "rounds": args.rounds, "cores": cores,
+                      "policies": rows, "chosen_kept": chosen["kept"],
+                      "target_met": chosen["kept"] >= 0.5,
+                      "load_avg": [round(v, 2) for v in os.getloadavg()],
+                      "cpu": platform.machine()}))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=1024)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--rounds", type=int, default=6, help="timed epochs per pipeline")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--with-load", action="store_true",
+                    help="the same training quiet and beside a running extraction, per thread "
+                    "policy (see with_load)")
+    ap.add_argument("--load-warmup", type=float, default=8.0,
+                    help="--with-load: seconds the extraction runs before training is timed")
     args = ap.parse_args()
+    if args.with_load:
+        args.rounds = min(args.rounds, 2)
+        return with_load(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     tmp = Path(tempfile.mkdtemp(prefix="bench-train-"))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -66,6 +67,18 @@ def to_tensor(
 
 
 # --- augmentation -----------------------------------------------------------------------------
+
+
+def train_threads(*, busy: bool | None = None) -> int:
+    """Intra-op threads for training steps on the CPU: every core on a quiet machine, one when
+    other work already keeps the cores busy (``busy``; None: the 1-minute load average is at
+    least the number of cores). Beside other work, threads that share a core wait for each
+    other at every op; ``bench.train --with-load`` measures the policies side by side."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = max(1, cores or 1)
+    if busy is None:
+        busy = os.getloadavg()[0] >= cores if hasattr(os, "getloadavg") else False
+    return 1 if busy else cores
 
 
 @contextmanager

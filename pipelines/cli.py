@@ -379,6 +379,7 @@ def extract_cmd(
     address: Annotated[Optional[str], typer.Option("--address", help="--engine ray: auto (the cluster `ray start` runs on this machine), HOST:PORT or ray://HOST:PORT; default: start Ray on this machine for this run.")] = None,
     range_seconds: Annotated[Optional[float], typer.Option("--range-seconds", help="--engine ray: seconds of video per task (default 300); a person in view across a range boundary becomes two tracks.")] = None,
     delete_source_after: Annotated[bool, typer.Option("--delete-source-after", help="Delete each video/image file once fully extracted (crops and labels stay; the frame context then says the frame is gone).")] = False,
+    motion: Annotated[str, typer.Option("--motion", help="auto (on for videos and streams), on or off: run the detector only where something moved or a face was seen lately; still frames skip it.")] = "auto",
     project: ProjectOpt = DEFAULT_PROJECT,
     as_json: JsonOpt = False,
 ):
@@ -391,7 +392,7 @@ def extract_cmd(
         min_size=min_size, margin=margin, per_track=per_track, min_sharpness=min_sharpness,
         min_score=min_score, redo=redo, max_seconds=max_seconds, long_edge=long_edge,
         workers=workers, engine=engine, address=address, range_seconds=range_seconds,
-        delete_source_after=delete_source_after)
+        delete_source_after=delete_source_after, motion=motion)
     with progress_bar("extract", enabled=not as_json) as progress:
         report = extract.run(ws, opts, progress)
     if report.sources:  # which detector ran and why (the bar named it while running)

@@ -9,6 +9,7 @@ that writes to the row, and records the report, the real failure reason, or ``ca
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -182,6 +183,10 @@ def run_job(ws: Workspace, job_id: int) -> int:
     with ws.session() as s:
         db.update_job(s, job_id, status=JobStatus.RUNNING, pid=os.getpid(), host=jobs.host(),
                       started_at=now, heartbeat_at=now, message="started")
+    nice = jobs.BACKGROUND_NICENESS if row["kind"] in jobs.BACKGROUND_KINDS else 0
+    if nice:  # long footage jobs yield the cores to a retrain someone waits for (bench.train)
+        with contextlib.suppress(OSError):
+            os.nice(nice)
     reporter = _Reporter(ws, job_id, spec.stages)
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     beat = threading.Thread(target=reporter.heartbeat, daemon=True)

@@ -54,7 +54,7 @@ class TrainReport:
 def run(ws: Workspace, opts: TrainOptions, progress: ProgressFn = silent) -> TrainReport:
     from models import registry
     from models.ofm import OFMClassifier
-    from models.training import fit, load_mask_overlays, predict
+    from models.training import fit, load_mask_overlays, predict, train_threads
     from pipelines import versions
     from pipelines.build_dataset import load_split, read_manifest
 
@@ -94,6 +94,9 @@ def run(ws: Workspace, opts: TrainOptions, progress: ProgressFn = silent) -> Tra
             raise InputError(f"synthetic masks need classes {MASK!r} and {NO_MASK!r}")
         synthetic = load_mask_overlays(overlays, source_class=classes.index(NO_MASK),
                                        target_class=classes.index(MASK))
+    on_cpu = opts.device == "cpu" or (opts.device is None and not torch.cuda.is_available())
+    if on_cpu:  # beside other work, one thread goes further (bench.train --with-load)
+        torch.set_num_threads(train_threads())
     hist = fit(model, train.x, train.y, val.x, val.y, epochs=epochs, batch_size=batch_size,
                lr=lr, seed=seed, augment=opts.augment, synthetic=synthetic, progress=progress,
                init_state=init[1], device=opts.device)

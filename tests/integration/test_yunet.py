@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import pytest
 
-from annotator.detectors import DETECTORS, YunetDetector, load_detector
+from annotator.detectors import DETECTORS, YUNET_CHECK_FROM, YunetDetector, load_detector
 from annotator.errors import InputError
 from annotator.geometry import Person, head_box
 from annotator.tiles import box_iou
@@ -193,8 +193,12 @@ def test_people_are_face_boxes_with_scores_above_min_score(yunet, scenes):
     people = yunet.people([img, img])
     assert len(people) == 2 and people[0] == people[1]
     assert people[0] and all(isinstance(p, Person) and p.keypoints is None for p in people[0])
-    assert all(0.5 <= p.score <= 1.0 for p in people[0])
-    assert len(low) > len(people[0])  # the threshold drops something on a real image
+    # the default keeps faces from YUNET_CHECK_FROM that pass the 2x check, with their own score
+    assert all(YUNET_CHECK_FROM <= p.score <= 1.0 for p in people[0])
+    assert all(0.5 <= p.score <= 1.0 for p in YunetDetector().people([img])[0])
+    plain = YunetDetector().people([img])[0]  # 0.5 alone, no check
+    assert len(low) > len(plain)  # the threshold drops something on a real image
+    assert len(low) >= len(people[0]) >= len(plain)  # the check adds back, never more than 0.0
     h, w = img.shape[:2]
     for p in people[0]:
         x1, y1, x2, y2 = p.face_box
@@ -215,3 +219,55 @@ def test_min_score_is_checked():
         YunetDetector(min_score=1.5)
     with pytest.raises(InputError, match="min-score"):
         load_detector("yunet", min_score=-0.1)
+
+
+# --- small faces: recall by face size with the default detector (its check included) ----------
+
+BANDS = ((10, 20), (20, 45), (45, 10_000))
+
+
+def held_out(names: list[str]) -> list[str]:
+    """The half of the scenes the defaults were NOT chosen on (they were chosen on the other
+    half: ``random.Random(1).sample(sorted names, 300)``)."""
+    chosen_on = set(random.Random(1).sample(sorted(names), len(names) // 2))
+    return sorted(n for n in names if n not in chosen_on)
+
+
+def test_default_yunet_finds_small_faces_on_held_out_scenes(scenes):
+    """200 seeded held-out images, default settings. Measured: recall 10-20 px 30/31 = 0.968,
+    >= 20 px 0.968 (the issue's 0.97 missed by 0.002), 70.0% of 1,354 crops hold an annotated
+    face (the issue's 80%: not met; README, "Small faces"). The floors guard what the check gives."""
+    root, rows, size = scenes
+    yunet = load_detector("yunet")  # the defaults: threshold and check
+    chosen = set(random.Random(0).sample(held_out(sorted(size)), N_IMAGES))
+    crops = {n: crops_of(yunet, cv2.imread(str(root / "images" / n))) for n in sorted(chosen)}
+    hits, total = [0] * len(BANDS), [0] * len(BANDS)
+    centres: dict[str, list] = {}
+    for r in rows:
+        if r["image"] not in chosen:
+            continue
+        x1, y1, x2, y2 = (float(r[k]) for k in ("x1", "y1", "x2", "y2"))
+        cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+        centres.setdefault(r["image"], []).append((cx, cy))
+        side = max(x2 - x1, y2 - y1)
+        c = crops[r["image"]]
+        found = bool(np.any((c[:, 0] <= cx) & (cx <= c[:, 2]) & (c[:, 1] <= cy) & (cy <= c[:, 3])))
+        for b, (lo, hi) in enumerate(BANDS):
+            if lo <= side < hi:
+                total[b] += 1
+                hits[b] += found
+    with_face = n_crops = 0
+    for n, c in crops.items():
+        x, y = np.array(centres[n]).T
+        inside = (c[:, :1] <= x) & (x <= c[:, 2:3]) & (c[:, 1:2] <= y) & (y <= c[:, 3:4])
+        with_face += int(inside.any(axis=1).sum())
+        n_crops += len(c)
+    recall = [h / max(t, 1) for h, t in zip(hits, total)]
+    big = (hits[1] + hits[2]) / (total[1] + total[2])
+    print(f"held-out scenes ({N_IMAGES} images): recall 10-20 px {hits[0]}/{total[0]} = "
+          f"{recall[0]:.3f}, 20-45 px {recall[1]:.3f}, >= 45 px {recall[2]:.3f}, >= 20 px "
+          f"{big:.3f}; {with_face}/{n_crops} = {with_face / n_crops:.3f} crops hold a face")
+    assert total[0] >= 20 and total[1] + total[2] >= 500
+    assert big >= 0.96
+    assert recall[0] >= 0.80
+    assert with_face / n_crops >= 0.65

@@ -1,0 +1,128 @@
+"""The motion gate on frames built in code: still noise and slow light change give no windows,
+a moving blob a window around it, a face seen lately a window for ``hold_s`` seconds."""
+from __future__ import annotations
+
+import doctest
+import json
+
+import numpy as np
+import pytest
+
+from annotator import motion
+from annotator.motion import MotionGate, merge_windows
+
+W, H = 640, 360
+
+
+def scene(seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:H, 0:W]
+    base = 60 + 80 * xx / W + 30 * np.sin(yy / 23.0) + 30 * np.sin(xx / 17.0)
+    base += rng.normal(0, 10, (H, W))
+    return np.repeat(base[..., None], 3, axis=2)
+
+
+def noisy(base: np.ndarray, rng, *, light: float = 0.0, sigma: float = 3.0) -> np.ndarray:
+    return np.clip(base + light + rng.normal(0, sigma, base.shape), 0, 255).astype(np.uint8)
+
+
+def inside(box, win) -> bool:
+    return win[0] <= box[0] and win[1] <= box[1] and box[2] <= win[2] and box[3] <= win[3]
+
+
+def test_doctests():
+    assert doctest.testmod(motion).failed == 0
+
+
+def test_still_camera_with_sensor_noise_and_slow_light_change_needs_no_detector():
+    rng, base = np.random.default_rng(1), scene()
+    gate = MotionGate((W, H))
+    assert gate.windows(noisy(base, rng), 0.0) == [(0, 0, W, H)]  # no background yet
+    # 10 minutes at 2 fps compressed: the light rises 40 grey levels over 60 frames
+    found = [gate.windows(noisy(base, rng, light=40 * i / 60), i / 2) for i in range(1, 61)]
+    assert found == [[]] * 60
+
+
+def test_a_moving_blob_gets_a_window_that_holds_it_and_little_else():
+    rng, base = np.random.default_rng(2), scene()
+    gate = MotionGate((W, H))
+    gate.windows(noisy(base, rng), 0.0)
+    gate.windows(noisy(base, rng), 0.5)
+    for i, x in enumerate(range(100, 400, 60)):
+        img = base.copy()
+        img[150:230, x:x + 50] = 230
+        wins = gate.windows(noisy(img, rng), 1.0 + i / 2)
+        assert any(inside((x, 150, x + 50, 230), w) for w in wins), (x, wins)
+        area = sum((w[2] - w[0]) * (w[3] - w[1]) for w in wins)
+        assert area < 0.6 * W * H
+
+
+def test_a_face_seen_is_looked_for_hold_s_seconds_after_it_stopped_moving():
+    rng, base = np.random.default_rng(3), scene()
+    gate = MotionGate((W, H), hold_s=3.0)
+    gate.windows(noisy(base, rng), 0.0)
+    img = base.copy()
+    img[40:100, 500:550] = 220  # appears, then stays still
+    assert gate.windows(noisy(img, rng), 0.5)
+    gate.seen([(500, 40, 550, 100)], 0.5)
+    held = [gate.windows(noisy(img, rng), t / 2) for t in range(2, 23)]
+    assert held[-3:] == [[]] * 3  # faded into the background, seen more than 3 s ago
+    gate.seen([(500, 40, 550, 100)], 11.0)
+    for t in (11.5, 13.0, 14.0):
+        wins = gate.windows(noisy(img, rng), t)
+        assert any(inside((500, 40, 550, 100), w) for w in wins)
+    assert gate.windows(noisy(img, rng), 14.5) == []
+
+
+def test_a_moving_camera_gets_the_whole_frame():
+    rng = np.random.default_rng(4)
+    base = scene()
+    gate = MotionGate((W, H))
+    gate.windows(noisy(base, rng), 0.0)
+    shifted = np.roll(base, 40, axis=1)  # the view panned
+    assert gate.windows(noisy(shifted, rng), 0.5) == [(0, 0, W, H)]
+
+
+def test_windows_never_overlap_and_lie_in_the_frame():
+    rng = np.random.default_rng(5)
+    boxes = [tuple(int(v) for v in (x, y, x + w, y + h)) for x, y, w, h in
+             zip(rng.integers(0, 500, 40), rng.integers(0, 300, 40), rng.integers(10, 200, 40),
+                 rng.integers(10, 200, 40))]
+    out = merge_windows(boxes)
+    for i, a in enumerate(out):
+        for b in out[i + 1:]:
+            assert not (a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3])
+    for b in boxes:  # every input box lies inside one merged window
+        assert any(inside(b, w) for w in out)
+
+
+def test_bad_settings_are_refused():
+    with pytest.raises(ValueError):
+        MotionGate((0, 10))
+    with pytest.raises(ValueError):
+        MotionGate((W, H), tau_s=0)
+
+
+def test_a_gate_rebuilt_from_its_state_goes_on_exactly():
+    rng, base = np.random.default_rng(6), scene()
+    frames = []
+    for i in range(12):
+        img = base.copy()
+        img[100:180, 40 * i:40 * i + 50] = 230
+        frames.append(noisy(img, rng))
+    a = MotionGate((W, H))
+    for i, f in enumerate(frames[:6]):
+        a.windows(f, i / 2)
+    a.seen([(200, 100, 250, 180)], 2.5)
+    b = MotionGate.from_state(json.loads(json.dumps(a.state())))
+    for i, f in enumerate(frames[6:], 6):
+        assert a.windows(f, i / 2) == b.windows(f, i / 2)
+
+
+def test_a_new_frame_size_starts_the_background_over():
+    rng, base = np.random.default_rng(7), scene()
+    gate = MotionGate((W, H))
+    gate.windows(noisy(base, rng), 0.0)
+    assert gate.windows(noisy(base, rng), 0.5) == []
+    small = noisy(base[: H // 2, : W // 2], rng)
+    assert gate.windows(small, 1.0) == [(0, 0, W // 2, H // 2)]
