@@ -154,7 +154,7 @@ def settle(ws: Workspace, active: list[JobInfo], *, now: dt.datetime | None = No
     dead = []
     for j in active:
         reason = None
-        if j.pid and (j.host in (None, here)) and not _alive(j.pid):
+        if j.pid and (j.host in (None, here)) and not pid_alive(j.pid):
             reason = "the job process ended without a report (killed or crashed)"
         elif j.heartbeat_at is not None and (now - j.heartbeat_at).total_seconds() > STALE_S:
             reason = f"no heartbeat for {int((now - j.heartbeat_at).total_seconds())} s"
@@ -212,7 +212,8 @@ def _info(row: dict) -> JobInfo:
     return JobInfo(**{f.name: row.get(f.name) for f in fields(JobInfo)})
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host still runs (a zombie child is reaped: gone)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -363,8 +363,7 @@ def undo_last(
     if label is None:
         return []
     labels = [label]
-    if label.decision_id is not None and label.method != LabelKind.GRID:  # (a grid page's id
-        # only counts the page as one decision in stats; its crops are undone one at a time)
+    if label.decision_id is not None:  # a track decision or a grid page: one undo takes it back
         labels = list(session.scalars(
             select(Label).where(Label.decision_id == label.decision_id,
                                 Label.annotator_id == annotator_id, active_label())

@@ -71,6 +71,8 @@ st.title("Browse")
 if state.get("browse_msg"):
     st.info(state.browse_msg)
 # A radio, not st.tabs: a relabel reruns the page, and the tabs jumped back to the first one.
+if slices_view.slice_requested():  # a slice opened from the Dashboard is shown among all crops
+    state.browse_view = "All crops"
 view = st.radio("Show", ["My recent labels", "All crops"], horizontal=True, key="browse_view",
                 label_visibility="collapsed")
 if view == "My recent labels":

@@ -65,6 +65,12 @@ def _chart(attr: str, counts: dict, errors: dict) -> alt.Chart:
     return (bars + text).properties(height=180, title=attr)
 
 
+def slice_requested() -> bool:
+    """Whether Browse was opened on a slice (from the Dashboard, or ``?slice=a:b``)."""
+    param = st.query_params.get(PARAM)
+    return bool(st.session_state.get(STATE_KEY) or (param and ":" in param))
+
+
 def browse_filter(ws) -> dict:
     """Browse's extra filter when a slice was opened from the Dashboard (or ``?slice=a:b``):
     ``{"crop_ids": [...]}`` of the newest crops in it, with a line saying so and a way out."""

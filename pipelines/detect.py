@@ -847,7 +847,7 @@ def _temp_folder(out: Path) -> Path:
                 if old.is_symlink() or not (old / OWNER).is_file():
                     continue
                 host, pid = (old / OWNER).read_text().split()
-                if host == jobs.host() and not _alive(int(pid)):
+                if host == jobs.host() and not jobs.pid_alive(int(pid)):
                     shutil.rmtree(old, ignore_errors=True)
             except (OSError, ValueError):
                 continue
@@ -857,15 +857,6 @@ def _temp_folder(out: Path) -> Path:
         raise InputError(f"cannot write --out {out}: {exc.strerror or exc}") from None
     return tmp
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 # --- hard crops to the queue ---------------------------------------------------------------------

@@ -58,9 +58,12 @@ def run(ws: Workspace, opts: RetrainOptions, progress: ProgressFn = silent) -> R
     promoted = versions.promote(ws, versions.PromoteOptions(version=trained.version,
                                                             force=opts.force),
                                 under(progress, "promote"), candidate_val=trained.val)
-    active = versions.get(ws).name
+    active_version = versions.get(ws)
+    active = active_version.name
     scored = None
-    if opts.score:
+    # An active version of imported predictions has no weights to score with: its predictions
+    # are all it has (pipelines.import_predictions), so the step is left out, not failed.
+    if opts.score and active_version.path:
         # labeled crops too: Review checks every label (imported ones included) against it
         scored = asdict(score.run(ws, score.ScoreOptions(labeled=True),
                                   under(progress, "score")))

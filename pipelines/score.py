@@ -239,7 +239,8 @@ def score_new(ws: Workspace, progress: ProgressFn = silent) -> int:
 
     with ws.read_session() as s:
         mv = db.active_model(s)
-        path = None if mv is None else ws.root / mv.path
+        # an imported-predictions version has no weights (path ""): nothing to score with
+        path = None if mv is None or not mv.path else ws.root / mv.path
     if path is None or not path.exists():
         return 0
     return run(ws, ScoreOptions(labeled=True), under(progress, "score")).scored

@@ -43,17 +43,21 @@ def test_quantized_scoring_keeps_balanced_accuracy(shared_data, tmp_path):
     for i, f in enumerate(sorted((shared_data / "faces" / "no_mask").iterdir())[:150]
                           + sorted((shared_data / "faces" / "mask").iterdir())[:150]):
         shutil.copy(f, queue / f"q{i:03d}{f.suffix}")
-    annotator("import-folder", queue, "--project", ws_path)
+    added = annotator("import-folder", queue, "--project", ws_path)
+    assert added["scored"] >= 300  # an import ends with the active model's scores (ranked at once)
     fp32 = annotator("score", "--project", ws_path)
-    assert fp32["scored"] == 300 and not fp32["quantized"] and fp32["cache_hits"] == 300
+    assert fp32["scored"] == 0  # nothing left for the active model
     ws = Workspace.open(ws_path)
     from pipelines import versions
 
     model, _ = versions.load(ws)
     with ws.read_session() as s:
         ds_id = db.latest_dataset(s).id
-    versions.register(ws, model, metrics={"source": "test"}, card="# copy", name="int8",
-                      dataset_id=ds_id)
+    for name in ("fp32", "int8"):  # two copies of the active weights, scored afresh
+        versions.register(ws, model, metrics={"source": "test"}, card="# copy", name=name,
+                          dataset_id=ds_id)
+    fp32 = annotator("score", "--model", "fp32", "--project", ws_path)
+    assert fp32["scored"] == 300 and not fp32["quantized"] and fp32["cache_hits"] == 300
     rep = annotator("score", "--model", "int8", "--quantize", "--project", ws_path)
     check = rep["quantize_check"]
     assert rep["quantized"] and rep["scored"] == 300 and check["n_val"] > 500

@@ -327,3 +327,19 @@ def test_import_predictions_drives_sampling_and_review(loop, tmp_path):
     rt = retrain.run(ws, retrain.RetrainOptions(epochs=1, batch_size=16))
     assert rt.train["init"] == "none (active peer1 has no weights)"
     assert rt.promote["active_balanced_accuracy"] is not None and rt.promote["promoted"]
+
+
+def test_a_retrain_that_does_not_beat_imported_predictions_keeps_them_active(loop, tmp_path):
+    """The imported version has no weights, so the retrain's last step (score what the active
+    model has not scored) has nothing to run: it is left out, not failed."""
+    ws = loop["ws"]
+    cur = _current(ws)
+    rows = ["crop_id,mask,no_mask"] + [
+        f"{c},{0.99 if v == 'mask' else 0.01},{0.01 if v == 'mask' else 0.99}"
+        for c, v in zip(cur["crop_id"], cur["label"])]  # agrees with every label: hard to beat
+    (tmp_path / "agree.csv").write_text("\n".join(rows) + "\n")
+    ok_json("import-predictions", tmp_path / "agree.csv", "--name", "peer2", "--activate",
+            "--project", ws.root)
+    rt = retrain.run(ws, retrain.RetrainOptions(epochs=1, batch_size=16, lr=1e-9))
+    assert not rt.promote["promoted"] and rt.active == "peer2"
+    assert rt.score is None
