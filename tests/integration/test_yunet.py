@@ -19,7 +19,8 @@ import cv2
 import numpy as np
 import pytest
 
-from annotator.detectors import DETECTORS, YUNET_CHECK_FROM, YunetDetector, load_detector
+from annotator.detectors import (DETECTORS, YUNET_CHECK_BELOW, YUNET_CHECK_FROM, YunetDetector,
+                                 load_detector)
 from annotator.errors import InputError
 from annotator.geometry import Person, head_box
 from annotator.tiles import box_iou
@@ -141,6 +142,9 @@ def test_a_scene_upscaled_to_1080p_keeps_the_faces_found_at_640_px(yunet, scenes
         big = cv2.resize(cv2.imread(str(root / "images" / n)), (1920, 1080),
                          interpolation=cv2.INTER_LINEAR)
         ref = faces_at(yunet, big, 640)
+        # The faces YuNet is sure of at 640 px. Those it kept only after the 2x re-check
+        # (0.2 <= score < YUNET_CHECK_BELOW) sit at the threshold: scale alone can flip them.
+        ref = ref[ref[:, 4] >= YUNET_CHECK_BELOW]
         refs += len(ref)
         ok = matched(ref, yunet.faces(big), 0.3)
         assert ok.all(), f"{n}: {int((~ok).sum())} of {len(ref)} faces found at 640 px lost at 1080p"
