@@ -20,7 +20,7 @@ from pathlib import Path
 
 import cv2
 
-from annotator.geometry import head_box_from_face
+from annotator.core.geometry import head_box_from_face
 from pipelines import simulate
 
 SHARED = Path(os.environ.get("ANNOTATOR_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")

@@ -28,10 +28,11 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 
-from annotator import video, votes
-from annotator.detectors import load_detector
-from annotator.track import Tracker
-from annotator.workspace import Workspace
+from annotator.core import votes
+from annotator.media import video
+from annotator.media.detectors import load_detector
+from annotator.core.track import Tracker
+from annotator.service.workspace import Workspace
 from pipelines import detect, extract, versions
 
 STAGES = ("decode", "detect", "crop", "classify", "classify_per_crop", "track", "video_vp09",

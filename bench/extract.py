@@ -56,8 +56,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from annotator import video
-from annotator.workspace import Workspace
+from annotator.media import video
+from annotator.service.workspace import Workspace
 from pipelines import extract
 
 REPO = Path(__file__).resolve().parents[1]

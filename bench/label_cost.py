@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from annotator import images
-from annotator.dataset import dhash, group_ids
+from annotator.media import images
+from annotator.core.dataset import dhash, group_ids
 from pipelines import simulate, simulate_policies
 
 SHARED = Path(os.environ.get("ANNOTATOR_SHARED_DATA")

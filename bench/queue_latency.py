@@ -31,17 +31,17 @@ from pathlib import Path
 
 from sqlalchemy import insert, text
 
-from annotator import queue
-from annotator.auth import add_user
-from annotator.db import Crop, Label, get_or_create_source, utcnow
-from annotator.workspace import Workspace
+from annotator.data import crop_queue
+from annotator.service.auth import add_user
+from annotator.data.db import Crop, Label, get_or_create_source, utcnow
+from annotator.service.workspace import Workspace
 
 CHUNK = 20_000
 
 
 def build(root: Path, n: int, db_url: str | None, labeled_share: float = 0.3) -> Workspace:
     # Explicit SQLite URL: an ANNOTATOR_DB_URL in the environment must not redirect the bench.
-    ws = Workspace.init(root, db_url=db_url or f"sqlite:///{(root / 'annotator.db').resolve()}")
+    ws = Workspace.init(root, db_url=db_url or f"sqlite:///{(root / 'annotator.data.db').resolve()}")
     rng = random.Random(0)
     now = utcnow()
     with ws.session() as s:
@@ -78,14 +78,14 @@ def annotator_worker(root: str, db_url: str, name: str, claims: int, batch: int,
     def one_claim(record: bool):
         t = time.perf_counter()
         with ws.session() as s:
-            got = queue.claim_batch(s, me, batch)
+            got = crop_queue.claim_batch(s, me, batch)
         if record:
             claim_t.append(time.perf_counter() - t)
         for c in got:
             time.sleep(think_s)
             t = time.perf_counter()
             with ws.session() as s:
-                queue.submit_label(s, me, c.crop_id, "mask", allowed=allowed, seconds=1.0)
+                crop_queue.submit_label(s, me, c.crop_id, "mask", allowed=allowed, seconds=1.0)
             if record:
                 submit_t.append(time.perf_counter() - t)
             labeled.append(c.crop_id)

@@ -40,9 +40,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from annotator import cache as tensor_cache
-from annotator import db, images, queue
-from annotator.workspace import Workspace
+from annotator.media import cache as tensor_cache
+from annotator.data import db, crop_queue
+from annotator.media import images
+from annotator.service.workspace import Workspace
 from models.ofm import OFMClassifier
 from models.training import OnnxPredictor
 from pipelines import build_dataset, import_folder, score, versions
@@ -132,7 +133,7 @@ def add_synthetic(ws: Workspace, x: np.ndarray, n: int, start: int) -> None:
         shas = [hashlib.sha256(f"bench crop {k}".encode()).hexdigest() for k in ks]
         c.put(shas, np.stack([distinct(x[k % len(x)], k) for k in ks]))
         with ws.session() as s:
-            queue.add_crops(s, src, [queue.NewCrop(origin=f"s{k}", sha256=h, path=f"none/{h}.png",
+            crop_queue.add_crops(s, src, [crop_queue.NewCrop(origin=f"s{k}", sha256=h, path=f"none/{h}.png",
                                                    width=45, height=45) for k, h in zip(ks, shas)])
 
 
@@ -199,7 +200,7 @@ def main() -> None:
             n_prio = db.count(s, db.Crop, db.Crop.priority > 0)
         q = {}
         if args.quantize:
-            from annotator.metrics import balanced_accuracy
+            from annotator.core.metrics import balanced_accuracy
 
             rep8, t_e2e8, hook8 = job(ws, score.ScoreOptions(
                 model="int8", quantize=True, batch_size=args.batch_size), arrays,

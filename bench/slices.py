@@ -4,7 +4,7 @@ Crops: the shared faces (up to 128 px) plus face boxes cut from the shared scene
 small), cycled to ``--crops``. Measures, on one process:
 
 * ``decode``: reading the crop files (the baseline: what storing a crop costs anyway),
-* ``attributes``: ``annotator.slices.attributes`` on decoded crops (the added work),
+* ``attributes``: ``annotator.core.slices.attributes`` on decoded crops (the added work),
 * ``fill``: ``slice_store.fill`` end to end in a workspace (read rows, decode, compute, insert),
 
 each scaled to 10,000 crops, in wall seconds and in CPU seconds of this process (on a shared,
@@ -26,9 +26,10 @@ from pathlib import Path
 import cv2
 from sqlalchemy import delete
 
-from annotator import queue, slice_store, slices
-from annotator.db import CropAttributes, get_or_create_source
-from annotator.workspace import Workspace
+from annotator.core import slices
+from annotator.data import crop_queue, slice_store
+from annotator.data.db import CropAttributes, get_or_create_source
+from annotator.service.workspace import Workspace
 
 
 def shared_dir() -> Path:
@@ -70,8 +71,8 @@ def main() -> int:
         stored = [ws.store.put_bytes(f.read_bytes(), f.suffix) for f in files]
         with ws.session() as s:
             src = get_or_create_source(s, key="bench", kind="folder", uri=str(tmp), name="bench")
-            ids = queue.add_crops(s, src.id, [
-                queue.NewCrop(origin=f"c{i}", sha256=st.sha256, path=st.relpath,
+            ids = crop_queue.add_crops(s, src.id, [
+                crop_queue.NewCrop(origin=f"c{i}", sha256=st.sha256, path=st.relpath,
                               width=c.shape[1], height=c.shape[0])
                 for i, (st, c) in enumerate(zip(stored, crops))])
         with ws.session() as s:  # add_crops stores no attributes; start from none anyway

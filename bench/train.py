@@ -22,7 +22,7 @@ Prints a table, then one JSON line (the last line).
 ``--with-load`` trains the same network quiet and then beside the extract job running in another
 process, for several thread policies (torch threads x the extraction's niceness), and prints
 the share of its quiet images/s each keeps; the last row is the policy the product uses
-(``models.training.train_threads`` and ``annotator.jobs.BACKGROUND_NICENESS``).
+(``models.training.train_threads`` and ``annotator.service.jobs.BACKGROUND_NICENESS``).
 """
 from __future__ import annotations
 
@@ -41,10 +41,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from annotator import images
-from annotator.cache import TensorCache
+from annotator.media import images
+from annotator.media.cache import TensorCache
 from models.ofm import OFMClassifier
-from annotator.jobs import BACKGROUND_NICENESS
+from annotator.service.jobs import BACKGROUND_NICENESS
 from models.training import balanced_indices, fit, to_tensor
 
 REPO = Path(__file__).resolve().parents[1]
@@ -110,7 +110,7 @@ LOAD_VIDEO = "videos/pedestrians_eyelevel_640x360.mp4"
 def load_worker(root: str, video_path: str) -> None:
     """The load: the extract job (YuNet, no gating: all detection) on one video, over and over
     (``--redo``), in a process of its own, until killed."""
-    from annotator.workspace import Workspace
+    from annotator.service.workspace import Workspace
     from pipelines import extract
 
     ws = Workspace.init(Path(root))

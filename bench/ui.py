@@ -138,8 +138,8 @@ def measure_floor(tmp: Path, presses: int, warmup: int, think_ms: int = 0) -> di
 def measure(root: Path, presses: int, warmup: int, think_ms: int = 0) -> dict:
     from playwright.sync_api import sync_playwright
 
-    from annotator import labeling
-    from annotator.workspace import Workspace
+    from annotator.service import labeling
+    from annotator.service.workspace import Workspace
 
     ws = Workspace.open(root)
     bob = factory.user_id(ws, "bob")

@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from annotator.errors import InputError
+from annotator.core.errors import InputError
 from models.ofm import OFMClassifier
 
 __all__ = ["KERAS_CLASSES", "load_keras_h5", "read_keras_weights"]

@@ -13,8 +13,8 @@ from typing import Sequence
 
 import torch
 
-from annotator.errors import InputError
-from annotator.files import atomic_folder
+from annotator.core.errors import InputError
+from annotator.core.files import atomic_folder
 from models.ofm import INPUT_SIZE, OFMClassifier
 
 __all__ = ["FORMAT", "NAME_RE", "check_name", "write_version", "load_model_file", "read_metrics",

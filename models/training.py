@@ -5,7 +5,7 @@ is preprocessed and augmented as one tensor (no per-image Python work), so the n
 input pipeline, sets the speed.
 
 Public API (also used by the active-learning simulator; images are read by
-``annotator.images`` and ``annotator.cache``, whose memory-mapped arrays ``fit`` accepts):
+``annotator.media.images`` and ``annotator.media.cache``, whose memory-mapped arrays ``fit`` accepts):
 
 - ``fit(model, train_x, train_y, val_x, val_y, *, epochs, batch_size, lr, seed, ...) -> History``
 - ``predict(model, images, *, batch_size) -> (probs (N, K), embeddings (N, 10))``
@@ -27,9 +27,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from annotator.errors import InputError
-from annotator.metrics import balanced_accuracy
-from annotator.progress import ProgressFn
+from annotator.core.errors import InputError
+from annotator.core.metrics import balanced_accuracy
+from annotator.core.progress import ProgressFn
 from models.export import onnx_bytes, probabilities
 from models.ofm import EMBEDDING_DIM, INPUT_SIZE
 __all__ = [

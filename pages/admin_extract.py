@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from annotator import jobs
-from annotator.config import DETECTOR_CHOICES
-from annotator.errors import AnnotatorError
+from annotator.service import jobs
+from annotator.core.config import DETECTOR_CHOICES
+from annotator.core.errors import AnnotatorError
 from pages import common
 from pipelines import extract, runner
 

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from annotator import jobs, labeling, team
-from annotator.errors import AnnotatorError
+from annotator.service import jobs, labeling, team
+from annotator.core.errors import AnnotatorError
 from models import registry
 from pages import autolabel_panel, charts, common
 from pipelines import export, retrain, runner, versions

@@ -7,8 +7,8 @@ import datetime as dt
 import pandas as pd
 import streamlit as st
 
-from annotator import trail
-from annotator.errors import AnnotatorError
+from annotator.data import trail
+from annotator.core.errors import AnnotatorError
 from pages import common
 from pipelines import erase, retention, runner
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from annotator import team
-from annotator.errors import AnnotatorError
+from annotator.service import team
+from annotator.core.errors import AnnotatorError
 from pages import common
 
 ws = common.workspace()

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from annotator import app_server, auth, labeling
-from annotator.errors import AnnotatorError
+from annotator.service import app_server, auth, labeling
+from annotator.core.errors import AnnotatorError
 from pages import common, session
 
 # A local icon file: a ":material/...:" page icon makes the browser fetch the favicon from a

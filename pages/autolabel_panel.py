@@ -9,8 +9,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from annotator import autolabels
-from annotator.errors import AnnotatorError
+from annotator.service import autolabels
+from annotator.core.errors import AnnotatorError
 from pipelines import autolabel
 
 

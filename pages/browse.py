@@ -7,9 +7,10 @@ import html
 
 import streamlit as st
 
-from annotator import labeling, team, trail
-from annotator.config import NOT_A_FACE
-from annotator.errors import AnnotatorError
+from annotator.data import trail
+from annotator.service import labeling, team
+from annotator.core.config import NOT_A_FACE
+from annotator.core.errors import AnnotatorError
 from pages import common, widgets
 from pages import slices_view
 

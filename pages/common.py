@@ -7,8 +7,8 @@ from contextlib import contextmanager
 
 import streamlit as st
 
-from annotator.errors import AnnotatorError
-from annotator.workspace import Workspace, default_project
+from annotator.core.errors import AnnotatorError
+from annotator.service.workspace import Workspace, default_project
 
 # (section, script, title, icon, admin only): the app's navigation, in order.
 PAGES = [
@@ -63,7 +63,7 @@ def require_admin() -> dict:
 def recheck_admin() -> dict:
     """Inside a privileged callback or form action: the signed-in account, re-read from the
     database now (AuthError if it was disabled or demoted since the page was drawn)."""
-    from annotator import auth
+    from annotator.service import auth
 
     u = user()
     account = auth.require_admin(workspace(), u["id"] if u else None,
@@ -74,7 +74,7 @@ def recheck_admin() -> dict:
 def instructions_panel() -> None:
     """The team's labeling rules (``instructions.md`` in the workspace), folded away: one click
     to read them while labeling. Markdown only, no HTML (``st.markdown`` escapes it)."""
-    from annotator import team
+    from annotator.service import team
 
     with st.expander("Instructions for annotators", icon=":material/menu_book:"):
         st.markdown(team.instructions(workspace()))
@@ -112,7 +112,7 @@ def md_escape(text: str) -> str:
 def relabel(crop_id: int, value: str, *, message_key: str) -> None:
     """Button callback: replace a crop's label with the signed-in user's decision and say so
     (or why not) in ``st.session_state[message_key]``."""
-    from annotator import labeling
+    from annotator.service import labeling
 
     try:
         labeling.relabel(workspace(), st.session_state["user"]["id"], crop_id, value)
@@ -148,7 +148,7 @@ def show_jobs(ws: Workspace, *, kinds, limit: int = 8, extra=None) -> None:
     reason, and the log of the newest one. Refreshes itself every 2 s while one runs (the job
     runs in its own process); when the last one ends the whole page reruns, so buttons that
     waited for it come back. ``extra(job)`` draws more under an active job (training curves)."""
-    from annotator import jobs
+    from annotator.service import jobs
 
     @st.fragment(run_every="2s")
     def panel():
@@ -221,7 +221,7 @@ def job_outcome(job) -> tuple[str, str] | None:
 
 
 def render_jobs(ws: Workspace, listed, *, extra=None) -> None:
-    from annotator import jobs
+    from annotator.service import jobs
 
     if not listed:
         st.caption("no jobs yet")

@@ -5,8 +5,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from annotator import team
-from annotator.config import NOT_A_FACE, SKIP
+from annotator.service import team
+from annotator.core.config import NOT_A_FACE, SKIP
 from pages import autolabel_panel, charts, common, slices_view, widgets
 
 ws = common.workspace()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from annotator.errors import AnnotatorError
+from annotator.core.errors import AnnotatorError
 from pages import common
 from pipelines import detect, runner, score
 

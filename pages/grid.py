@@ -14,9 +14,10 @@ import uuid
 
 import streamlit as st
 
-from annotator import labeling, trail
-from annotator.config import NOT_A_FACE
-from annotator.errors import AnnotatorError
+from annotator.data import trail
+from annotator.service import labeling
+from annotator.core.config import NOT_A_FACE
+from annotator.core.errors import AnnotatorError
 from pages import common, widgets
 
 ws = common.workspace()

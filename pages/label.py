@@ -11,9 +11,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import streamlit as st
 
-from annotator import labeling, trail
-from annotator.config import NOT_A_FACE, SKIP
-from annotator.errors import AnnotatorError, QueueError
+from annotator.data import trail
+from annotator.service import labeling
+from annotator.core.config import NOT_A_FACE, SKIP
+from annotator.core.errors import AnnotatorError, QueueError
 from pages import common, session, widgets
 
 ws = common.workspace()

@@ -1,6 +1,6 @@
 """Who is signed in, in this browser: a session cookie that survives reloads.
 
-The token is a random string whose hash the server keeps (``annotator.auth``); the browser gets
+The token is a random string whose hash the server keeps (``annotator.service.auth``); the browser gets
 it as a cookie written by a tiny ``st.components.v2`` component (Streamlit's own component API:
 inline JavaScript in the page), and Streamlit hands it back on every new connection through
 ``st.context.cookies``. Nothing goes in the URL. The cookie is ``SameSite=Strict``, and
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from annotator import auth
+from annotator.service import auth
 
 COOKIE = "fma_session"
 _JS = """
@@ -39,7 +39,7 @@ def client_address(trusted: list[str] | None = None) -> str:
     The TCP peer, never a header, unless the peer is one of ``trusted`` (``[auth]
     trusted_proxies``): only then does X-Forwarded-For name the client (``auth.client_address``).
     """
-    from annotator.auth import client_address as pick
+    from annotator.service.auth import client_address as pick
 
     peer, forwarded = _peer_and_forwarded()
     if peer is None:  # AppTest, bare mode
@@ -56,7 +56,7 @@ def _peer_and_forwarded() -> tuple[str | None, str | None]:
 
         ctx = get_script_run_ctx()
         client = get_instance().get_client(ctx.session_id).client_context
-        # uvicorn's address: the peer's, or a trusted proxy's client (annotator.app_server)
+        # uvicorn's address: the peer's, or a trusted proxy's client (annotator.service.app_server)
         peer = client.remote_ip
         forwarded = ", ".join(v for k, v in client.headers or () if k.lower() == "x-forwarded-for")
         return (peer if isinstance(peer, str) and peer else None, forwarded or None)

@@ -8,7 +8,8 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from annotator import slice_store, slices
+from annotator.core import slices
+from annotator.data import slice_store
 
 STATE_KEY = "browse_slice"  # (attribute, band) chosen on the Dashboard
 PARAM = "slice"  # or ?slice=attribute:band in Browse's address

@@ -11,7 +11,7 @@ from typing import Sequence
 
 import streamlit as st
 
-from annotator.config import NOT_A_FACE, SKIP
+from annotator.core.config import NOT_A_FACE, SKIP
 
 PALETTE = ["#2e7d32", "#c62828", "#1565c0", "#ef6c00", "#6a1b9a", "#00838f"]
 SPECIAL_COLOURS = {NOT_A_FACE: "#616161", SKIP: "#9e9e9e"}

@@ -1,7 +1,7 @@
 """Job: label the crops the active model is sure enough of, with an audited error bound.
 
 Per predicted class, the lowest probability threshold whose 95% error bound, measured on
-people's labels from the random share (``annotator.audit``), is <= ``max_error``; the active
+people's labels from the random share (``annotator.core.audit``), is <= ``max_error``; the active
 model's unlabeled crops above it get ``auto`` labels (model version and probability recorded).
 A share of them (``[autolabel] audit_share``) stays in the queue as ordinary crops: people's
 labels there measure the auto labels' error. Every run first withdraws (makes inactive, never
@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from annotator import autolabels
-from annotator.errors import InputError
-from annotator.progress import ProgressFn, silent
-from annotator.workspace import Workspace
+from annotator.service import autolabels
+from annotator.core.errors import InputError
+from annotator.core.progress import ProgressFn, silent
+from annotator.service.workspace import Workspace
 
 
 @dataclass(kw_only=True)

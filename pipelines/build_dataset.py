@@ -3,9 +3,9 @@
 Writes ``datasets/NAME/{train,val}/<label>/<crop_id>.<ext>`` (hard links to the stored crops,
 not copies) and ``manifest.csv`` (crop id,
 source, track, label, annotators, split, group, sha256, file). The crops' tensors at the
-classifier's input size go to the workspace's tensor cache (``annotator.cache``, keyed by
+classifier's input size go to the workspace's tensor cache (``annotator.media.cache``, keyed by
 sha256), so training and evaluation start without decoding files and a crop in several
-dataset versions is stored once. The split is grouped and stratified (``annotator.dataset``)
+dataset versions is stored once. The split is grouped and stratified (``annotator.core.dataset``)
 and sticky across versions.
 """
 from __future__ import annotations
@@ -20,13 +20,14 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import func, select
 
-from annotator import cache as tensor_cache
-from annotator import db, images, reports
-from annotator.dataset import TRAIN, VAL, assign_split, dhash, group_ids
-from annotator.errors import InputError
-from annotator.files import atomic_folder, removed_on_error
-from annotator.progress import ProgressFn, silent
-from annotator.workspace import Workspace
+from annotator.media import cache as tensor_cache
+from annotator.data import db, reports
+from annotator.media import images
+from annotator.core.dataset import TRAIN, VAL, assign_split, dhash, group_ids
+from annotator.core.errors import InputError
+from annotator.core.files import atomic_folder, removed_on_error
+from annotator.core.progress import ProgressFn, silent
+from annotator.service.workspace import Workspace
 
 MANIFEST = "manifest.csv"
 FIELDS = ["crop_id", "source", "track", "label", "annotators", "split", "group", "sha256", "file",
@@ -154,7 +155,7 @@ def _machine_kinds(session, ws: Workspace, which: str) -> list[str]:
     ``propagated`` once its own audit bounds its error under ``[autolabel] max_error``."""
     if which == "human":
         return []
-    from annotator.autolabels import measured_error
+    from annotator.service.autolabels import measured_error
 
     ok = [db.LabelKind.AUTO]
     if measured_error(session, db.LabelKind.PROPAGATED)["bound"] <= ws.config.autolabel.max_error:

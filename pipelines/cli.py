@@ -21,8 +21,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from annotator.errors import AnnotatorError
-from annotator.workspace import DEFAULT_PROJECT
+from annotator.core.errors import AnnotatorError
+from annotator.service.workspace import DEFAULT_PROJECT
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -66,7 +66,7 @@ def command(typer_app: typer.Typer, name: str | None = None, **kw):
 
 
 def open_ws(project: Path):
-    from annotator.workspace import Workspace
+    from annotator.service.workspace import Workspace
 
     return Workspace.open(project)
 
@@ -116,7 +116,7 @@ def progress_bar(description: str, *, enabled: bool = True):
 @command(app, "init")
 def init_cmd(project: ProjectOpt = DEFAULT_PROJECT, as_json: JsonOpt = False):
     """Create a workspace (database, crops/, datasets/, models/, config.toml)."""
-    from annotator.workspace import Workspace
+    from annotator.service.workspace import Workspace
 
     existed = (project / "config.toml").exists()
     ws = Workspace.init(project)
@@ -153,7 +153,8 @@ def import_folder_cmd(
 @command(app, "stats")
 def stats_cmd(project: ProjectOpt = DEFAULT_PROJECT, as_json: JsonOpt = False):
     """Counts of sources, crops by status, labels, annotators, models and datasets."""
-    from annotator import cache, reports
+    from annotator.data import reports
+    from annotator.media import cache
 
     ws = open_ws(project)
     with ws.read_session() as s:
@@ -220,7 +221,7 @@ def export_cmd(
     with progress_bar("export", enabled=not as_json) as progress:
         report = export.run(ws, export.ExportOptions(out=dest, format=fmt, force=force,
                                                      with_provenance=with_provenance), progress)
-    from annotator import trail  # privacy: who exported what (the audit trail)
+    from annotator.data import trail  # privacy: who exported what (the audit trail)
 
     trail.record_in(ws, _cli_actor(), trail.EXPORT, page="cli",
                     detail={"format": fmt, "out": str(dest), "crops": report.crops,
@@ -291,7 +292,7 @@ def user_add_cmd(
     as_json: JsonOpt = False,
 ):
     """Add an account (password from a prompt, or --password-stdin)."""
-    from annotator import auth
+    from annotator.service import auth
 
     ws = open_ws(project)
     who = auth.create_account(ws, name, _read_password(password_stdin), role=role)
@@ -301,7 +302,7 @@ def user_add_cmd(
 @command(user_app, "list")
 def user_list_cmd(project: ProjectOpt = DEFAULT_PROJECT, as_json: JsonOpt = False):
     """List accounts with their role, whether they are disabled and their label counts."""
-    from annotator import team
+    from annotator.service import team
 
     rows = team.users(open_ws(project)).to_dict("records")
     emit(rows, as_json, "\n".join(
@@ -312,7 +313,7 @@ def user_list_cmd(project: ProjectOpt = DEFAULT_PROJECT, as_json: JsonOpt = Fals
 @command(user_app, "disable")
 def user_disable_cmd(name: str, project: ProjectOpt = DEFAULT_PROJECT, as_json: JsonOpt = False):
     """Stop an account from signing in; its open sessions end at once."""
-    from annotator import team
+    from annotator.service import team
 
     team.set_disabled(open_ws(project), name, True)
     emit({"name": name, "disabled": True}, as_json, f"disabled {name}")
@@ -321,7 +322,7 @@ def user_disable_cmd(name: str, project: ProjectOpt = DEFAULT_PROJECT, as_json: 
 @command(user_app, "enable")
 def user_enable_cmd(name: str, project: ProjectOpt = DEFAULT_PROJECT, as_json: JsonOpt = False):
     """Let a disabled account sign in again."""
-    from annotator import team
+    from annotator.service import team
 
     team.set_disabled(open_ws(project), name, False)
     emit({"name": name, "disabled": False}, as_json, f"enabled {name}")
@@ -335,7 +336,7 @@ def user_set_role_cmd(
     as_json: JsonOpt = False,
 ):
     """Change an account's role (a signed-in browser gets it on its next page action)."""
-    from annotator import team
+    from annotator.service import team
 
     team.set_role(open_ws(project), name, role, by=_cli_actor())
     emit({"name": name, "role": role}, as_json, f"{name} is now {role}")
@@ -349,7 +350,7 @@ def user_set_password_cmd(
     as_json: JsonOpt = False,
 ):
     """Reset an account's password; its open sessions end."""
-    from annotator import team
+    from annotator.service import team
 
     ws = open_ws(project)
     team.set_password(ws, name, _read_password(password_stdin))
@@ -529,7 +530,8 @@ def slices_cmd(
         return
     import numpy as np
 
-    from annotator import slice_store, slices
+    from annotator.core import slices
+    from annotator.data import slice_store
 
     with ws.read_session() as s:
         df = slice_store.frame(s)
@@ -581,7 +583,7 @@ app.add_typer(cache_app, name="cache")
 @command(cache_app, "status")
 def cache_status_cmd(project: ProjectOpt = DEFAULT_PROJECT, as_json: JsonOpt = False):
     """Entries, bytes, and how many of the workspace's crops are cached."""
-    from annotator import cache
+    from annotator.media import cache
 
     ws = open_ws(project)
     st = cache.status(ws)
@@ -600,7 +602,7 @@ def cache_rebuild_cmd(
 ):
     """Compact the cache to the crops the database has (dropping forgotten, damaged and
     unused tensors), then fill what is missing."""
-    from annotator import cache
+    from annotator.media import cache
 
     ws = open_ws(project)
     with progress_bar("cache", enabled=not as_json) as progress:
@@ -760,13 +762,13 @@ def app_cmd(
     import signal
     import subprocess
 
-    from annotator import auth
-    from annotator.config import check_options
+    from annotator.service import auth
+    from annotator.core.config import check_options
 
     check_options(port=port)
     ws = open_ws(project)  # fails here, in one line, when there is no workspace
     # Through app_server: Streamlit's upload endpoint refuses sessions that are not signed in.
-    cmd = [sys.executable, "-m", "annotator.app_server", "run", str(app_entry()),
+    cmd = [sys.executable, "-m", "annotator.service.app_server", "run", str(app_entry()),
            "--server.address", host,
            "--server.port", str(port), "--server.maxUploadSize",
            str(ws.config.limits.max_upload_mb), *APP_SERVER_OPTIONS]
@@ -902,7 +904,7 @@ def erase_cmd(
     as_json: JsonOpt = False,
 ):
     """Erase a source, a person (track) or a crop from every row and file of the workspace."""
-    from annotator.errors import InputError
+    from annotator.core.errors import InputError
     from pipelines import erase
 
     if not resume and source is None and track is None and crop is None:
@@ -936,8 +938,8 @@ def audit_cmd(
     """The audit trail, newest first: who viewed which crop or frame, exported, erased, changed a role."""
     import datetime as _dt
 
-    from annotator import trail
-    from annotator.errors import InputError
+    from annotator.data import trail
+    from annotator.core.errors import InputError
 
     def when(v):
         try:

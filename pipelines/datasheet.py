@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from annotator import db, images, reports
-from annotator.workspace import Workspace
+from annotator.data import db, reports
+from annotator.media import images
+from annotator.service.workspace import Workspace
 
 SMALL_FACE_PX = 32  # shorter side under this: hard to judge a mask
 BLUR_SHARPNESS = 100.0  # variance of the Laplacian under this: blurry

@@ -1,10 +1,10 @@
 """Job: a model on footage. Detect faces, classify each, track people, vote one label per track,
 and write what a site can use; the uncertain tracks' crops can go back to the labeling queue.
 
-Per sampled frame (``annotator.video``): detect (``annotator.detectors``), cut each head box as
+Per sampled frame (``annotator.media.video``): detect (``annotator.media.detectors``), cut each head box as
 extract does (:func:`pipelines.extract.head_crops`), classify all of the frame's heads in one
 call (ONNX Runtime on a CPU, PyTorch on CUDA), follow heads with the project's tracker
-(``annotator.track``) and update each track's vote (``annotator.votes``). Below ``min_score`` a
+(``annotator.core.track``) and update each track's vote (``annotator.core.votes``). Below ``min_score`` a
 frame's label is ``unknown``.
 
 Files in ``out`` (written in a hidden folder beside it and moved into place at the end, so a
@@ -41,14 +41,17 @@ from pathlib import Path
 
 import numpy as np
 
-from annotator import db, detectors, images, jobs, queue, reports, video, votes
-from annotator.config import check_options
-from annotator.errors import AnnotatorError, InputError
-from annotator.progress import ProgressFn, silent
-from annotator.sample import uncertainty
-from annotator.track import Tracker, compact, crop_quality, thin
-from annotator.urls import redact_text
-from annotator.workspace import Workspace
+from annotator.core import votes
+from annotator.data import db, crop_queue, reports
+from annotator.media import detectors, images, video
+from annotator.service import jobs
+from annotator.core.config import check_options
+from annotator.core.errors import AnnotatorError, InputError
+from annotator.core.progress import ProgressFn, silent
+from annotator.core.sample import uncertainty
+from annotator.core.track import Tracker, compact, crop_quality, thin
+from annotator.core.urls import redact_text
+from annotator.service.workspace import Workspace
 from pipelines import extract
 
 DETECTORS = ("auto", "yunet", "mtcnn", "openpifpaf")
@@ -557,7 +560,7 @@ class _SourceRun:
     def _draw(self, frame, drawn, info):
         img = frame.image.copy()
         if self.st.blur_faces:  # privacy: the heads the run found, blurred before the boxes
-            from annotator.blur import blur_boxes
+            from annotator.media.blur import blur_boxes
 
             img = blur_boxes(img, [(hb.x1, hb.y1, hb.x2, hb.y2) for hb, *_ in drawn], grow=0.0)
         draw_boxes(img, drawn)
@@ -599,7 +602,7 @@ def _classifier(model):
 
 
 def _load_detector(st: Settings):
-    from annotator.detectors import load_detector
+    from annotator.media.detectors import load_detector
 
     return load_detector(st.detector, checkpoint=st.checkpoint, long_edge=st.long_edge,
                          batch_size=st.batch_size, min_face_size=max(12, int(st.min_size / 1.25)),
@@ -906,7 +909,7 @@ def queue_hard(ws: Workspace, out: str | Path) -> QueueReport:
             for i in new:
                 r = rows[i]
                 stored = ws.store.put_bytes((out / r["file"]).read_bytes(), "png")
-                crops.append(queue.NewCrop(
+                crops.append(crop_queue.NewCrop(
                     origin=r["origin"], sha256=stored.sha256, path=stored.relpath,
                     width=int(r["width"]), height=int(r["height"]), frame_index=int(r["frame"]),
                     timestamp_s=float(r["time_s"]),
@@ -914,7 +917,7 @@ def queue_hard(ws: Workspace, out: str | Path) -> QueueReport:
                     detector=report.get("detector"), det_score=float(r["det_score"]),
                     keypoints=json.loads(r["keypoints"]) if r["keypoints"] else None,
                     sharpness=float(r["sharpness"]), track_id=base + int(r["track"])))
-            ids = queue.add_crops(sess, src.id, crops, added_by=db.AddedBy.DETECT)
+            ids = crop_queue.add_crops(sess, src.id, crops, added_by=db.AddedBy.DETECT)
             result.added += len(ids)
             result.scored += _store_predictions(sess, report.get("model"), classes, src.id,
                                                 [rows[i]["origin"] for i in new], probs[new],

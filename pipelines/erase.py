@@ -33,13 +33,13 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import delete, func, select
 
-from annotator import cache as tensor_cache
-from annotator import db, trail
-from annotator.errors import InputError
-from annotator.failpoints import failpoint
-from annotator.geometry import box_iou as iou
-from annotator.progress import ProgressFn, silent
-from annotator.workspace import Workspace
+from annotator.media import cache as tensor_cache
+from annotator.data import db, trail
+from annotator.core.errors import InputError
+from annotator.core.failpoints import failpoint
+from annotator.core.geometry import box_iou as iou
+from annotator.core.progress import ProgressFn, silent
+from annotator.service.workspace import Workspace
 
 JOURNALS = "erasures"  # under the workspace: plans of erasures not finished yet
 RUNS = "detections"

@@ -6,11 +6,12 @@ from pathlib import Path
 
 import numpy as np
 
-from annotator import db, images
-from annotator.errors import InputError
-from annotator.files import output_path
-from annotator.metrics import report as metrics_report
-from annotator.workspace import Workspace
+from annotator.data import db
+from annotator.media import images
+from annotator.core.errors import InputError
+from annotator.core.files import output_path
+from annotator.core.metrics import report as metrics_report
+from annotator.service.workspace import Workspace
 
 
 @dataclass(kw_only=True)
@@ -20,7 +21,7 @@ class EvalOptions:
     dataset: str | None = None  # dataset name (its validation split); default: the model's
     plots: Path | None = None
     batch_size: int = 256
-    slices: bool = False  # also per slice (annotator.slices), worst first
+    slices: bool = False  # also per slice (annotator.core.slices), worst first
 
 
 def evaluate_arrays(model, x: np.ndarray, y: np.ndarray, *, batch_size: int = 256) -> tuple[dict, np.ndarray]:
@@ -40,7 +41,7 @@ def on_split(ws: Workspace, model, dataset: str) -> dict:
 
 
 def run(ws: Workspace, opts: EvalOptions) -> dict:
-    """Metrics dict (``annotator.metrics.report``) plus ``model``, ``data`` and ``plots``."""
+    """Metrics dict (``annotator.core.metrics.report``) plus ``model``, ``data`` and ``plots``."""
     from pipelines import versions
     from pipelines.build_dataset import load_split
 
@@ -72,7 +73,7 @@ def run(ws: Workspace, opts: EvalOptions) -> dict:
         out["slices"] = slice_sets(ws, v, classes, y, probs, ids=ids,
                                    paths=paths if opts.data is not None else None)
     if opts.plots is not None:
-        from annotator.plots import plot_report
+        from annotator.media.plots import plot_report
 
         try:
             out["plots"] = [str(p) for p in plot_report(y, probs, classes, Path(opts.plots))]
@@ -86,9 +87,10 @@ def run(ws: Workspace, opts: EvalOptions) -> dict:
 
 def slice_sets(ws: Workspace, version, classes: list[str], y, probs, *, ids=None,
                paths=None) -> dict:
-    """Per-slice reports (``annotator.slices.slice_report``) on the evaluated data and on the
+    """Per-slice reports (``annotator.core.slices.slice_report``) on the evaluated data and on the
     queue's random-share labels that this version had scored (the unbiased estimate)."""
-    from annotator import slice_store, slices
+    from annotator.core import slices
+    from annotator.data import slice_store
 
     if ids is not None:  # dataset crops: stored attributes (filled here if missing)
         slice_store.fill(ws, ids)
@@ -111,7 +113,7 @@ def slice_sets(ws: Workspace, version, classes: list[str], y, probs, *, ids=None
 
 
 def _slice_set(bands: dict, y, probs, classes: list[str]) -> dict:
-    from annotator import slices
+    from annotator.core import slices
 
     if len(y) == 0:
         return {"n": 0, "slices": []}

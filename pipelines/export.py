@@ -21,12 +21,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from annotator import db, reports
-from annotator.config import SKIP
-from annotator.errors import InputError
-from annotator.files import atomic_file, atomic_folder, output_path
-from annotator.progress import ProgressFn, silent
-from annotator.workspace import Workspace
+from annotator.data import db, reports
+from annotator.core.config import SKIP
+from annotator.core.errors import InputError
+from annotator.core.files import atomic_file, atomic_folder, output_path
+from annotator.core.progress import ProgressFn, silent
+from annotator.service.workspace import Workspace
 
 FORMATS = ("imagefolder", "csv", "hf", "coco", "yolo", "labelstudio", "fiftyone")
 FRAME_FORMATS = ("coco", "yolo")

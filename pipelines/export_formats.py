@@ -14,11 +14,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from annotator import db, images, reports, video
-from annotator.config import NOT_A_FACE
-from annotator.errors import InputError
-from annotator.progress import ProgressFn
-from annotator.workspace import Workspace
+from annotator.data import db, reports
+from annotator.media import images, video
+from annotator.core.config import NOT_A_FACE
+from annotator.core.errors import InputError
+from annotator.core.progress import ProgressFn
+from annotator.service.workspace import Workspace
 
 HF_SPLITS = {"train": "train", "val": "validation", "unassigned": "unassigned"}
 HF_SHARD = 5000  # rows per Parquet file: bounded memory whatever the export's size

@@ -11,9 +11,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from annotator.errors import InputError
-from annotator.files import atomic_file, output_path
-from annotator.workspace import Workspace
+from annotator.core.errors import InputError
+from annotator.core.files import atomic_file, output_path
+from annotator.service.workspace import Workspace
 
 FORMATS = ("onnx", "torchscript")
 

@@ -1,9 +1,9 @@
 """Job: CCTV footage -> faces (YuNet, MTCNN) or people (OpenPifPaf keypoints) -> head crops in the
 queue.
 
-Per source: read sampled frames (``annotator.video``), detect (``annotator.detectors``), cut a head box
-from each person (``annotator.geometry``), follow heads across frames and keep a few good crops
-per track (``annotator.track``), store them (``ws.store``) and add them to the queue.
+Per source: read sampled frames (``annotator.media.video``), detect (``annotator.media.detectors``), cut a head box
+from each person (``annotator.core.geometry``), follow heads across frames and keep a few good crops
+per track (``annotator.core.track``), store them (``ws.store``) and add them to the queue.
 
 Resumable and idempotent:
 
@@ -12,7 +12,7 @@ Resumable and idempotent:
   ``frames_done``, the tracker state and the crops still waiting for their track to end (their
   image files are already in the store). A killed run restarts from the last commit with the
   same state, so it ends with exactly the crops of an uninterrupted run and no duplicates
-  (``queue.add_crops`` also ignores origins it knows).
+  (``crop_queue.add_crops`` also ignores origins it knows).
 * Crop files of candidates that thinning drops are deleted once no crop row uses them.
 * ``redo`` starts a finished (or interrupted) file source over with new settings: its crops that
   carry no label are removed, labeled crops and every label stay, and the new run adds only
@@ -38,16 +38,17 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import select
 
-from annotator import detectors, queue, reports, video
-from annotator.config import check_options
-from annotator import slice_store  # slice attributes of stored crops
-from annotator.db import Crop, chunks, get_or_create_source, update_source_progress
-from annotator.errors import AnnotatorError, InputError
-from annotator.geometry import Person, head_box, sharpness
-from annotator.motion import MotionGate
-from annotator.progress import ProgressFn, silent
-from annotator.track import Tracker, compact, crop_quality, thin
-from annotator.workspace import Workspace
+from annotator.data import crop_queue, reports
+from annotator.media import detectors, video
+from annotator.core.config import check_options
+from annotator.data import slice_store  # slice attributes of stored crops
+from annotator.data.db import Crop, chunks, get_or_create_source, update_source_progress
+from annotator.core.errors import AnnotatorError, InputError
+from annotator.core.geometry import Person, head_box, sharpness
+from annotator.core.motion import MotionGate
+from annotator.core.progress import ProgressFn, silent
+from annotator.core.track import Tracker, compact, crop_quality, thin
+from annotator.service.workspace import Workspace
 
 ENGINES = ("local", "ray")
 MOTION = ("auto", "on", "off")  # auto: on for video files and streams (fixed cameras)
@@ -79,7 +80,7 @@ class ExtractOptions:
     address: str | None = None  # ray: auto | HOST:PORT | ray://HOST:PORT; None starts one here
     range_seconds: float | None = None  # ray: video per task (None: extract_ray's default)
     delete_source_after: bool = False  # privacy: delete each video/image file once fully extracted
-    motion: str = "auto"  # auto | on | off: detect only where something moved (annotator.motion)
+    motion: str = "auto"  # auto | on | off: detect only where something moved (annotator.core.motion)
 
 
 @dataclass
@@ -289,7 +290,7 @@ class _SourceRun:
         self.ws, self.spec, self.st, self.detector, self.res = ws, spec, st, detector, res
         self.progress = progress
         self.dropped: Counter = Counter()
-        self.to_add: list[queue.NewCrop] = []
+        self.to_add: list[crop_queue.NewCrop] = []
         self.discard: list[dict] = []
         self.pending: dict[int, list[dict]] = {}
         self.timings = Counter()
@@ -465,7 +466,7 @@ class _SourceRun:
                 stats["resume"]["motion"] = self._motion.state()
         t = time.perf_counter()
         with self.ws.session() as s:
-            new_ids = queue.add_crops(s, self.source_id, self.to_add)
+            new_ids = crop_queue.add_crops(s, self.source_id, self.to_add)
             stats["totals"] = self._totals(len(new_ids))
             update_source_progress(s, self.source_id, frames_done=frames_done, status=status,
                                    error=error, stats=stats)
@@ -559,7 +560,7 @@ def open_source(ws: Workspace, spec: video.SourceSpec, st: Settings, res: Source
         src = source_row(s, spec, key=key, sha256=sha, info=info)
         # A stream's past frames are gone: redo has nothing to redo there, its frames go on.
         if st.redo and spec.kind != "stream" and (src.status != "new" or src.frames_done):
-            removed = queue.remove_unlabeled_crops(s, src.id)
+            removed = crop_queue.remove_unlabeled_crops(s, src.id)
             src.frames_done, src.status, src.error, src.stats = 0, "new", None, None
         opened = OpenedSource(src.id, src.frames_done, src.status, src.stats or {}, info,
                               reports.max_track_id(s, src.id))
@@ -572,9 +573,9 @@ def open_source(ws: Workspace, spec: video.SourceSpec, st: Settings, res: Source
     return opened
 
 
-def new_crop(c: dict, *, sha256: str, path: str, detector: str, track_id: int) -> queue.NewCrop:
+def new_crop(c: dict, *, sha256: str, path: str, detector: str, track_id: int) -> crop_queue.NewCrop:
     """The queue row of a kept candidate whose file is stored as ``sha256`` at ``path``."""
-    return queue.NewCrop(
+    return crop_queue.NewCrop(
         origin=c["origin"], sha256=sha256, path=path, width=c["width"], height=c["height"],
         frame_index=c["frame_index"], timestamp_s=c["timestamp_s"], box=tuple(c["box"]),
         detector=detector, det_score=c["det_score"], keypoints=c["keypoints"],
@@ -615,7 +616,7 @@ def stored_files_gone(ws: Workspace, files: list[tuple[str, str]]) -> None:
     (the tensor cache, keyed by sha256) must forget them. Every deletion by this job comes
     through here."""
     if files:
-        from annotator import cache
+        from annotator.media import cache
 
         cache.forget(ws, [sha for sha, _path in files])
 

@@ -34,15 +34,17 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from annotator import failpoints, queue, video
-from annotator import slice_store  # slice attributes of stored crops
-from annotator.db import AddedBy, Crop, update_source_progress
-from annotator.errors import AnnotatorError, InputError
-from annotator.failpoints import failpoint
-from annotator.images import encode_png
-from annotator.progress import ProgressFn
-from annotator.track import Tracker
-from annotator.workspace import Workspace
+from annotator.core import failpoints
+from annotator.data import crop_queue
+from annotator.media import video
+from annotator.data import slice_store  # slice attributes of stored crops
+from annotator.data.db import AddedBy, Crop, update_source_progress
+from annotator.core.errors import AnnotatorError, InputError
+from annotator.core.failpoints import failpoint
+from annotator.media.images import encode_png
+from annotator.core.progress import ProgressFn
+from annotator.core.track import Tracker
+from annotator.service.workspace import Workspace
 from pipelines.extract import (
     NoDetector, OpenedSource, Settings, SourceResult, _LazyDetector, _SourceRun, expected_frames,
     extract_source, new_crop, open_source, remove_unused_files, source_totals)
@@ -382,7 +384,7 @@ class _RaySource:
         if r["problem"]:
             self.errors[r["problem"]] += 1
         with self.ws.session() as s:
-            new_ids = queue.add_crops(s, self.source_id, crops)
+            new_ids = crop_queue.add_crops(s, self.source_id, crops)
             totals = self._totals(len(new_ids))
             update_source_progress(s, self.source_id, frames_done=_prefix(state.done),
                                    status="running", stats=self._stats(state, totals))

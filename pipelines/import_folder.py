@@ -5,12 +5,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from annotator import images, queue, reports, slice_store
-from annotator.auth import system_user
-from annotator.db import AddedBy, get_or_create_source
-from annotator.errors import InputError
-from annotator.progress import ProgressFn, silent
-from annotator.workspace import Workspace
+from annotator.data import crop_queue, reports, slice_store
+from annotator.media import images
+from annotator.service.auth import system_user
+from annotator.data.db import AddedBy, get_or_create_source
+from annotator.core.errors import InputError
+from annotator.core.progress import ProgressFn, silent
+from annotator.service.workspace import Workspace
 
 CHUNK = 500  # files per transaction: an interrupted import loses at most one chunk of work
 
@@ -82,18 +83,18 @@ def _import_chunk(ws, root, paths, source_id, importer_id, opts, report):
                 report.unreadable_files.append(f"{rel}: {exc if isinstance(exc, InputError) else type(exc).__name__}")
             continue
         stored = ws.store.put_bytes(data, ext)
-        crops.append(queue.NewCrop(origin=rel, sha256=stored.sha256, path=stored.relpath, width=w,
+        crops.append(crop_queue.NewCrop(origin=rel, sha256=stored.sha256, path=stored.relpath, width=w,
                                    height=h))
         if opts.labeled and len(path.relative_to(root).parts) > 1:
             label_of[rel] = path.relative_to(root).parts[0]
     with ws.session() as s:
-        new_ids = queue.add_crops(s, source_id, crops, votes_needed=1, added_by=AddedBy.IMPORT)
+        new_ids = crop_queue.add_crops(s, source_id, crops, votes_needed=1, added_by=AddedBy.IMPORT)
         report.added += len(new_ids)
         report.existing += len(crops) - len(new_ids)
         if label_of and new_ids:
             origin_of = reports.crop_origins(s, new_ids)
             values = {cid: label_of[o] for cid, o in origin_of.items() if o in label_of}
-            queue.import_labels(s, importer_id, values)
+            crop_queue.import_labels(s, importer_id, values)
             for v in values.values():
                 report.labels[v] = report.labels.get(v, 0) + 1
     slice_store.fill(ws, new_ids)  # slice attributes (annotator slices --backfill heals a crash)

@@ -13,12 +13,12 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from annotator import queue, reports
-from annotator.auth import system_user
-from annotator.db import Role, get_annotator
-from annotator.errors import InputError
-from annotator.progress import ProgressFn, silent
-from annotator.workspace import Workspace
+from annotator.data import crop_queue, reports
+from annotator.service.auth import system_user
+from annotator.data.db import Role, get_annotator
+from annotator.core.errors import InputError
+from annotator.core.progress import ProgressFn, silent
+from annotator.service.workspace import Workspace
 
 MAX_BYTES = 512 * 1024 * 1024  # a Label Studio export larger than this is not one of ours
 NAME_LEN = 100  # annotators.name
@@ -128,7 +128,7 @@ def run(ws: Workspace, opts: ImportLSOptions, progress: ProgressFn = silent) -> 
                 rep.conflicts.append({"crop_id": v.crop_id, "current": now or given,
                                       "proposed": v.value, "annotator": v.email})
             else:
-                queue.import_labels(s, uid, {v.crop_id: v.value}, sampling="labelstudio")
+                crop_queue.import_labels(s, uid, {v.crop_id: v.value}, sampling="labelstudio")
                 current[v.crop_id] = mine[(v.crop_id, uid)] = v.value
                 rep.added += 1
             if i % 500 == 0:

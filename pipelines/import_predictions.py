@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from annotator import db, reports
-from annotator.errors import InputError
-from annotator.progress import ProgressFn, silent
-from annotator.sample import uncertainty
-from annotator.workspace import Workspace
+from annotator.data import db, reports
+from annotator.core.errors import InputError
+from annotator.core.progress import ProgressFn, silent
+from annotator.core.sample import uncertainty
+from annotator.service.workspace import Workspace
 
 MAX_BYTES = 512 * 1024 * 1024
 
@@ -48,7 +48,7 @@ def _val_metrics(ws: Workspace, probs: dict, classes: list[str],
     """The imported model measured like a trained one: on a frozen validation split (the
     latest by default; the crops it predicted), so the promote gate and the Models page can
     compare it."""
-    from annotator import metrics
+    from annotator.core import metrics
     from pipelines.build_dataset import read_manifest
 
     with ws.read_session() as s:

@@ -21,9 +21,9 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from annotator import db, trail
-from annotator.progress import ProgressFn, silent
-from annotator.workspace import Workspace
+from annotator.data import db, trail
+from annotator.core.progress import ProgressFn, silent
+from annotator.service.workspace import Workspace
 from pipelines import erase
 
 DAY = 86_400.0

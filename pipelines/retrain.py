@@ -11,9 +11,9 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from annotator.config import check_options
-from annotator.progress import ProgressFn, silent, under
-from annotator.workspace import Workspace
+from annotator.core.config import check_options
+from annotator.core.progress import ProgressFn, silent, under
+from annotator.service.workspace import Workspace
 from pipelines import build_dataset, score, train, versions
 
 STAGES = {"dataset": 0.1, "train": 0.75, "promote": 0.1, "score": 0.05}  # shares of the job

@@ -1,8 +1,8 @@
 """Background jobs for the app: which jobs the UI may start, and the process that runs one.
 
 A surface, like the CLI: :func:`submit` checks a job's options (only the fields the UI offers,
-each of the right type; server paths must exist) and records it through ``annotator.jobs``;
-``python -m pipelines.runner --project DIR ID`` (started by ``annotator.jobs.start``) rebuilds
+each of the right type; server paths must exist) and records it through ``annotator.service.jobs``;
+``python -m pipelines.runner --project DIR ID`` (started by ``annotator.service.jobs.start``) rebuilds
 the options from the row, calls the same job function the CLI calls with a progress reporter
 that writes to the row, and records the report, the real failure reason, or ``cancelled``.
 """
@@ -22,12 +22,13 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Callable
 
-from annotator import db, jobs
-from annotator.db import JobStatus
-from annotator.errors import AnnotatorError, InputError
-from annotator.progress import StagedProgress
-from annotator.urls import redact_text
-from annotator.workspace import Workspace
+from annotator.data import db
+from annotator.service import jobs
+from annotator.data.db import JobStatus
+from annotator.core.errors import AnnotatorError, InputError
+from annotator.core.progress import StagedProgress
+from annotator.core.urls import redact_text
+from annotator.service.workspace import Workspace
 
 PROGRESS_EVERY_S = 0.5
 
@@ -87,7 +88,7 @@ def submit(ws: Workspace, kind: str, options, *, started_by: str | None = None,
     ``account_id`` (and session ``token``): the account must still be an enabled admin now.
     """
     if account_id is not None:
-        from annotator import auth
+        from annotator.service import auth
 
         auth.require_admin(ws, account_id, token=token)
     spec = specs().get(kind)
@@ -112,7 +113,7 @@ SECRETS_ENV = "ANNOTATOR_JOB_SECRETS"
 def _split_secrets(args: dict) -> tuple[dict, dict[str, str]]:
     """Replace every URL with a password in the options by its redacted form; returns the
     redacted options and ``{redacted: full}`` for the job's process."""
-    from annotator.urls import redact
+    from annotator.core.urls import redact
 
     secrets: dict[str, str] = {}
 
@@ -152,7 +153,7 @@ def _check_fields(spec: JobSpec, options) -> dict:
 
 
 def _check_server_path(item: str) -> None:
-    from annotator import video
+    from annotator.media import video
 
     if not isinstance(item, str) or not item.strip():
         raise InputError("empty source")

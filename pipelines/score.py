@@ -1,7 +1,7 @@
 """Job: score every unlabeled crop (``labeled``: and every labeled one) with a model version
 (the active one by default).
 
-Per chunk of crops: read their tensors from the workspace's tensor cache (``annotator.cache``:
+Per chunk of crops: read their tensors from the workspace's tensor cache (``annotator.media.cache``:
 decoded once, memory-mapped; a miss is decoded from its file and added), run the model in
 batches, store class probabilities, uncertainty and the penultimate-layer embedding per
 (crop, version) with one bulk insert, and, when the version is the active one, set
@@ -24,12 +24,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from annotator import cache as tensor_cache
-from annotator import db, images
-from annotator.errors import InputError
-from annotator.progress import ProgressFn, silent
-from annotator.sample import uncertainty
-from annotator.workspace import Workspace
+from annotator.media import cache as tensor_cache
+from annotator.data import db
+from annotator.media import images
+from annotator.core.errors import InputError
+from annotator.core.progress import ProgressFn, silent
+from annotator.core.sample import uncertainty
+from annotator.service.workspace import Workspace
 
 MAX_INT8_DELTA = 0.005  # balanced accuracy an int8 graph may lose (or gain) against fp32
 CALIBRATION_CROPS = 512
@@ -190,7 +191,7 @@ def _check_dataset(ws, mv, opts: ScoreOptions) -> str:
 def _int8(ws, model, ds_name: str, calibration: np.ndarray, report: ScoreReport):
     """An int8 predictor calibrated on the first crops to score, refused unless its balanced
     accuracy on ``ds_name``'s validation split is within MAX_INT8_DELTA of fp32's."""
-    from annotator.metrics import balanced_accuracy
+    from annotator.core.metrics import balanced_accuracy
     from models.training import OnnxPredictor
     from pipelines.build_dataset import load_split
 
@@ -235,7 +236,7 @@ def score_new(ws: Workspace, progress: ProgressFn = silent) -> int:
     model's guess) when the job ends, not after the next promotion. Returns how many were
     scored: 0 with no active model, or one whose file is not on disk (a workspace made in code
     by the tests' factory)."""
-    from annotator.progress import under
+    from annotator.core.progress import under
 
     with ws.read_session() as s:
         mv = db.active_model(s)

@@ -1,7 +1,7 @@
 """Job: replay the active-learning loop with a labeled folder as the oracle.
 
 Each round scores the unlabeled pool with the current model, lets a strategy from
-``annotator.sample`` pick a batch, reveals its labels, retrains (warm start) and evaluates on a
+``annotator.core.sample`` pick a batch, reveals its labels, retrains (warm start) and evaluates on a
 separate folder that is never sampled from. The same sampling, training and metric code as the
 product runs here, so the curves say what the product would do on this data.
 
@@ -25,13 +25,13 @@ from pathlib import Path
 
 import numpy as np
 
-from annotator import images
-from annotator.config import check_options
-from annotator.errors import InputError
-from annotator.files import output_path
-from annotator.progress import ProgressFn, silent
-from annotator.sample import STRATEGIES
-from annotator.workspace import workspace_above
+from annotator.media import images
+from annotator.core.config import check_options
+from annotator.core.errors import InputError
+from annotator.core.files import output_path
+from annotator.core.progress import ProgressFn, silent
+from annotator.core.sample import STRATEGIES
+from annotator.service.workspace import workspace_above
 
 CURVE_FIELDS = ["strategy", "repeat", "round", "labels", "balanced_accuracy", "accuracy",
                 "no_mask_recall"]
@@ -88,7 +88,7 @@ class SimulateReport:
     summary: list[StrategySummary] = field(default_factory=list)
     seconds: float = 0.0
     # Per strategy and slice band of EVAL: mean balanced accuracy over repeats at the last round
-    # (annotator.slices bands of the files); per-round values in slice_curves.csv.
+    # (annotator.core.slices bands of the files); per-round values in slice_curves.csv.
     slices: list[dict] = field(default_factory=list)
 
 
@@ -106,12 +106,12 @@ class _Data:
     pool_groups: np.ndarray
     eval_x: object
     eval_y: np.ndarray
-    pool_bands: dict = field(default_factory=dict)  # annotator.slices bands of each file
+    pool_bands: dict = field(default_factory=dict)  # annotator.core.slices bands of each file
     eval_bands: dict = field(default_factory=dict)
 
 
 def _load(opts: SimulateOptions) -> _Data:
-    from annotator.dataset import dhash, group_ids
+    from annotator.core.dataset import dhash, group_ids
 
     pool_paths, pool_labels = images.read_image_folder(opts.pool)
     eval_paths, eval_labels = images.read_image_folder(opts.eval)
@@ -134,7 +134,7 @@ def _load(opts: SimulateOptions) -> _Data:
 
 def _file_bands(paths: list[Path]) -> dict:
     """Slice bands of picture files (face = the picture's height; no source, no hour)."""
-    from annotator import slices
+    from annotator.core import slices
 
     rows = []
     for p in paths:
@@ -145,7 +145,7 @@ def _file_bands(paths: list[Path]) -> dict:
 
 def _cached(opts: SimulateOptions, paths: list[Path]):
     """The pictures as a memory-mapped ``CachedArray`` (N, 45, 45, 3) from ``OUT/cache``."""
-    from annotator.cache import TensorCache
+    from annotator.media.cache import TensorCache
 
     def digest(p: Path) -> str:
         try:
@@ -173,7 +173,7 @@ def _new_model(classes: list[str], init: str):
 
 
 def _evaluate(model, data: _Data) -> dict:
-    from annotator import metrics
+    from annotator.core import metrics
     from models.training import predict
 
     probs, _ = predict(model, data.eval_x)
@@ -198,7 +198,7 @@ def run_one(data: _Data, opts: SimulateOptions, strategy: str, repeat: int,
     """Play one strategy for ``opts.rounds`` rounds; resume from its checkpoint if any."""
     import torch
 
-    from annotator.sample import select_batch
+    from annotator.core.sample import select_batch
     from models.training import fit, predict
 
     ckpt = Path(opts.out) / "runs" / f"{strategy}-{repeat}.pt"
@@ -249,7 +249,7 @@ def _slice_targeting(data: _Data, opts: SimulateOptions, rest: np.ndarray, probs
     """``select_batch`` arguments of the ``slices`` strategy: bands measured on the labels the
     model had not seen when it scored them (as the product measures the random share), else its
     uncertainty on the unlabeled rows."""
-    from annotator import slices
+    from annotator.core import slices
 
     rows = np.array(sorted(seen), dtype=np.int64)
     measured = []
@@ -265,7 +265,7 @@ def _slice_targeting(data: _Data, opts: SimulateOptions, rest: np.ndarray, probs
 
 def _evaluate_slices(model, data: _Data) -> list[dict]:
     """Per band of EVAL: ``attribute``, ``band``, ``n``, ``balanced_accuracy``."""
-    from annotator import slices
+    from annotator.core import slices
     from models.training import predict
 
     if not data.eval_bands:

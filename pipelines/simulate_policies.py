@@ -6,7 +6,7 @@ what a FaceMask100K-style set costs in human decisions under each policy:
 * ``keys``: every labeled crop is a person's decision (the product's sampler picks each batch,
   its random share included; all of it trains the model).
 * ``auto``: the same batches, but the random share is kept out of training as the audit: every
-  round's model is scored on all of it, ``annotator.audit.choose_thresholds`` picks per class
+  round's model is scored on all of it, ``annotator.core.audit.choose_thresholds`` picks per class
   the lowest threshold whose 95% bound is <= ``max_error``, the auto labels the new model no
   longer backs are withdrawn and the pool's crops above the thresholds are labeled ``auto``
   (and train the next model, as ``build-dataset`` would use them).
@@ -28,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from annotator import audit
-from annotator.errors import InputError
-from annotator.progress import ProgressFn, silent
+from annotator.core import audit
+from annotator.core.errors import InputError
+from annotator.core.progress import ProgressFn, silent
 from pipelines import simulate
 
 POLICIES = ("keys", "auto")
@@ -77,7 +77,7 @@ def run_policy(data, opts: simulate.SimulateOptions, popts: PolicyOptions, polic
     """One policy, one repeat: a row per round (see ``FIELDS``)."""
     import torch
 
-    from annotator.sample import select_batch
+    from annotator.core.sample import select_batch
     from models.training import fit, predict
 
     torch.set_num_threads(1)

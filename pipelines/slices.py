@@ -7,9 +7,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from annotator import slice_store
-from annotator.progress import ProgressFn, silent
-from annotator.workspace import Workspace
+from annotator.data import slice_store
+from annotator.core.progress import ProgressFn, silent
+from annotator.service.workspace import Workspace
 
 CHUNK = 500  # crops per transaction
 

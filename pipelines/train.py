@@ -12,12 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
-from annotator import db
-from annotator.config import check_options
-from annotator.errors import InputError
-from annotator.metrics import report as metrics_report
-from annotator.progress import ProgressFn, silent
-from annotator.workspace import Workspace
+from annotator.data import db
+from annotator.core.config import check_options
+from annotator.core.errors import InputError
+from annotator.core.metrics import report as metrics_report
+from annotator.core.progress import ProgressFn, silent
+from annotator.service.workspace import Workspace
 
 MASK, NO_MASK = "mask", "no_mask"
 

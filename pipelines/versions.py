@@ -15,12 +15,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from annotator import db
-from annotator.errors import InputError
-from annotator.failpoints import failpoint
-from annotator.files import removed_on_error
-from annotator.progress import ProgressFn, silent, under
-from annotator.workspace import Workspace
+from annotator.data import db
+from annotator.core.errors import InputError
+from annotator.core.failpoints import failpoint
+from annotator.core.files import removed_on_error
+from annotator.core.progress import ProgressFn, silent, under
+from annotator.service.workspace import Workspace
 
 
 @dataclass(frozen=True)

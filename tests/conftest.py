@@ -69,8 +69,8 @@ def pg_server():
 @pytest.fixture(scope="session")
 def pg_template(pg_server):
     """A database migrated to head once; per-test databases are file copies of it."""
-    from annotator import db
-    from annotator.migrate import upgrade
+    from annotator.data import db
+    from annotator.data.migrate import upgrade
 
     url = pg_server.create_database("annotator_template")
     engine = db.make_engine(url)
@@ -87,7 +87,7 @@ def backend(request):
 @pytest.fixture(scope="module")
 def new_db(request, backend):
     """``new_db(migrated=True)`` -> a database URL of this backend that nobody else uses, or
-    None for SQLite (the workspace's own ``annotator.db``). ``migrated=False``: empty."""
+    None for SQLite (the workspace's own ``annotator.data.db``). ``migrated=False``: empty."""
 
     made = []  # (server, database name)
 
@@ -112,7 +112,7 @@ def db_url(new_db):
 
 @pytest.fixture
 def workspace(tmp_path, db_url):
-    from annotator.workspace import Workspace
+    from annotator.service.workspace import Workspace
 
     ws = Workspace.init(tmp_path / "ws", db_url=db_url)
     yield ws

@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import insert, select, text, update
 
-from annotator import auth, db, queue
-from annotator.workspace import Workspace
+from annotator.data import db, crop_queue
+from annotator.service import auth
+from annotator.service.workspace import Workspace
 
 USERS = {"alice": ("alice-password", "annotator"), "bob": ("bob-password", "annotator"),
          "root": ("root-password", "admin")}
@@ -102,7 +103,7 @@ def write_footage(path: Path, *, frames: int = FOOTAGE_FRAMES, size=(640, 360)) 
 def add_model(ws: Workspace, name: str, *, seed: int = 0, emb_dim: int = 16,
               metrics: dict | None = None, labels: int = 100) -> int:
     """An active model version with random predictions for every crop; priority = uncertainty."""
-    from annotator.sample import uncertainty
+    from annotator.core.sample import uncertainty
 
     rng = np.random.default_rng(seed + 1)
     with ws.session() as s:
@@ -155,7 +156,7 @@ def label_some(ws: Workspace, name: str, crop_ids, value: str) -> None:
     uid = user_id(ws, name)
     with ws.session() as s:
         for cid in crop_ids:
-            queue.submit_label(s, uid, int(cid), value, allowed=ws.config.label_values)
+            crop_queue.submit_label(s, uid, int(cid), value, allowed=ws.config.label_values)
 
 
 def hours_ago(h: float) -> dt.datetime:

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from annotator import db, jobs, labeling, queue
+from annotator.data import db, crop_queue
+from annotator.service import jobs, labeling
 from tests.app import factory
 from tests.app.test_pages import signed_in
 
@@ -26,8 +27,8 @@ def audit_by_people(ws, n: int) -> None:
         mv = db.active_model(s)
         probs = dict(s.execute(select(db.Prediction.crop_id, db.Prediction.probs).where(
             db.Prediction.model_version_id == mv.id)).all())
-        queue.release(s, alice)
-        got = queue.claim_batch(s, alice, n, candidates=[(c, "random") for c in sorted(probs)])
+        crop_queue.release(s, alice)
+        got = crop_queue.claim_batch(s, alice, n, candidates=[(c, "random") for c in sorted(probs)])
     assert len(got) == n
     for c in got:
         labeling.submit(ws, alice, c.crop_id, ws.config.labels[int(np.argmax(probs[c.crop_id]))])

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from annotator import db, jobs
-from annotator.errors import InputError
+from annotator.data import db
+from annotator.service import jobs
+from annotator.core.errors import InputError
 from pipelines import extract
 from tests.app import factory
 from tests.app.test_pages import signed_in

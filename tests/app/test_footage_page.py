@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from annotator import jobs, reports
+from annotator.data import reports
+from annotator.service import jobs
 from tests.app import factory
 
 PAGES = Path(__file__).resolve().parents[2] / "pages"

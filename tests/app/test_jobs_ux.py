@@ -8,7 +8,8 @@ import datetime as dt
 
 import pytest
 
-from annotator import db, jobs
+from annotator.data import db
+from annotator.service import jobs
 from pages import common
 from pipelines import retrain, versions
 from tests.app import factory

@@ -6,9 +6,10 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from annotator import db, jobs, labeling, queue, reports, team
+from annotator.data import db, crop_queue, reports
+from annotator.service import jobs, labeling, team
 from pipelines.cli import app
-from annotator.errors import InputError
+from annotator.core.errors import InputError
 from tests.app import factory
 
 
@@ -78,7 +79,7 @@ def test_unscored_crops_wait_for_scoring_but_stay_in_the_random_share(ws):
     with ws.session() as s:
         src = s.scalar(select(db.Source.id))
         f = s.scalar(select(db.Crop).limit(1))
-        queue.add_crops(s, src, [queue.NewCrop(origin=f"new{i}", sha256=f.sha256, path=f.path,
+        crop_queue.add_crops(s, src, [crop_queue.NewCrop(origin=f"new{i}", sha256=f.sha256, path=f.path,
                                                width=48, height=48) for i in range(50)])
     cards = labeling.claim(ws, factory.user_id(ws, "alice"), 20, seed=0)
     assert len(cards) == 20

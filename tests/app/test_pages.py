@@ -7,7 +7,8 @@ import pytest
 from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
 
-from annotator import db, labeling, reports
+from annotator.data import db, reports
+from annotator.service import labeling
 from tests.app import factory
 
 PAGES = Path(__file__).resolve().parents[2] / "pages"
@@ -161,8 +162,8 @@ def test_grid_submit_is_all_or_nothing(ws):
     ids = [c.crop_id for c in labeling.claim(ws, bob, 10)]
     root = factory.user_id(ws, "root")
     with ws.session() as s:  # someone relabels one of bob's crops meanwhile (an admin in review)
-        from annotator import queue
-        queue.relabel(s, root, ids[5], "mask", allowed=ws.config.label_values)
+        from annotator.data import crop_queue
+        crop_queue.relabel(s, root, ids[5], "mask", allowed=ws.config.label_values)
     with pytest.raises(Exception, match="already labeled"):
         labeling.submit_page(ws, bob, {i: "no_mask" for i in ids})
     assert active_labels(ws, "bob") == {}
@@ -275,7 +276,7 @@ def test_dashboard_with_zero_one_and_several_models(tmp_path, monkeypatch, versi
 
 def test_models_page_starts_jobs_for_admin(ws, monkeypatch):
     started = []
-    monkeypatch.setattr("annotator.jobs.start", lambda ws_, kind, args, started_by=None, env=None:
+    monkeypatch.setattr("annotator.service.jobs.start", lambda ws_, kind, args, started_by=None, env=None:
                         started.append((kind, args, started_by)) or 7)
     factory.add_model(ws, "v2")
     at = signed_in(ws, "root", "admin_models.py")
@@ -296,7 +297,7 @@ def test_models_page_starts_jobs_for_admin(ws, monkeypatch):
 
 
 def test_models_page_runs_a_real_rollback_job_and_shows_it(ws):
-    from annotator import jobs
+    from annotator.service import jobs
 
     factory.add_model(ws, "v2")
     at = signed_in(ws, "root", "admin_models.py")
@@ -328,7 +329,7 @@ def test_users_page_adds_an_account_that_can_sign_in(ws):
     at.button[0].click().run()
     assert not at.exception
     assert "carol" in set(at.dataframe[0].value["name"])
-    from annotator import auth
+    from annotator.service import auth
     with ws.read_session() as s:
         assert auth.authenticate(s, "carol", "carol-password").role == "annotator"
 
@@ -403,8 +404,8 @@ def test_end_of_queue_says_what_to_do_next(tmp_path, monkeypatch):
 
 
 def test_users_page_disables_changes_role_and_resets_password(ws):
-    from annotator import auth
-    from annotator.errors import AuthError
+    from annotator.service import auth
+    from annotator.core.errors import AuthError
 
     at = signed_in(ws, "root", "admin_users.py")
     at.selectbox(key="edit_user").set_value("alice").run()
@@ -487,6 +488,6 @@ def test_admin_edits_the_instructions_that_annotators_read(ws):
     alice = signed_in(ws, "alice", "label.py")
     shown = [m.value for m in alice.markdown if "Chin masks" in m.value]
     assert shown and not any(m.allow_html for m in alice.markdown if "Chin masks" in m.value)
-    from annotator import team
+    from annotator.service import team
     with pytest.raises(Exception, match="at most"):
         team.save_instructions(ws, "x" * (team.MAX_INSTRUCTIONS + 1))

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select, update
 from streamlit.testing.v1 import AppTest
 
-from annotator import db, trail
+from annotator.data import db, trail
 from tests.app import factory
 
 PAGES = Path(__file__).resolve().parents[2] / "pages"

@@ -7,8 +7,9 @@ from pathlib import Path
 from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
-from annotator import auth, db
-from annotator.workspace import Workspace
+from annotator.data import db
+from annotator.service import auth
+from annotator.service.workspace import Workspace
 from pipelines import import_folder, versions
 
 PAGES = Path(__file__).resolve().parents[2] / "pages"

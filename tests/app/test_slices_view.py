@@ -6,7 +6,8 @@ import json
 import numpy as np
 from sqlalchemy import insert, select
 
-from annotator import db, slice_store, slices
+from annotator.core import slices
+from annotator.data import db, slice_store
 from tests.app import factory
 from tests.app.test_pages import chart_titles, signed_in
 
@@ -94,7 +95,7 @@ def test_browse_reads_the_slice_from_the_address(tmp_path, monkeypatch):
 
 def test_the_label_queue_spends_a_share_on_the_worst_slice(tmp_path):
     """strategy = "slices": the measured-worst band (random-share errors) gets the targeted picks."""
-    from annotator import labeling
+    from annotator.service import labeling
 
     ws = factory.build(tmp_path / "ws", 200)
     try:

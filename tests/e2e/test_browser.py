@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from annotator import db
+from annotator.data import db
 from tests.e2e import browser as B
 
 pytestmark = pytest.mark.e2e
@@ -20,7 +20,7 @@ def served(tmp_path_factory):
 
 
 def leases(root):
-    from annotator.workspace import Workspace
+    from annotator.service.workspace import Workspace
 
     ws = Workspace.open(root)
     try:
@@ -32,7 +32,7 @@ def leases(root):
 
 
 def labels(root):
-    from annotator.workspace import Workspace
+    from annotator.service.workspace import Workspace
 
     ws = Workspace.open(root)
     try:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from annotator import jobs
-from annotator.workspace import Workspace
+from annotator.service import jobs
+from annotator.service.workspace import Workspace
 from tests.e2e import browser as B
 
 pytestmark = pytest.mark.e2e

@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from annotator import db, labeling
-from annotator.workspace import Workspace
+from annotator.data import db
+from annotator.service import labeling
+from annotator.service.workspace import Workspace
 from tests.e2e import browser as B
 
 pytestmark = pytest.mark.e2e

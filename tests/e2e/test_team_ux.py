@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from annotator import db, jobs
-from annotator.workspace import Workspace
+from annotator.data import db
+from annotator.service import jobs
+from annotator.service.workspace import Workspace
 from tests.app import factory
 from tests.e2e import browser as B
 

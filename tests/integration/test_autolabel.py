@@ -6,9 +6,10 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from annotator import db, labeling, queue, reports
-from annotator.auth import add_user
-from annotator.errors import InputError
+from annotator.data import db, crop_queue, reports
+from annotator.service import labeling
+from annotator.service.auth import add_user
+from annotator.core.errors import InputError
 from pipelines import autolabel, versions
 from pipelines.cli import app
 from tests.integration.test_queue import add_fake_crops
@@ -42,7 +43,7 @@ def add_version(ws, name: str, crop_ids, *, flip=lambda i: False) -> int:
 def label_random(ws, who: int, crop_ids, value_of) -> None:
     """People label these crops as the random share served them."""
     with ws.session() as s:
-        queue.claim_batch(s, who, len(crop_ids), candidates=[(c, "random") for c in crop_ids])
+        crop_queue.claim_batch(s, who, len(crop_ids), candidates=[(c, "random") for c in crop_ids])
     for cid in crop_ids:
         labeling.submit(ws, who, cid, value_of(cid))
 
@@ -105,7 +106,7 @@ def test_autolabel_labels_the_audited_crops_with_provenance_and_leaves_audit_cro
         assert reports.current_values(s, [first]) == {first: wrong}
         assert s.scalar(select(db.Label.method).where(db.Label.crop_id == first,
                                                       db.active_label())) == "audit"
-        from annotator.autolabels import measured_error
+        from annotator.service.autolabels import measured_error
         m = measured_error(s)
     assert (m["audited"], m["disagreed"], m["error"]) == (1, 1, 1.0)
     assert m["interval"][0] > 0 and m["interval"][1] == 1.0
@@ -158,7 +159,7 @@ def test_random_share_errors_that_lift_a_band_above_max_error_withdraw_it_at_onc
     masks = [c for i, c in enumerate(ids[RANDOM:SURE], start=RANDOM) if i % 2 == 0][:40]
     with ws.session() as s:
         bob = add_user(s, "bob", "secret-password", role="annotator").id
-        queue.claim_batch(s, bob, 40, candidates=[(c, "random") for c in masks])
+        crop_queue.claim_batch(s, bob, 40, candidates=[(c, "random") for c in masks])
     autolabel.run(ws, autolabel.AutolabelOptions())
     auto = auto_labels(ws)
     assert any(v == "mask" for v in auto.values()) and not set(masks) & set(auto)
@@ -178,11 +179,11 @@ def test_human_decisions_count_grid_pages_and_track_gestures(workspace):
         alice = add_user(s, "alice", "secret-password", role="annotator").id
     labeling.submit_page(workspace, alice, {c: "mask" for c in ids[:3]})  # 3 crops + the page
     with workspace.session() as s:  # one Shift+key decision over a track of 3
-        queue.submit_decision(s, alice, ids[3:6], "no_mask", allowed=workspace.config.label_values)
+        crop_queue.submit_decision(s, alice, ids[3:6], "no_mask", allowed=workspace.config.label_values)
     labeling.submit(workspace, alice, ids[6], "mask")
     labeling.submit(workspace, alice, ids[7], "skip")
     with workspace.session() as s:
-        queue.undo_last(s, alice)  # the skip is undone: it costs nothing
+        crop_queue.undo_last(s, alice)  # the skip is undone: it costs nothing
     with workspace.read_session() as s:
         st = reports.stats(s, workspace.config.labels)
     assert st["labels_by_kind"] | {} == {**st["labels_by_kind"], "grid": 3, "track": 3, "key": 1}
@@ -223,7 +224,7 @@ def test_a_persons_label_propagates_to_agreeing_track_mates_and_ranks_disputed_o
     labeling.submit(ws, alice, ids[12], "no_mask")  # the audit says the propagated one was wrong
     labeling.submit(ws, alice, ids[20], "mask")  # track 2: nothing propagates any more
     with ws.read_session() as s:
-        from annotator.autolabels import measured_error
+        from annotator.service.autolabels import measured_error
         assert measured_error(s, "propagated")["disagreed"] == 1
         assert not s.scalar(select(db.Label.id).where(
             db.Label.method == "propagated", db.Label.crop_id == ids[22]))

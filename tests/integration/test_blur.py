@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from annotator import images, labeling
+from annotator.media import images
+from annotator.service import labeling
 
 REPO = Path(__file__).resolve().parents[2]
 NAMED = ("01d0117fb990e00ac58348ba621975aa.jpg", "0697d656d0e607116947d81322f962a2.jpg")

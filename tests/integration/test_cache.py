@@ -16,9 +16,10 @@ import pytest
 import torch
 from sqlalchemy import select
 
-from annotator import cache, db, images, reports
-from annotator.failpoints import ENV as FAILPOINT
-from annotator.workspace import Workspace
+from annotator.data import db, reports
+from annotator.media import cache, images
+from annotator.core.failpoints import ENV as FAILPOINT
+from annotator.service.workspace import Workspace
 from models.ofm import OFMClassifier
 from pipelines import build_dataset, import_folder, score, train, versions
 
@@ -113,8 +114,8 @@ def test_kill_9_during_filling_never_serves_a_corrupt_tensor(tmp_path, point):
     rows = crops(ws)
     proc = run_py(f"""
         import os
-        from annotator import cache
-        from annotator.workspace import Workspace
+        from annotator.media import cache
+        from annotator.service.workspace import Workspace
         ws = Workspace.open({str(ws.root)!r})
         items = [(h, ws.store.path(p)) for _, h, p in {[(i, h, p) for i, h, p in rows]!r}]
         c = cache.of(ws)
@@ -197,7 +198,7 @@ def test_readers_stay_consistent_while_another_process_writes_and_rebuilds(tmp_p
     # the reads overlap the writes even when the reader's set-up is slow (a busy CI machine).
     code = f"""
         import hashlib, sys, time, numpy as np
-        from annotator.cache import TensorCache
+        from annotator.media.cache import TensorCache
         def sha(i): return hashlib.sha256(b"%d" % i).hexdigest()
         def tensor(i): return np.random.default_rng(i).integers(0, 256, (45, 45, 3), dtype=np.uint8)
         c = TensorCache({str(root)!r})
@@ -213,7 +214,7 @@ def test_readers_stay_consistent_while_another_process_writes_and_rebuilds(tmp_p
                               env={**os.environ, "PYTHONPATH": str(REPO)}, stdin=subprocess.PIPE)
     import hashlib
 
-    from annotator.cache import TensorCache
+    from annotator.media.cache import TensorCache
 
     shas = [hashlib.sha256(b"%d" % i).hexdigest() for i in range(n)]
     truth = np.stack([np.random.default_rng(i).integers(0, 256, (45, 45, 3), dtype=np.uint8)

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from annotator import db, reports
-from annotator.workspace import Workspace
+from annotator.data import db, reports
+from annotator.service.workspace import Workspace
 
 ANNOTATOR = str(Path(sys.executable).with_name("annotator"))
 REPO = Path(__file__).resolve().parents[2]

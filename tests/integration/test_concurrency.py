@@ -7,10 +7,10 @@ import time
 
 import pytest
 
-from annotator import queue
-from annotator.auth import add_user
-from annotator.db import Label
-from annotator.workspace import Workspace
+from annotator.data import crop_queue
+from annotator.service.auth import add_user
+from annotator.data.db import Label
+from annotator.service.workspace import Workspace
 from tests.integration.test_queue import add_fake_crops
 
 pytestmark = pytest.mark.backends
@@ -20,7 +20,7 @@ WORKERS = 4
 def _label_worker(root, db_url, name, seconds, results):
     ws = Workspace.open(root, db_url=db_url)
     with ws.read_session() as s:
-        from annotator.db import get_annotator
+        from annotator.data.db import get_annotator
 
         me = get_annotator(s, name).id
     done, claimed, errors = [], [], []
@@ -28,13 +28,13 @@ def _label_worker(root, db_url, name, seconds, results):
     while time.monotonic() < deadline:
         try:
             with ws.session() as s:
-                batch = queue.claim_batch(s, me, 5, lease_seconds=60)
+                batch = crop_queue.claim_batch(s, me, 5, lease_seconds=60)
             if not batch:
                 break
             claimed += [c.crop_id for c in batch]
             for c in batch:
                 with ws.session() as s:
-                    queue.submit_label(s, me, c.crop_id, "mask" if c.crop_id % 2 else "no_mask",
+                    crop_queue.submit_label(s, me, c.crop_id, "mask" if c.crop_id % 2 else "no_mask",
                                        allowed=ws.config.label_values, seconds=0.01)
                 done.append(c.crop_id)
         except Exception as exc:  # anything here is a failure of the queue
@@ -73,11 +73,11 @@ def test_four_processes_label_without_conflicts(workspace):
 def _hold_and_hang(root, db_url, name, ready):
     ws = Workspace.open(root, db_url=db_url)
     with ws.read_session() as s:
-        from annotator.db import get_annotator
+        from annotator.data.db import get_annotator
 
         me = get_annotator(s, name).id
     with ws.session() as s:
-        ids = [c.crop_id for c in queue.claim_batch(s, me, 5, lease_seconds=3)]
+        ids = [c.crop_id for c in crop_queue.claim_batch(s, me, 5, lease_seconds=3)]
     ready.put(ids)
     time.sleep(600)  # killed mid-batch, lease still held
 
@@ -97,8 +97,8 @@ def test_killed_annotator_gives_crops_back_after_lease(workspace):
     claimed_at = time.monotonic()
     assert len(held) == 5
     with workspace.session() as s:
-        assert queue.claim_batch(s, other, 5) == []  # still leased
+        assert crop_queue.claim_batch(s, other, 5) == []  # still leased
     time.sleep(max(0.0, 3.2 - (time.monotonic() - claimed_at)))
     with workspace.session() as s:
-        back = {c.crop_id for c in queue.claim_batch(s, other, 5)}
+        back = {c.crop_id for c in crop_queue.claim_batch(s, other, 5)}
     assert back == set(held)

@@ -79,7 +79,7 @@ def test_files_agree_with_each_other_and_the_report(two_videos):
 def test_annotated_videos_decode_with_the_expected_frame_count(two_videos):
     import cv2
 
-    from annotator.video import FrameReader, SourceSpec
+    from annotator.media.video import FrameReader, SourceSpec
 
     out, rep = two_videos
     for src in rep["per_source"]:
@@ -122,9 +122,10 @@ def test_to_queue_adds_uncertain_crops_once_and_they_can_be_labeled(project, sha
     from sqlalchemy import select
     from streamlit.testing.v1 import AppTest
 
-    from annotator import auth, db
-    from annotator.video import file_sha256
-    from annotator.workspace import Workspace
+    from annotator.data import db
+    from annotator.service import auth
+    from annotator.media.video import file_sha256
+    from annotator.service.workspace import Workspace
 
     ws = Workspace.open(project)
     try:
@@ -184,8 +185,8 @@ def test_a_stream_runs_for_max_seconds_and_its_video_decodes(project, shared_dat
 
     import cv2
 
-    from annotator.errors import InputError
-    from annotator.workspace import Workspace
+    from annotator.core.errors import InputError
+    from annotator.service.workspace import Workspace
     from pipelines import detect
 
     class Quiet(http.server.SimpleHTTPRequestHandler):
@@ -219,7 +220,7 @@ def test_an_image_without_faces_gives_empty_tables_and_queues_nothing(project, t
     import cv2
     import numpy as np
 
-    from annotator.workspace import Workspace
+    from annotator.service.workspace import Workspace
     from pipelines import detect
 
     cv2.imwrite(str(tmp_path / "wall.png"), np.full((240, 320, 3), 90, np.uint8))

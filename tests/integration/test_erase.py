@@ -20,9 +20,10 @@ import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from annotator import db, images, trail
-from annotator.geometry import box_iou
-from annotator.workspace import Workspace
+from annotator.data import db, trail
+from annotator.media import images
+from annotator.core.geometry import box_iou
+from annotator.service.workspace import Workspace
 from pipelines.cli import app
 
 pytestmark = pytest.mark.backends
@@ -64,7 +65,7 @@ def loop(shared_data, tmp_path_factory, module_db_env):
     """The whole loop once per backend, small: ~16 sampled frames, 1-epoch retrains."""
     import torch
 
-    from annotator import team
+    from annotator.service import team
     from pipelines import extract
 
     tmp = tmp_path_factory.mktemp("erase")
@@ -82,7 +83,7 @@ def loop(shared_data, tmp_path_factory, module_db_env):
         extracted = s.execute(select(db.Crop.source_id, db.Crop.id).where(
             db.Crop.added_by == db.AddedBy.EXTRACT).order_by(db.Crop.id)).all()
     assert len(extracted) >= 6, "the videos gave too few crops to test erasure"
-    from annotator import labeling
+    from annotator.service import labeling
 
     for sid in {sid for sid, _ in extracted}:  # two thirds of each video's crops
         mine = [cid for s_, cid in extracted if s_ == sid]
@@ -210,7 +211,7 @@ def test_dry_run_lists_exactly_what_erasing_one_crop_removes(loop):
         dry.pop(k), real.pop(k)
     assert real == dry
     if ws.db_url.startswith("sqlite"):  # the WAL was folded in and emptied (secure_delete zeroed)
-        wal = ws.root / "annotator.db-wal"
+        wal = ws.root / "annotator.data.db-wal"
         assert not wal.exists() or wal.stat().st_size == 0
     assert search(ws, gone) == []
     untouched(ws, before, {cid})

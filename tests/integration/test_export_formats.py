@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from annotator import auth, labeling, queue, reports
-from annotator.workspace import Workspace
+from annotator.data import crop_queue, reports
+from annotator.service import auth, labeling
+from annotator.service.workspace import Workspace
 from pipelines import export, extract, retrain
 from pipelines.cli import app
 
@@ -53,7 +54,7 @@ def loop(tmp_path_factory, shared_data):
     decisions = {c.crop_id: ("mask", "no_mask")[c.crop_id % 2] for c in cards}
     double = sorted(decisions)[:10]  # these wait for a second vote (agreement)
     with ws.session() as s:
-        queue.require_votes(s, double, 2)
+        crop_queue.require_votes(s, double, 2)
     labeling.submit_page(ws, alice, decisions)
     labeling.submit_page(ws, bob, {c: decisions[c] if k >= 2 else
                                    ("no_mask" if decisions[c] == "mask" else "mask")

@@ -7,7 +7,7 @@ import torch
 from typer.testing import CliRunner
 
 from pipelines.cli import app
-from annotator.workspace import Workspace
+from annotator.service.workspace import Workspace
 
 runner = CliRunner()
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import sqlite3
 
-from annotator.workspace import Workspace
+from annotator.service.workspace import Workspace
 from pipelines import extract
 
 N_IMAGES = 40
@@ -27,7 +27,7 @@ def test_mtcnn_recall_on_annotated_scenes(shared_data, tmp_path):
     report = extract.run(ws, extract.ExtractOptions(sources=[str(root / "images" / n) for n in names],
                                                     detector="mtcnn"))
     assert report.errors == [] and report.sources == N_IMAGES
-    con = sqlite3.connect(ws.root / "annotator.db")
+    con = sqlite3.connect(ws.root / "annotator.data.db")
     crops = con.execute("select s.name, c.x1, c.y1, c.x2, c.y2 from crops c "
                         "join sources s on s.id = c.source_id").fetchall()
     con.close()

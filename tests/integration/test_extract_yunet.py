@@ -17,10 +17,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from annotator import db, detectors, queue
-from annotator.errors import InputError
-from annotator.tiles import box_iou
-from annotator.workspace import Workspace
+from annotator.data import db, crop_queue
+from annotator.media import detectors
+from annotator.core.errors import InputError
+from annotator.core.tiles import box_iou
+from annotator.service.workspace import Workspace
 from pipelines import extract
 from pipelines.cli import app
 
@@ -42,7 +43,7 @@ def offline(tmp_path, monkeypatch):
 
 
 def crops(ws) -> list[dict]:
-    con = sqlite3.connect(ws.root / "annotator.db")
+    con = sqlite3.connect(ws.root / "annotator.data.db")
     con.row_factory = sqlite3.Row
     rows = [dict(r) for r in con.execute(
         "select id, origin, track_id, path, sha256, frame_index, x1, y1, x2, y2, detector, "
@@ -52,7 +53,7 @@ def crops(ws) -> list[dict]:
 
 
 def labels(ws) -> list[tuple]:
-    con = sqlite3.connect(ws.root / "annotator.db")
+    con = sqlite3.connect(ws.root / "annotator.data.db")
     rows = con.execute("select id, crop_id, annotator_id, value, undone_at, superseded_by_id "
                        "from labels order by id").fetchall()
     con.close()
@@ -95,17 +96,17 @@ def test_default_detector_offline_is_yunet_and_redo_keeps_every_label(shared_dat
     # Label some crops: three by key, one skipped, one labeled and undone (an inactive label);
     # one more stays claimed (a lease), and one unlabeled crop has a prediction.
     with ws.session() as s:
-        from annotator.auth import add_user
+        from annotator.service.auth import add_user
 
         alice = add_user(s, "alice", "alice-password").id
     with ws.session() as s:
-        claims = queue.claim_batch(s, alice, 6)
+        claims = crop_queue.claim_batch(s, alice, 6)
         ids = [c.crop_id for c in claims]
         allowed = ws.config.label_values
         for cid, value in zip(ids[:5], ["mask", "no_mask", "mask", "skip", "no_mask"]):
-            queue.submit_label(s, alice, cid, value, allowed=allowed)
+            crop_queue.submit_label(s, alice, cid, value, allowed=allowed)
     with ws.session() as s:
-        assert queue.undo_last(s, alice) == [ids[4]]  # held again by alice, label inactive
+        assert crop_queue.undo_last(s, alice) == [ids[4]]  # held again by alice, label inactive
         version = db.ModelVersion(name="v1", path="models/v1", classes=["mask", "no_mask"])
         s.add(version)
         s.flush()
@@ -113,7 +114,7 @@ def test_default_detector_offline_is_yunet_and_redo_keeps_every_label(shared_dat
         db.add_predictions(s, [dict(crop_id=unlabeled, model_version_id=version.id,
                                     probs=[0.5, 0.5], uncertainty=1.0)], set_priority=False)
     kept_ids = set(ids[:5])  # every crop that has a label row, active or not
-    from annotator import cache
+    from annotator.media import cache
 
     tensors = cache.of(ws)  # every crop decoded once into the tensor cache, as scoring would
     tensors.load([(c["sha256"], ws.store.path(c["path"])) for c in first])

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.shared
 def faces(shared_data):
     import numpy as np
 
-    from annotator.images import load_images, read_image_folder
+    from annotator.media.images import load_images, read_image_folder
 
     classes = ["mask", "no_mask"]
     paths, names = read_image_folder(shared_data / "faces", classes)
@@ -52,7 +52,7 @@ def test_import_keras_command_registers_and_activates(shared_data, tmp_path):
 
 
 def test_wrong_classes_are_refused(shared_data):
-    from annotator.errors import InputError
+    from annotator.core.errors import InputError
     from models.keras_import import load_keras_h5
 
     with pytest.raises(InputError, match="mask"):

@@ -8,9 +8,9 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 from typer.testing import CliRunner
 
-from annotator.db import Base, make_engine
-from annotator.errors import WorkspaceError
-from annotator.workspace import Workspace
+from annotator.data.db import Base, make_engine
+from annotator.core.errors import WorkspaceError
+from annotator.service.workspace import Workspace
 from pipelines.cli import app
 
 pytestmark = pytest.mark.backends
@@ -22,7 +22,7 @@ def test_upgrade_from_empty_gives_the_models_schema(tmp_path, new_db):
         # the newest migration (chained per branch at merge), whatever its name
         from alembic.script import ScriptDirectory
 
-        from annotator.migrate import alembic_config
+        from annotator.data.migrate import alembic_config
 
         head = ScriptDirectory.from_config(alembic_config()).get_current_head()
         assert conn.scalar(text("SELECT version_num FROM alembic_version")) == head
@@ -35,7 +35,7 @@ def test_upgrade_from_empty_gives_the_models_schema(tmp_path, new_db):
 
 
 def test_tables_without_alembic_version_is_one_line(tmp_path, new_db):
-    url = new_db(migrated=False) or f"sqlite:///{tmp_path / 'ws' / 'annotator.db'}"
+    url = new_db(migrated=False) or f"sqlite:///{tmp_path / 'ws' / 'annotator.data.db'}"
     (tmp_path / "ws").mkdir()
     engine = make_engine(url)
     Base.metadata.create_all(engine)  # e.g. made by hand, or by a tool that never stamped it

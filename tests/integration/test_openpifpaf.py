@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from annotator.detectors import import_openpifpaf, load_detector, people_from_annotations, resolve_checkpoint
-from annotator.errors import InputError
-from annotator.geometry import head_box
+from annotator.media.detectors import import_openpifpaf, load_detector, people_from_annotations, resolve_checkpoint
+from annotator.core.errors import InputError
+from annotator.core.geometry import head_box
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
 from test_geometry import person_keypoints  # noqa: E402
@@ -139,7 +139,7 @@ def test_offline_cli_prints_one_line_and_fails(tmp_path, shared_data, monkeypatc
     from typer.testing import CliRunner
 
     from pipelines.cli import app
-    from annotator.workspace import Workspace
+    from annotator.service.workspace import Workspace
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
@@ -155,7 +155,7 @@ def test_offline_cli_prints_one_line_and_fails(tmp_path, shared_data, monkeypatc
 
 def test_extract_job_end_to_end_with_scratch_openpifpaf(shared_data, tmp_path):
     """The whole job with OpenPifPaf (random weights: real compute, nothing found, no download)."""
-    from annotator.workspace import Workspace
+    from annotator.service.workspace import Workspace
     from pipelines import extract
 
     ws = Workspace.init(tmp_path / "ws")

@@ -3,10 +3,10 @@ import datetime as dt
 
 import pytest
 
-from annotator import queue, reports
-from annotator.auth import add_user, authenticate
-from annotator.db import Crop, Label, get_or_create_source, utcnow
-from annotator.errors import AuthError, QueueError, WorkspaceError
+from annotator.data import crop_queue, reports
+from annotator.service.auth import add_user, authenticate
+from annotator.data.db import Crop, Label, get_or_create_source, utcnow
+from annotator.core.errors import AuthError, QueueError, WorkspaceError
 
 pytestmark = pytest.mark.backends
 
@@ -15,11 +15,11 @@ def add_fake_crops(ws, n, *, source_key="video:1", track_of=lambda i: None):
     with ws.session() as s:
         src = get_or_create_source(s, key=source_key, kind="video", uri="x.mp4", name="x.mp4")
         crops = [
-            queue.NewCrop(origin=f"f{i:06d}:0,0,10,10", sha256=f"{i:064x}", path=f"00/{i}.png",
+            crop_queue.NewCrop(origin=f"f{i:06d}:0,0,10,10", sha256=f"{i:064x}", path=f"00/{i}.png",
                           width=10, height=10, frame_index=i, track_id=track_of(i))
             for i in range(n)
         ]
-        return queue.add_crops(s, src.id, crops)
+        return crop_queue.add_crops(s, src.id, crops)
 
 
 def users(ws, *names):
@@ -51,13 +51,13 @@ def test_two_annotators_never_hold_the_same_crop(workspace):
     add_fake_crops(workspace, 10)
     a, b = users(workspace, "ann", "bob")
     with workspace.session() as s:
-        ca = {c.crop_id for c in queue.claim_batch(s, a, 6)}
+        ca = {c.crop_id for c in crop_queue.claim_batch(s, a, 6)}
     with workspace.session() as s:
-        cb = {c.crop_id for c in queue.claim_batch(s, b, 6)}
+        cb = {c.crop_id for c in crop_queue.claim_batch(s, b, 6)}
     assert len(ca) == 6 and len(cb) == 4 and not ca & cb
     # Claiming again returns what the annotator already holds, not new crops.
     with workspace.session() as s:
-        assert {c.crop_id for c in queue.claim_batch(s, a, 6)} == ca
+        assert {c.crop_id for c in crop_queue.claim_batch(s, a, 6)} == ca
 
 
 def test_expired_lease_comes_back(workspace):
@@ -65,11 +65,11 @@ def test_expired_lease_comes_back(workspace):
     a, b = users(workspace, "ann", "bob")
     t0 = utcnow()
     with workspace.session() as s:
-        held = {c.crop_id for c in queue.claim_batch(s, a, 3, lease_seconds=60, now=t0)}
+        held = {c.crop_id for c in crop_queue.claim_batch(s, a, 3, lease_seconds=60, now=t0)}
     with workspace.session() as s:
-        assert queue.claim_batch(s, b, 3, now=t0 + dt.timedelta(seconds=30)) == []
+        assert crop_queue.claim_batch(s, b, 3, now=t0 + dt.timedelta(seconds=30)) == []
     with workspace.session() as s:
-        later = {c.crop_id for c in queue.claim_batch(s, b, 3, now=t0 + dt.timedelta(seconds=61))}
+        later = {c.crop_id for c in crop_queue.claim_batch(s, b, 3, now=t0 + dt.timedelta(seconds=61))}
     assert later == held
 
 
@@ -78,25 +78,25 @@ def test_label_rules_and_history(workspace):
     a, b = users(workspace, "ann", "bob")
     allowed = workspace.config.label_values
     with workspace.session() as s:
-        queue.claim_batch(s, a, 1)
+        crop_queue.claim_batch(s, a, 1)
     with workspace.session() as s, pytest.raises(QueueError, match="held by another"):
-        queue.submit_label(s, b, cid, "mask", allowed=allowed)
+        crop_queue.submit_label(s, b, cid, "mask", allowed=allowed)
     with workspace.session() as s:
-        queue.submit_label(s, a, cid, "mask", allowed=allowed, seconds=1.5)
+        crop_queue.submit_label(s, a, cid, "mask", allowed=allowed, seconds=1.5)
     with workspace.session() as s, pytest.raises(QueueError, match="already labeled"):
-        queue.submit_label(s, b, cid, "no_mask", allowed=allowed)
+        crop_queue.submit_label(s, b, cid, "no_mask", allowed=allowed)
     with workspace.session() as s, pytest.raises(Exception, match="unknown label"):
-        queue.submit_label(s, a, cid, "banana", allowed=allowed)
+        crop_queue.submit_label(s, a, cid, "banana", allowed=allowed)
     # Undo brings the crop back to the same annotator, at the front of their batch.
     with workspace.session() as s:
-        assert queue.undo_last(s, a) == [cid]
+        assert crop_queue.undo_last(s, a) == [cid]
         assert s.get(Crop, cid).status == "unlabeled"
     with workspace.session() as s:
-        assert [c.crop_id for c in queue.claim_batch(s, a, 5)] == [cid]
-        queue.submit_label(s, a, cid, "no_mask", allowed=allowed)
+        assert [c.crop_id for c in crop_queue.claim_batch(s, a, 5)] == [cid]
+        crop_queue.submit_label(s, a, cid, "no_mask", allowed=allowed)
     # A deliberate relabel supersedes, and keeps the history.
     with workspace.session() as s:
-        new = queue.relabel(s, b, cid, "mask", allowed=allowed)
+        new = crop_queue.relabel(s, b, cid, "mask", allowed=allowed)
     with workspace.session() as s:
         rows = s.query(Label).filter(Label.crop_id == cid).order_by(Label.id).all()
         assert [r.value for r in rows] == ["mask", "no_mask", "mask"]
@@ -112,12 +112,12 @@ def test_skip_and_not_a_face_leave_the_queue(workspace):
     (a,) = users(workspace, "ann")
     allowed = workspace.config.label_values
     with workspace.session() as s:
-        queue.claim_batch(s, a, 3)
-        queue.submit_label(s, a, c1, "skip", allowed=allowed)
-        queue.submit_label(s, a, c2, "not_a_face", allowed=allowed)
+        crop_queue.claim_batch(s, a, 3)
+        crop_queue.submit_label(s, a, c1, "skip", allowed=allowed)
+        crop_queue.submit_label(s, a, c2, "not_a_face", allowed=allowed)
     with workspace.session() as s:
         st = reports.stats(s, workspace.config.labels)
-        assert [c.crop_id for c in queue.claim_batch(s, a, 3)] == [c3]
+        assert [c.crop_id for c in crop_queue.claim_batch(s, a, 3)] == [c3]
     assert st["crops"] == {"total": 3, "labeled": 0, "unlabeled": 1, "skipped": 1, "not_a_face": 1}
 
 
@@ -128,12 +128,12 @@ def test_double_annotation_goes_to_a_second_annotator(workspace):
     with workspace.session() as s:
         s.get(Crop, cid).votes_needed = 2
     with workspace.session() as s:
-        queue.claim_batch(s, a, 1)
-        queue.submit_label(s, a, cid, "mask", allowed=allowed)
+        crop_queue.claim_batch(s, a, 1)
+        crop_queue.submit_label(s, a, cid, "mask", allowed=allowed)
     with workspace.session() as s:
-        assert queue.claim_batch(s, a, 1) == []  # never twice to the same person
-        assert [c.crop_id for c in queue.claim_batch(s, b, 1)] == [cid]
-        queue.submit_label(s, b, cid, "no_mask", allowed=allowed)
+        assert crop_queue.claim_batch(s, a, 1) == []  # never twice to the same person
+        assert [c.crop_id for c in crop_queue.claim_batch(s, b, 1)] == [cid]
+        crop_queue.submit_label(s, b, cid, "no_mask", allowed=allowed)
     with workspace.session() as s:
         assert s.get(Crop, cid).status == "labeled"
         # A tie is no training label.
@@ -151,7 +151,7 @@ def test_authentication(workspace):
 
 
 def test_newer_database_is_refused(workspace):
-    from annotator.workspace import Workspace
+    from annotator.service.workspace import Workspace
 
     with workspace.engine.begin() as conn:
         conn.exec_driver_sql("UPDATE alembic_version SET version_num = 'ffffffffffff'")

@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import select, update
 from typer.testing import CliRunner
 
-from annotator import db, trail
-from annotator.workspace import Workspace
+from annotator.data import db, trail
+from annotator.service.workspace import Workspace
 from pipelines import extract
 from pipelines.cli import app
 from tests.app import factory

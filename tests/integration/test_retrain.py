@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from annotator import db, queue, reports
+from annotator.data import db, crop_queue, reports
 from pipelines.cli import app
-from annotator.errors import InputError
-from annotator.workspace import Workspace
+from annotator.core.errors import InputError
+from annotator.service.workspace import Workspace
 
 runner = CliRunner()
 pytestmark = pytest.mark.backends
@@ -187,12 +187,12 @@ def test_score_sets_priorities_and_resumes(loop):
     for cid in ids:  # uncertainty = 1 - |p_mask - p_no_mask|, copied into the queue priority
         assert unc[cid] == pytest.approx(1 - abs(p[cid][0] - p[cid][1]), abs=1e-5)
         assert prio[cid] == pytest.approx(unc[cid])
-    from annotator.auth import add_user
+    from annotator.service.auth import add_user
 
     with ws.session() as s:
         uid = add_user(s, "ann", "pw1234pw1234").id
     with ws.session() as s:
-        claims = queue.claim_batch(s, uid, 3)
+        claims = crop_queue.claim_batch(s, uid, 3)
     top3 = sorted(ids, key=lambda c: (-prio[c], c))[:3]
     assert [c.crop_id for c in claims] == top3  # the queue serves the least sure crops first
     ws.dispose()
@@ -240,6 +240,6 @@ def test_user_errors_are_one_line(tmp_path, monkeypatch):
     r = cli("models", "import-keras", tmp_path / "junk.h5", "--project", ws)
     assert r.exit_code != 0 and "error:" in r.output
     with pytest.raises(InputError):
-        from annotator.images import read_image_folder
+        from annotator.media.images import read_image_folder
 
         read_image_folder(tmp_path, ["mask", "no_mask"])

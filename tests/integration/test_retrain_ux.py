@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from annotator import db, jobs
-from annotator.workspace import Workspace
+from annotator.data import db
+from annotator.service import jobs
+from annotator.service.workspace import Workspace
 from pipelines import build_dataset, import_folder, retrain, runner
 
 N_EACH = 1000  # 2,000 crops

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from annotator import db
-from annotator.workspace import Workspace
+from annotator.data import db
+from annotator.service.workspace import Workspace
 from pipelines import detect, extract, import_folder, versions
 from tests.conftest import write_image_folder
 

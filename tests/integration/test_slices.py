@@ -12,8 +12,10 @@ import pytest
 from sqlalchemy import delete, func, select
 from typer.testing import CliRunner
 
-from annotator import auth, db, labeling, slice_store, slices
-from annotator.workspace import Workspace
+from annotator.core import slices
+from annotator.data import db, slice_store
+from annotator.service import auth, labeling
+from annotator.service.workspace import Workspace
 from pipelines.cli import app
 from tests.conftest import write_image_folder
 

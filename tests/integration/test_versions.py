@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from annotator import db
-from annotator.failpoints import ENV as FAILPOINT
-from annotator.workspace import Workspace
+from annotator.data import db
+from annotator.core.failpoints import ENV as FAILPOINT
+from annotator.service.workspace import Workspace
 from pipelines import build_dataset, import_folder, train, versions
 from tests.conftest import write_image_folder
 

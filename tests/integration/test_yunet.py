@@ -19,11 +19,11 @@ import cv2
 import numpy as np
 import pytest
 
-from annotator.detectors import (DETECTORS, YUNET_CHECK_BELOW, YUNET_CHECK_FROM, YunetDetector,
+from annotator.media.detectors import (DETECTORS, YUNET_CHECK_BELOW, YUNET_CHECK_FROM, YunetDetector,
                                  load_detector)
-from annotator.errors import InputError
-from annotator.geometry import Person, head_box
-from annotator.tiles import box_iou
+from annotator.core.errors import InputError
+from annotator.core.geometry import Person, head_box
+from annotator.core.tiles import box_iou
 
 pytestmark = pytest.mark.shared
 
@@ -74,7 +74,7 @@ def matched(ref: np.ndarray, found: np.ndarray, iou: float) -> np.ndarray:
 
 def test_yunet_is_registered_and_needs_no_torch():
     assert "yunet" in DETECTORS
-    code = ("import sys; from annotator.detectors import load_detector; d = load_detector('yunet'); "
+    code = ("import sys; from annotator.media.detectors import load_detector; d = load_detector('yunet'); "
             "print(d.name, d.min_score, 'torch' in sys.modules)")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,

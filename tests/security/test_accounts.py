@@ -9,8 +9,9 @@ import time
 import pytest
 from typer.testing import CliRunner
 
-from annotator import auth, db
-from annotator.errors import AuthError, InputError
+from annotator.data import db
+from annotator.service import auth
+from annotator.core.errors import AuthError, InputError
 from pipelines.cli import app
 
 GOOD = "correct horse battery"

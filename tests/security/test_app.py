@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from annotator import auth, db, team
+from annotator.data import db
+from annotator.service import auth, team
 from pipelines.cli import APP_SERVER_OPTIONS
 from tests.app import factory
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from annotator import db
-from annotator.errors import InputError
+from annotator.data import db
+from annotator.core.errors import InputError
 from pipelines import extract, runner
 from tests.app import factory
 from tests.app.test_pages import signed_in

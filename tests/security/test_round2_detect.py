@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from annotator import jobs
-from annotator.urls import redact_text
-from annotator.workspace import Workspace
+from annotator.service import jobs
+from annotator.core.urls import redact_text
+from annotator.service.workspace import Workspace
 from pipelines.cli import app
 
 REPO = Path(__file__).resolve().parents[2]
@@ -27,7 +27,7 @@ def ws(tmp_path):
     import torch
     from sqlalchemy import update
 
-    from annotator import db
+    from annotator.data import db
     from models.ofm import OFMClassifier
     from pipelines import versions
 
@@ -108,7 +108,7 @@ def not_ray():
 def test_item12_address_of_a_port_that_is_not_ray_is_one_line(not_ray):
     from pipelines.extract_ray import _reachable
 
-    from annotator.errors import InputError
+    from annotator.core.errors import InputError
 
     with pytest.raises(InputError, match="is not a Ray cluster"):
         _reachable(f"127.0.0.1:{not_ray}")

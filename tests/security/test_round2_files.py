@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from annotator import jobs
-from annotator.workspace import Workspace
+from annotator.service import jobs
+from annotator.service.workspace import Workspace
 from pipelines.cli import app
 from tests.conftest import write_image_folder
 
@@ -54,7 +54,7 @@ def ws(tmp_path):
     with ws.session() as s:  # make it the active one
         from sqlalchemy import update
 
-        from annotator import db
+        from annotator.data import db
 
         s.execute(update(db.ModelVersion).values(active=True))
     yield ws
@@ -62,7 +62,7 @@ def ws(tmp_path):
 
 
 def db_intact(ws) -> None:
-    con = sqlite3.connect(ws.root / "annotator.db")
+    con = sqlite3.connect(ws.root / "annotator.data.db")
     try:
         assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         assert con.execute("SELECT count(*) FROM crops").fetchone()[0] == 8
@@ -84,19 +84,19 @@ def test_item01_export_model_never_overwrites_the_database_or_any_file(ws, tmp_p
     assert cli("export-model", "active", decoy, "--force", *p).exit_code == 0
     assert decoy.read_bytes() != b"keep me"  # --force is how to replace it, and it works
     # The workspace's own files: refused even with --force, directly and through links.
-    before = digest(ws.root / "annotator.db")
+    before = digest(ws.root / "annotator.data.db")
     crop = next((ws.root / "crops").rglob("*.png"))
-    os.symlink(ws.root / "annotator.db", tmp_path / "link.onnx")
-    os.link(ws.root / "annotator.db", tmp_path / "hard.onnx")
+    os.symlink(ws.root / "annotator.data.db", tmp_path / "link.onnx")
+    os.link(ws.root / "annotator.data.db", tmp_path / "hard.onnx")
     os.link(ws.root / "config.toml", tmp_path / "hard-config.onnx")
-    targets = [ws.root / "annotator.db", tmp_path / "link.onnx", tmp_path / "hard.onnx",
+    targets = [ws.root / "annotator.data.db", tmp_path / "link.onnx", tmp_path / "hard.onnx",
                tmp_path / "hard-config.onnx", ws.root / "config.toml", crop,
                ws.root / "models" / "v001" / "model.pt", ws.root / "models" / "new.onnx"]
     for target in targets:
         for force in ((), ("--force",)):
             one_line_error(cli("export-model", "active", target, *force, *p),
                            "part of the workspace")
-    assert digest(ws.root / "annotator.db") == before
+    assert digest(ws.root / "annotator.data.db") == before
     db_intact(ws)
     assert (ws.root / "config.toml").read_text().startswith("# facemask-annotator")
     # A folder, or a path under a file: one line too.
@@ -105,7 +105,7 @@ def test_item01_export_model_never_overwrites_the_database_or_any_file(ws, tmp_p
 
 
 def test_item01_export_uses_the_same_helper(ws, tmp_path):
-    os.link(ws.root / "annotator.db", tmp_path / "hard.csv")
+    os.link(ws.root / "annotator.data.db", tmp_path / "hard.csv")
     one_line_error(cli("export", tmp_path / "hard.csv", "--format", "csv", "--force", "-p",
                        ws.root), "part of the workspace")
     db_intact(ws)
@@ -194,7 +194,7 @@ def test_item11_the_workspace_is_never_imported_into_itself(ws, tmp_path):
 
 
 def test_item07_force_checks_everything_before_moving_anything(tmp_path):
-    from annotator.errors import InputError
+    from annotator.core.errors import InputError
     from pipelines.detect import _move_into_place
 
     def new_run():

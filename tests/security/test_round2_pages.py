@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from annotator import auth, db, jobs, labeling, queue, team, video
-from annotator.errors import AuthError, QueueError
+from annotator.data import db, crop_queue
+from annotator.media import video
+from annotator.service import auth, jobs, labeling, team
+from annotator.core.errors import AuthError, QueueError
 from pages.common import md_escape
 from tests.app import factory
 
@@ -153,12 +155,12 @@ def test_item10_undo_never_takes_a_lease_another_annotator_holds(ws):
     alice, bob = factory.user_id(ws, "alice"), factory.user_id(ws, "bob")
     with ws.session() as s:
         crop = s.scalars(db.select(db.Crop.id).order_by(db.Crop.id).limit(1)).one()
-        queue.require_votes(s, [crop], 2)  # double annotation
+        crop_queue.require_votes(s, [crop], 2)  # double annotation
     with ws.session() as s:
-        queue.claim_batch(s, alice, 1, candidates=[(crop, None)], lease_seconds=600)
-        queue.submit_label(s, alice, crop, "mask", allowed=ws.config.label_values)
+        crop_queue.claim_batch(s, alice, 1, candidates=[(crop, None)], lease_seconds=600)
+        crop_queue.submit_label(s, alice, crop, "mask", allowed=ws.config.label_values)
     with ws.session() as s:  # back in the queue for a second vote: bob holds it now
-        assert queue.claim_batch(s, bob, 1, candidates=[(crop, None)], lease_seconds=600)
+        assert crop_queue.claim_batch(s, bob, 1, candidates=[(crop, None)], lease_seconds=600)
     with pytest.raises(QueueError, match="another annotator"):
         labeling.undo(ws, alice)
     with ws.read_session() as s:

@@ -9,10 +9,11 @@ import time
 from pathlib import Path
 
 import pytest
-from annotator import auth, db
-from annotator.app_server import REFUSED
-from annotator.config import parse_config
-from annotator.errors import WorkspaceError
+from annotator.data import db
+from annotator.service import auth
+from annotator.service.app_server import REFUSED
+from annotator.core.config import parse_config
+from annotator.core.errors import WorkspaceError
 from tests.e2e import browser as B
 
 UUID = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -28,7 +29,7 @@ def server_rss_mb(group: int) -> float:
             cmd = (proc / "cmdline").read_bytes()
         except OSError:
             continue
-        if int(stat.rsplit(")", 1)[1].split()[2]) == group and b"annotator.app_server" in cmd:
+        if int(stat.rsplit(")", 1)[1].split()[2]) == group and b"annotator.service.app_server" in cmd:
             status = (proc / "status").read_text()
             return int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) / 1024
     raise AssertionError("no app server process in the group")
@@ -151,7 +152,7 @@ def _app_group(url: str) -> int:
             stat = (proc / "stat").read_text()
         except OSError:
             continue
-        if b"annotator.app_server" in cmd and port.encode() in cmd:
+        if b"annotator.service.app_server" in cmd and port.encode() in cmd:
             return int(stat.rsplit(")", 1)[1].split()[2])
     raise AssertionError("app server process not found")
 

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from annotator.config import parse_config
-from annotator.errors import WorkspaceError
-from annotator.workspace import Workspace
+from annotator.core.config import parse_config
+from annotator.core.errors import WorkspaceError
+from annotator.service.workspace import Workspace
 from pipelines.cli import app
 from tests.conftest import write_image_folder
 
@@ -27,7 +27,7 @@ def place(tmp_path_factory):
     import torch
     from sqlalchemy import update
 
-    from annotator import db
+    from annotator.data import db
     from models.ofm import OFMClassifier
     from pipelines import import_folder, versions
 
@@ -84,7 +84,7 @@ SWEEP = [  # (item, arguments, words the one line must hold)
      "is not a folder"),
     (13, ["app", "--port", "-1", "-p", P], "--port must be an integer between 1 and 65535"),
     (13, ["app", "--port", "70000", "-p", P], "--port must be an integer between 1 and 65535"),
-    (13, ["export-model", "active", "{ws}/annotator.db", "--force", "-p", P],
+    (13, ["export-model", "active", "{ws}/annotator.data.db", "--force", "-p", P],
      "part of the workspace"),
 ]
 
@@ -130,8 +130,8 @@ def test_item08_config_values_are_bounded(tmp_path, text, message):
 
 
 def test_item08_max_image_pixels_is_honoured_where_frames_are_decoded(tmp_path, place):
-    from annotator import video
-    from annotator.labeling import Card, frame_context
+    from annotator.media import video
+    from annotator.service.labeling import Card, frame_context
 
     ws = Workspace.init(tmp_path / "ws")
     ws.dispose()

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from annotator import audit
+from annotator.core import audit
 
 
 def world(rng, *, n=10_000, scale=0.5, sharp=8.0):

@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from annotator import images
-from annotator.cache import ENTRY_SIZE, TensorCache
+from annotator.media import images
+from annotator.media.cache import ENTRY_SIZE, TensorCache
 
 
 def sha(i: int) -> str:

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from annotator.dataset import assign_split, dhash, group_ids, near_duplicate_pairs
+from annotator.core.dataset import assign_split, dhash, group_ids, near_duplicate_pairs
 
 
 def _crops(n_tracks=60, per_track=5, seed=0):

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from annotator.errors import InputError
+from annotator.core.errors import InputError
 from pipelines.datasheet import agreement
 from pipelines.export_formats import clip_box, frame_split, labeling_config
 from pipelines.import_labelstudio import Vote, parse
@@ -67,7 +67,7 @@ def test_labeling_config_names_every_class():
 
 def test_read_frames_gives_what_read_frame_gives(tmp_path):
     """One open per video, grabbing forward or seeking: the same pixels as one seek per frame."""
-    from annotator import video
+    from annotator.media import video
     from tests.app.factory import write_footage
 
     path = str(write_footage(tmp_path / "v.avi", frames=120, size=(64, 48)))

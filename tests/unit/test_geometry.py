@@ -8,8 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from annotator.detectors import import_openpifpaf, people_from_annotations
-from annotator.geometry import (
+from annotator.media.detectors import import_openpifpaf, people_from_annotations
+from annotator.core.geometry import (
     LEFT_EAR, LEFT_EYE, LEFT_SHOULDER, NOSE, RIGHT_EAR, RIGHT_EYE, RIGHT_SHOULDER,
     Person, head_box, head_box_from_face, neuralet_head_box, sharpness, square_box,
 )

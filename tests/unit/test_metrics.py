@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from annotator import metrics as M
+from annotator.core import metrics as M
 
 
 @pytest.fixture
@@ -64,7 +64,7 @@ def test_report_is_json_ready_with_the_cli_keys(data, tmp_path):
     assert np.array(rep["confusion"]).sum() == 500
     one_class = M.report(np.zeros(3, int), np.tile([0.8, 0.2], (3, 1)), ["mask", "no_mask"])
     assert one_class["roc_auc"] is None  # NaN becomes null, not invalid JSON
-    from annotator.plots import plot_report
+    from annotator.media.plots import plot_report
 
     written = plot_report(y, p, ["a", "b", "c"], tmp_path / "plots")
     assert sorted(w.name for w in written) == ["confusion.png", "reliability.png", "roc.png"]

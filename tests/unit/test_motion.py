@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from annotator import motion
-from annotator.motion import MotionGate, merge_windows
+from annotator.core import motion
+from annotator.core.motion import MotionGate, merge_windows
 
 W, H = 640, 360
 

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from annotator.errors import InputError
-from annotator.images import load_images, load_images_checked
+from annotator.core.errors import InputError
+from annotator.media.images import load_images, load_images_checked
 from models.ofm import OFMClassifier
 from models.training import (
     augment_batch,
@@ -45,7 +45,7 @@ def test_fit_learns_and_keeps_best_epoch():
     probs, emb = predict(m, vx, batch_size=16)
     assert probs.shape == (64, 2) and emb.shape == (64, 10)
     np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
-    from annotator.metrics import balanced_accuracy
+    from annotator.core.metrics import balanced_accuracy
 
     # The model holds the best epoch's weights, and they beat chance clearly.
     assert balanced_accuracy(vy, probs.argmax(1)) == pytest.approx(best, abs=1e-4)

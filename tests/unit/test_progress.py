@@ -1,6 +1,6 @@
 """StagedProgress: one monotonic fraction, and an ETA from the measured pace of the stage that
 runs (a quick first stage says nothing about how long training takes)."""
-from annotator.progress import StagedProgress
+from annotator.core.progress import StagedProgress
 
 
 class Clock:

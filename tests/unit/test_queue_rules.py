@@ -1,4 +1,4 @@
-from annotator.queue import crop_status, majority
+from annotator.data.crop_queue import crop_status, majority
 
 
 def test_crop_status_needs_enough_decisive_votes():

@@ -6,8 +6,8 @@ import doctest
 import numpy as np
 import pytest
 
-from annotator import sample
-from annotator.sample import k_center_greedy, select_batch, uncertainty
+from annotator.core import sample
+from annotator.core.sample import k_center_greedy, select_batch, uncertainty
 
 
 def _two_class(u_target):

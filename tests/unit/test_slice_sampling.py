@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from annotator import sample, slices
+from annotator.core import sample, slices
 
 
 def _pool(n=600, seed=0):

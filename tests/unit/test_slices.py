@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from annotator import slices
+from annotator.core import slices
 
 
 def face(size: int = 64, *, lower=(200, 200, 200), seed: int = 0) -> np.ndarray:

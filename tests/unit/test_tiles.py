@@ -8,8 +8,8 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from annotator import tiles
-from annotator.tiles import box_iou, merge_detections, tile_grid
+from annotator.core import tiles
+from annotator.core.tiles import box_iou, merge_detections, tile_grid
 
 # A loaded 2-core CI machine: no per-example deadline, a bounded number of examples.
 PROPS = settings(deadline=None, max_examples=150)

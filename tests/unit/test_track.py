@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from annotator.track import Tracker, compact, crop_quality, thin
+from annotator.core.track import Tracker, compact, crop_quality, thin
 
 
 def box(cx, cy, side):

@@ -7,7 +7,7 @@ from collections import Counter
 from hypothesis import given
 from hypothesis import strategies as st
 
-from annotator import video
+from annotator.media import video
 
 
 @given(n=st.integers(0, 50), size=st.integers(1, 9))

@@ -6,8 +6,8 @@ import doctest
 import numpy as np
 import pytest
 
-from annotator import votes
-from annotator.votes import (UNKNOWN, Voter, changes, debounce, flicker_rate, frame_labels,
+from annotator.core import votes
+from annotator.core.votes import (UNKNOWN, Voter, changes, debounce, flicker_rate, frame_labels,
                              majority, parse_vote, uncertain, vote)
 
 U = UNKNOWN

@@ -1,0 +1,610 @@
+"""The labeling service behind the Label, Grid, Review and Browse pages: pick, claim, show,
+decide, undo, review.
+
+It connects the pure sampler (:mod:`annotator.core.sample`) with the queue (:mod:`annotator.data.crop_queue`):
+arrays for the claimable crops are read through :mod:`annotator.data.reports`,
+``sample.select_batch`` picks a batch, and ``crop_queue.claim_batch`` holds it under a lease. Pages
+call these functions and get dataclasses or DataFrames back; every write is one short
+transaction. The dashboard's and the Users page's reads are in :mod:`annotator.service.team`.
+
+Speed on a large queue: only the ``hybrid_pool`` most uncertain claimable crops (``Crop.priority``
+is set to the active model's uncertainty when crops are scored) plus a small uniform sample of the
+whole queue are read per claim, and predictions are cached per model version, since they never
+change once written.
+"""
+from __future__ import annotations
+
+import base64
+import uuid
+import dataclasses
+import datetime as dt
+import os
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from annotator.core import sample
+from annotator.data import db, crop_queue, reports
+from annotator.media import images, video
+from annotator.service import autolabels
+from annotator.core.config import NOT_A_FACE, SKIP
+from annotator.core.geometry import context_window
+from annotator.service.workspace import Workspace
+
+DOUBLE = "double"  # sampling reason of a crop served for its second vote
+SMALL_CROP_PX = 64  # below this, the context view is on by default
+CONTEXT_WIDTH = 480  # px: the context view is rendered at this width
+STRIP_MAX = 12  # track mates shown beside a crop (and decided by one track key)
+GROUP_STRIDE = 10_000_000  # group id = source_id * stride + track_id
+
+
+@dataclass(frozen=True)
+class Card:
+    """One crop as the label pages show it, with its image bytes already read (prefetch)."""
+
+    crop_id: int
+    image: bytes
+    mime: str
+    width: int
+    height: int
+    sampling: str | None
+    guess: str | None = None  # the active model's class for it
+    confidence: float | None = None  # probability of that class
+    probs: tuple[float, ...] | None = None
+    source_kind: str | None = None
+    source_uri: str | None = None
+    source_name: str | None = None
+    frame_index: int | None = None
+    box: tuple[float, float, float, float] | None = None
+    votes_needed: int = 1
+    source_id: int | None = None
+    track_id: int | None = None
+    timestamp_s: float | None = None
+    status: str | None = None
+    label: str | None = None  # strip cards: the crop's current label, if it has one
+    decidable: bool = True  # strip cards: this annotator may label it now
+    strip: tuple["Card", ...] = ()  # the other kept crops of the same track
+    context: bytes | None = None  # JPEG of the frame around the head, display-sized
+
+    def data_uri(self) -> str:
+        return f"data:{self.mime};base64,{base64.b64encode(self.image).decode()}"
+
+    @property
+    def small(self) -> bool:
+        """Too few pixels to decide from the crop alone: the frame around it helps."""
+        return max(self.width, self.height) < SMALL_CROP_PX
+
+    def context_uri(self) -> str | None:
+        if self.context is None:
+            return None
+        return f"data:image/jpeg;base64,{base64.b64encode(self.context).decode()}"
+
+    @property
+    def has_frame(self) -> bool:
+        """Whether the frame around the crop can be shown (the source video is on disk)."""
+        if self.box is None or not self.source_uri or not os.path.isfile(self.source_uri):
+            return False
+        return self.source_kind == "image" or (self.source_kind == "video"
+                                               and self.frame_index is not None)
+
+    @property
+    def frame_gone(self) -> bool:
+        """The crop came from a frame whose source file was deleted (retention, erasure)."""
+        return (self.box is not None and self.source_kind in ("video", "image")
+                and bool(self.source_uri) and not os.path.isfile(self.source_uri))
+
+
+@dataclass(frozen=True)
+class Model:
+    id: int
+    name: str
+    classes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Rate:
+    """An annotator's pace."""
+
+    last_hour: int
+    today: int
+
+
+# --- choosing and claiming --------------------------------------------------------------------
+
+
+def active_model(ws: Workspace) -> Model | None:
+    with ws.read_session() as s:
+        mv = db.active_model(s)
+        return None if mv is None else Model(mv.id, mv.name, tuple(mv.classes or ()))
+
+
+def choose(ws: Workspace, annotator_id: int, size: int, *, seed: int | None = None,
+           strategy: str | None = None) -> list[tuple[int, str]]:
+    """Candidates for the annotator's next batch, best first: ``[(crop_id, reason), ...]``.
+
+    Second votes for double-annotated crops come first (reason ``"double"``), then the
+    sampler's batch over the top of the queue plus a uniform sample of the whole queue.
+    """
+    cfg = ws.config.sampling
+    strategy = strategy or cfg.strategy
+    seed = time.time_ns() % 2**32 if seed is None else seed
+    model = active_model(ws)
+    with ws.read_session() as s:
+        out: list[tuple[int, str]] = []
+        if cfg.double_annotation > 0:
+            out = [(cid, DOUBLE) for cid in reports.awaiting_vote(s, annotator_id, limit=size)]
+        want = size - len(out)
+        if want <= 0:
+            return out[:size]
+        n_random = max(1, int(np.ceil(want * cfg.random_share))) if cfg.random_share > 0 else 0
+        top = reports.claimable_top(s, annotator_id, limit=cfg.hybrid_pool)
+        rand = reports.claimable_sample(s, annotator_id, size=max(4 * n_random, 20), seed=seed)
+        cands = pd.concat([top, rand[~rand["crop_id"].isin(top["crop_id"])]], ignore_index=True)
+        if cands.empty:
+            return out
+        in_sample = cands["crop_id"].isin(rand["crop_id"]).to_numpy()
+        probs = emb = scored = None
+        if model is not None:
+            probs, emb, have = _predictions(ws, s, model, cands["crop_id"].to_numpy())
+            if probs is not None and not have.all():
+                # Crops the model has not scored yet wait for scoring (or a random draw).
+                keep = have | in_sample
+                cands, in_sample = cands[keep].reset_index(drop=True), in_sample[keep]
+                probs, emb, scored = _predictions(ws, s, model, cands["crop_id"].to_numpy())
+    groups = _groups(cands)
+    targeted = {}
+    if strategy == sample.SLICES and probs is not None:  # the worst slices get a share
+        from annotator.data import slice_store
+
+        with ws.read_session() as s:
+            targeted = dict(slice_share=cfg.slice_share, slice_score=slice_store.row_scores(
+                s, model.id, list(model.classes), cands["crop_id"].to_numpy(), probs,
+                min_n=cfg.slice_min_n))
+    batch = sample.select_batch(
+        strategy, want, probs=probs, emb=emb, groups=groups, n=len(cands),
+        random_share=cfg.random_share, random_pool=in_sample, main_pool=scored,
+        pool=cfg.hybrid_pool, seed=seed, **targeted,
+    )
+    ids = cands["crop_id"].to_numpy()
+    return out + [(int(ids[i]), reason) for i, reason in batch]
+
+
+def claim(ws: Workspace, annotator_id: int, size: int, *, seed: int | None = None,
+          strategy: str | None = None) -> list[Card]:
+    """Hold up to ``size`` crops for the annotator and return them as cards, held ones first.
+
+    Crops the annotator already holds (a reload, an undo) come back first; new ones are picked
+    by :func:`choose`. A share ``sampling.double_annotation`` of newly claimed crops is marked
+    to need two votes (deterministic per crop id).
+    """
+    cfg = ws.config.sampling
+    claims: list[crop_queue.Claim] = []
+    for attempt in range(3):  # another annotator may take a candidate between read and claim
+        cands = choose(ws, annotator_id, size, seed=seed, strategy=strategy)
+        with ws.session() as s:
+            claims = crop_queue.claim_batch(s, annotator_id, size, candidates=cands,
+                                       lease_seconds=cfg.lease_seconds)
+            fresh = [c.crop_id for c in claims if c.sampling not in (DOUBLE, None)]
+            if cfg.double_annotation > 0:
+                crop_queue.require_votes(s, [c for c in fresh if _double(c, cfg.double_annotation)], 2)
+        if len(claims) >= size or len(cands) < size:
+            break
+        seed = None if seed is None else seed + 1
+    return cards(ws, [(c.crop_id, c.sampling) for c in claims], annotator_id=annotator_id)
+
+
+def cards(ws: Workspace, items: Sequence[tuple[int, str | None]], *,
+          annotator_id: int | None = None) -> list[Card]:
+    """Cards (image bytes, source, the model's guess) for ``(crop_id, reason)`` pairs, in order.
+
+    With ``annotator_id`` each card also carries its track strip (what that annotator may
+    decide with one track key) and, when the source is on disk, the context view: the label
+    page reads both without waiting (they are built in the background claim).
+    """
+    out = _cards(ws, items)
+    if annotator_id is None:
+        return out
+    limit, blur = ws.config.limits.max_image_pixels, ws.config.privacy.blur_faces
+    return [dataclasses.replace(c, strip=tuple(track_strip(ws, c, annotator_id)),
+                                context=context_jpeg(c, max_pixels=limit, blur=blur))
+            for c in out]
+
+
+def _cards(ws: Workspace, items: Sequence[tuple[int, str | None]]) -> list[Card]:
+    if not items:
+        return []
+    reasons = dict(items)
+    ids = [cid for cid, _ in items]
+    model = active_model(ws)
+    with ws.read_session() as s:
+        info = reports.crop_cards(s, ids)
+        probs_of = {}
+        if model is not None:
+            pids, probs, _ = reports.prediction_arrays(s, model.id, ids)
+            probs_of = {int(i): p for i, p in zip(pids, probs)}
+    out = []
+    for r in info.itertuples(index=False):
+        p = probs_of.get(int(r.crop_id))
+        guess = conf = None
+        if p is not None and model is not None and len(model.classes) == len(p):
+            k = int(np.argmax(p))
+            guess, conf = model.classes[k], float(p[k])
+        path = ws.store.path(r.path)
+        try:
+            data = path.read_bytes()
+        except OSError:
+            continue  # file gone: the crop is not shown (it stays held until the lease ends)
+        box = None if pd.isna(r.x1) else (float(r.x1), float(r.y1), float(r.x2), float(r.y2))
+        out.append(Card(
+            crop_id=int(r.crop_id), image=data, mime=images.mime_type(path), width=int(r.width),
+            height=int(r.height), sampling=reasons.get(int(r.crop_id)), guess=guess,
+            confidence=conf, probs=None if p is None else tuple(float(x) for x in p),
+            source_kind=r.source_kind, source_uri=r.source_uri, source_name=r.source_name,
+            frame_index=None if pd.isna(r.frame_index) else int(r.frame_index), box=box,
+            votes_needed=int(r.votes_needed), source_id=int(r.source_id),
+            track_id=None if pd.isna(r.track_id) else int(r.track_id),
+            timestamp_s=None if pd.isna(r.timestamp_s) else float(r.timestamp_s),
+            status=r.status,
+        ))
+    return out
+
+
+def track_strip(ws: Workspace, card: Card, annotator_id: int, *, limit: int = STRIP_MAX) -> list[Card]:
+    """The other kept crops of the card's track, in time order, as small cards: each says its
+    current label and whether this annotator may decide it now (unlabeled, not held by someone
+    else, no vote of theirs yet)."""
+    if card.track_id is None:
+        return []
+    with ws.read_session() as s:
+        mates = reports.track_mates(s, card.crop_id, limit=limit)
+        labels = reports.current_values(s, mates["crop_id"].tolist()) if len(mates) else {}
+        mine = reports.voted_by(s, annotator_id, mates["crop_id"].tolist()) if len(mates) else set()
+    out = []
+    for r in mates.itertuples(index=False):
+        try:
+            data = ws.store.path(r.path).read_bytes()
+        except OSError:
+            continue
+        held = None if pd.isna(r.held_by) else int(r.held_by)
+        cid = int(r.crop_id)
+        out.append(Card(
+            crop_id=cid, image=data, mime=images.mime_type(r.path), width=int(r.width),
+            height=int(r.height), sampling="track", source_id=int(r.source_id),
+            track_id=card.track_id, status=r.status, label=labels.get(cid),
+            timestamp_s=None if pd.isna(r.timestamp_s) else float(r.timestamp_s),
+            decidable=(r.status == db.CropStatus.UNLABELED and held in (None, annotator_id)
+                       and cid not in mine),
+        ))
+    return out
+
+
+def context_jpeg(card: Card, *, width: int = CONTEXT_WIDTH, reach: float = 1.0,
+                 max_pixels: int = images.MAX_PIXELS, blur: bool = True) -> bytes | None:
+    """The frame around the head as display-sized JPEG bytes (smooth upscaling: a 22-px head
+    reads better as a soft picture than as 16x blocks), or None without a source on disk."""
+    view = frame_context(card, max_width=width, pad=reach, upscale_to=width,
+                         max_pixels=max_pixels, blur=blur)
+    return None if view is None else images.encode_jpeg(view, quality=88)
+
+
+# --- deciding ---------------------------------------------------------------------------------
+
+
+def submit(ws: Workspace, annotator_id: int, crop_id: int, value: str, *,
+           seconds: float | None = None) -> int:
+    """Record one decision (a class, ``not_a_face`` or ``skip``) in its own transaction."""
+    with ws.session() as s:
+        label_id = crop_queue.submit_label(s, annotator_id, crop_id, value,
+                                      allowed=ws.config.label_values, seconds=seconds)
+        _recheck_auto_labels(ws, s, [label_id])
+        return label_id
+
+
+def _recheck_auto_labels(ws: Workspace, s, label_ids) -> None:
+    """A random-share label the active model got wrong can lift a band's audited bound above
+    ``[autolabel] max_error``: the auto labels it no longer backs are withdrawn with it. With
+    ``[autolabel] propagate``, the decided crops' track mates the model agrees on are labeled
+    ``propagated`` (and the ones it disputes are served first)."""
+    autolabels.after_people(s, label_ids, ws.config.labels, ws.config.autolabel)
+
+
+def submit_page(ws: Workspace, annotator_id: int, decisions: Mapping[int, str], *,
+                seconds: float | None = None) -> int:
+    """Record a whole grid page in ONE transaction: all of it is saved, or none of it.
+
+    ``seconds`` is the time spent on the page; each label gets its share. The labels share one
+    decision id, so one :func:`undo` takes back the whole page.
+    """
+    if not decisions:
+        return 0
+    each = None if seconds is None else seconds / len(decisions)
+    page = uuid.uuid4().hex  # the page's labels share it: stats count one decision per page
+    with ws.session() as s:
+        ids = [crop_queue.submit_label(s, annotator_id, int(crop_id), value,
+                                  allowed=ws.config.label_values, seconds=each, method="grid",
+                                  decision_id=page)
+               for crop_id, value in decisions.items()]
+        _recheck_auto_labels(ws, s, ids)
+    return len(decisions)
+
+
+def submit_track(ws: Workspace, annotator_id: int, card: Card, value: str, *,
+                 seconds: float | None = None) -> list[int]:
+    """One decision for the crop and every track mate in its strip this annotator may decide:
+    a label row each (method ``track``, one shared decision id: one undo reverts them all).
+    Mates someone took meanwhile are passed over. Returns the labeled crop ids."""
+    ids = [card.crop_id] + [m.crop_id for m in card.strip if m.decidable]
+    with ws.session() as s:
+        decision, done = crop_queue.submit_decision(s, annotator_id, ids, value,
+                                               allowed=ws.config.label_values, seconds=seconds)
+        _recheck_auto_labels(ws, s, autolabels.labels_of_decision(s, decision))
+    return done
+
+
+def undo(ws: Workspace, annotator_id: int) -> list[Card]:
+    """Withdraw the annotator's last decision (every crop of a track decision); returns the
+    crops, held again, to show first. Empty when there is nothing to undo."""
+    with ws.session() as s:
+        crop_ids = crop_queue.undo_last(s, annotator_id, lease_seconds=ws.config.sampling.lease_seconds)
+    return cards(ws, [(cid, "undo") for cid in crop_ids])
+
+
+def queue_left(ws: Workspace) -> int:
+    """Crops still waiting for a label (everyone's queue)."""
+    with ws.read_session() as s:
+        return reports.unlabeled_count(s)
+
+
+def pace(times: Sequence[float], now: float, *, window_s: float = 900.0,
+         min_labels: int = 10) -> float | None:
+    """Labels per hour over the last ``window_s`` seconds of ``times`` (monotonic seconds of
+    each decision); None until ``min_labels`` decisions, so 5 quick labels do not read as
+    5,000 an hour. A window longer than the session so far uses the session's length."""
+    if len(times) < min_labels:
+        return None
+    recent = [t for t in times if now - t <= window_s]
+    span = min(window_s, now - min(times))
+    return 3600.0 * len(recent) / max(span, 60.0)
+
+
+def my_recent(ws: Workspace, annotator_id: int, *, limit: int = 50) -> list[Card]:
+    """The annotator's latest labels as cards (``label`` = the value they gave), newest first."""
+    with ws.read_session() as s:
+        rows = reports.my_recent_labels(s, annotator_id, limit=limit)
+    byid = {c.crop_id: c for c in _cards(ws, [(int(i), "mine") for i in rows["crop_id"]])}
+    return [dataclasses.replace(byid[int(r.crop_id)], label=r.value)
+            for r in rows.itertuples(index=False) if int(r.crop_id) in byid]
+
+
+def browse(ws: Workspace, *, limit: int = 120, **filters) -> list[Card]:
+    """Crops matching ``reports.browse`` filters, with their current label, newest label first."""
+    with ws.read_session() as s:
+        rows = reports.browse(s, limit=limit, **filters)
+    byid = {c.crop_id: c for c in _cards(ws, [(int(i), None) for i in rows["crop_id"]])}
+    seen, out = set(), []
+    for r in rows.itertuples(index=False):
+        cid = int(r.crop_id)
+        if cid in byid and cid not in seen:
+            seen.add(cid)
+            out.append(dataclasses.replace(byid[cid], label=None if pd.isna(r.value) else r.value))
+    return out
+
+
+def sources(ws: Workspace) -> pd.DataFrame:
+    with ws.read_session() as s:
+        return reports.sources(s)
+
+
+def release(ws: Workspace, annotator_id: int) -> int:
+    """Give every crop the annotator holds back to the queue (sign-out, leaving the Label or
+    Grid page): another annotator can claim them at once."""
+    with ws.session() as s:
+        return crop_queue.release(s, annotator_id)
+
+
+def held_by_others(ws: Workspace, annotator_id: int) -> str | None:
+    """``"N crops held by others, free at hh:mm UTC"`` when other annotators hold crops, else
+    None: the reason an empty batch is not an empty queue."""
+    with ws.read_session() as s:
+        n, until = reports.held_by_others(s, annotator_id)
+    if not n:
+        return None
+    return (f"{n:,} {'crop' if n == 1 else 'crops'} held by others, free at "
+            f"{until:%H:%M} UTC at the latest (or as soon as they leave the page or sign out)")
+
+
+def rate(ws: Workspace, annotator_id: int, *, now: dt.datetime | None = None) -> Rate:
+    now = now or db.utcnow()
+    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    with ws.read_session() as s:
+        return Rate(
+            last_hour=reports.label_count_since(s, annotator_id, now - dt.timedelta(hours=1)),
+            today=reports.label_count_since(s, annotator_id, day),
+        )
+
+
+def shortcuts(labels: Sequence[str]) -> dict[str, str]:
+    """Keyboard key per decision: m mask, n no_mask, x not a face, s skip, z undo; other
+    classes get their first free letter (c and r are reserved by Streamlit)."""
+    fixed = {"mask": "m", "no_mask": "n", NOT_A_FACE: "x", SKIP: "s", "undo": "z"}
+    taken = set(fixed.values()) | {"c", "r"}
+    out = {}
+    for value in [*labels, NOT_A_FACE, SKIP, "undo"]:
+        key = fixed.get(value)
+        if key is None:
+            key = next((ch for ch in value.lower() if ch.isalnum() and ch not in taken),
+                       next((d for d in "123456789" if d not in taken), None))
+        if key is not None:
+            taken.add(key)
+        out[value] = key
+    return out
+
+
+# --- frame context ----------------------------------------------------------------------------
+
+
+def frame_context(card: Card, *, max_width: int = 720, pad: float = 1.5,
+                  upscale_to: int | None = None, max_pixels: int = images.MAX_PIXELS,
+                  blur: bool = True) -> np.ndarray | None:
+    """The region of the source frame (video frame or still image) around the crop, with the
+    box drawn, as RGB (H, W, 3); None when the source file is not on disk or unreadable.
+    ``upscale_to`` enlarges a small region to that width (bicubic). ``blur``: every other face
+    in the frame is blurred (privacy; config ``privacy.blur_faces``)."""
+    if not card.has_frame:
+        return None
+    frame = video.read_frame(card.source_uri, kind=card.source_kind, index=card.frame_index,
+                             max_pixels=max_pixels)
+    if frame is None:
+        return None
+    import cv2
+
+    if blur:
+        from annotator.media.blur import blur_others
+
+        frame = blur_others(frame, card.box)
+
+    h, w = frame.shape[:2]
+    l, t, r, b = context_window(card.box, (w, h), pad=pad)
+    x1, y1, x2, y2 = card.box
+    cv2.rectangle(frame, (int(x1), int(y1)), (int(x2), int(y2)), (0, 200, 255), 2)
+    view = frame[t:b, l:r]
+    if view.size == 0:
+        return None
+    target = max_width if view.shape[1] > max_width else upscale_to
+    if target and target != view.shape[1]:
+        scale = target / view.shape[1]
+        view = cv2.resize(view, (target, max(1, int(view.shape[0] * scale))),
+                          interpolation=cv2.INTER_CUBIC if scale > 1 else cv2.INTER_AREA)
+    return cv2.cvtColor(view, cv2.COLOR_BGR2RGB)
+
+
+# --- review -----------------------------------------------------------------------------------
+
+
+def disagreements(ws: Workspace, *, annotator_id: int | None = None, limit: int = 50) -> pd.DataFrame:
+    """Crops whose active votes disagree: crop_id, votes ("ann: value, ..."), values.
+
+    With ``annotator_id``, only crops that annotator voted on (an annotator reviews own work).
+    """
+    with ws.read_session() as s:
+        votes = reports.multi_voted(s)
+    cols = ["crop_id", "votes", "values"]
+    if votes.empty:
+        return pd.DataFrame(columns=cols)
+    rows = []
+    for crop_id, g in votes.groupby("crop_id", sort=True):
+        if g["value"].nunique() < 2:
+            continue
+        if annotator_id is not None and annotator_id not in set(g["annotator_id"]):
+            continue
+        rows.append((int(crop_id), ", ".join(f"{a}: {v}" for a, v in zip(g["annotator"], g["value"])),
+                     sorted(set(g["value"]))))
+    return pd.DataFrame(rows[:limit], columns=cols)
+
+
+def contradictions(ws: Workspace, *, threshold: float = 0.9, annotator: str | None = None,
+                   limit: int = 50) -> pd.DataFrame:
+    """Labeled crops the active model confidently contradicts (likely label errors).
+
+    Self-confidence (the model's probability of the given label, as in cleanlab's ranking)
+    below ``1 - threshold``; lowest first. Columns: crop_id, label, annotators, guess,
+    confidence, self_confidence.
+    """
+    cols = ["crop_id", "label", "annotators", "guess", "confidence", "self_confidence"]
+    model = active_model(ws)
+    if model is None:
+        return pd.DataFrame(columns=cols)
+    with ws.read_session() as s:
+        cur = reports.current_labels(s, ws.config.labels)
+        if annotator is not None and not cur.empty:
+            cur = cur[cur["annotators"].str.split(",").apply(lambda a: annotator in a)]
+        ids, probs, _ = reports.prediction_arrays(s, model.id, cur["crop_id"].tolist())
+    if len(ids) == 0:
+        return pd.DataFrame(columns=cols)
+    index = {c: k for k, c in enumerate(model.classes)}
+    cur = cur.set_index("crop_id").loc[ids].reset_index()
+    lab = cur["label"].map(index)
+    ok = lab.notna().to_numpy()
+    cur, probs = cur[ok], probs[ok]
+    lab = lab[ok].astype(int).to_numpy()
+    self_conf = probs[np.arange(len(lab)), lab]
+    top = probs.argmax(axis=1)
+    out = pd.DataFrame({
+        "crop_id": cur["crop_id"].astype(int).to_numpy(), "label": cur["label"].to_numpy(),
+        "annotators": cur["annotators"].to_numpy(),
+        "guess": [model.classes[k] for k in top], "confidence": probs.max(axis=1),
+        "self_confidence": self_conf,
+    })
+    out = out[out["self_confidence"] < 1 - threshold].sort_values("self_confidence")
+    return out.head(limit).reset_index(drop=True)
+
+
+def relabel(ws: Workspace, annotator_id: int, crop_id: int, value: str) -> int:
+    with ws.session() as s:
+        return crop_queue.relabel(s, annotator_id, crop_id, value, allowed=ws.config.label_values)
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+_CACHE_LOCK = threading.Lock()
+_PRED_CACHE: "OrderedDict[tuple, dict]" = OrderedDict()  # (db_url, model id) -> crop_id -> row
+_CACHE_ROWS = 300_000
+
+
+def _predictions(ws, s, model: Model, crop_ids: np.ndarray):
+    """probs (n, K), emb (n, D) or None, and a mask of crops that have a prediction."""
+    key = (ws.db_url, model.id)
+    with _CACHE_LOCK:
+        cache = _PRED_CACHE.setdefault(key, {})
+        _PRED_CACHE.move_to_end(key)
+        while len(_PRED_CACHE) > 2:
+            _PRED_CACHE.popitem(last=False)
+        missing = [int(c) for c in crop_ids if int(c) not in cache]
+    if missing:
+        ids, probs, emb = reports.prediction_arrays(s, model.id, missing)
+        with _CACHE_LOCK:
+            if len(cache) + len(ids) > _CACHE_ROWS:
+                cache.clear()
+            for j, cid in enumerate(ids):
+                cache[int(cid)] = (probs[j], None if emb is None else emb[j])
+    rows = [cache.get(int(c)) for c in crop_ids]
+    have = np.array([r is not None for r in rows], bool)
+    if not have.any():
+        return None, None, have
+    # Rows without a prediction get placeholders; callers keep them out of the model-based picks.
+    first = next(r for r in rows if r is not None)
+    k = len(first[0])
+    probs = np.array([r[0] if r is not None else np.full(k, 1.0 / k) for r in rows])
+    emb = None
+    embs = [r[1] for r in rows if r is not None]
+    if all(e is not None for e in embs) and len({e.shape for e in embs}) == 1:
+        blank = np.zeros_like(embs[0])
+        emb = np.stack([r[1] if r is not None else blank for r in rows])
+    return probs, emb, have
+
+
+def _groups(cands: pd.DataFrame) -> np.ndarray:
+    track = cands["track_id"]
+    g = cands["source_id"].to_numpy(np.int64) * GROUP_STRIDE + track.fillna(0).to_numpy(np.int64)
+    g[track.isna().to_numpy()] = -1  # no track: its own group
+    return g
+
+
+def _double(crop_id: int, share: float) -> bool:
+    """Whether this crop is in the double-annotated share (a fixed hash of its id)."""
+    return ((crop_id * 2654435761) % 2**32) / 2**32 < share
+
+
+__all__ = [
+    "Card", "Model", "Rate", "active_model", "browse", "cards", "choose", "claim",
+    "context_jpeg", "contradictions", "disagreements", "frame_context", "my_recent", "pace",
+    "queue_left", "rate", "release", "relabel", "shortcuts", "sources", "submit", "submit_page",
+    "submit_track", "track_strip", "undo",
+]
