@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from annotator.data import db, reports
+from annotator.data import db, model_versions, reports
 from annotator.media import images, video
 from annotator.core.config import NOT_A_FACE
 from annotator.core.errors import InputError
@@ -366,7 +366,7 @@ def write_fiftyone(ws: Workspace, table: pd.DataFrame, root: Path, *, with_prove
 
 def _active_predictions(s, crop_ids) -> tuple[str | None, dict]:
     """The active model's name and its class probabilities per crop id."""
-    model = db.active_model(s)
+    model = model_versions.active_model(s)
     if model is None:
         return None, {}
     ids, probs, _ = reports.prediction_arrays(s, model.id, crop_ids)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from annotator.data import db, reports
+from annotator.data import db, model_versions, reports
 from annotator.core.errors import InputError
 from annotator.core.progress import ProgressFn, silent
 from annotator.core.sample import uncertainty
@@ -139,7 +139,7 @@ def run(ws: Workspace, opts: ImportPredictionsOptions,
         raise InputError("each row needs a crop_id or a sha256 column")
     probs = probabilities(frame, classes)
     with ws.read_session() as s:
-        if db.get_model_version(s, opts.name) is not None:
+        if model_versions.get_model_version(s, opts.name) is not None:
             raise InputError(f"model version {opts.name!r} already exists")
         if "crop_id" in frame.columns:
             ids = pd.to_numeric(frame["crop_id"], errors="coerce")
@@ -165,7 +165,7 @@ def run(ws: Workspace, opts: ImportPredictionsOptions,
         s.add(mv)
         s.flush()
         for n, part in enumerate(db.chunks(list(range(len(ids))))):
-            db.add_predictions(s, [{"crop_id": ids[i], "model_version_id": mv.id,
+            model_versions.add_predictions(s, [{"crop_id": ids[i], "model_version_id": mv.id,
                                     "probs": [float(x) for x in p[i]],
                                     "uncertainty": float(unc[i]), "embedding": None}
                                    for i in part], set_priority=False)
@@ -173,5 +173,5 @@ def run(ws: Workspace, opts: ImportPredictionsOptions,
         if opts.activate:
             # No weights to score with, so not versions._activate (which scores what is
             # missing first): the activation and its priorities in this one transaction.
-            rep.priorities_set = db.activate_model(s, mv.id)
+            rep.priorities_set = model_versions.activate_model(s, mv.id)
     return rep

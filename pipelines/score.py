@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from annotator.media import cache as tensor_cache
-from annotator.data import db
+from annotator.data import db, model_versions
 from annotator.media import images
 from annotator.core.errors import InputError
 from annotator.core.progress import ProgressFn, silent
@@ -121,7 +121,7 @@ class _Reader:
         batch = []
         if size > 0:
             with self.ws.read_session() as s:
-                batch = db.unscored_crops(s, self.version_id, after_id=self.after, limit=size,
+                batch = model_versions.unscored_crops(s, self.version_id, after_id=self.after, limit=size,
                                           labeled=opts.labeled)
         ids = np.array([cid for cid, _, _ in batch], dtype=np.int64)
         if not batch:
@@ -226,7 +226,7 @@ def _score_chunk(ws, infer, mv, ids, x, opts, report) -> None:
         for c, p, u, e in zip(ids.tolist(), probs.astype(np.float64).tolist(), unc.tolist(), emb)
     ]
     with ws.session() as s:  # one bulk insert (+ one bulk priority update) per chunk
-        report.priorities_set += db.add_predictions(s, rows, set_priority=True)
+        report.priorities_set += model_versions.add_predictions(s, rows, set_priority=True)
     report.scored += len(ids)
 
 
@@ -239,7 +239,7 @@ def score_new(ws: Workspace, progress: ProgressFn = silent) -> int:
     from annotator.core.progress import under
 
     with ws.read_session() as s:
-        mv = db.active_model(s)
+        mv = model_versions.active_model(s)
         # an imported-predictions version has no weights (path ""): nothing to score with
         path = None if mv is None or not mv.path else ws.root / mv.path
     if path is None or not path.exists():

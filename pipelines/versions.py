@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from annotator.data import db
+from annotator.data import db, model_versions
 from annotator.core.errors import InputError
 from annotator.core.failpoints import failpoint
 from annotator.core.files import removed_on_error
@@ -67,7 +67,7 @@ def register(ws: Workspace, model, *, metrics: dict, card: str, dataset_id: int 
     with ws.read_session() as s:
         name = registry.check_name(name) if name else db.next_name(
             s, db.ModelVersion, "v", ws.models_dir)
-        if db.get_model_version(s, name) is not None:
+        if model_versions.get_model_version(s, name) is not None:
             raise InputError(f"model version {name!r} already exists")
     folder = ws.models_dir / name
     if folder.exists():  # only an explicit --name gets here: next_name skips existing folders
@@ -84,13 +84,13 @@ def get(ws: Workspace, version: str | None = None) -> Version:
     """The registry row of ``version`` (None or ``"active"``: the active one)."""
     with ws.read_session() as s:
         if version in (None, "active"):
-            mv = db.active_model(s)
+            mv = model_versions.active_model(s)
             if mv is None:
                 raise InputError("no active model: train one (`annotator train`) or import "
                                  "Neuralet's (`annotator models import-keras PATH.h5`), then "
                                  "promote it")
         else:
-            mv = db.get_model_version(s, version)
+            mv = model_versions.get_model_version(s, version)
             if mv is None:
                 raise InputError(f"no model version {version!r}; see `annotator models list`")
         return Version.of(mv)
@@ -109,7 +109,7 @@ def list_versions(ws: Workspace) -> list[VersionInfo]:
         datasets = {d.id: d.name for d in db.list_datasets(s)}
         erased = {d.id for d in db.list_datasets(s)
                   if (ws.root / d.path / "erasures.csv").is_file()}  # pipelines.erase records
-        rows = db.list_model_versions(s)
+        rows = model_versions.list_model_versions(s)
     return [VersionInfo(
         name=mv.name, path=mv.path, classes=list(mv.classes), active=bool(mv.active),
         dataset=datasets.get(mv.dataset_id), created_at=str(mv.created_at),
@@ -164,7 +164,7 @@ def promote(ws: Workspace, opts: PromoteOptions, progress: ProgressFn = silent, 
     """
     cand = get(ws, opts.version)
     with ws.read_session() as s:
-        active = db.active_model(s)
+        active = model_versions.active_model(s)
         active = Version.of(active) if active is not None else None
         ds = s.get(db.Dataset, cand.dataset_id) if cand.dataset_id else db.latest_dataset(s)
         ds_name = ds.name if ds is not None else None
@@ -214,7 +214,7 @@ def rollback(ws: Workspace, opts: RollbackOptions | None = None,
              progress: ProgressFn = silent) -> RollbackReport:
     """Re-activate the version promoted before the active one; the queue follows it again."""
     with ws.read_session() as s:
-        cur, prev = db.active_model(s), db.previous_model(s)
+        cur, prev = model_versions.active_model(s), model_versions.previous_model(s)
         if cur is None or prev is None:
             raise InputError("nothing to roll back to: no earlier promoted version")
         cur, prev = Version.of(cur), Version.of(prev)
@@ -231,14 +231,14 @@ def _activate(ws: Workspace, version: Version, *, stamp: bool, progress: Progres
     from pipelines import score
 
     with ws.read_session() as s:
-        todo = bool(db.unscored_crops(s, version.id, limit=1))
+        todo = bool(model_versions.unscored_crops(s, version.id, limit=1))
     scored = 0
     if todo:  # (loading a model costs a second or two: not when there is nothing to score)
         scored = score.run(ws, score.ScoreOptions(model=version.name),
                            under(progress, "score")).scored
     failpoint("before_activate")
     with ws.session() as s:
-        n = db.activate_model(s, version.id, stamp=stamp)
+        n = model_versions.activate_model(s, version.id, stamp=stamp)
     failpoint("after_activate")
     return scored, n
 
@@ -301,7 +301,7 @@ def import_keras(ws: Workspace, opts: KerasImportOptions,
     with ws.read_session() as s:
         ds = db.latest_dataset(s)
         ds_id, ds_name = (ds.id, ds.name) if ds is not None else (None, None)
-        has_active = db.active_model(s) is not None
+        has_active = model_versions.active_model(s) is not None
     val = evaluate.on_split(ws, model, ds_name) if ds_name else {}
     metrics = {"source": "keras-import", "keras_file": str(Path(opts.path).resolve()),
                "dataset": ds_name if val else None, "val": val}

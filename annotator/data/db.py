@@ -1,16 +1,17 @@
-"""Database schema, engine set-up, and single-table row helpers.
+"""Database schema and single-table row helpers.
 
 Where a query goes:
 
-* here (``db``): the schema, the engine, dialect differences, and helpers that read or write
-  rows of one entity by its key (a source, an account, a dataset, a model version, a job);
-* ``queue``: the queue's state transitions (add crops, claim under leases, label, undo, relabel);
+* here (``db``): the schema, and helpers that read or write rows of one entity by its key (a
+  source, an account, a dataset);
+* ``dialect``: engines, SQLite's and PostgreSQL's differences; ``model_versions``: versions,
+  the active one, predictions; ``job_rows``: job rows;
+* ``crop_queue``: the queue's state transitions (add crops, claim under leases, label, undo,
+  relabel);
 * ``reports``: read models for pages, export and datasets (joins and aggregates -> DataFrames).
 
 Functions take a ``Session`` first and never commit: the caller owns the transaction.
-Dialect-specific set-up (SQLite pragmas, ``BEGIN IMMEDIATE``; PostgreSQL's engine options and
-server clock) lives in this module; the one dialect difference in a query, how a claim owns its
-rows, is in ``queue._claimable_ids``.
+
 """
 from __future__ import annotations
 
@@ -22,26 +23,18 @@ from typing import Any, Iterator, Optional, Sequence
 from sqlalchemy import (
     JSON,
     Boolean,
-    DateTime,
     Float,
     ForeignKey,
     Index,
-    Integer,
     LargeBinary,
     MetaData,
     String,
     Text,
     UniqueConstraint,
     and_,
-    create_engine,
-    event,
     func,
-    insert,
     select,
-    text,
-    update,
 )
-from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 
@@ -357,57 +350,6 @@ class CropAttributes(Base):
     hour: Mapped[Optional[int]]
 
 
-# --- engines ----------------------------------------------------------------------------------
-
-
-def make_engine(url: str, *, immediate: bool = True) -> Engine:
-    """An engine whose transactions are safe under several writer processes.
-
-    ``immediate=False`` gives plain deferred transactions for read-only pages, which then never
-    wait for the write lock under SQLite's WAL.
-    """
-    if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30})
-        _configure_sqlite(engine, immediate=immediate)
-        return engine
-    if url.startswith("postgresql"):
-        # READ COMMITTED (the default) for both engines: plain reads take no row locks, and the
-        # queue's writes lock the rows they need (queue._claimable_ids). pre_ping: a team
-        # server outlives database restarts. connect_timeout: an unreachable host fails in
-        # seconds with one line instead of hanging the CLI or a page.
-        return create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 10})
-    return create_engine(url, pool_pre_ping=True)
-
-
-def _configure_sqlite(engine: Engine, *, immediate: bool) -> None:
-    """WAL, busy timeout, foreign keys, and BEGIN IMMEDIATE (SQLAlchemy's pysqlite recipe).
-
-    pysqlite's own transaction handling is switched off so that SQLAlchemy's ``begin`` event
-    decides how a transaction starts: IMMEDIATE takes the write lock up front, so two writers
-    queue on ``busy_timeout`` instead of failing with "database is locked" on lock upgrade.
-    """
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn, _record):
-        dbapi_conn.isolation_level = None
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA busy_timeout=30000")
-        cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA synchronous=NORMAL")
-        # Privacy: deleted rows are overwritten with zeros, not left in free pages (erasure).
-        cur.execute("PRAGMA secure_delete=ON")
-        cur.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn):
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
-
-
-def is_sqlite(session: Session) -> bool:
-    return session.get_bind().dialect.name == "sqlite"
-
-
 # --- shared building blocks ---------------------------------------------------------------------
 
 
@@ -529,156 +471,3 @@ def latest_dataset(session: Session) -> Dataset | None:
 
 def list_datasets(session: Session) -> list[Dataset]:
     return list(session.scalars(select(Dataset).order_by(Dataset.id)))
-
-
-def get_model_version(session: Session, name: str) -> ModelVersion | None:
-    return session.scalar(select(ModelVersion).where(ModelVersion.name == name))
-
-
-def list_model_versions(session: Session) -> list[ModelVersion]:
-    return list(session.scalars(select(ModelVersion).order_by(ModelVersion.id)))
-
-
-def active_model(session: Session) -> ModelVersion | None:
-    return session.scalar(select(ModelVersion).where(ModelVersion.active.is_(True)))
-
-
-def previous_model(session: Session) -> ModelVersion | None:
-    """The version promoted last before the active one (the target of a rollback)."""
-    cur = active_model(session)
-    q = select(ModelVersion).where(ModelVersion.promoted_at.is_not(None))
-    if cur is not None:
-        q = q.where(ModelVersion.id != cur.id)
-        if cur.promoted_at is not None:
-            q = q.where(ModelVersion.promoted_at < cur.promoted_at)
-    return session.scalar(q.order_by(ModelVersion.promoted_at.desc(), ModelVersion.id.desc()).limit(1))
-
-
-def activate_model(session: Session, version_id: int, *, stamp: bool = True) -> int:
-    """Make one version the active one and point the queue at its uncertainties, in the caller's
-    (single) transaction: a crash leaves either the old model with its priorities or the new
-    one with its own. Returns the number of unlabeled crops whose priority was set.
-
-    ``stamp`` records the promotion time (rollback re-activates without stamping, so that a
-    second rollback goes one step further back).
-    """
-    session.execute(update(ModelVersion).values(active=ModelVersion.id == version_id))
-    if stamp:
-        session.execute(
-            update(ModelVersion).where(ModelVersion.id == version_id).values(promoted_at=utcnow())
-        )
-    return sync_priorities(session, version_id)
-
-
-def sync_priorities(session: Session, version_id: int) -> int:
-    """``Crop.priority`` of every unlabeled crop = this version's uncertainty (0 if unscored).
-
-    One statement (portable SQL), so it is atomic with whatever else the transaction does.
-    """
-    uncertainty = (
-        select(Prediction.uncertainty)
-        .where(Prediction.crop_id == Crop.id, Prediction.model_version_id == version_id)
-        .scalar_subquery()
-    )
-    res = session.execute(
-        update(Crop).where(Crop.status == CropStatus.UNLABELED)
-        .values(priority=func.coalesce(uncertainty, 0.0))
-        .execution_options(synchronize_session=False)
-    )
-    return res.rowcount or 0
-
-
-# --- predictions ------------------------------------------------------------------------------
-
-
-def unscored_crops(
-    session: Session, model_version_id: int, *, after_id: int = 0, limit: int = 2048,
-    labeled: bool = False,
-) -> list[tuple[int, str, str]]:
-    """Crops (id > ``after_id``) with no prediction from this version: ``(id, sha256, path)``,
-    by id. Unlabeled ones, and those whose label is a machine's (a new version scores them too,
-    so that it can back or withdraw those labels); ``labeled``: every labeled crop too, so Review
-    can check each label against the model."""
-    from sqlalchemy import exists, or_
-
-    machine = exists().where(Label.crop_id == Crop.id, Label.method.in_(LabelKind.MACHINE),
-                             active_label())
-    statuses = [CropStatus.UNLABELED, CropStatus.LABELED] if labeled else [CropStatus.UNLABELED]
-    q = (
-        select(Crop.id, Crop.sha256, Crop.path)
-        .where(
-            or_(Crop.status.in_(statuses), machine),
-            Crop.id > after_id,
-            ~exists().where(Prediction.crop_id == Crop.id,
-                            Prediction.model_version_id == model_version_id),
-        )
-        .order_by(Crop.id)
-        .limit(limit)
-    )
-    return [(int(i), h, p) for i, h, p in session.execute(q).all()]
-
-
-def add_predictions(session: Session, rows: list[dict], *, set_priority: bool) -> int:
-    """Insert prediction rows (crop_id, model_version_id, probs, uncertainty, embedding).
-
-    ``set_priority``: also copy each uncertainty into ``Crop.priority``; done only when the
-    version is still the active one inside this transaction (a promotion may have happened
-    while the chunk was on the model). Returns the number of priorities set.
-    """
-    if not rows:
-        return 0
-    session.execute(insert(Prediction), rows)
-    version = rows[0]["model_version_id"]
-    if not (set_priority and session.scalar(
-            select(ModelVersion.active).where(ModelVersion.id == version))):
-        return 0
-    session.execute(
-        update(Crop).execution_options(synchronize_session=False),
-        [{"id": r["crop_id"], "priority": float(r["uncertainty"])} for r in rows],
-    )
-    return len(rows)
-
-
-# --- jobs -------------------------------------------------------------------------------------
-
-JOB_FIELDS = {"status", "progress", "message", "result", "detail", "pid", "host", "log_path",
-              "cancel_requested", "started_at", "heartbeat_at", "finished_at"}
-
-
-def create_job(session: Session, *, kind: str, args: dict, started_by: str | None = None) -> int:
-    job = Job(kind=kind, args=args, status=JobStatus.QUEUED, progress=0.0, started_by=started_by)
-    session.add(job)
-    session.flush()
-    return job.id
-
-
-def update_job(session: Session, job_id: int, **values) -> None:
-    """Set fields of a job (see ``JOB_FIELDS``)."""
-    unknown = set(values) - JOB_FIELDS
-    if unknown:
-        raise ValueError(f"not job fields: {sorted(unknown)}")
-    session.execute(update(Job).where(Job.id == job_id).values(**values))
-
-
-def get_job(session: Session, job_id: int) -> dict | None:
-    job = session.get(Job, job_id)
-    return None if job is None else _job_dict(job)
-
-
-def list_jobs(session: Session, *, kinds=None, limit: int = 20) -> list[dict]:
-    """Newest jobs first, as plain dicts with every Job column."""
-    q = select(Job).order_by(Job.id.desc()).limit(limit)
-    if kinds:
-        q = q.where(Job.kind.in_(list(kinds)))
-    return [_job_dict(j) for j in session.scalars(q)]
-
-
-def _job_dict(job: Job) -> dict:
-    return {c.key: getattr(job, c.key) for c in Job.__table__.columns}
-
-
-def database_time(session: Session) -> dt.datetime:
-    """Now, by the database server's clock (jobs on several hosts compare heartbeats by it)."""
-    if is_sqlite(session):
-        return utcnow()
-    return session.scalar(text("SELECT (now() AT TIME ZONE 'utc')"))

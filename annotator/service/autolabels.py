@@ -26,8 +26,8 @@ from annotator.data.db import (
     Prediction,
     Role,
     active_label,
-    active_model,
 )
+from annotator.data.model_versions import active_model
 
 SYSTEM_NAME = "model"  # the system account machine labels are recorded under
 

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from annotator.core import sample
-from annotator.data import db, crop_queue, reports
+from annotator.data import crop_queue, db, model_versions, reports
 from annotator.media import images, video
 from annotator.service import autolabels
 from annotator.core.config import NOT_A_FACE, SKIP
@@ -120,7 +120,7 @@ class Rate:
 
 def active_model(ws: Workspace) -> Model | None:
     with ws.read_session() as s:
-        mv = db.active_model(s)
+        mv = model_versions.active_model(s)
         return None if mv is None else Model(mv.id, mv.name, tuple(mv.classes or ()))
 
 

@@ -9,7 +9,7 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 
-from annotator.data import db, reports
+from annotator.data import db, model_versions, reports
 from annotator.service import auth
 from annotator.core.metrics import cohen_kappa, wilson_interval
 from annotator.service.workspace import Workspace
@@ -61,7 +61,7 @@ def queue_accuracy(ws: Workspace) -> dict | None:
     random share surfaced (labeled after the model scored them), with a 95% Wilson interval:
     ``{"model", "n", "accuracy", "low", "high"}``, or None without a model or such labels."""
     with ws.read_session() as s:
-        mv = db.active_model(s)
+        mv = model_versions.active_model(s)
         if mv is None:
             return None
         y, probs = reports.random_share_labels(s, mv.id, list(mv.classes))
@@ -76,7 +76,7 @@ def queue_accuracy(ws: Workspace) -> dict | None:
 def queue_scored(ws: Workspace) -> tuple[int, int]:
     """``(unlabeled crops the active model scored, unlabeled crops)``; (0, n) without a model."""
     with ws.read_session() as s:
-        mv = db.active_model(s)
+        mv = model_versions.active_model(s)
         if mv is None:
             return 0, reports.unlabeled_count(s)
         return reports.scored_share(s, mv.id)

@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from annotator.data import db, crop_queue, reports
+from annotator.data import crop_queue, db, job_rows, reports
 from annotator.service import jobs, labeling, team
 from pipelines.cli import app
 from annotator.core.errors import InputError
@@ -218,8 +218,8 @@ def test_jobs_refuse_what_the_app_does_not_offer(ws, tmp_path):
 
 def test_dead_job_process_is_marked_failed(ws):
     with ws.session() as s:
-        job_id = db.create_job(s, kind="retrain", args={})
-        db.update_job(s, job_id, status="running", pid=2**22 + 12345)  # no such process
+        job_id = job_rows.create_job(s, kind="retrain", args={})
+        job_rows.update_job(s, job_id, status="running", pid=2**22 + 12345)  # no such process
     job = jobs.get(ws, job_id)
     assert job.status == "failed" and "without a report" in job.message
 
