@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from annotator.data import db, model_versions, reports
+from annotator.data import db, export_reads, model_versions, reports
 from annotator.media import images
 from annotator.service.workspace import Workspace
 
@@ -30,7 +30,7 @@ def build(ws: Workspace, table: pd.DataFrame, report) -> dict:
     ``ExportReport``."""
     with ws.read_session() as s:
         stats = reports.stats(s, ws.config.labels)
-        sources = reports.source_summary(s)
+        sources = export_reads.source_summary(s)
         votes = reports.multi_voted(s)
         methods = reports.active_labels(s)["method"].fillna("key").value_counts().to_dict()
         models = [(m.name, m.active, (m.metrics or {}).get("imported_from"))

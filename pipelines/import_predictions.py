@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from annotator.data import db, model_versions, reports
+from annotator.data import db, export_reads, model_reports, model_versions
 from annotator.core.errors import InputError
 from annotator.core.progress import ProgressFn, silent
 from annotator.core.sample import uncertainty
@@ -71,7 +71,7 @@ def measure(ws: Workspace, version_id: int, classes: list[str], dataset: str) ->
 
     _, rows = read_manifest(ws, dataset)
     with ws.read_session() as s:
-        ids, probs, _ = reports.prediction_arrays(
+        ids, probs, _ = model_reports.prediction_arrays(
             s, version_id, [int(r["crop_id"]) for r in rows if r["split"] == "val"])
     return _val_metrics(ws, dict(zip(ids.tolist(), probs)), classes, dataset)
 
@@ -143,10 +143,10 @@ def run(ws: Workspace, opts: ImportPredictionsOptions,
             raise InputError(f"model version {opts.name!r} already exists")
         if "crop_id" in frame.columns:
             ids = pd.to_numeric(frame["crop_id"], errors="coerce")
-            known = set(reports.crop_files(s, ids.dropna().astype(int).tolist())["crop_id"])
+            known = set(export_reads.crop_files(s, ids.dropna().astype(int).tolist())["crop_id"])
             crops = [[int(c)] if c == c and int(c) in known else [] for c in ids]
         else:
-            by_sha = reports.crops_by_sha256(s, frame["sha256"].astype(str).tolist())
+            by_sha = export_reads.crops_by_sha256(s, frame["sha256"].astype(str).tolist())
             crops = [by_sha.get(str(h), []) for h in frame["sha256"]]
     per_crop = {}
     for row, cs in enumerate(crops):

@@ -12,9 +12,11 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 from sqlalchemy import exists, func, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 from annotator.core.config import SKIP
+from annotator.data.frames import frame, select_frame
+from annotator.data.label_cost import label_cost
 from annotator.data.db import (
     Annotator,
     Crop,
@@ -32,22 +34,14 @@ from annotator.data.db import (
     count,
     utcnow,
 )
-from annotator.data.crop_queue import claimable, majority
+from annotator.data.crop_queue import claimable
+from annotator.core.label_rules import majority
 
 CARD_COLUMNS = [Crop.id.label("crop_id"), Crop.path, Crop.width, Crop.height, Crop.status,
                 Crop.votes_needed, Crop.track_id, Crop.frame_index, Crop.timestamp_s, Crop.x1,
                 Crop.y1, Crop.x2, Crop.y2, Crop.source_id, Crop.added_by,
                 Source.kind.label("source_kind"), Source.uri.label("source_uri"),
                 Source.name.label("source_name")]
-
-
-def _frame(rows, columns) -> pd.DataFrame:
-    # Plain tuples: pandas probes each Row object otherwise (7x slower on 3,000 rows).
-    return pd.DataFrame([tuple(r) for r in rows], columns=columns)
-
-
-def _select_frame(session: Session, q) -> pd.DataFrame:
-    return _frame(session.execute(q).all(), list(q.selected_columns.keys()))
 
 
 # --- labels -------------------------------------------------------------------------------------
@@ -68,7 +62,7 @@ def active_labels(session: Session) -> pd.DataFrame:
         .where(active_label())
         .order_by(Label.crop_id, Label.id)
     )
-    return _select_frame(session, q)
+    return select_frame(session, q)
 
 
 def current_labels(session: Session, classes: Sequence[str]) -> pd.DataFrame:
@@ -130,7 +124,7 @@ def my_recent_labels(session: Session, annotator_id: int, *, limit: int = 50) ->
          .join(Label, Label.crop_id == Crop.id)
          .where(Label.annotator_id == annotator_id, active_label())
          .order_by(Label.created_at.desc(), Label.id.desc()).limit(limit))
-    return _select_frame(session, q)
+    return select_frame(session, q)
 
 
 def unlabeled_count(session: Session) -> int:
@@ -163,7 +157,7 @@ def multi_voted(session: Session) -> pd.DataFrame:
         .where(Label.crop_id.in_(many), *decisive)
         .order_by(Label.crop_id, Label.id)
     )
-    return _select_frame(session, q)
+    return select_frame(session, q)
 
 
 def label_times(session: Session, *, since: dt.datetime | None = None,
@@ -181,7 +175,7 @@ def label_times(session: Session, *, since: dt.datetime | None = None,
         q = q.where(Label.created_at >= since)
     if annotator_id is not None:
         q = q.where(Label.annotator_id == annotator_id)
-    return _select_frame(session, q)
+    return select_frame(session, q)
 
 
 def label_count_since(session: Session, annotator_id: int, since: dt.datetime) -> int:
@@ -245,72 +239,6 @@ def stats(session: Session, classes: Sequence[str]) -> dict:
     }
 
 
-def label_cost(session: Session) -> dict:
-    """What the labels cost in people's decisions (``stats``: ``labels_by_kind``,
-    ``human_decisions``, ``crops_labeled``, ``human_decisions_per_labeled_crop``).
-
-    A human decision is one key press: a ``key``, ``audit`` or ``review`` label each; a grid page
-    counts each crop it saved plus one for the page; a track decision counts once however many
-    crops it labeled. Undone decisions are left out, superseded ones still cost their decision.
-    """
-    by_kind = dict(session.execute(
-        select(Label.method, func.count()).where(active_label()).group_by(Label.method)).all())
-    person = (Label.undone_at.is_(None), Annotator.role != Role.SYSTEM)
-    each = session.scalar(
-        select(func.count()).select_from(Label).join(Annotator, Annotator.id == Label.annotator_id)
-        .where(*person, Label.method.not_in([LabelKind.TRACK, LabelKind.IMPORT]))) or 0
-    gestures = session.scalar(
-        select(func.count(Label.decision_id.distinct())).select_from(Label)
-        .join(Annotator, Annotator.id == Label.annotator_id)
-        .where(*person, Label.method.in_([LabelKind.TRACK, LabelKind.GRID]))) or 0
-    decisions = each + gestures
-    labeled = count(session, Crop, Crop.status == CropStatus.LABELED)
-    return {
-        "labels_by_kind": {**{k: by_kind.get(k, 0) for k in LabelKind.ALL},
-                           **{str(k): v for k, v in by_kind.items() if k not in LabelKind.ALL}},
-        "human_decisions": decisions,
-        "crops_labeled": labeled,
-        "human_decisions_per_labeled_crop": round(decisions / labeled, 4) if labeled else None,
-    }
-
-
-def label_cost_over_time(session: Session, *, freq: str = "h") -> pd.DataFrame:
-    """Cumulative human decisions and labels (by people, by the machine) per ``freq`` bin, for
-    the Dashboard's plot; counted as in :func:`label_cost` (undone ones out)."""
-    q = (select(Label.created_at, Label.method, Label.decision_id,
-                (Annotator.role != Role.SYSTEM).label("human"),
-                Label.superseded_by_id.is_(None).label("active"))
-         .join(Annotator, Annotator.id == Label.annotator_id)
-         .where(Label.undone_at.is_(None)))
-    df = _select_frame(session, q)
-    cols = ["human decisions", "labels by people", "labels by the model"]
-    if df.empty:
-        return pd.DataFrame(columns=cols)
-    person = df["human"].astype(bool) & (df["method"] != LabelKind.IMPORT)
-    gesture = df["method"].isin([LabelKind.TRACK, LabelKind.GRID]) & df["decision_id"].notna()
-    first = ~df.duplicated("decision_id") | df["decision_id"].isna()
-    decisions = (person & (df["method"] != LabelKind.TRACK)).astype(int) + (
-        person & gesture & first).astype(int)
-    t = pd.to_datetime(df["created_at"]).dt.floor(freq)
-    active = df["active"].astype(bool)
-    out = pd.DataFrame({cols[0]: decisions.to_numpy(),
-                        cols[1]: (person & active).astype(int).to_numpy(),
-                        cols[2]: (df["method"].isin(LabelKind.MACHINE) & active).astype(int)
-                        .to_numpy()}, index=t.to_numpy())
-    return out.groupby(level=0).sum().cumsum()
-
-
-def machine_label_audit(session: Session, kind: str) -> tuple[int, int]:
-    """``(audited, disagreed)``: machine labels of ``kind`` that a person later labeled on an
-    audit crop, and how many of those people labeled otherwise (the measured error)."""
-    person = aliased(Label)
-    rows = session.execute(
-        select(Label.value, person.value).join(person, person.id == Label.superseded_by_id)
-        .where(Label.method == kind, person.method == LabelKind.AUDIT, active_label(person),
-               person.value != SKIP)).all()
-    return len(rows), sum(1 for a, b in rows if a != b)
-
-
 def crop_images(session: Session) -> dict[str, str]:
     """sha256 -> store path of every distinct crop image (identical bytes share one file)."""
     return dict(session.execute(select(Crop.sha256, func.min(Crop.path)).group_by(Crop.sha256)).all())
@@ -325,7 +253,7 @@ def crop_details(session: Session, crop_ids: Sequence[int]) -> pd.DataFrame:
     for part in chunks(list(crop_ids)):
         rows += session.execute(
             select(*cols).join(Source, Source.id == Crop.source_id).where(Crop.id.in_(part))).all()
-    return _frame(rows, [c.key for c in cols])
+    return frame(rows, [c.key for c in cols])
 
 
 def crop_origins(session: Session, crop_ids: Sequence[int]) -> dict[int, str]:
@@ -342,7 +270,7 @@ def crop_cards(session: Session, crop_ids: Sequence[int]) -> pd.DataFrame:
     for part in chunks(ids):
         rows += session.execute(select(*CARD_COLUMNS).join(Source, Source.id == Crop.source_id)
                                 .where(Crop.id.in_(part))).all()
-    df = _frame(rows, [c.key for c in CARD_COLUMNS])
+    df = frame(rows, [c.key for c in CARD_COLUMNS])
     if df.empty:
         return df
     present = set(df["crop_id"])
@@ -368,7 +296,7 @@ def claimable_top(session: Session, annotator_id: int, *, limit: int) -> pd.Data
     """
     q = (select(*SAMPLER_COLUMNS).where(claimable(annotator_id))
          .order_by(Crop.status.desc(), Crop.priority.desc(), Crop.id.desc()).limit(limit))
-    return _select_frame(session, q)
+    return select_frame(session, q)
 
 
 def claimable_sample(session: Session, annotator_id: int, *, size: int, seed: int) -> pd.DataFrame:
@@ -426,7 +354,7 @@ def track_mates(session: Session, crop_id: int, *, limit: int = 24) -> pd.DataFr
          .where(Crop.source_id == crop.source_id, Crop.track_id == crop.track_id,
                 Crop.id != crop_id)
          .order_by(Crop.timestamp_s, Crop.id).limit(limit))
-    return _select_frame(session, q)
+    return select_frame(session, q)
 
 
 def browse(session: Session, *, source_id: int | None = None, track_id: int | None = None,
@@ -465,7 +393,7 @@ def browse(session: Session, *, source_id: int | None = None, track_id: int | No
                                    Prediction.uncertainty >= min_uncertainty))
     q = (q.order_by(Label.created_at.desc().nulls_last(), Crop.id.desc())
          .limit(limit).offset(offset))
-    return _select_frame(session, q)
+    return select_frame(session, q)
 
 
 def crop_ids_by_origin(session: Session, source_id: int, origins: Sequence[str]) -> dict[str, int]:
@@ -494,142 +422,12 @@ def sources(session: Session) -> pd.DataFrame:
     """Every source: id, name, kind, status, crops."""
     n = select(func.count()).where(Crop.source_id == Source.id).scalar_subquery()
     q = select(Source.id, Source.name, Source.kind, Source.status, n.label("crops")).order_by(Source.id)
-    return _select_frame(session, q)
+    return select_frame(session, q)
 
 
 # --- predictions and models --------------------------------------------------------------------
 
 
-def prediction_arrays(session: Session, model_version_id: int, crop_ids):
-    """The model's stored outputs for these crops, as arrays.
-
-    Returns ``(ids (n,), probs (n, K) float64, emb (n, D) float32 or None)`` for the crops that
-    have a prediction; ``emb`` is None unless every row has an embedding of one size.
-    """
-    rows = []
-    for part in chunks(list(crop_ids)):
-        rows += session.execute(
-            select(Prediction.crop_id, Prediction.probs, Prediction.embedding).where(
-                Prediction.model_version_id == model_version_id, Prediction.crop_id.in_(part))
-        ).all()
-    if not rows:
-        return np.zeros(0, np.int64), np.zeros((0, 2)), None
-    out_ids = np.array([r[0] for r in rows], np.int64)
-    probs = np.array([r[1] for r in rows], np.float64)
-    embs = [r[2] for r in rows]
-    emb = None
-    if all(e is not None for e in embs) and len({len(e) for e in embs}) == 1:
-        emb = np.frombuffer(b"".join(embs), np.float32).reshape(len(embs), -1)
-    return out_ids, probs, emb
-
-
-def scored_share(session: Session, model_version_id: int) -> tuple[int, int]:
-    """``(unlabeled crops scored by this version, unlabeled crops)``."""
-    total = count(session, Crop, Crop.status == CropStatus.UNLABELED)
-    scored = session.scalar(
-        select(func.count()).select_from(Prediction).join(Crop, Crop.id == Prediction.crop_id)
-        .where(Prediction.model_version_id == model_version_id,
-               Crop.status == CropStatus.UNLABELED)) or 0
-    return scored, total
-
-
-def model_versions_frame(session: Session) -> pd.DataFrame:
-    """One row per model version, oldest first: name, created_at, promoted_at, active, classes,
-    labels (examples it was built from) and every numeric metric as its own column."""
-    rows = []
-    q = (select(ModelVersion, Dataset.counts)
-         .outerjoin(Dataset, Dataset.id == ModelVersion.dataset_id)
-         .order_by(ModelVersion.created_at, ModelVersion.id))
-    for mv, counts in session.execute(q).all():
-        row = {"name": mv.name, "created_at": mv.created_at, "promoted_at": mv.promoted_at,
-               "active": bool(mv.active), "classes": list(mv.classes or [])}
-        metrics = mv.metrics or {}
-        for k, v in _flatten(metrics).items():
-            if isinstance(v, (int, float)) and not isinstance(v, bool):
-                row[k] = v
-        row["labels"] = _label_count(metrics, counts)
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def _flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
-
-
-def _label_count(metrics: dict, counts: dict | None) -> int | None:
-    """Labels a version was built from: its train + val crops, else its dataset's total."""
-    n_train, n_val = metrics.get("n_train"), metrics.get("n_val")
-    if isinstance(n_train, int) and isinstance(n_val, int):
-        return n_train + n_val
-    if counts and isinstance(counts.get("total"), int):
-        return counts["total"]
-    return None
-
-
 # --- export: frames and tasks (pipelines.export_formats) ---------------------------------------
 
 
-def frame_boxes(session: Session, frames: Sequence[tuple[int, int]]) -> pd.DataFrame:
-    """Every head box in these ``(source_id, frame_index)`` frames, whatever its crop's status:
-    crop_id, source_id, frame_index, timestamp_s, x1, y1, x2, y2, status, source kind/uri/name."""
-    cols = [Crop.id.label("crop_id"), Crop.source_id, Crop.frame_index, Crop.timestamp_s, Crop.x1,
-            Crop.y1, Crop.x2, Crop.y2, Crop.status, Source.kind.label("source_kind"),
-            Source.uri.label("source_uri"), Source.name.label("source_name")]
-    by_source: dict[int, list[int]] = {}
-    for sid, idx in frames:
-        by_source.setdefault(int(sid), []).append(int(idx))
-    rows = []
-    for sid, idxs in by_source.items():
-        for part in chunks(sorted(set(idxs))):
-            rows += session.execute(
-                select(*cols).join(Source, Source.id == Crop.source_id)
-                .where(Crop.source_id == sid, Crop.frame_index.in_(part), Crop.x1.is_not(None))
-                .order_by(Crop.id)).all()
-    return _frame(rows, [c.key for c in cols])
-
-
-def crop_ids_with_status(session: Session, statuses: Sequence[str]) -> list[int]:
-    return list(session.scalars(select(Crop.id).where(Crop.status.in_(list(statuses)))
-                                .order_by(Crop.id)))
-
-
-def crop_files(session: Session, crop_ids: Sequence[int]) -> pd.DataFrame:
-    """crop_id, sha256, path of the given crops."""
-    rows = []
-    for part in chunks(list(crop_ids)):
-        rows += session.execute(select(Crop.id, Crop.sha256, Crop.path)
-                                .where(Crop.id.in_(part))).all()
-    return _frame(rows, ["crop_id", "sha256", "path"])
-
-
-def source_summary(session: Session) -> pd.DataFrame:
-    """id, kind, name, fps, frame_count, width, height, status, created_at, settings (the
-    extraction settings of its last run) of every source: for the export's datasheet."""
-    rows = session.execute(select(Source.id, Source.kind, Source.name, Source.fps,
-                                  Source.frame_count, Source.width, Source.height, Source.status,
-                                  Source.created_at, Source.stats).order_by(Source.id)).all()
-    return _frame([(*r[:-1], (r[-1] or {}).get("settings")) for r in rows],
-                  ["id", "kind", "name", "fps", "frame_count", "width", "height", "status",
-                   "created_at", "settings"])
-
-
-def active_value(session: Session, annotator_id: int, crop_id: int) -> str | None:
-    """This annotator's active label on this crop, if any."""
-    return session.scalar(select(Label.value).where(
-        Label.crop_id == crop_id, Label.annotator_id == annotator_id, active_label()).limit(1))
-
-
-def crops_by_sha256(session: Session, hashes: Sequence[str]) -> dict[str, list[int]]:
-    """sha256 -> ids of the crops with those bytes."""
-    out: dict[str, list[int]] = {}
-    for part in chunks(sorted(set(hashes))):
-        for cid, h in session.execute(select(Crop.id, Crop.sha256).where(Crop.sha256.in_(part))):
-            out.setdefault(h, []).append(int(cid))
-    return out

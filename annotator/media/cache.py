@@ -41,7 +41,6 @@ from __future__ import annotations
 import fcntl
 import os
 import struct
-import time
 import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -53,7 +52,6 @@ import numpy as np
 from annotator.media import images
 from annotator.core.errors import InputError
 from annotator.core.failpoints import failpoint
-from annotator.core.progress import ProgressFn, silent
 
 DIRNAME = "cache"
 _MAGIC = b"TNS1"
@@ -61,7 +59,7 @@ _PUT, _FORGET = 1, 2
 # magic, kind, slot, sha256 (raw), crc32 of the record, reserved, crc32 of the 60 bytes before
 _ENTRY = struct.Struct("<4sB3xQ32sI8xI")
 ENTRY_SIZE = _ENTRY.size  # 64
-_FILL_CHUNK = 2048  # records per append when rebuild fills the cache
+FILL_CHUNK = 2048  # records per append when rebuild fills the cache
 
 
 def _folder_name(size: int) -> str:
@@ -242,8 +240,8 @@ class TensorCache:
         """A read-only array of the crops, backed by the memory-mapped cache (misses are filled
         first). Raises InputError when a crop is neither cached nor decodable."""
         shas = [h for h, _ in items]
-        for start in range(0, len(items), _FILL_CHUNK * 4):
-            part = items[start:start + _FILL_CHUNK * 4]
+        for start in range(0, len(items), FILL_CHUNK * 4):
+            part = items[start:start + FILL_CHUNK * 4]
             self.refresh()
             missing = [it for it in part if it[0] not in self._gen.entries]
             if missing:
@@ -341,8 +339,8 @@ class TensorCache:
         kept = damaged = 0
         with open(data, "wb") as fd, open(index, "wb") as fi:
             live = sorted(live, key=lambda e: e[1])  # sequential reads of the old file
-            for start in range(0, len(live), _FILL_CHUNK):
-                part = live[start:start + _FILL_CHUNK]
+            for start in range(0, len(live), FILL_CHUNK):
+                part = live[start:start + FILL_CHUNK]
                 slots = np.array([s for _, s, _ in part], dtype=np.int64)
                 rows = np.ascontiguousarray(self._mapped(old, int(slots.max()) + 1)[slots])
                 good = [k for k, (_, _, crc) in enumerate(part) if zlib.crc32(rows[k]) == crc]
@@ -480,52 +478,6 @@ def status(ws, size: int = images.MODEL_SIZE) -> dict:
               unused_entries=st["entries"] - cached,
               hit_share=round(cached / len(stored), 4) if stored else None)
     return st
-
-
-@dataclass(kw_only=True)
-class RebuildOptions:
-    size: int = images.MODEL_SIZE
-    fill: bool = True  # decode and add every crop that is missing
-    chunk: int = _FILL_CHUNK
-
-
-@dataclass
-class RebuildReport:
-    kept: int = 0
-    dropped_unused: int = 0  # no crop row uses the sha256 (or it was forgotten)
-    dropped_damaged: int = 0  # failed the checksum
-    reclaimed_bytes: int = 0
-    filled: int = 0
-    unreadable: int = 0
-    entries: int = 0
-    bytes: int = 0
-    seconds: float = 0.0
-    crops_per_s: float = 0.0
-
-
-def rebuild(ws, opts: RebuildOptions | None = None, progress: ProgressFn = silent) -> RebuildReport:
-    """Compact the cache to the crops the database still has, then (``fill``) add the rest."""
-    opts = opts or RebuildOptions()
-    if opts.size < 8 or opts.chunk < 1:
-        raise InputError("--size must be >= 8 and the chunk >= 1")
-    t0 = time.perf_counter()
-    c = of(ws, opts.size)
-    stored = stored_images(ws)
-    rep = RebuildReport(**c.compact(set(stored)))
-    if opts.fill:
-        todo = [(h, ws.store.path(p)) for h, p in sorted(stored.items()) if h not in c]
-        for start in range(0, len(todo), opts.chunk):
-            part = todo[start:start + opts.chunk]
-            c.load(part)
-            done = start + len(part)
-            rate = done / max(time.perf_counter() - t0, 1e-9)
-            progress(done, len(todo), f"{rate:.0f} crops/s", stage="cache")
-        rep.filled, rep.unreadable = c.filled, c.unreadable
-    st = c.status()
-    rep.entries, rep.bytes = st["entries"], st["bytes"]
-    rep.seconds = round(time.perf_counter() - t0, 2)
-    rep.crops_per_s = round(rep.filled / max(rep.seconds, 1e-9), 1)
-    return rep
 
 
 def _write_durably(fh, data, unit: int, point: str) -> None:

@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from annotator.data import crop_queue, db, model_versions, reports
+from annotator.data import crop_queue, db, label_cost, model_versions, reports
 from annotator.service import labeling
 from annotator.service.auth import add_user
 from annotator.core.errors import InputError
@@ -190,7 +190,7 @@ def test_human_decisions_count_grid_pages_and_track_gestures(workspace):
     assert st["human_decisions"] == 4 + 1 + 1 and st["crops_labeled"] == 7
     assert st["human_decisions_per_labeled_crop"] == round(6 / 7, 4)
     with workspace.read_session() as s:
-        curve = reports.label_cost_over_time(s)
+        curve = label_cost.label_cost_over_time(s)
     assert curve["human decisions"].iloc[-1] == 6 and curve["labels by people"].iloc[-1] == 7
     assert curve["labels by the model"].iloc[-1] == 0 and curve.index.is_monotonic_increasing
 

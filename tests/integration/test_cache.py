@@ -16,7 +16,7 @@ import pytest
 import torch
 from sqlalchemy import select
 
-from annotator.data import db, model_versions, reports
+from annotator.data import db, model_reports, model_versions
 from annotator.media import cache, images
 from annotator.core.failpoints import ENV as FAILPOINT
 from annotator.service.workspace import Workspace
@@ -69,7 +69,7 @@ def decoded(ws: Workspace, rows) -> np.ndarray:
 def predictions(ws: Workspace, version: str, ids):
     with ws.read_session() as s:
         vid = model_versions.get_model_version(s, version).id
-        got, probs, emb = reports.prediction_arrays(s, vid, ids)
+        got, probs, emb = model_reports.prediction_arrays(s, vid, ids)
     order = np.argsort(got)
     return got[order], probs[order], emb[order]
 

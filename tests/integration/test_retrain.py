@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from annotator.data import crop_queue, db, model_versions, reports
+from annotator.data import crop_queue, db, model_reports, model_versions
 from pipelines.cli import app
 from annotator.core.errors import InputError
 from annotator.service.workspace import Workspace
@@ -177,7 +177,7 @@ def test_score_sets_priorities_and_resumes(loop):
         mv = model_versions.get_model_version(s, "v001")
         crops = s.query(db.Crop).filter(db.Crop.status == db.CropStatus.UNLABELED).all()
         ids = [c.id for c in crops]
-        got_ids, probs, emb = reports.prediction_arrays(s, mv.id, ids)
+        got_ids, probs, emb = model_reports.prediction_arrays(s, mv.id, ids)
         unc = dict(s.query(db.Prediction.crop_id, db.Prediction.uncertainty)
                    .filter(db.Prediction.model_version_id == mv.id).all())
         prio = {c.id: c.priority for c in crops}

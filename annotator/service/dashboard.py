@@ -1,5 +1,5 @@
 """The service behind the Dashboard and Users pages: queue counts, the team's pace and agreement,
-model history, and accounts. Takes a workspace, opens short read transactions, returns
+model history (accounts: ``accounts``; instructions: ``instructions``). Takes a workspace, opens short read transactions, returns
 DataFrames and dicts; the arithmetic is in :mod:`annotator.core.metrics`.
 """
 from __future__ import annotations
@@ -9,8 +9,7 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 
-from annotator.data import db, model_versions, reports
-from annotator.service import auth
+from annotator.data import db, model_reports, model_versions, reports
 from annotator.core.metrics import cohen_kappa, wilson_interval
 from annotator.service.workspace import Workspace
 
@@ -79,7 +78,7 @@ def queue_scored(ws: Workspace) -> tuple[int, int]:
         mv = model_versions.active_model(s)
         if mv is None:
             return 0, reports.unlabeled_count(s)
-        return reports.scored_share(s, mv.id)
+        return model_reports.scored_share(s, mv.id)
 
 
 def queue_uncertainty(ws: Workspace) -> np.ndarray:
@@ -91,78 +90,12 @@ def queue_uncertainty(ws: Workspace) -> np.ndarray:
 def model_history(ws: Workspace) -> pd.DataFrame:
     """Model versions oldest first with their metrics as columns."""
     with ws.read_session() as s:
-        return reports.model_versions_frame(s)
+        return model_reports.model_versions_frame(s)
 
 
 # --- accounts (admin) -------------------------------------------------------------------------
 
 
-def users(ws: Workspace) -> pd.DataFrame:
-    """Accounts with their label counts: name, role, disabled, labels, last_label_at."""
-    with ws.read_session() as s:
-        people = [(u.name, u.role, u.disabled_at is not None) for u in db.list_annotators(s)]
-        times = reports.label_times(s)
-    counts = times.groupby("annotator")["created_at"].agg(["count", "max"]) if not times.empty \
-        else pd.DataFrame(columns=["count", "max"])
-    rows = [(name, role, disabled, int(counts["count"].get(name, 0)), counts["max"].get(name))
-            for name, role, disabled in people]
-    return pd.DataFrame(rows, columns=["name", "role", "disabled", "labels", "last_label_at"])
-
-
-def add_user(ws: Workspace, name: str, password: str, *, role: str = db.Role.ANNOTATOR) -> None:
-    auth.create_account(ws, name, password, role=role)
-
-
-def set_disabled(ws: Workspace, name: str, disabled: bool) -> None:
-    with ws.session() as s:
-        auth.set_disabled(s, name, disabled)
-
-
-def set_role(ws: Workspace, name: str, role: str, *, by: str = "unknown") -> None:
-    """Change a role; the audit trail records who did it (same transaction)."""
-    from annotator.data import trail
-
-    with ws.session() as s:
-        auth.set_role(s, name, role)
-        trail.record(s, by, trail.ROLE, page="admin", detail={"account": name, "role": role})
-
-
-def set_password(ws: Workspace, name: str, password: str) -> None:
-    with ws.session() as s:
-        auth.set_password(s, name, password, min_length=ws.config.auth.min_password_length)
-
-
 # --- instructions for annotators --------------------------------------------------------------
 
-INSTRUCTIONS_FILE = "instructions.md"  # in the workspace: the team's labeling rules, Markdown
-MAX_INSTRUCTIONS = 20_000  # characters
-DEFAULT_INSTRUCTIONS = """\
-**mask**: nose and mouth covered by a mask (cloth, surgical, N95). **no_mask**: a face with
-nose and mouth visible, a mask under the chin counts as no_mask. **not a face**: the back of a
-head, a sign, a blur. **skip**: you cannot tell (too small, too dark) — someone else decides.
-An admin can change this text on the Users page.
-"""
 
-
-def instructions(ws: Workspace) -> str:
-    """The workspace's instructions for annotators (Markdown), or the default text."""
-    path = ws.root / INSTRUCTIONS_FILE
-    try:
-        return path.read_text(encoding="utf-8")[:MAX_INSTRUCTIONS]
-    except (OSError, UnicodeDecodeError):
-        return DEFAULT_INSTRUCTIONS
-
-
-def save_instructions(ws: Workspace, text: str) -> None:
-    """Replace the instructions (written whole: a reader never sees half a file)."""
-    import os
-
-    from annotator.core.errors import InputError
-
-    if len(text) > MAX_INSTRUCTIONS:
-        raise InputError(f"instructions are at most {MAX_INSTRUCTIONS:,} characters "
-                         f"({len(text):,} given)")
-    path = ws.root / INSTRUCTIONS_FILE
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
