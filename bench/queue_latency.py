@@ -41,7 +41,7 @@ CHUNK = 20_000
 
 def build(root: Path, n: int, db_url: str | None, labeled_share: float = 0.3) -> Workspace:
     # Explicit SQLite URL: an ANNOTATOR_DB_URL in the environment must not redirect the bench.
-    ws = Workspace.init(root, db_url=db_url or f"sqlite:///{(root / 'annotator.data.db').resolve()}")
+    ws = Workspace.init(root, db_url=db_url or f"sqlite:///{(root / 'annotator.db').resolve()}")
     rng = random.Random(0)
     now = utcnow()
     with ws.session() as s:

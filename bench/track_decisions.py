@@ -50,7 +50,7 @@ def main() -> int:
             ws = Workspace.init(Path(tmp) / v.stem)
             rep = extract.run(ws, extract.ExtractOptions(sources=[str(v)], fps=args.fps,
                                                          per_track=args.per_track))
-            con = sqlite3.connect(ws.root / "annotator.data.db")
+            con = sqlite3.connect(ws.root / "annotator.db")
             sizes = [n for (n,) in con.execute(
                 "select count(*) from crops group by source_id, track_id")]
             con.close()

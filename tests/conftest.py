@@ -87,7 +87,7 @@ def backend(request):
 @pytest.fixture(scope="module")
 def new_db(request, backend):
     """``new_db(migrated=True)`` -> a database URL of this backend that nobody else uses, or
-    None for SQLite (the workspace's own ``annotator.data.db``). ``migrated=False``: empty."""
+    None for SQLite (the workspace's own ``annotator.db``). ``migrated=False``: empty."""
 
     made = []  # (server, database name)
 

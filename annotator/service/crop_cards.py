@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from annotator.core.geometry import context_window
-from annotator.data import db, model_versions, reports
+from annotator.data import db, model_reports, model_versions, reports
 from annotator.media import images, video
 from annotator.service.workspace import Workspace
 
@@ -110,7 +110,7 @@ def _cards(ws: Workspace, items: Sequence[tuple[int, str | None]]) -> list[Card]
         info = reports.crop_cards(s, ids)
         probs_of = {}
         if model is not None:
-            pids, probs, _ = reports.prediction_arrays(s, model.id, ids)
+            pids, probs, _ = model_reports.prediction_arrays(s, model.id, ids)
             probs_of = {int(i): p for i, p in zip(pids, probs)}
     out = []
     for r in info.itertuples(index=False):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from annotator.data import crop_queue, reports
+from annotator.data import crop_queue, model_reports, reports
 from annotator.service.crop_cards import active_model
 from annotator.service.workspace import Workspace
 
@@ -48,7 +48,7 @@ def contradictions(ws: Workspace, *, threshold: float = 0.9, annotator: str | No
         cur = reports.current_labels(s, ws.config.labels)
         if annotator is not None and not cur.empty:
             cur = cur[cur["annotators"].str.split(",").apply(lambda a: annotator in a)]
-        ids, probs, _ = reports.prediction_arrays(s, model.id, cur["crop_id"].tolist())
+        ids, probs, _ = model_reports.prediction_arrays(s, model.id, cur["crop_id"].tolist())
     if len(ids) == 0:
         return pd.DataFrame(columns=cols)
     index = {c: k for k, c in enumerate(model.classes)}

@@ -21,7 +21,7 @@ from annotator.media.store import CropStore
 
 DEFAULT_PROJECT = Path("data")
 CONFIG_NAME = "config.toml"
-DB_NAME = "annotator.data.db"
+DB_NAME = "annotator.db"
 
 
 def default_project() -> Path:
@@ -30,7 +30,7 @@ def default_project() -> Path:
 
 def workspace_above(path: Path) -> Path | None:
     """The workspace folder that ``path`` is (or is inside), if any: a folder with
-    config.toml and annotator.data.db."""
+    config.toml and annotator.db."""
     path = Path(path).resolve()
     for folder in [path, *path.parents]:
         if (folder / CONFIG_NAME).is_file() and (folder / DB_NAME).exists():

@@ -76,9 +76,9 @@ def test_bad_input_is_one_line_not_a_traceback(tmp_path):
     assert r.exit_code != 0 and "cats" in r.output
     r = cli("export", tmp_path / "o", "--format", "xml", "--project", ws)
     assert r.exit_code != 0 and "unknown format" in r.output
-    for f in ws.glob("annotator.data.db*"):
+    for f in ws.glob("annotator.db*"):
         f.unlink()
-    (ws / "annotator.data.db").write_bytes(b"this is not sqlite" * 100)
+    (ws / "annotator.db").write_bytes(b"this is not sqlite" * 100)
     r = cli("stats", "--project", ws)
     assert r.exit_code != 0 and "cannot open the database" in r.output
     for res in (r,):

@@ -211,7 +211,7 @@ def test_dry_run_lists_exactly_what_erasing_one_crop_removes(loop):
         dry.pop(k), real.pop(k)
     assert real == dry
     if ws.db_url.startswith("sqlite"):  # the WAL was folded in and emptied (secure_delete zeroed)
-        wal = ws.root / "annotator.data.db-wal"
+        wal = ws.root / "annotator.db-wal"
         assert not wal.exists() or wal.stat().st_size == 0
     assert search(ws, gone) == []
     untouched(ws, before, {cid})

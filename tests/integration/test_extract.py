@@ -29,7 +29,7 @@ RESUME = dict(detector="mtcnn", every=4, max_seconds=4.0)
 
 
 def crops_table(ws):
-    con = sqlite3.connect(ws.root / "annotator.data.db")
+    con = sqlite3.connect(ws.root / "annotator.db")
     rows = con.execute("select origin, track_id, path, frame_index, x1, y1, x2, y2, sharpness, "
                        "det_score, keypoints, width, height, source_id from crops order by origin").fetchall()
     con.close()
@@ -109,7 +109,7 @@ def test_interrupted_run_resumes_to_the_same_crops(shared_data, tmp_path, refere
 
     with pytest.raises(KeyboardInterrupt):
         extract.run(ws, opts, ctrl_c_after_18_frames)
-    con = sqlite3.connect(ws.root / "annotator.data.db")
+    con = sqlite3.connect(ws.root / "annotator.db")
     status, frames_done, stats = con.execute("select status, frames_done, stats from sources").fetchone()
     con.close()
     assert status == "running" and 0 < frames_done < 96  # committed the first 16 frames
@@ -124,7 +124,7 @@ def test_interrupted_run_resumes_to_the_same_crops(shared_data, tmp_path, refere
 def test_killed_run_resumes_with_no_duplicates(shared_data, tmp_path, reference):
     _, ref_rows = reference
     ws = Workspace.init(tmp_path / "ws")
-    db = ws.root / "annotator.data.db"
+    db = ws.root / "annotator.db"
     cmd = [str(Path(sys.executable).parent / "annotator"), "extract", str(shared_data / PEDESTRIANS),
            "--detector", "mtcnn", "--every", "4", "--max-seconds", "4", "-p", str(ws.root), "--json"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)

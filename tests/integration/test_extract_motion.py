@@ -63,7 +63,7 @@ def extract_with(tmp_path, video, motion: str, name: str):
     ws = Workspace.init(tmp_path / name)
     report = extract.run(ws, extract.ExtractOptions(sources=[str(video)], detector="yunet",
                                                     fps=2, motion=motion))
-    con = sqlite3.connect(ws.root / "annotator.data.db")
+    con = sqlite3.connect(ws.root / "annotator.db")
     rows = con.execute("select origin, track_id from crops order by origin").fetchall()
     con.close()
     ws.dispose()

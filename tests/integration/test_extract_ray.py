@@ -48,7 +48,7 @@ def videos(shared_data, *names):
 
 
 def crops(ws) -> list[dict]:
-    con = sqlite3.connect(ws.root / "annotator.data.db")
+    con = sqlite3.connect(ws.root / "annotator.db")
     con.row_factory = sqlite3.Row
     rows = [dict(r) for r in con.execute(
         "select s.name, c.origin, c.sha256, c.path, c.track_id, c.frame_index, c.x1, c.y1, c.x2, "
@@ -59,7 +59,7 @@ def crops(ws) -> list[dict]:
 
 
 def sources(ws) -> dict[str, dict]:
-    con = sqlite3.connect(ws.root / "annotator.data.db")
+    con = sqlite3.connect(ws.root / "annotator.db")
     con.row_factory = sqlite3.Row
     rows = {r["name"]: dict(r, stats=json.loads(r["stats"] or "null"))
             for r in con.execute("select name, status, frames_done, stats from sources")}

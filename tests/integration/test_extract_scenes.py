@@ -27,7 +27,7 @@ def test_mtcnn_recall_on_annotated_scenes(shared_data, tmp_path):
     report = extract.run(ws, extract.ExtractOptions(sources=[str(root / "images" / n) for n in names],
                                                     detector="mtcnn"))
     assert report.errors == [] and report.sources == N_IMAGES
-    con = sqlite3.connect(ws.root / "annotator.data.db")
+    con = sqlite3.connect(ws.root / "annotator.db")
     crops = con.execute("select s.name, c.x1, c.y1, c.x2, c.y2 from crops c "
                         "join sources s on s.id = c.source_id").fetchall()
     con.close()

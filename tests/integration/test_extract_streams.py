@@ -84,7 +84,7 @@ def test_stream_extraction_continues_numbering_and_unreachable_is_one_error(came
     kinds = {s.name: s for s in rep.per_source}
     assert kinds[url].kind == "stream" and kinds[url].frames > 0
     assert kinds[image.name].status == "done"
-    con = sqlite3.connect(ws.root / "annotator.data.db")
+    con = sqlite3.connect(ws.root / "annotator.db")
     (first_done,) = con.execute("select frames_done from sources where kind = 'stream'").fetchone()
     assert first_done > 0
     again = extract.run(ws, extract.ExtractOptions(sources=[url], detector="mtcnn", every=10, max_seconds=1.0))
@@ -117,7 +117,7 @@ def test_a_cameras_password_reaches_no_row_log_or_report(camera, tmp_path):
                                                                  detector="yunet", every=10))
     job = jobs.wait(ws, job_id, timeout=120)
     assert job.status == "done", jobs.log_tail(job)
-    con = sqlite3.connect(ws.root / "annotator.data.db")
+    con = sqlite3.connect(ws.root / "annotator.db")
     dump = "\n".join(con.iterdump())
     con.close()
     log = Path(job.log_path).read_text()

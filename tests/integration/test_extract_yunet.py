@@ -43,7 +43,7 @@ def offline(tmp_path, monkeypatch):
 
 
 def crops(ws) -> list[dict]:
-    con = sqlite3.connect(ws.root / "annotator.data.db")
+    con = sqlite3.connect(ws.root / "annotator.db")
     con.row_factory = sqlite3.Row
     rows = [dict(r) for r in con.execute(
         "select id, origin, track_id, path, sha256, frame_index, x1, y1, x2, y2, detector, "
@@ -53,7 +53,7 @@ def crops(ws) -> list[dict]:
 
 
 def labels(ws) -> list[tuple]:
-    con = sqlite3.connect(ws.root / "annotator.data.db")
+    con = sqlite3.connect(ws.root / "annotator.db")
     rows = con.execute("select id, crop_id, annotator_id, value, undone_at, superseded_by_id "
                        "from labels order by id").fetchall()
     con.close()

@@ -36,7 +36,7 @@ def test_upgrade_from_empty_gives_the_models_schema(tmp_path, new_db):
 
 
 def test_tables_without_alembic_version_is_one_line(tmp_path, new_db):
-    url = new_db(migrated=False) or f"sqlite:///{tmp_path / 'ws' / 'annotator.data.db'}"
+    url = new_db(migrated=False) or f"sqlite:///{tmp_path / 'ws' / 'annotator.db'}"
     (tmp_path / "ws").mkdir()
     engine = make_engine(url)
     Base.metadata.create_all(engine)  # e.g. made by hand, or by a tool that never stamped it

@@ -53,7 +53,7 @@ def test_export_never_overwrites_silently(labeled, tmp_path):
     assert cli("export", out, "--format", "csv", *p).exit_code == 0
     one_line_error(cli("export", out, "--format", "csv", *p), "exists", "--force")
     assert cli("export", out, "--format", "csv", "--force", *p).exit_code == 0
-    for own in ("annotator.data.db", "config.toml", "crops/x.csv", "models/m.csv"):
+    for own in ("annotator.db", "config.toml", "crops/x.csv", "models/m.csv"):
         one_line_error(cli("export", labeled.root / own, "--format", "csv", "--force", *p),
                        "part of the workspace")
     assert cli("stats", *p, "--json").exit_code == 0  # the database is intact
@@ -78,7 +78,7 @@ def test_export_into_impossible_places_is_one_line(labeled, tmp_path):
 def test_a_database_with_tables_but_no_schema_version_is_one_line(tmp_path):
     ws = Workspace.init(tmp_path / "ws")
     ws.dispose()
-    con = sqlite3.connect(tmp_path / "ws" / "annotator.data.db")
+    con = sqlite3.connect(tmp_path / "ws" / "annotator.db")
     con.execute("DROP TABLE alembic_version")
     con.commit()
     con.close()

@@ -62,7 +62,7 @@ def ws(tmp_path):
 
 
 def db_intact(ws) -> None:
-    con = sqlite3.connect(ws.root / "annotator.data.db")
+    con = sqlite3.connect(ws.root / "annotator.db")
     try:
         assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         assert con.execute("SELECT count(*) FROM crops").fetchone()[0] == 8
@@ -84,19 +84,19 @@ def test_item01_export_model_never_overwrites_the_database_or_any_file(ws, tmp_p
     assert cli("export-model", "active", decoy, "--force", *p).exit_code == 0
     assert decoy.read_bytes() != b"keep me"  # --force is how to replace it, and it works
     # The workspace's own files: refused even with --force, directly and through links.
-    before = digest(ws.root / "annotator.data.db")
+    before = digest(ws.root / "annotator.db")
     crop = next((ws.root / "crops").rglob("*.png"))
-    os.symlink(ws.root / "annotator.data.db", tmp_path / "link.onnx")
-    os.link(ws.root / "annotator.data.db", tmp_path / "hard.onnx")
+    os.symlink(ws.root / "annotator.db", tmp_path / "link.onnx")
+    os.link(ws.root / "annotator.db", tmp_path / "hard.onnx")
     os.link(ws.root / "config.toml", tmp_path / "hard-config.onnx")
-    targets = [ws.root / "annotator.data.db", tmp_path / "link.onnx", tmp_path / "hard.onnx",
+    targets = [ws.root / "annotator.db", tmp_path / "link.onnx", tmp_path / "hard.onnx",
                tmp_path / "hard-config.onnx", ws.root / "config.toml", crop,
                ws.root / "models" / "v001" / "model.pt", ws.root / "models" / "new.onnx"]
     for target in targets:
         for force in ((), ("--force",)):
             one_line_error(cli("export-model", "active", target, *force, *p),
                            "part of the workspace")
-    assert digest(ws.root / "annotator.data.db") == before
+    assert digest(ws.root / "annotator.db") == before
     db_intact(ws)
     assert (ws.root / "config.toml").read_text().startswith("# facemask-annotator")
     # A folder, or a path under a file: one line too.
@@ -105,7 +105,7 @@ def test_item01_export_model_never_overwrites_the_database_or_any_file(ws, tmp_p
 
 
 def test_item01_export_uses_the_same_helper(ws, tmp_path):
-    os.link(ws.root / "annotator.data.db", tmp_path / "hard.csv")
+    os.link(ws.root / "annotator.db", tmp_path / "hard.csv")
     one_line_error(cli("export", tmp_path / "hard.csv", "--format", "csv", "--force", "-p",
                        ws.root), "part of the workspace")
     db_intact(ws)

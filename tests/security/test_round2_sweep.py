@@ -84,7 +84,7 @@ SWEEP = [  # (item, arguments, words the one line must hold)
      "is not a folder"),
     (13, ["app", "--port", "-1", "-p", P], "--port must be an integer between 1 and 65535"),
     (13, ["app", "--port", "70000", "-p", P], "--port must be an integer between 1 and 65535"),
-    (13, ["export-model", "active", "{ws}/annotator.data.db", "--force", "-p", P],
+    (13, ["export-model", "active", "{ws}/annotator.db", "--force", "-p", P],
      "part of the workspace"),
 ]
 

@@ -65,7 +65,7 @@ def job_unit(path: str) -> str:
 
 
 def module_path(name: str, root: Path = REPO) -> str | None:
-    """``annotator.data.db`` -> ``annotator/data/db.py`` (packages -> their ``__init__.py``)."""
+    """``annotator.db`` -> ``annotator/data/db.py`` (packages -> their ``__init__.py``)."""
     parts = name.split(".")
     for n in range(len(parts), 0, -1):
         base = root.joinpath(*parts[:n])
@@ -195,10 +195,10 @@ def test_every_folder_of_the_tree_has_a_layer():
     ("annotator/media/probe.py", "def f():\n    from pages import common\n", "imports pages.common"),
     ("annotator/core/geometry.py", "import cv2\n", "core module imports cv2"),
     ("annotator/core/geometry.py", "from annotator.data import db\n",
-     "core module imports annotator.data.db"),
+     "core module imports annotator.db"),
     ("annotator/data/probe.py", "from annotator.service import workspace\n",
      "data module imports annotator.service.workspace"),
-    ("models/probe.py", "from annotator.data import db\n", "model module imports annotator.data.db"),
+    ("models/probe.py", "from annotator.data import db\n", "model module imports annotator.db"),
     ("pipelines/probe.py", "from pages import common\n", "job module imports pages.common"),
     ("pipelines/probe.py", "from pipelines import train\n", "job imports another job"),
     ("pipelines/common/probe.py", "from pipelines import train\n",
