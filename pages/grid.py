@@ -15,7 +15,7 @@ import uuid
 import streamlit as st
 
 from annotator.data import trail
-from annotator.service import cards, crop_cards, labeling
+from annotator.service import crop_cards, labeling
 from annotator.core.config import NOT_A_FACE
 from annotator.core.errors import AnnotatorError
 from pages import common, widgets
