@@ -192,7 +192,7 @@ def test_stream_passwords_are_never_stored_with_a_job(workspace, monkeypatch):
     assert job.kind == "extract" and job.status == "failed"  # stopped before it began
     assert job.args["sources"] == [redact(url)] == ["rtsp://cam:***@10.1.2.3:554/live?token=***"]
     with workspace.read_session() as s:  # nowhere in the job's row, whatever the column
-        row = json.dumps(db.get_job(s, job_id), default=str)
+        row = json.dumps(job_rows.get_job(s, job_id), default=str)
     assert "s3cret" not in row and "token=abc" not in row
     # Only the job's process environment holds it: what submit hands to jobs.start there.
     args, secrets = runner._split_secrets({**job.args, "sources": [url]})
