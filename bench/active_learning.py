@@ -22,6 +22,7 @@ import cv2
 
 from annotator.core.geometry import head_box_from_face
 from pipelines import simulate
+from pipelines.common.simulation import SimulateOptions
 
 SHARED = Path(os.environ.get("ANNOTATOR_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
 
@@ -69,7 +70,7 @@ def main() -> None:
     if not eval_dir.exists():
         counts = cut_scene_crops(SHARED / "scenes", eval_dir)
         print(f"EVAL: {counts} head crops cut from scenes/boxes.csv")
-    opts = simulate.SimulateOptions(
+    opts = SimulateOptions(
         pool=SHARED / "faces", eval=eval_dir, out=args.out / "run",
         strategies=tuple(args.strategies.split(",")), seed_size=args.seed_size, batch=args.batch,
         rounds=args.rounds, repeats=args.repeats, epochs=args.epochs, full_epochs=args.full_epochs,

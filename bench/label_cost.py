@@ -23,7 +23,8 @@ import numpy as np
 
 from annotator.media import images
 from annotator.core.dataset import dhash, group_ids
-from pipelines import simulate, simulate_policies
+from pipelines import simulate_policies
+from pipelines.common.simulation import SimulateOptions
 
 SHARED = Path(os.environ.get("ANNOTATOR_SHARED_DATA")
               or Path(__file__).resolve().parents[2] / "shared" / "data")
@@ -64,7 +65,7 @@ def main() -> None:
                     help="auto: share of each batch drawn at random as the audit")
     args = ap.parse_args()
     pool, ev = split_by_groups(SHARED / "faces", args.out / "split")
-    opts = simulate.SimulateOptions(
+    opts = SimulateOptions(
         pool=pool, eval=ev, out=args.out / "run", seed_size=args.seed_size, batch=args.batch,
         rounds=args.rounds, repeats=args.repeats, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr)

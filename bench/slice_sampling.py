@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from pipelines import simulate
+from pipelines.common.simulation import SimulateOptions
 
 
 def shared_dir() -> Path:
@@ -77,7 +78,7 @@ def main() -> int:
         work = Path(d)
         pool, ev = build_folders(shared_dir(), work / "data", args.per_class, args.eval_per_class)
         out = args.out or work / "sim"
-        rep = simulate.run(simulate.SimulateOptions(
+        rep = simulate.run(SimulateOptions(
             pool=pool, eval=ev, out=out, strategies=("hybrid", "slices"),
             seed_size=args.seed_size, batch=args.batch, rounds=args.rounds, repeats=args.repeats,
             epochs=args.epochs, min_steps=60, full_epochs=5, jobs=args.jobs, hybrid_pool=1000))

@@ -847,8 +847,9 @@ def simulate_cmd(
 ):
     """Replay the labeling loop on a labeled pool: how many labels each strategy needs."""
     from pipelines import simulate
+    from pipelines.common.simulation import SimulateOptions
 
-    opts = simulate.SimulateOptions(
+    opts = SimulateOptions(
         pool=pool, eval=eval_dir, out=dest,
         strategies=tuple(s.strip() for s in strategies.split(",") if s.strip()),
         seed_size=seed_size, batch=batch, rounds=rounds, repeats=repeats, epochs=epochs,

@@ -44,6 +44,7 @@ from annotator.core.config import check_options
 from annotator.data import slice_store  # slice attributes of stored crops
 from annotator.data.db import Crop, chunks, get_or_create_source, update_source_progress
 from annotator.core.errors import AnnotatorError, InputError
+from annotator.core.failpoints import failpoint
 from annotator.core.geometry import Person, head_box, sharpness
 from annotator.core.motion import MotionGate
 from annotator.core.progress import ProgressFn, silent
@@ -54,6 +55,7 @@ ENGINES = ("local", "ray")
 MOTION = ("auto", "on", "off")  # auto: on for video files and streams (fixed cameras)
 PENDING_CAP = 8  # candidates held per live track = PENDING_CAP * per_track (bounds memory)
 UPLOADS = "uploads"  # folder of the workspace that holds videos uploaded through the app
+AFTER_CHECKPOINT = "extract_after_checkpoint"  # failpoint: right after a mid-source commit
 
 
 @dataclass(kw_only=True)
@@ -341,6 +343,7 @@ class _SourceRun:
             since_commit += len(batch)
             if since_commit >= st.chunk_frames:
                 self._commit(batch[-1].index + 1, final=False, status="running")
+                failpoint(AFTER_CHECKPOINT)
                 since_commit = 0
             self._report_progress()
 

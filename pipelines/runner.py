@@ -26,6 +26,7 @@ from annotator.data import db, job_rows
 from annotator.service import jobs
 from annotator.data.db import JobStatus
 from annotator.core.errors import AnnotatorError, InputError
+from annotator.core.failpoints import failpoint
 from annotator.core.progress import StagedProgress
 from annotator.core.urls import redact_text
 from annotator.service.workspace import Workspace
@@ -108,6 +109,7 @@ def submit(ws: Workspace, kind: str, options, *, started_by: str | None = None,
 
 
 SECRETS_ENV = "ANNOTATOR_JOB_SECRETS"
+BEFORE_JOB = "runner_before_job"  # failpoint: a job's process, before it reads its row
 
 
 def _split_secrets(args: dict) -> tuple[dict, dict[str, str]]:
@@ -170,6 +172,7 @@ def _check_server_path(item: str) -> None:
 
 def run_job(ws: Workspace, job_id: int) -> int:
     """Run one recorded job in this process and record its outcome. Returns the exit code."""
+    failpoint(BEFORE_JOB)
     with ws.read_session() as s:
         row = job_rows.get_job(s, job_id)
     if row is None:

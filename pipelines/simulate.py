@@ -9,12 +9,12 @@ Resumable: every finished round of every (strategy, repeat) run is checkpointed 
 ``OUT/runs/``; a second call with the same OUT picks up where the first stopped. The pool and
 EVAL pictures are decoded once into a tensor cache under ``OUT/cache/`` (keyed by each file's
 sha256): worker processes and resumed runs read the memory-mapped tensors instead of decoding
-the folders again, and training gathers its batches from there.
+the folders again, and training gathers its batches from there. Options, data loading, models
+and evaluation are shared with ``pipelines.simulate_policies`` (``pipelines.common.simulation``).
 """
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import math
 import os
@@ -25,40 +25,16 @@ from pathlib import Path
 
 import numpy as np
 
-from annotator.media import images
 from annotator.core.config import check_options
 from annotator.core.errors import InputError
 from annotator.core.files import output_path
 from annotator.core.progress import ProgressFn, silent
 from annotator.core.sample import STRATEGIES
 from annotator.service.workspace import workspace_above
+from pipelines.common import simulation
 
 CURVE_FIELDS = ["strategy", "repeat", "round", "labels", "balanced_accuracy", "accuracy",
                 "no_mask_recall"]
-
-
-@dataclass(kw_only=True)
-class SimulateOptions:
-    pool: Path
-    eval: Path
-    out: Path
-    strategies: tuple[str, ...] = ("random", "uncertainty", "diverse", "hybrid")
-    seed_size: int = 100
-    batch: int = 100
-    rounds: int = 15
-    repeats: int = 3
-    epochs: int = 5  # per round, warm-started from the previous round's weights
-    min_steps: int = 100  # at least this many optimizer steps per round: small seed sets still learn
-    full_epochs: int = 10  # the full-pool reference model
-    batch_size: int = 16
-    lr: float = 2e-4
-    init: str = "none"  # none | PATH.h5 (Neuralet's released weights)
-    jobs: int = 1
-    random_share: float = 0.1
-    hybrid_pool: int = 1000
-    seed: int = 0
-    slice_share: float = 0.5  # strategy "slices": share of each batch on the worst slices
-    slice_min_n: int = 20  # labels a slice needs before its measured error counts
 
 
 @dataclass
@@ -92,108 +68,10 @@ class SimulateReport:
     slices: list[dict] = field(default_factory=list)
 
 
-# --- data -------------------------------------------------------------------------------------
-
-
-@dataclass
-class _Data:
-    """``pool_x``, ``eval_x``: uint8 (N, 45, 45, 3) ``cache.CachedArray`` (indexing gathers
-    from the memory-mapped cache); ``*_y`` class indices (N,); ``pool_groups`` (N,)."""
-
-    classes: list[str]
-    pool_x: object
-    pool_y: np.ndarray
-    pool_groups: np.ndarray
-    eval_x: object
-    eval_y: np.ndarray
-    pool_bands: dict = field(default_factory=dict)  # annotator.core.slices bands of each file
-    eval_bands: dict = field(default_factory=dict)
-
-
-def _load(opts: SimulateOptions) -> _Data:
-    from annotator.core.dataset import dhash, group_ids
-
-    pool_paths, pool_labels = images.read_image_folder(opts.pool)
-    eval_paths, eval_labels = images.read_image_folder(opts.eval)
-    classes = sorted(set(pool_labels))
-    extra = sorted(set(eval_labels) - set(classes))
-    if len(classes) < 2:
-        raise InputError(f"{opts.pool} needs at least two label subfolders")
-    if extra:
-        raise InputError(f"{opts.eval} has labels the pool lacks: {', '.join(extra)}")
-    pool_x, eval_x = _cached(opts, pool_paths), _cached(opts, eval_paths)
-    index = {c: i for i, c in enumerate(classes)}
-    # Near-duplicate photos form one group: the sampler takes at most one per batch.
-    hashes = dhash(images.dhash_thumbnails(np.asarray(pool_x)))
-    groups = group_ids([""] * len(pool_x), [None] * len(pool_x), [str(p) for p in pool_paths],
-                       hashes=hashes)
-    return _Data(classes, pool_x, np.array([index[c] for c in pool_labels]), groups,
-                 eval_x, np.array([index[c] for c in eval_labels]),
-                 _file_bands(pool_paths), _file_bands(eval_paths))
-
-
-def _file_bands(paths: list[Path]) -> dict:
-    """Slice bands of picture files (face = the picture's height; no source, no hour)."""
-    from annotator.core import slices
-
-    rows = []
-    for p in paths:
-        img = images.read_bgr(p)
-        rows.append({} if img is None else {**slices.attributes(img), "source": "folder"})
-    return slices.bands(rows)
-
-
-def _cached(opts: SimulateOptions, paths: list[Path]):
-    """The pictures as a memory-mapped ``CachedArray`` (N, 45, 45, 3) from ``OUT/cache``."""
-    from annotator.media.cache import TensorCache
-
-    def digest(p: Path) -> str:
-        try:
-            return hashlib.sha256(Path(p).read_bytes()).hexdigest()
-        except OSError:
-            raise InputError(f"{p} cannot be read") from None
-
-    return TensorCache(Path(opts.out) / "cache").view([(digest(p), p) for p in paths])
-
-
 # --- one run ----------------------------------------------------------------------------------
 
 
-def _new_model(classes: list[str], init: str):
-    from models.ofm import OFMClassifier
-
-    if init in ("", "none", None):
-        return OFMClassifier(classes)
-    from models.keras_import import load_keras_h5
-
-    path = Path(init)
-    if not path.is_file():
-        raise InputError(f"--init {init}: no such file")
-    return load_keras_h5(path, classes)
-
-
-def _evaluate(model, data: _Data) -> dict:
-    from annotator.core import metrics
-    from models.training import predict
-
-    probs, _ = predict(model, data.eval_x)
-    rep = metrics.report(data.eval_y, probs, data.classes)
-    no_mask = "no_mask" if "no_mask" in data.classes else data.classes[-1]
-    return {
-        "balanced_accuracy": round(float(rep["balanced_accuracy"]), 4),
-        "accuracy": round(float(rep["accuracy"]), 4),
-        "no_mask_recall": round(float(rep["per_class"][no_mask]["recall"]), 4),
-    }
-
-
-def _seed_set(data: _Data, opts: SimulateOptions, repeat: int) -> np.ndarray:
-    """The same random seed set for every strategy of one repeat: a fair start."""
-    rng = np.random.default_rng(opts.seed + 1000 * repeat)
-    return np.sort(rng.choice(len(data.pool_y), size=min(opts.seed_size, len(data.pool_y)),
-                              replace=False))
-
-
-def run_one(data: _Data, opts: SimulateOptions, strategy: str, repeat: int,
+def run_one(data: simulation.Data, opts: simulation.SimulateOptions, strategy: str, repeat: int,
             progress: ProgressFn | None = None) -> list[dict]:
     """Play one strategy for ``opts.rounds`` rounds; resume from its checkpoint if any."""
     import torch
@@ -206,14 +84,14 @@ def run_one(data: _Data, opts: SimulateOptions, strategy: str, repeat: int,
     # repeat must train identically until their picks differ, whatever --jobs was.
     torch.set_num_threads(1)
     torch.manual_seed(opts.seed + repeat)  # every strategy of a repeat starts from the same weights
-    model = _new_model(data.classes, opts.init)
+    model = simulation.new_model(data.classes, opts.init)
     if ckpt.exists():
         state = torch.load(ckpt, weights_only=False)
         labeled, rows, start = state["labeled"], state["rows"], state["round"] + 1
         model.load_state_dict(state["model"])
         seen = state.get("seen", {})
     else:
-        labeled, rows, start = _seed_set(data, opts, repeat), [], 0
+        labeled, rows, start = simulation.seed_set(data, opts, repeat), [], 0
         seen = {}  # row -> probs of the model that picked it, before its label was revealed
     for rnd in range(start, opts.rounds + 1):
         if rnd > 0:  # pick a batch with the model of the previous round
@@ -232,7 +110,7 @@ def run_one(data: _Data, opts: SimulateOptions, strategy: str, repeat: int,
         fit(model, data.pool_x[labeled], data.pool_y[labeled], None, None, epochs=epochs,
             batch_size=opts.batch_size, lr=opts.lr, seed=opts.seed + repeat * 100 + rnd)
         rows.append({"strategy": strategy, "repeat": repeat, "round": rnd,
-                     "labels": int(labeled.size), **_evaluate(model, data),
+                     "labels": int(labeled.size), **simulation.evaluate(model, data),
                      "slices": _evaluate_slices(model, data)})
         ckpt.parent.mkdir(parents=True, exist_ok=True)
         tmp = ckpt.with_suffix(".part")
@@ -244,8 +122,8 @@ def run_one(data: _Data, opts: SimulateOptions, strategy: str, repeat: int,
     return rows
 
 
-def _slice_targeting(data: _Data, opts: SimulateOptions, rest: np.ndarray, probs, seen: dict
-                     ) -> dict:
+def _slice_targeting(data: simulation.Data, opts: simulation.SimulateOptions, rest: np.ndarray,
+                     probs, seen: dict) -> dict:
     """``select_batch`` arguments of the ``slices`` strategy: bands measured on the labels the
     model had not seen when it scored them (as the product measures the random share), else its
     uncertainty on the unlabeled rows."""
@@ -263,7 +141,7 @@ def _slice_targeting(data: _Data, opts: SimulateOptions, rest: np.ndarray, probs
     return {"slice_score": slices.row_scores(cand, scores), "slice_share": opts.slice_share}
 
 
-def _evaluate_slices(model, data: _Data) -> list[dict]:
+def _evaluate_slices(model, data: simulation.Data) -> list[dict]:
     """Per band of EVAL: ``attribute``, ``band``, ``n``, ``balanced_accuracy``."""
     from annotator.core import slices
     from models.training import predict
@@ -275,30 +153,31 @@ def _evaluate_slices(model, data: _Data) -> list[dict]:
     return [{k: r[k] for k in ("attribute", "band", "n", "balanced_accuracy", "error")} for r in rep]
 
 
-def full_pool_score(data: _Data, opts: SimulateOptions, progress: ProgressFn | None = None) -> float:
+def full_pool_score(data: simulation.Data, opts: simulation.SimulateOptions,
+                    progress: ProgressFn | None = None) -> float:
     """Balanced accuracy of a model trained on the whole pool: the ceiling the curves aim at."""
     from models.training import fit
 
     cache = Path(opts.out) / "runs" / "full_pool.json"
     if cache.exists():
         return json.loads(cache.read_text())["balanced_accuracy"]
-    model = _new_model(data.classes, opts.init)
+    model = simulation.new_model(data.classes, opts.init)
     fit(model, data.pool_x, data.pool_y, None, None, epochs=opts.full_epochs,
         batch_size=opts.batch_size, lr=opts.lr, seed=opts.seed, progress=progress)
-    score = _evaluate(model, data)
+    score = simulation.evaluate(model, data)
     cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_text(json.dumps(score))
     return score["balanced_accuracy"]
 
 
-def _worker(opts: SimulateOptions, strategy: str, repeat: int) -> list[dict]:
-    return run_one(_load(opts), opts, strategy, repeat)
+def _worker(opts: simulation.SimulateOptions, strategy: str, repeat: int) -> list[dict]:
+    return run_one(simulation.load(opts), opts, strategy, repeat)
 
 
 # --- the job ----------------------------------------------------------------------------------
 
 
-def run(opts: SimulateOptions, progress: ProgressFn = silent) -> SimulateReport:
+def run(opts: simulation.SimulateOptions, progress: ProgressFn = silent) -> SimulateReport:
     bad = [s for s in opts.strategies if s not in STRATEGIES]
     if bad or not opts.strategies:
         raise InputError(f"unknown strategy {', '.join(bad) or '(none)'}; expected {', '.join(STRATEGIES)}")
@@ -319,7 +198,7 @@ def run(opts: SimulateOptions, progress: ProgressFn = silent) -> SimulateReport:
     except OSError as exc:
         raise InputError(f"cannot write --out {out}: {exc.strerror or exc}") from None
     _check_resume(out, opts)
-    data = _load(opts)
+    data = simulation.load(opts)
     tasks = [(s, r) for r in range(opts.repeats) for s in opts.strategies]
     total = len(tasks) * (opts.rounds + 1)
     done = 0
@@ -366,7 +245,7 @@ def run(opts: SimulateOptions, progress: ProgressFn = silent) -> SimulateReport:
     return report
 
 
-def _check_resume(out: Path, opts: SimulateOptions) -> None:
+def _check_resume(out: Path, opts: simulation.SimulateOptions) -> None:
     """Resuming is only meaningful with the same settings: refuse a mismatch in one line."""
     keep = {k: str(v) for k, v in asdict(opts).items() if k not in ("jobs", "strategies", "repeats", "out")}
     path = out / "options.json"

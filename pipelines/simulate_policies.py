@@ -15,7 +15,7 @@ Per round: human decisions, crops labeled by kind, the auto labels' error agains
 with its 95% interval, the bound the product believed (the largest chosen class bound), and the
 model's balanced accuracy on EVAL. ``OUT/policies/curves.png`` has human decisions on x.
 Reuses the strategy simulator's data loading (tensor cache, near-duplicate groups), models and
-evaluation (``pipelines.simulate``), so both replay the same product code.
+evaluation (``pipelines.common.simulation``), so both replay the same product code.
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ import numpy as np
 from annotator.core import audit
 from annotator.core.errors import InputError
 from annotator.core.progress import ProgressFn, silent
-from pipelines import simulate
+from pipelines.common import simulation
 
 POLICIES = ("keys", "auto")
 FIELDS = ["policy", "repeat", "round", "human_decisions", "labeled_human", "labeled_auto",
@@ -72,7 +72,7 @@ class PolicyReport:
     seconds: float = 0.0
 
 
-def run_policy(data, opts: simulate.SimulateOptions, popts: PolicyOptions, policy: str,
+def run_policy(data, opts: simulation.SimulateOptions, popts: PolicyOptions, policy: str,
                repeat: int, progress: ProgressFn | None = None) -> list[dict]:
     """One policy, one repeat: a row per round (see ``FIELDS``)."""
     import torch
@@ -82,11 +82,11 @@ def run_policy(data, opts: simulate.SimulateOptions, popts: PolicyOptions, polic
 
     torch.set_num_threads(1)
     torch.manual_seed(opts.seed + repeat)
-    model = simulate._new_model(data.classes, opts.init)
+    model = simulation.new_model(data.classes, opts.init)
     n = len(data.pool_y)
     share = opts.random_share if popts.audit_share is None else popts.audit_share
     rng = np.random.default_rng(opts.seed + 31 * repeat)
-    human = list(simulate._seed_set(data, opts, repeat))  # trains the model
+    human = list(simulation.seed_set(data, opts, repeat))  # trains the model
     audit_ids: list[int] = []  # auto: people's random share, never trained on
     auto: dict[int, int] = {}  # pool index -> auto label (class index)
     decisions = len(human)
@@ -134,7 +134,7 @@ def run_policy(data, opts: simulate.SimulateOptions, popts: PolicyOptions, polic
             "auto_error_lo": None if lo is None else round(lo, 5),
             "auto_error_hi": None if hi is None else round(hi, 5),
             "believed_bound": None if bound is None else round(bound, 5),
-            **{"balanced_accuracy": simulate._evaluate(model, data)["balanced_accuracy"]}})
+            **{"balanced_accuracy": simulation.evaluate(model, data)["balanced_accuracy"]}})
         if progress is not None:
             progress(1, None, f"{policy} #{repeat} round {rnd}: {decisions} decisions, "
                               f"{len(auto)} auto")
@@ -164,7 +164,7 @@ def _relabel(model, data, audit_ids, human, auto, max_error):
     return {int(i): int(c) for i, c in zip(rest[ok], pred[ok])}, bound
 
 
-def run(opts: simulate.SimulateOptions, policies: tuple[str, ...], popts: PolicyOptions,
+def run(opts: simulation.SimulateOptions, policies: tuple[str, ...], popts: PolicyOptions,
         progress: ProgressFn = silent) -> PolicyReport:
     bad = [p for p in policies if p not in POLICIES]
     if bad or not policies:
@@ -177,7 +177,7 @@ def run(opts: simulate.SimulateOptions, policies: tuple[str, ...], popts: Policy
     t0 = time.perf_counter()
     out = Path(opts.out) / "policies"
     out.mkdir(parents=True, exist_ok=True)
-    data = simulate._load(opts)
+    data = simulation.load(opts)
     tasks = [(p, r) for r in range(opts.repeats) for p in policies]
     total, done = len(tasks) * (opts.rounds + 1), 0
 

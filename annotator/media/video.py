@@ -311,16 +311,17 @@ class FrameReader:
             cap.release()
 
 
-def batches(frames, size: int, timings: dict) -> Iterator[list[Frame]]:
+def batches(frames, size: int, timings: dict, *, clock=time.perf_counter
+            ) -> Iterator[list[Frame]]:
     """``frames`` in lists of ``size`` (the last one may be shorter), for detectors that take a
     batch per call; the time spent producing them (decoding) is added to ``timings["decode"]``,
-    never the time the caller spends on a batch."""
+    never the time the caller spends on a batch. ``clock``: seconds, injectable for tests."""
     batch: list[Frame] = []
     it = iter(frames)
     while True:
-        t = time.perf_counter()
+        t = clock()
         frame = next(it, None)
-        timings["decode"] += time.perf_counter() - t
+        timings["decode"] += clock() - t
         if frame is None:
             break
         batch.append(frame)

@@ -274,26 +274,48 @@ def test_dashboard_with_zero_one_and_several_models(tmp_path, monkeypatch, versi
     assert any("scored by the active model" in t for t in titles)  # a model scored the queue
 
 
+def _newest_job(ws):
+    """The job the page started last, once its process has ended (see below)."""
+    from annotator.service import jobs
+
+    return jobs.wait(ws, jobs.list_jobs(ws, limit=1)[0].id, timeout=60)
+
+
 def test_models_page_starts_jobs_for_admin(ws, monkeypatch):
-    started = []
-    monkeypatch.setattr("annotator.service.jobs.start", lambda ws_, kind, args, started_by=None, env=None:
-                        started.append((kind, args, started_by)) or 7)
+    from annotator.core.failpoints import ENV as FAILPOINT_ENV
+    from pipelines import runner
+
+    # Every job the page starts is recorded and launched for real; its process stops at the
+    # runner's first line (a failpoint), so nothing trains here and the outcome is known.
+    monkeypatch.setenv(FAILPOINT_ENV, runner.BEFORE_JOB)
     factory.add_model(ws, "v2")
     at = signed_in(ws, "root", "admin_models.py")
     at.number_input(key="rt_epochs").set_value(3)
     at.selectbox(key="rt_init").set_value("none")
     at.button[0].click().run()  # the form's "Retrain now"
-    kind, args, who = started[0]
-    assert (kind, who) == ("retrain", "root")
-    assert (args["epochs"], args["init"], args["force"]) == (3, "none", False)
-    assert "started job 7" in at.info[0].value
+    job = _newest_job(ws)
+    assert (job.kind, job.started_by) == ("retrain", "root")
+    assert (job.args["epochs"], job.args["init"], job.args["force"]) == (3, "none", False)
+    assert f"started job {job.id}" in at.info[0].value
+    assert job.status == "failed" and "ended without a report" in job.message
+    at.run()  # the page enables its buttons again once no job is active
     # Promote is offered only for versions that are not active (v2 is).
     assert at.selectbox(key="promote_version").options == ["v1"]
     at.button(key="promote").click().run()
-    assert started[-1][:2] == ("promote", {"version": "v1", "force": False})
+    job = _newest_job(ws)
+    at.run()
+    assert (job.kind, job.args, job.started_by) == ("promote", {"version": "v1", "force": False},
+                                                    "root")
     at.checkbox(key="promote_force").check().run()
     at.button(key="promote").click().run()
-    assert started[-1][:2] == ("promote", {"version": "v1", "force": True})
+    job = _newest_job(ws)
+    assert (job.kind, job.args) == ("promote", {"version": "v1", "force": True})
+    assert len(jobs_rows(ws)) == 3  # one row per click, no more
+
+
+def jobs_rows(ws):
+    with ws.read_session() as s:
+        return s.execute(select(db.Job.id)).all()
 
 
 def test_models_page_runs_a_real_rollback_job_and_shows_it(ws):

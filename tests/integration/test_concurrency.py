@@ -1,5 +1,6 @@
 """Several real processes on one queue (SQLite and PostgreSQL): no crop claimed or labeled twice,
 no lost labels, no lock errors or lost races left to the caller."""
+import datetime as dt
 import multiprocessing as mp
 import os
 import signal
@@ -9,7 +10,7 @@ import pytest
 
 from annotator.data import crop_queue
 from annotator.service.auth import add_user
-from annotator.data.db import Label
+from annotator.data.db import Label, utcnow
 from annotator.service.workspace import Workspace
 from tests.integration.test_queue import add_fake_crops
 
@@ -70,16 +71,18 @@ def test_four_processes_label_without_conflicts(workspace):
     assert sorted(r.crop_id for r in rows) == sorted(labeled), "a label was lost"
 
 
-def _hold_and_hang(root, db_url, name, ready):
+def _hold_and_hang(root, db_url, name, ready, at):
+    import threading
+
     ws = Workspace.open(root, db_url=db_url)
     with ws.read_session() as s:
         from annotator.data.db import get_annotator
 
         me = get_annotator(s, name).id
     with ws.session() as s:
-        ids = [c.crop_id for c in crop_queue.claim_batch(s, me, 5, lease_seconds=3)]
+        ids = [c.crop_id for c in crop_queue.claim_batch(s, me, 5, lease_seconds=3, now=at)]
     ready.put(ids)
-    time.sleep(600)  # killed mid-batch, lease still held
+    threading.Event().wait()  # killed mid-batch, lease still held
 
 
 def test_killed_annotator_gives_crops_back_after_lease(workspace):
@@ -87,18 +90,20 @@ def test_killed_annotator_gives_crops_back_after_lease(workspace):
     with workspace.session() as s:
         add_user(s, "crash", "secret-password")
         other = add_user(s, "other", "secret-password").id
+    # The lease's clock is given, not waited for: claimed at t0 for 3 s.
+    t0 = utcnow()
     ctx = mp.get_context("spawn")
     ready = ctx.Queue()
-    proc = ctx.Process(target=_hold_and_hang, args=(str(workspace.root), workspace.db_url, "crash", ready))
+    proc = ctx.Process(target=_hold_and_hang,
+                       args=(str(workspace.root), workspace.db_url, "crash", ready, t0))
     proc.start()
     held = ready.get(timeout=60)
     os.kill(proc.pid, signal.SIGKILL)
     proc.join(10)
-    claimed_at = time.monotonic()
     assert len(held) == 5
-    with workspace.session() as s:
-        assert crop_queue.claim_batch(s, other, 5) == []  # still leased
-    time.sleep(max(0.0, 3.2 - (time.monotonic() - claimed_at)))
-    with workspace.session() as s:
-        back = {c.crop_id for c in crop_queue.claim_batch(s, other, 5)}
+    with workspace.session() as s:  # 2.9 s later: still leased to the dead process
+        assert crop_queue.claim_batch(s, other, 5, now=t0 + dt.timedelta(seconds=2.9)) == []
+    with workspace.session() as s:  # 3.1 s later: the lease ran out, the crops come back
+        back = {c.crop_id for c in crop_queue.claim_batch(
+            s, other, 5, now=t0 + dt.timedelta(seconds=3.1))}
     assert back == set(held)

@@ -15,7 +15,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
@@ -25,6 +24,7 @@ from annotator.media import images
 from annotator.core.geometry import box_iou
 from annotator.service.workspace import Workspace
 from pipelines.cli import app
+from tests.integration.toys import ok_json, write_toy_folder
 
 pytestmark = pytest.mark.backends
 REPO = Path(__file__).resolve().parents[2]
@@ -34,30 +34,10 @@ FAST = ["--fps", "2", "--max-seconds", "6"]
 runner = CliRunner()
 
 
-def ok_json(*args):
-    r = runner.invoke(app, [str(a) for a in args] + ["--json"])
-    assert r.exit_code == 0, r.output
-    return json.loads(r.stdout)
-
-
 def cli_process(*args, env_extra=None):
     env = {**os.environ, "PYTHONPATH": str(REPO), **(env_extra or {})}
     return subprocess.run([sys.executable, "-m", "pipelines.cli", *map(str, args)], cwd=REPO,
                           env=env, capture_output=True, text=True, timeout=600)
-
-
-def toy_folder(root: Path, n: int, seed: int) -> Path:
-    import cv2
-
-    rng = np.random.default_rng(seed)
-    for label in ("mask", "no_mask"):
-        (root / label).mkdir(parents=True, exist_ok=True)
-        for i in range(n):
-            img = rng.integers(90, 170, (48, 48, 3)).astype(np.uint8)
-            lo, hi = (0, 40) if label == "mask" else (200, 255)
-            img[26:, 8:40] = rng.integers(lo, hi, (22, 32, 3))
-            cv2.imwrite(str(root / label / f"{label}_{i:04d}.png"), img)
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +55,7 @@ def loop(shared_data, tmp_path_factory, module_db_env):
     accounts.add_user(ws, "ann", "ann-password-1", role=db.Role.ANNOTATOR)
     with open(shared_data / "videos" / UPLOADED, "rb") as fh:
         uploaded = extract.save_upload(ws, UPLOADED, fh)
-    ok_json("import-folder", toy_folder(tmp / "toy", 24, 0), "--labeled", "-p", root)
+    ok_json("import-folder", write_toy_folder(tmp / "toy", {"mask": 24, "no_mask": 24}), "--labeled", "-p", root)
     ok_json("extract", uploaded, shared_data / "videos" / SERVER, "--detector", "yunet", *FAST,
             "--workers", "1", "-p", root)
     with ws.read_session() as s:

@@ -11,29 +11,17 @@ import re
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from annotator.data import crop_queue, export_reads, reports
 from annotator.service import auth, labeling, review
 from annotator.service.workspace import Workspace
 from pipelines import export, extract, retrain
-from pipelines.cli import app
+from tests.integration.toys import cli, ok_json
 
 pytestmark = pytest.mark.shared
-runner = CliRunner()
 VIDEO = "videos/pedestrians_eyelevel_640x360.mp4"
 SCENES = 8
 LEFT_UNLABELED = 12
-
-
-def cli(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def ok_json(*args):
-    r = cli(*args, "--json")
-    assert r.exit_code == 0, r.output
-    return json.loads(r.stdout)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import cv2
@@ -21,6 +20,7 @@ from typer.testing import CliRunner
 from pipelines.cli import app
 from annotator.service.workspace import Workspace
 from pipelines import extract
+from annotator.core.failpoints import ENV as FAILPOINT_ENV
 
 PEDESTRIANS = "videos/pedestrians_eyelevel_640x360.mp4"
 FROM_BEHIND = "videos/one-by-one-person-detection.mp4"
@@ -127,18 +127,14 @@ def test_killed_run_resumes_with_no_duplicates(shared_data, tmp_path, reference)
     db = ws.root / "annotator.db"
     cmd = [str(Path(sys.executable).parent / "annotator"), "extract", str(shared_data / PEDESTRIANS),
            "--detector", "mtcnn", "--every", "4", "--max-seconds", "4", "-p", str(ws.root), "--json"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.time() + 240
-    while time.time() < deadline and proc.poll() is None:
-        con = sqlite3.connect(db)
-        row = con.execute("select frames_done from sources").fetchone()
-        con.close()
-        if row and row[0] > 0:
-            break
-        time.sleep(0.2)
-    assert proc.poll() is None, "finished before it could be killed"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    # Killed (SIGKILL, by the failpoint) right after its first checkpoint: a known point.
+    env = {**os.environ, FAILPOINT_ENV: extract.AFTER_CHECKPOINT}
+    killed = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    con = sqlite3.connect(db)
+    status, frames_done = con.execute("select status, frames_done from sources").fetchone()
+    con.close()
+    assert status == "running" and frames_done > 0
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     rows = crops_table(ws)

@@ -4,40 +4,13 @@ import json
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from annotator.data import crop_queue, db, model_reports, model_versions
-from pipelines.cli import app
 from annotator.core.errors import InputError
 from annotator.service.workspace import Workspace
+from tests.integration.toys import cli, ok_json, write_toy_folder
 
-runner = CliRunner()
 pytestmark = pytest.mark.backends
-
-
-def cli(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def ok_json(*args):
-    r = cli(*args, "--json")
-    assert r.exit_code == 0, r.output
-    return json.loads(r.stdout)
-
-
-def write_toy_folder(root, counts, *, seed=0):
-    """'mask' = dark lower half, 'no_mask' = bright lower half: learnable in an epoch or two."""
-    import cv2
-
-    rng = np.random.default_rng(seed)
-    for label, n in counts.items():
-        (root / label).mkdir(parents=True, exist_ok=True)
-        for i in range(n):
-            img = rng.integers(90, 170, (48, 48, 3)).astype(np.uint8)
-            lo, hi = (0, 40) if label == "mask" else (200, 255)
-            img[26:, 8:40] = rng.integers(lo, hi, (22, 32, 3))
-            cv2.imwrite(str(root / label / f"{label}_{i:04d}.png"), img)
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -217,13 +190,33 @@ def test_interrupted_training_leaves_active_untouched(loop):
     ws.dispose()
 
 
+def test_retrain_keeps_the_active_model_when_the_candidate_is_worse(loop):
+    from pipelines import retrain
+
+    ws_path = loop["ws"]
+    ok_json("models", "promote", "v001", "--project", ws_path)  # no-op if already active
+    # Started from a model that always says "mask" (its output layer is zero, so training at
+    # the smallest allowed rate cannot move it): balanced accuracy 0.5, below v001's.
+    _save_constant_model(ws_path, "stuck")
+    ws = Workspace.open(ws_path)
+    rep = retrain.run(ws, retrain.RetrainOptions(epochs=1, lr=1e-9, init="stuck"))
+    ws.dispose()
+    assert rep.train["init"] == "stuck" and rep.train["val"]["balanced_accuracy"] == 0.5
+    assert not rep.promote["promoted"] and rep.promote["previous"] == "v001"
+    assert rep.promote["candidate_balanced_accuracy"] == 0.5
+    assert rep.promote["active_balanced_accuracy"] > 0.5
+    assert rep.active == "v001" and rep.score["model"] == "v001"  # the queue stays with v001
+
+
 def test_retrain_runs_the_whole_loop(loop):
     ws = loop["ws"]
-    rep = ok_json("retrain", "--epochs", "1", "--project", ws)
-    assert rep["dataset"]["name"] and rep["train"]["version"]
+    ok_json("models", "promote", "v001", "--project", ws)  # no-op if already active
+    rep = ok_json("retrain", "--epochs", "1", "--force", "--project", ws)
+    new = rep["train"]["version"]
+    assert rep["dataset"]["name"] and new not in ("v001", "stuck")
     assert rep["train"]["init"] == "v001"  # warm start from the active model
-    assert "promoted" in rep["promote"] and rep["score"] is not None
-    assert rep["active"] in ("v001", rep["train"]["version"])
+    assert rep["promote"]["promoted"] and rep["promote"]["reason"] == "forced"
+    assert rep["active"] == new and rep["score"]["model"] == new  # the new model scores the queue
 
 
 def test_user_errors_are_one_line(tmp_path, monkeypatch):

@@ -75,7 +75,12 @@ def test_faces_loop(shared_data, tmp_path):
     ev = ok_json("evaluate", "--model", trained["version"], "--plots", tmp_path / "plots", "--project", ws)
     assert ev["balanced_accuracy"] == pytest.approx(val["balanced_accuracy"], abs=1e-6)
     assert {"accuracy", "per_class", "confusion", "roc_auc", "ece"} <= ev.keys()
-    assert ev["per_class"]["mask"]["recall"] >= 0 and len(list((tmp_path / "plots").iterdir())) == 3
+    # Balanced accuracy is the mean of the per-class recalls, each read off the confusion rows.
+    recalls = [ev["per_class"][c]["recall"] for c in ev["classes"]]
+    assert ev["classes"] == ["mask", "no_mask"] and sum(recalls) / 2 == pytest.approx(ev["balanced_accuracy"], abs=1e-6)
+    cm = ev["confusion"]  # rows = true, columns = predicted, in classes order
+    assert recalls == pytest.approx([cm[i][i] / sum(cm[i]) for i in range(2)], abs=1e-6)
+    assert len(list((tmp_path / "plots").iterdir())) == 3
 
     promoted = ok_json("models", "promote", trained["version"], "--project", ws)
     # Promotion scores the 60 unlabeled crops first, then points their priorities at the model.

@@ -4,7 +4,8 @@ import json
 
 from typer.testing import CliRunner
 
-from pipelines import simulate, simulate_policies
+from pipelines import simulate_policies
+from pipelines.common.simulation import SimulateOptions
 from pipelines.cli import app
 from tests.integration.test_simulate import split_faces
 
@@ -12,8 +13,8 @@ from tests.integration.test_simulate import split_faces
 def test_keys_and_auto_policies_count_human_decisions_and_measure_auto_error(tmp_path,
                                                                             shared_data):
     pool, ev = split_faces(shared_data / "faces", tmp_path, pool_n=150, eval_n=40)
-    opts = simulate.SimulateOptions(pool=pool, eval=ev, out=tmp_path / "sim", seed_size=40,
-                                    batch=40, rounds=3, repeats=1, epochs=2, min_steps=20)
+    opts = SimulateOptions(pool=pool, eval=ev, out=tmp_path / "sim", seed_size=40,
+                           batch=40, rounds=3, repeats=1, epochs=2, min_steps=20)
     # A loose bound and half of each batch as the audit, so that a tiny run labels something.
     rep = simulate_policies.run(opts, ("keys", "auto"),
                                 simulate_policies.PolicyOptions(max_error=0.3, audit_share=0.5))

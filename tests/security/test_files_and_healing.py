@@ -17,6 +17,7 @@ from annotator.data import db, job_rows
 from annotator.service import jobs
 from annotator.core.config import parse_config
 from annotator.core.errors import InputError, WorkspaceError
+from annotator.core.failpoints import ENV as FAILPOINT_ENV
 from annotator.core.urls import redact
 from annotator.service.workspace import Workspace
 from pipelines import build_dataset, import_folder, runner, train
@@ -182,17 +183,22 @@ def test_config_values_are_checked_with_one_line(tmp_path, text, message):
 def test_stream_passwords_are_never_stored_with_a_job(workspace, monkeypatch):
     from pipelines import extract
 
-    started = {}
-    monkeypatch.setattr(jobs, "start", lambda ws, kind, args, started_by=None, env=None:
-                        started.update(kind=kind, args=args, env=env) or 1)
+    # The job is recorded and launched for real; its process stops at the runner's first line
+    # (a failpoint), so no stream is opened.
+    monkeypatch.setenv(FAILPOINT_ENV, runner.BEFORE_JOB)
     url = "rtsp://cam:s3cret@10.1.2.3:554/live?token=abc"
-    runner.submit(workspace, "extract", extract.ExtractOptions(sources=[url]))
-    assert "s3cret" not in json.dumps(started["args"]) and "abc" not in json.dumps(started["args"])
-    assert started["args"]["sources"] == [redact(url)] == ["rtsp://cam:***@10.1.2.3:554/live?token=***"]
-    secrets = json.loads(started["env"][runner.SECRETS_ENV])
-    assert secrets == {redact(url): url}  # only the job's process environment holds it
-    monkeypatch.setenv(runner.SECRETS_ENV, started["env"][runner.SECRETS_ENV])
-    assert runner._restore_secrets(started["args"])["sources"] == [url]
+    job_id = runner.submit(workspace, "extract", extract.ExtractOptions(sources=[url]))
+    job = jobs.wait(workspace, job_id, timeout=60)
+    assert job.kind == "extract" and job.status == "failed"  # stopped before it began
+    assert job.args["sources"] == [redact(url)] == ["rtsp://cam:***@10.1.2.3:554/live?token=***"]
+    with workspace.read_session() as s:  # nowhere in the job's row, whatever the column
+        row = json.dumps(job_rows.get_job(s, job_id), default=str)
+    assert "s3cret" not in row and "token=abc" not in row
+    # Only the job's process environment holds it: what submit hands to jobs.start there.
+    args, secrets = runner._split_secrets({**job.args, "sources": [url]})
+    assert args == job.args and secrets == {redact(url): url}
+    monkeypatch.setenv(runner.SECRETS_ENV, json.dumps(secrets))
+    assert runner._restore_secrets(job.args)["sources"] == [url]
 
 
 def test_redact_handles_odd_urls():

@@ -1,9 +1,9 @@
 """video.batches: the frame batching extract, extract's Ray ranges and detect share."""
 from __future__ import annotations
 
-import time
 from collections import Counter
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -19,12 +19,15 @@ def test_batches_keep_every_frame_in_order_in_lists_of_size(n, size):
 
 
 def test_batches_count_the_time_spent_decoding_not_the_time_spent_on_a_batch():
-    def slow_frames():
+    clock = [0.0]  # seconds; advanced by the "decoder" and by the caller, never by sleeping
+
+    def frames():
         for i in range(3):
-            time.sleep(0.02)  # "decoding"
+            clock[0] += 0.02  # decoding one frame
             yield i
 
     timings = Counter()
-    for _ in video.batches(slow_frames(), 1, timings):
-        time.sleep(0.2)  # the caller's work on the batch
-    assert 0.05 <= timings["decode"] < 0.5  # 0.06 decoding; 0.66 with the caller's 0.6
+    for _ in video.batches(frames(), 1, timings, clock=lambda: clock[0]):
+        clock[0] += 0.2  # the caller's work on the batch
+    assert clock[0] == pytest.approx(0.66)
+    assert timings["decode"] == pytest.approx(0.06)  # the caller's 0.6 is not decoding

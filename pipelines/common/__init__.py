@@ -1,0 +1,1 @@
+"""Shared job logic: what several jobs need. Imports no job."""
