@@ -174,7 +174,7 @@ def _new_model(classes: list[str], init: str):
 
 def _evaluate(model, data: _Data) -> dict:
     from annotator.core import metrics
-    from models.training import predict
+    from models.inference import predict
 
     probs, _ = predict(model, data.eval_x)
     rep = metrics.report(data.eval_y, probs, data.classes)
@@ -199,7 +199,8 @@ def run_one(data: _Data, opts: SimulateOptions, strategy: str, repeat: int,
     import torch
 
     from annotator.core.sample import select_batch
-    from models.training import fit, predict
+    from models.inference import predict
+    from models.training import fit
 
     ckpt = Path(opts.out) / "runs" / f"{strategy}-{repeat}.pt"
     # One thread per run: float sums depend on the thread count, and strategies compared in one
@@ -266,7 +267,7 @@ def _slice_targeting(data: _Data, opts: SimulateOptions, rest: np.ndarray, probs
 def _evaluate_slices(model, data: _Data) -> list[dict]:
     """Per band of EVAL: ``attribute``, ``band``, ``n``, ``balanced_accuracy``."""
     from annotator.core import slices
-    from models.training import predict
+    from models.inference import predict
 
     if not data.eval_bands:
         return []
