@@ -573,7 +573,7 @@ def _label_count(metrics: dict, counts: dict | None) -> int | None:
     return None
 
 
-# --- export: frames and tasks (pipelines.export_formats) ---------------------------------------
+# --- export: frames and tasks (pipelines.export.formats) ---------------------------------------
 
 
 def frame_boxes(session: Session, frames: Sequence[tuple[int, int]]) -> pd.DataFrame:
