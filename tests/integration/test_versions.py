@@ -13,7 +13,8 @@ from sqlalchemy import select
 from annotator.data import db
 from annotator.core.failpoints import ENV as FAILPOINT
 from annotator.service.workspace import Workspace
-from pipelines import build_dataset, import_folder, train, versions
+from pipelines import build_dataset, import_folder, promote, train
+from pipelines.common import registry
 from tests.conftest import write_image_folder
 
 ANNOTATOR = str(Path(sys.executable).with_name("annotator"))
@@ -33,7 +34,7 @@ def two_versions(tmp_path_factory, module_db_env):
     build_dataset.run(ws, build_dataset.BuildOptions())
     for seed in (1, 2):
         train.run(ws, train.TrainOptions(epochs=1, init="none", seed=seed))
-    versions.promote(ws, versions.PromoteOptions(version="v001"))
+    promote.promote(ws, promote.PromoteOptions(version="v001"))
     ws.dispose()
     return tmp / "ws"
 
@@ -59,12 +60,12 @@ def assert_queue_follows(ws: Workspace, version: str) -> None:
 def test_promote_then_rollback_moves_the_queue_both_ways(two_versions):
     ws = Workspace.open(two_versions)
     assert_queue_follows(ws, "v001")
-    rep = versions.promote(ws, versions.PromoteOptions(version="v002", force=True))
+    rep = promote.promote(ws, promote.PromoteOptions(version="v002", force=True))
     assert rep.promoted and rep.scored == 30 and rep.priorities_set == 30
     assert_queue_follows(ws, "v002")
     prio1, unc1 = priorities_and_uncertainties(ws, "v001")
     assert any(prio1[c] != pytest.approx(unc1[c]) for c in prio1)  # the two models differ
-    back = versions.rollback(ws)
+    back = promote.rollback(ws)
     assert (back.rolled_back_from, back.to, back.scored) == ("v002", "v001", 0)
     assert_queue_follows(ws, "v001")  # the bug this guards: the queue kept following v002
     ws.dispose()
@@ -79,8 +80,8 @@ def _promote_and_crash(ws_path: Path, point: str) -> int:
 
 def test_kill_9_around_the_promotion_leaves_a_consistent_queue(two_versions):
     ws = Workspace.open(two_versions)
-    if versions.get(ws).name != "v001":
-        versions.rollback(ws)
+    if registry.get(ws).name != "v001":
+        promote.rollback(ws)
     assert_queue_follows(ws, "v001")
     # Killed after scoring but before the activation commit: nothing changed.
     assert _promote_and_crash(two_versions, "before_activate") == -signal.SIGKILL
