@@ -45,7 +45,7 @@ class PromoteReport:
     active_balanced_accuracy: float | None
     forced: bool
     reason: str
-    scored: int = 0  # queue crops the version scored before it became active
+    scored: int = 0  # crops the version scored before it became active (queue; retrain: all)
     priorities_set: int = 0
     autolabel: dict | None = None  # [autolabel] after_promote: its report, or why it refused
 
@@ -208,10 +208,10 @@ def import_keras(ws: Workspace, opts: KerasImportOptions,
     with ws.read_session() as s:
         name = opts.name or db.next_name(s, db.ModelVersion, "v", ws.models_dir)
     card = model_files.model_card(name=name, classes=classes, dataset=metrics["dataset"],
-                               metrics=metrics, params={"weights": Path(opts.path).name},
-                               source="Neuralet OFMClassifier.h5 (Keras), imported")
+                                  metrics=metrics, params={"weights": Path(opts.path).name},
+                                  source="Neuralet OFMClassifier.h5 (Keras), imported")
     name = registry.register(ws, model, metrics=metrics, card=card, name=name,
-                    dataset_id=ds_id if val else None)
+                             dataset_id=ds_id if val else None)
     if not has_active:
         activate(ws, registry.get(ws, name), stamp=True, progress=progress)
     return KerasImportReport(name, str(opts.path), classes, not has_active, val or None)

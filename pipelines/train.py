@@ -115,7 +115,7 @@ def run(ws: Workspace, opts: TrainOptions, progress: ProgressFn = silent) -> Tra
     with ws.read_session() as s:
         name = opts.name or db.next_name(s, db.ModelVersion, "v", ws.models_dir)
     card = model_files.model_card(name=name, classes=classes, dataset=ds.name, metrics=metrics,
-                               params=params, source=f"trained ({init[0]} init)")
+                                  params=params, source=f"trained ({init[0]} init)")
     name = registry.register(ws, model, metrics=metrics, card=card, dataset_id=ds.id, name=name)
     return TrainReport(version=name, dataset=ds.name, init=init[0], n_train=len(train.y),
                        n_val=len(val.y), best_epoch=hist.best_epoch, val=val_report,

@@ -54,17 +54,17 @@ class VersionInfo:
 def register(ws: Workspace, model, *, metrics: dict, card: str, dataset_id: int | None = None,
              name: str | None = None) -> str:
     """Write a new version's files and add its row (inactive). Returns its name."""
-    from models import registry
+    from models import registry as model_files
 
     with ws.read_session() as s:
-        name = registry.check_name(name) if name else db.next_name(
+        name = model_files.check_name(name) if name else db.next_name(
             s, db.ModelVersion, "v", ws.models_dir)
         if db.get_model_version(s, name) is not None:
             raise InputError(f"model version {name!r} already exists")
     folder = ws.models_dir / name
     if folder.exists():  # only an explicit --name gets here: next_name skips existing folders
         raise InputError(f"{folder} already exists; pick another --name")
-    registry.write_version(folder, model, metrics=metrics, card=card)
+    model_files.write_version(folder, model, metrics=metrics, card=card)
     with removed_on_error(folder), ws.session() as s:
         s.add(db.ModelVersion(name=name, path=str(folder.relative_to(ws.root)),
                               dataset_id=dataset_id, classes=list(model.classes),
@@ -90,10 +90,10 @@ def get(ws: Workspace, version: str | None = None) -> Version:
 
 def load(ws: Workspace, version: str | None = None):
     """``(model, Version)`` for ``version`` (None or ``"active"``: the active one)."""
-    from models import registry
+    from models import registry as model_files
 
     v = get(ws, version)
-    return registry.load_model_file(ws.root / v.path), v
+    return model_files.load_model_file(ws.root / v.path), v
 
 
 def list_versions(ws: Workspace) -> list[VersionInfo]:

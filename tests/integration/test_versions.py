@@ -94,3 +94,21 @@ def test_kill_9_around_the_promotion_leaves_a_consistent_queue(two_versions):
     ws = Workspace.open(two_versions)
     assert_queue_follows(ws, "v002")
     ws.dispose()
+
+
+def test_retrain_scores_the_queue_once(tmp_path, workspace):
+    """The promotion's scoring pass covers labeled crops too, so retrain has nothing left to
+    score after it (it used to score twice: the promotion, then the unscored labeled crops)."""
+    from pipelines import retrain, score
+
+    ws = workspace
+    labeled = write_image_folder(tmp_path / "labeled", {"mask": 20, "no_mask": 20}, seed=1)
+    unlabeled = write_image_folder(tmp_path / "unlabeled", {"x": 30}, seed=2)
+    import_folder.run(ws, import_folder.ImportOptions(folder=labeled, labeled=True))
+    import_folder.run(ws, import_folder.ImportOptions(folder=unlabeled))
+    rep = retrain.run(ws, retrain.RetrainOptions(epochs=1, init="none", force=True))
+    assert rep.promote["promoted"] and rep.active == rep.train["version"]
+    # one pass, reported twice: 30 unlabeled + 40 labeled crops, before the activation
+    assert rep.promote["scored"] == rep.score["scored"] == 70
+    assert rep.score["model"] == rep.active and rep.promote["priorities_set"] == 30
+    assert score.run(ws, score.ScoreOptions(labeled=True)).scored == 0
