@@ -22,7 +22,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
-from annotator.data import crop_queue, reports
+from annotator.data import crop_queue, export_reads, reports
 from annotator.service import auth  # noqa: E402
 from pipelines import build_dataset, export  # noqa: E402
 from tests.app import factory  # noqa: E402
@@ -46,7 +46,7 @@ def main(argv=None) -> dict:
         ws = factory.build(tmp / "ws", args.crops, images=args.crops, footage=True, per_track=4)
         with ws.session() as s:
             uid = auth.system_user(s, "bench").id
-            ids = reports.crop_ids_with_status(s, ["unlabeled"])
+            ids = export_reads.crop_ids_with_status(s, ["unlabeled"])
             crop_queue.import_labels(s, uid, {c: ("mask", "no_mask")[c % 2] for c in ids})
         build_dataset.run(ws, build_dataset.BuildOptions(val_fraction=0.2))
         setup_s = time.perf_counter() - t0

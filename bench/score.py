@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from annotator.media import cache as tensor_cache
-from annotator.data import db, crop_queue
+from annotator.data import crop_queue, db, model_versions
 from annotator.media import images
 from annotator.service.workspace import Workspace
 from models.ofm import OFMClassifier
@@ -167,13 +167,13 @@ def main() -> None:
             registry.register(ws, model, metrics={"source": "bench"}, card="# bench", name=name,
                               dataset_id=ds_id)
         with ws.session() as s:  # active without scoring: the bench measures that
-            db.activate_model(s, db.get_model_version(s, "fp32").id)
+            model_versions.activate_model(s, model_versions.get_model_version(s, "fp32").id)
         # Real files first (lower ids), then rows whose tensors only the cache holds.
         write_files(tmp / "files", paths, x, n_files)
         import_folder.run(ws, import_folder.ImportOptions(folder=tmp / "files"))
         add_synthetic(ws, x, args.crops - n_files, n_files)
         with ws.read_session() as s:
-            order = db.unscored_crops(s, 0, limit=args.crops + 1)
+            order = model_versions.unscored_crops(s, 0, limit=args.crops + 1)
         assert len(order) == args.crops
         setup_s = time.perf_counter() - t_setup
 

@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from annotator.service.labeling import STRIP_MAX
+from annotator.service.crop_cards import STRIP_MAX
 from annotator.service.workspace import Workspace
 from pipelines import extract
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from annotator.service import jobs, labeling, team
+from annotator.service import crop_cards, dashboard, jobs
 from annotator.core.errors import AnnotatorError
 from models import registry as model_files
 from pages import autolabel_panel, charts, common
@@ -38,8 +38,8 @@ def _live_curves(job) -> None:
 st.title("Models")
 if state.get("models_msg"):
     st.info(state.models_msg)
-history = team.model_history(ws)
-active = labeling.active_model(ws)
+history = dashboard.model_history(ws)
+active = crop_cards.active_model(ws)
 st.caption(f"active model: **{active.name}**" if active else "no active model yet")
 if history.empty:
     st.caption("No model versions yet. Retrain once some crops are labeled.")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from annotator.service import team
+from annotator.service import accounts, instructions
 from annotator.core.errors import AnnotatorError
 from pages import common
 
@@ -26,7 +26,7 @@ st.title("Users")
 if state.get("users_msg"):
     kind, text = state.pop("users_msg")
     (st.success if kind == "ok" else st.error)(text)
-people = team.users(ws)
+people = accounts.users(ws)
 st.dataframe(people, hide_index=True, width="stretch", column_config={
     "name": "User name", "role": "Role", "disabled": "Disabled", "labels": "Labels given",
     "last_label_at": st.column_config.DatetimeColumn("Last label (UTC)",
@@ -44,7 +44,7 @@ with left:
         role = st.selectbox("Role", ["annotator", "admin"], key="new_role")
         added = st.form_submit_button("Add user", type="primary")
     if added:
-        _do(lambda w, n, p: team.add_user(w, n, p, role=role), name.strip(), password,
+        _do(lambda w, n, p: accounts.add_user(w, n, p, role=role), name.strip(), password,
             done=f"added {role} {name.strip()}")
         state.users_clear = state.users_msg[0] == "ok"  # a refused password keeps the name
         st.rerun()
@@ -57,28 +57,28 @@ with right:
         c1, c2 = st.columns(2)
         if row["disabled"]:
             c1.button("Enable", key="user_enable", on_click=_do,
-                      args=(team.set_disabled, who, False), kwargs={"done": f"enabled {who}"})
+                      args=(accounts.set_disabled, who, False), kwargs={"done": f"enabled {who}"})
         else:
             c1.button("Disable", key="user_disable", on_click=_do,
-                      args=(team.set_disabled, who, True),
+                      args=(accounts.set_disabled, who, True),
                       kwargs={"done": f"disabled {who}; their sessions ended"},
                       help="They cannot sign in, and any open session ends at once.")
         other = "annotator" if row["role"] == "admin" else "admin"
         c2.button(f"Make {other}", key="user_role", on_click=_do,
-                  args=(lambda w, n, r: team.set_role(w, n, r, by=me["name"]), who, other),
+                  args=(lambda w, n, r: accounts.set_role(w, n, r, by=me["name"]), who, other),
                   kwargs={"done": f"{who} is now {other}"})
         with st.form("reset-password", clear_on_submit=True):
             new = st.text_input("New password", type="password", key="reset_password")
             if st.form_submit_button("Set password"):
-                _do(team.set_password, who, new, done=f"new password set for {who}; their "
+                _do(accounts.set_password, who, new, done=f"new password set for {who}; their "
                     "sessions ended")
                 st.rerun()
 
 st.subheader("Instructions for annotators")
 st.caption("Shown on the Label and Grid pages (Markdown; kept in the workspace as "
-           f"{team.INSTRUCTIONS_FILE}).")
-text = st.text_area("Instructions", team.instructions(ws), height=180, key="instructions_text",
-                    max_chars=team.MAX_INSTRUCTIONS, label_visibility="collapsed")
+           f"{instructions.INSTRUCTIONS_FILE}).")
+text = st.text_area("Instructions", instructions.instructions(ws), height=180, key="instructions_text",
+                    max_chars=instructions.MAX_INSTRUCTIONS, label_visibility="collapsed")
 if st.button("Save instructions", key="instructions_save"):
-    _do(team.save_instructions, text, done="instructions saved")
+    _do(instructions.save_instructions, text, done="instructions saved")
     st.rerun()

@@ -8,7 +8,7 @@ import html
 import streamlit as st
 
 from annotator.data import trail
-from annotator.service import labeling, team
+from annotator.service import accounts, crop_cards, labeling, review
 from annotator.core.config import NOT_A_FACE
 from annotator.core.errors import AnnotatorError
 from pages import common, widgets
@@ -31,7 +31,7 @@ def _relabel_selected(ids: list[int], value: str) -> None:
     done, refused = 0, []
     for cid in ids:
         try:
-            labeling.relabel(ws, me["id"], cid, value)
+            review.relabel(ws, me["id"], cid, value)
             done += 1
         except AnnotatorError as exc:
             refused.append(str(exc))
@@ -82,7 +82,7 @@ if view == "My recent labels":
     show(labeling.my_recent(ws, me["id"], limit=30), "mine", can_relabel=True)
 else:
     sources = labeling.sources(ws)
-    people = team.users(ws)["name"].tolist()
+    people = accounts.users(ws)["name"].tolist()
     c1, c2, c3, c4 = st.columns(4)
     names = ["any"] + [f"{r.id}: {r.name}" for r in sources.itertuples(index=False)]
     source = c1.selectbox("Source", names, key="browse_source")
@@ -92,7 +92,7 @@ else:
     c5, c6, c7 = st.columns(3)
     since = c5.date_input("Labeled from", value=None, key="browse_since")
     until = c6.date_input("Labeled until", value=None, key="browse_until")
-    model = labeling.active_model(ws)
+    model = crop_cards.active_model(ws)
     unsure = c7.slider("Model uncertainty at least (1 = a coin toss)", 0.0, 1.0, 0.0, 0.05,
                        key="browse_unsure", disabled=model is None,
                        help="Only crops the active model is this unsure about.")

@@ -74,10 +74,10 @@ def recheck_admin() -> dict:
 def instructions_panel() -> None:
     """The team's labeling rules (``instructions.md`` in the workspace), folded away: one click
     to read them while labeling. Markdown only, no HTML (``st.markdown`` escapes it)."""
-    from annotator.service import team
+    from annotator.service import instructions
 
     with st.expander("Instructions for annotators", icon=":material/menu_book:"):
-        st.markdown(team.instructions(workspace()))
+        st.markdown(instructions.instructions(workspace()))
 
 
 def kept(key: str, default):
@@ -112,10 +112,10 @@ def md_escape(text: str) -> str:
 def relabel(crop_id: int, value: str, *, message_key: str) -> None:
     """Button callback: replace a crop's label with the signed-in user's decision and say so
     (or why not) in ``st.session_state[message_key]``."""
-    from annotator.service import labeling
+    from annotator.service import review
 
     try:
-        labeling.relabel(workspace(), st.session_state["user"]["id"], crop_id, value)
+        review.relabel(workspace(), st.session_state["user"]["id"], crop_id, value)
         st.session_state[message_key] = f"crop #{crop_id} is now {value}"
     except AnnotatorError as exc:
         st.session_state[message_key] = str(exc)

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from annotator.service import team
+from annotator.service import dashboard
 from annotator.core.config import NOT_A_FACE, SKIP
 from pages import autolabel_panel, charts, common, slices_view, widgets
 
@@ -13,7 +13,7 @@ ws = common.workspace()
 me = common.require_user()
 
 st.title("Dashboard")
-stats = team.stats(ws)
+stats = dashboard.stats(ws)
 crops = stats["crops"]
 cols = st.columns(5)
 cols[0].metric("Crops", f"{crops['total']:,}")
@@ -43,14 +43,14 @@ with right:
 autolabel_panel.dashboard_section(ws)
 
 st.subheader("Labels per annotator per hour (last 48 h)")
-per_hour = team.labels_per_hour(ws)
+per_hour = dashboard.labels_per_hour(ws)
 if per_hour.empty:
     st.caption("no labels by people yet")
 else:
     st.bar_chart(per_hour)
 
 st.subheader("Inter-annotator agreement (Cohen's kappa)")
-kappa = team.agreement(ws)
+kappa = dashboard.agreement(ws)
 if kappa.empty:
     st.caption("No crop has two votes yet: set sampling.double_annotation in config.toml "
                "(e.g. 0.05) to send a share of crops to two annotators.")
@@ -58,7 +58,7 @@ else:
     st.dataframe(kappa.style.format({"agree": "{:.1%}", "kappa": "{:.3f}"}), hide_index=True)
 
 st.subheader("The model")
-models = team.model_history(ws)
+models = dashboard.model_history(ws)
 if models.empty:
     st.caption("no model yet: train one on the Models page")
 else:
@@ -74,7 +74,7 @@ else:
                                              ["balanced_accuracy"], integer_x=True,
                                              title="Balanced accuracy vs labels",
                                              x_title="labels it was built from"), width="stretch")
-    est = team.queue_accuracy(ws)
+    est = dashboard.queue_accuracy(ws)
     if est is None:
         st.caption("Accuracy on the queue: no random-share label of a scored crop yet (10% of "
                    "every batch is drawn at random to measure it).")
@@ -87,13 +87,13 @@ else:
                    "crops")
 
 st.subheader("Uncertainty of the queue")
-scored, total = team.queue_scored(ws)
+scored, total = dashboard.queue_scored(ws)
 if scored == 0:
     st.caption("no model has scored the queue yet (cold start: diverse + random sampling)"
                if models.empty else "the active model has not scored the queue yet: run "
                "`annotator score` (or Retrain on the Models page)")
 else:
-    u = team.queue_uncertainty(ws)
+    u = dashboard.queue_uncertainty(ws)
     st.altair_chart(charts.histogram(u[np.isfinite(u)], title=f"{scored:,} of {total:,} crops "
                                      "scored by the active model", x_title="uncertainty "
                                      "(1 = a coin toss)"), width="stretch")

@@ -15,7 +15,7 @@ import uuid
 import streamlit as st
 
 from annotator.data import trail
-from annotator.service import labeling
+from annotator.service import crop_cards, labeling
 from annotator.core.config import NOT_A_FACE
 from annotator.core.errors import AnnotatorError
 from pages import common, widgets
@@ -95,7 +95,7 @@ legend = " ".join(
     f'<span style="display:inline-block;margin-right:1rem"><span style="display:inline-block;'
     f'width:.9rem;height:.9rem;border-radius:3px;background:{COLOURS[v]};vertical-align:middle">'
     f'</span> <kbd>{KEYS[v].upper()}</kbd> {v.replace("_", " ")}</span>' for v in CHOICES)
-MODEL = labeling.active_model(ws)
+MODEL = crop_cards.active_model(ws)
 start_text = ("Every crop starts at the model's guess." if MODEL is not None else
               "No model yet: every crop starts <b>undecided</b> (dashed) and only the crops you "
               "set are saved.")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import streamlit as st
 
 from annotator.data import trail
-from annotator.service import labeling
+from annotator.service import crop_cards, review
 from annotator.core.config import NOT_A_FACE
 from annotator.core.errors import AnnotatorError
 from pages import common
@@ -21,7 +21,7 @@ def show_rows(rows, section: str, describe) -> None:
     if rows.empty:
         st.caption("nothing to review here")
         return
-    by_id = {c.crop_id: c for c in labeling.cards(ws, [(int(i), None) for i in rows["crop_id"]])}
+    by_id = {c.crop_id: c for c in crop_cards.cards(ws, [(int(i), None) for i in rows["crop_id"]])}
     trail.record_shown(ws, st.session_state, f"review_{section}", me["name"], "review", by_id)
     for r in rows.itertuples(index=False):
         card = by_id.get(int(r.crop_id))
@@ -47,17 +47,17 @@ limit = st.slider("Rows per list", 5, 50, 15, 5)
 
 st.subheader("Annotators disagree")
 try:
-    dis = labeling.disagreements(ws, annotator_id=None if admin else me["id"], limit=limit)
+    dis = review.disagreements(ws, annotator_id=None if admin else me["id"], limit=limit)
     show_rows(dis, "dis", lambda r, c: f"crop #{r.crop_id}  \n{r.votes}")
 
     st.subheader("The model contradicts the label")
     threshold = st.slider("Model confidence at least", 0.5, 0.99, 0.9, 0.01)
-    con = labeling.contradictions(ws, threshold=threshold, annotator=None if admin else me["name"],
+    con = review.contradictions(ws, threshold=threshold, annotator=None if admin else me["name"],
                                   limit=limit)
     show_rows(con, "con", lambda r, c: (
         f"crop #{r.crop_id}  \nlabel **{r.label}** by {r.annotators}  \n"
         f"model says **{r.guess}** ({r.confidence:.0%}); p(label) = {r.self_confidence:.1%}"))
-    if labeling.active_model(ws) is None:
+    if crop_cards.active_model(ws) is None:
         st.caption("No active model yet: train one on the Models page.")
 except AnnotatorError as exc:
     st.error(str(exc))

@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from annotator.core import votes
-from annotator.data import db, crop_queue, reports
+from annotator.data import crop_queue, db, model_versions, reports
 from annotator.media import detectors, images, video
 from annotator.service import jobs
 from annotator.core.config import check_options
@@ -932,7 +932,7 @@ def _track_base(session, source_id: int) -> int:
 
 
 def _store_predictions(session, model_name, classes, source_id, origins, probs, emb) -> int:
-    mv = db.get_model_version(session, model_name) if model_name else None
+    mv = model_versions.get_model_version(session, model_name) if model_name else None
     if mv is None or list(mv.classes or []) != classes or not len(origins):
         return 0
     ids = reports.crop_ids_by_origin(session, source_id, origins)
@@ -941,7 +941,7 @@ def _store_predictions(session, model_name, classes, source_id, origins, probs, 
              "probs": [round(float(v), 6) for v in p], "uncertainty": float(u),
              "embedding": e.astype(np.float32).tobytes()}
             for o, p, u, e in zip(origins, probs, unc, emb) if o in ids]
-    db.add_predictions(session, rows, set_priority=True)
+    model_versions.add_predictions(session, rows, set_priority=True)
     return len(rows)
 
 

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from annotator.data import crop_queue, reports
+from annotator.data import crop_queue, export_reads, reports
 from annotator.service.auth import system_user
 from annotator.data.db import Role, get_annotator
 from annotator.core.errors import InputError
@@ -106,7 +106,7 @@ def run(ws: Workspace, opts: ImportLSOptions, progress: ProgressFn = silent) -> 
     allowed = set(ws.config.label_values)
     with ws.session() as s:  # one transaction: a failed import adds nothing
         ids = sorted({v.crop_id for v in votes})
-        known = {int(r.crop_id): r.sha256 for r in reports.crop_files(s, ids).itertuples()}
+        known = {int(r.crop_id): r.sha256 for r in export_reads.crop_files(s, ids).itertuples()}
         current = reports.current_values(s, ids)
         users: dict[str, int] = {}
         mine = {}  # (crop, user) -> value given earlier by that user
@@ -119,7 +119,7 @@ def run(ws: Workspace, opts: ImportLSOptions, progress: ProgressFn = silent) -> 
                 continue
             uid = users.get(v.email) or users.setdefault(v.email, _account(s, v.email))
             if (v.crop_id, uid) not in mine:
-                mine[(v.crop_id, uid)] = reports.active_value(s, uid, v.crop_id)
+                mine[(v.crop_id, uid)] = export_reads.active_value(s, uid, v.crop_id)
             given = mine[(v.crop_id, uid)]
             now = current.get(v.crop_id)
             if given == v.value or now == v.value:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from annotator.data import db, reports
+from annotator.data import db, export_reads, model_versions
 from annotator.core.errors import InputError
 from annotator.core.progress import ProgressFn, silent
 from annotator.core.sample import uncertainty
@@ -107,14 +107,14 @@ def run(ws: Workspace, opts: ImportPredictionsOptions,
         raise InputError("each row needs a crop_id or a sha256 column")
     probs = probabilities(frame, classes)
     with ws.read_session() as s:
-        if db.get_model_version(s, opts.name) is not None:
+        if model_versions.get_model_version(s, opts.name) is not None:
             raise InputError(f"model version {opts.name!r} already exists")
         if "crop_id" in frame.columns:
             ids = pd.to_numeric(frame["crop_id"], errors="coerce")
-            known = set(reports.crop_files(s, ids.dropna().astype(int).tolist())["crop_id"])
+            known = set(export_reads.crop_files(s, ids.dropna().astype(int).tolist())["crop_id"])
             crops = [[int(c)] if c == c and int(c) in known else [] for c in ids]
         else:
-            by_sha = reports.crops_by_sha256(s, frame["sha256"].astype(str).tolist())
+            by_sha = export_reads.crops_by_sha256(s, frame["sha256"].astype(str).tolist())
             crops = [by_sha.get(str(h), []) for h in frame["sha256"]]
     per_crop = {}
     for row, cs in enumerate(crops):
@@ -133,7 +133,7 @@ def run(ws: Workspace, opts: ImportPredictionsOptions,
         s.add(mv)
         s.flush()
         for n, part in enumerate(db.chunks(list(range(len(ids))))):
-            db.add_predictions(s, [{"crop_id": ids[i], "model_version_id": mv.id,
+            model_versions.add_predictions(s, [{"crop_id": ids[i], "model_version_id": mv.id,
                                     "probs": [float(x) for x in p[i]],
                                     "uncertainty": float(unc[i]), "embedding": None}
                                    for i in part], set_priority=False)
@@ -141,5 +141,5 @@ def run(ws: Workspace, opts: ImportPredictionsOptions,
         if opts.activate:
             # No weights to score with, so not promote.activate (which scores what is
             # missing first): the activation and its priorities in this one transaction.
-            rep.priorities_set = db.activate_model(s, mv.id)
+            rep.priorities_set = model_versions.activate_model(s, mv.id)
     return rep

@@ -20,7 +20,7 @@ from pathlib import Path
 from annotator.core.errors import InputError
 from annotator.core.failpoints import failpoint
 from annotator.core.progress import ProgressFn, silent, under
-from annotator.data import db
+from annotator.data import db, model_versions
 from annotator.service.workspace import Workspace
 from pipelines import score
 from pipelines.common import registry
@@ -69,7 +69,7 @@ def promote_and_score(ws: Workspace, opts: PromoteOptions, progress: ProgressFn 
     crops too, so a retrain scores the queue once, not once here and again after."""
     cand = registry.get(ws, opts.version)
     with ws.read_session() as s:
-        active = db.active_model(s)
+        active = model_versions.active_model(s)
         active = Version.of(active) if active is not None else None
     ds_name = registry.dataset_of(ws, cand)
     if active is not None and active.id == cand.id:
@@ -117,7 +117,7 @@ def rollback(ws: Workspace, opts: RollbackOptions | None = None,
              progress: ProgressFn = silent) -> RollbackReport:
     """Re-activate the version promoted before the active one; the queue follows it again."""
     with ws.read_session() as s:
-        cur, prev = db.active_model(s), db.previous_model(s)
+        cur, prev = model_versions.active_model(s), model_versions.previous_model(s)
         if cur is None or prev is None:
             raise InputError("nothing to roll back to: no earlier promoted version")
         cur, prev = Version.of(cur), Version.of(prev)
@@ -133,14 +133,14 @@ def activate(ws: Workspace, version: Version, *, stamp: bool, progress: Progress
     and sync priorities in one transaction. Returns ``(the scoring's report or None when there
     was nothing to score, priorities set)``."""
     with ws.read_session() as s:
-        todo = bool(db.unscored_crops(s, version.id, limit=1, labeled=labeled))
+        todo = bool(model_versions.unscored_crops(s, version.id, limit=1, labeled=labeled))
     scored = None
     if todo:  # (loading a model costs a second or two: not when there is nothing to score)
         scored = score.run(ws, score.ScoreOptions(model=version.name, labeled=labeled),
                            under(progress, "score"))
     failpoint("before_activate")
     with ws.session() as s:
-        n = db.activate_model(s, version.id, stamp=stamp)
+        n = model_versions.activate_model(s, version.id, stamp=stamp)
     failpoint("after_activate")
     return scored, n
 
@@ -201,7 +201,7 @@ def import_keras(ws: Workspace, opts: KerasImportOptions,
     with ws.read_session() as s:
         ds = db.latest_dataset(s)
         ds_id, ds_name = (ds.id, ds.name) if ds is not None else (None, None)
-        has_active = db.active_model(s) is not None
+        has_active = model_versions.active_model(s) is not None
     val = on_split(ws, model, ds_name) if ds_name else {}
     metrics = {"source": "keras-import", "keras_file": str(Path(opts.path).resolve()),
                "dataset": ds_name if val else None, "val": val}

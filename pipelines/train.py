@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
-from annotator.data import db
+from annotator.data import db, model_versions
 from annotator.core.config import check_options
 from annotator.core.errors import InputError
 from annotator.core.metrics import report as metrics_report
@@ -130,7 +130,7 @@ def _initial_weights(ws: Workspace, init: str, classes: list[str]):
         return "none", None
     if init == "active":
         with ws.read_session() as s:
-            mv = db.active_model(s)
+            mv = model_versions.active_model(s)
         if mv is None:
             return "none (no active model)", None
         if list(mv.classes) != classes:

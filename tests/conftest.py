@@ -69,11 +69,11 @@ def pg_server():
 @pytest.fixture(scope="session")
 def pg_template(pg_server):
     """A database migrated to head once; per-test databases are file copies of it."""
-    from annotator.data import db
+    from annotator.data import dialect
     from annotator.data.migrate import upgrade
 
     url = pg_server.create_database("annotator_template")
-    engine = db.make_engine(url)
+    engine = dialect.make_engine(url)
     upgrade(engine)
     engine.dispose()  # CREATE DATABASE ... TEMPLATE needs the template to have no connections
     return "annotator_template"

@@ -25,9 +25,9 @@ from annotator.data.db import (
     Lease,
     active_label,
     chunks,
-    is_sqlite,
     utcnow,
 )
+from annotator.data.dialect import is_sqlite
 from annotator.core.errors import InputError, QueueError
 
 

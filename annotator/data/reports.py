@@ -32,7 +32,8 @@ from annotator.data.db import (
     count,
     utcnow,
 )
-from annotator.data.crop_queue import claimable, majority
+from annotator.data.crop_queue import claimable
+from annotator.core.label_rules import majority
 
 CARD_COLUMNS = [Crop.id.label("crop_id"), Crop.path, Crop.width, Crop.height, Crop.status,
                 Crop.votes_needed, Crop.track_id, Crop.frame_index, Crop.timestamp_s, Crop.x1,

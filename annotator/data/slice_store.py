@@ -156,10 +156,10 @@ def overview(ws) -> dict:
     """For the Dashboard: the active model's per-slice report on the queue's random-share
     labels (``rows``, worst first; empty without them) and crop counts per band of every
     attribute (``counts``: {attribute: {band: n}})."""
-    from annotator.data import db
+    from annotator.data import model_versions
 
     with ws.read_session() as s:
-        mv = db.active_model(s)
+        mv = model_versions.active_model(s)
         df = frame(s)
         rows, n, name = [], 0, None
         if mv is not None:

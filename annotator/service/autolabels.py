@@ -13,7 +13,7 @@ from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from annotator.core import audit
-from annotator.data import crop_queue, reports
+from annotator.data import label_cost, machine_labels, model_reports
 from annotator.core.config import SKIP
 from annotator.data.db import (
     Annotator,
@@ -26,8 +26,8 @@ from annotator.data.db import (
     Prediction,
     Role,
     active_label,
-    active_model,
 )
+from annotator.data.model_versions import active_model
 
 SYSTEM_NAME = "model"  # the system account machine labels are recorded under
 
@@ -120,7 +120,7 @@ def _unbacked(session: Session, mv: ModelVersion | None, cut: dict[int, float],
     others = [r[4] for r in rows if r[2] != mv.id]
     now = {}
     if others:
-        ids, probs, _ = reports.prediction_arrays(session, mv.id, others)
+        ids, probs, _ = model_reports.prediction_arrays(session, mv.id, others)
         now = {int(i): p for i, p in zip(ids, probs)}
     out = []
     for lid, value, version, prob, crop_id in rows:
@@ -156,22 +156,22 @@ def system_annotator(session: Session) -> int:
 def apply(session: Session, p: Plan, *, audit_share: float) -> tuple[int, list[int]]:
     """Withdraw what the plan says is no longer backed, then label what it may label.
     Returns ``(labels added, crop ids withdrawn back to the queue)``."""
-    back = crop_queue.withdraw_labels(session, p.withdraw) if p.withdraw else []
+    back = machine_labels.withdraw_labels(session, p.withdraw) if p.withdraw else []
     added = 0
     mv = active_model(session)
     if mv is None or not any(p.to_label.values()):
         return 0, back
     who = system_annotator(session)
     for value, items in p.to_label.items():
-        added += crop_queue.add_machine_labels(session, who, [
-            crop_queue.MachineLabel(cid, value, prob, audit=is_audit(cid, audit_share))
+        added += machine_labels.add_machine_labels(session, who, [
+            machine_labels.MachineLabel(cid, value, prob, audit=is_audit(cid, audit_share))
             for cid, prob in items], kind=LabelKind.AUTO, model_version_id=mv.id)
     return added, back
 
 
 def measured_error(session: Session, kind: str = LabelKind.AUTO) -> dict:
     """The machine labels' error as people measured it on audit crops, with its 95% interval."""
-    n, k = reports.machine_label_audit(session, kind)
+    n, k = label_cost.machine_label_audit(session, kind)
     lo, hi = audit.interval(k, n)
     return {"kind": kind, "audited": n, "disagreed": k, "error": (k / n) if n else None,
             "interval": [round(lo, 5), round(hi, 5)], "bound": round(audit.upper_bound(k, n), 5)}
@@ -195,7 +195,7 @@ def recheck(session: Session, label_ids: Sequence[int], classes: Sequence[str], 
     if not any(v not in classes or classes.index(v) != int(np.argmax(p)) for v, p in rows):
         return []
     p = plan_thresholds(session, mv, classes, max_error=max_error)
-    return crop_queue.withdraw_labels(session, _unbacked(session, mv, p, list(classes)))
+    return machine_labels.withdraw_labels(session, _unbacked(session, mv, p, list(classes)))
 
 
 def plan_thresholds(session: Session, mv: ModelVersion, classes: Sequence[str], *,
@@ -240,10 +240,10 @@ def propagate(session: Session, decided: Sequence[tuple[int, str]], classes: Seq
                    Crop.status == CropStatus.UNLABELED,
                    ~exists().where(Label.crop_id == Crop.id, active_label()),
                    ~exists().where(Lease.crop_id == Crop.id)))]
-    agree = [crop_queue.MachineLabel(c, v, float(max(p)), audit=is_audit(c, audit_share))
+    agree = [machine_labels.MachineLabel(c, v, float(max(p)), audit=is_audit(c, audit_share))
              for c, p, v in mates if int(np.argmax(p)) == classes.index(v)]
     disputed = [c for c, p, v in mates if int(np.argmax(p)) != classes.index(v)]
-    n = crop_queue.add_machine_labels(session, system_annotator(session), agree,
+    n = machine_labels.add_machine_labels(session, system_annotator(session), agree,
                                  kind=LabelKind.PROPAGATED, model_version_id=mv.id) if agree else 0
     from sqlalchemy import update
 
@@ -267,9 +267,9 @@ def labels_of_decision(session: Session, decision_id: str) -> list[int]:
 
 
 def cost_summary(ws) -> dict:
-    """For the Dashboard: what labels cost people (``reports.label_cost``) and the machine
+    """For the Dashboard: what labels cost people (``label_cost.label_cost``) and the machine
     labels' error measured on their audit crops (``ws``: a Workspace; a read transaction)."""
     with ws.read_session() as s:
-        return {**reports.label_cost(s), "auto_error": measured_error(s, LabelKind.AUTO),
+        return {**label_cost.label_cost(s), "auto_error": measured_error(s, LabelKind.AUTO),
                 "propagated_error": measured_error(s, LabelKind.PROPAGATED),
-                "over_time": reports.label_cost_over_time(s)}
+                "over_time": label_cost.label_cost_over_time(s)}

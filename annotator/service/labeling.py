@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from annotator.core import sample
-from annotator.data import db, crop_queue, reports
+from annotator.data import crop_queue, db, model_reports, model_versions, reports
 from annotator.media import images, video
 from annotator.service import autolabels
 from annotator.core.config import NOT_A_FACE, SKIP
@@ -120,7 +120,7 @@ class Rate:
 
 def active_model(ws: Workspace) -> Model | None:
     with ws.read_session() as s:
-        mv = db.active_model(s)
+        mv = model_versions.active_model(s)
         return None if mv is None else Model(mv.id, mv.name, tuple(mv.classes or ()))
 
 
@@ -226,7 +226,7 @@ def _cards(ws: Workspace, items: Sequence[tuple[int, str | None]]) -> list[Card]
         info = reports.crop_cards(s, ids)
         probs_of = {}
         if model is not None:
-            pids, probs, _ = reports.prediction_arrays(s, model.id, ids)
+            pids, probs, _ = model_reports.prediction_arrays(s, model.id, ids)
             probs_of = {int(i): p for i, p in zip(pids, probs)}
     out = []
     for r in info.itertuples(index=False):
@@ -524,7 +524,7 @@ def contradictions(ws: Workspace, *, threshold: float = 0.9, annotator: str | No
         cur = reports.current_labels(s, ws.config.labels)
         if annotator is not None and not cur.empty:
             cur = cur[cur["annotators"].str.split(",").apply(lambda a: annotator in a)]
-        ids, probs, _ = reports.prediction_arrays(s, model.id, cur["crop_id"].tolist())
+        ids, probs, _ = model_reports.prediction_arrays(s, model.id, cur["crop_id"].tolist())
     if len(ids) == 0:
         return pd.DataFrame(columns=cols)
     index = {c: k for k, c in enumerate(model.classes)}
@@ -568,7 +568,7 @@ def _predictions(ws, s, model: Model, crop_ids: np.ndarray):
             _PRED_CACHE.popitem(last=False)
         missing = [int(c) for c in crop_ids if int(c) not in cache]
     if missing:
-        ids, probs, emb = reports.prediction_arrays(s, model.id, missing)
+        ids, probs, emb = model_reports.prediction_arrays(s, model.id, missing)
         with _CACHE_LOCK:
             if len(cache) + len(ids) > _CACHE_ROWS:
                 cache.clear()

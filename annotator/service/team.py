@@ -9,7 +9,7 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 
-from annotator.data import db, reports
+from annotator.data import db, model_reports, model_versions, reports
 from annotator.service import auth
 from annotator.core.metrics import cohen_kappa, wilson_interval
 from annotator.service.workspace import Workspace
@@ -61,7 +61,7 @@ def queue_accuracy(ws: Workspace) -> dict | None:
     random share surfaced (labeled after the model scored them), with a 95% Wilson interval:
     ``{"model", "n", "accuracy", "low", "high"}``, or None without a model or such labels."""
     with ws.read_session() as s:
-        mv = db.active_model(s)
+        mv = model_versions.active_model(s)
         if mv is None:
             return None
         y, probs = reports.random_share_labels(s, mv.id, list(mv.classes))
@@ -76,10 +76,10 @@ def queue_accuracy(ws: Workspace) -> dict | None:
 def queue_scored(ws: Workspace) -> tuple[int, int]:
     """``(unlabeled crops the active model scored, unlabeled crops)``; (0, n) without a model."""
     with ws.read_session() as s:
-        mv = db.active_model(s)
+        mv = model_versions.active_model(s)
         if mv is None:
             return 0, reports.unlabeled_count(s)
-        return reports.scored_share(s, mv.id)
+        return model_reports.scored_share(s, mv.id)
 
 
 def queue_uncertainty(ws: Workspace) -> np.ndarray:
@@ -91,7 +91,7 @@ def queue_uncertainty(ws: Workspace) -> np.ndarray:
 def model_history(ws: Workspace) -> pd.DataFrame:
     """Model versions oldest first with their metrics as columns."""
     with ws.read_session() as s:
-        return reports.model_versions_frame(s)
+        return model_reports.model_versions_frame(s)
 
 
 # --- accounts (admin) -------------------------------------------------------------------------

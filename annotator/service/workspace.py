@@ -14,7 +14,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session
 
-from annotator.data import db
+from annotator.data import dialect
 from annotator.core.config import Config, dump_config, load_config
 from annotator.core.errors import WorkspaceError
 from annotator.media.store import CropStore
@@ -117,13 +117,13 @@ class Workspace:
     @property
     def engine(self):
         if self._engine is None:
-            self._engine = db.make_engine(self.db_url, immediate=True)
+            self._engine = dialect.make_engine(self.db_url, immediate=True)
         return self._engine
 
     @property
     def read_engine(self):
         if self._read_engine is None:
-            self._read_engine = db.make_engine(self.db_url, immediate=False)
+            self._read_engine = dialect.make_engine(self.db_url, immediate=False)
         return self._read_engine
 
     @contextmanager

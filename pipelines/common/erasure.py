@@ -35,7 +35,7 @@ import numpy as np
 from sqlalchemy import delete, func, select
 
 from annotator.media import cache as tensor_cache
-from annotator.data import db, trail
+from annotator.data import db, model_versions, trail
 from annotator.core.errors import InputError
 from annotator.core.failpoints import failpoint
 from annotator.core.geometry import box_iou as iou
@@ -190,7 +190,7 @@ def _plan(ws: Workspace, target: Target) -> tuple[EraseReport, dict]:
         paths = sorted({c.path for c in crops if c.sha256 in set(private)})
         rep.store_files = [f"crops/{p}" for p in paths if ws.store.path(p).exists()]
         datasets = [(d.name, d.path, d.manifest, d.id) for d in db.list_datasets(s)]
-        by_dataset = [(mv.name, mv.dataset_id) for mv in db.list_model_versions(s)]
+        by_dataset = [(mv.name, mv.dataset_id) for mv in model_versions.list_model_versions(s)]
         keys = {x.id: x.key for x in s.scalars(select(db.Source).where(
             db.Source.id.in_({c.source_id for c in crops} or {0})))}
         boxes = [[keys[c.source_id], c.frame_index, c.x1, c.y1, c.x2, c.y2, c.origin]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from annotator.core import metrics
-from annotator.data import db, reports
+from annotator.data import db, model_reports
 from annotator.service.workspace import Workspace
 from pipelines.common.datasets import load_split, read_manifest
 
@@ -54,6 +54,6 @@ def measure_stored(ws: Workspace, version_id: int, classes: list[str],
     predictions (what promotion asks instead of running a model it does not have)."""
     _, rows = read_manifest(ws, dataset)
     with ws.read_session() as s:
-        ids, probs, _ = reports.prediction_arrays(
+        ids, probs, _ = model_reports.prediction_arrays(
             s, version_id, [int(r["crop_id"]) for r in rows if r["split"] == "val"])
     return stored_metrics(ws, dict(zip(ids.tolist(), probs)), classes, dataset)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from annotator.core.errors import InputError
 from annotator.core.files import removed_on_error
-from annotator.data import db
+from annotator.data import db, model_versions
 from annotator.service.workspace import Workspace
 
 
@@ -59,7 +59,7 @@ def register(ws: Workspace, model, *, metrics: dict, card: str, dataset_id: int 
     with ws.read_session() as s:
         name = model_files.check_name(name) if name else db.next_name(
             s, db.ModelVersion, "v", ws.models_dir)
-        if db.get_model_version(s, name) is not None:
+        if model_versions.get_model_version(s, name) is not None:
             raise InputError(f"model version {name!r} already exists")
     folder = ws.models_dir / name
     if folder.exists():  # only an explicit --name gets here: next_name skips existing folders
@@ -76,13 +76,13 @@ def get(ws: Workspace, version: str | None = None) -> Version:
     """The registry row of ``version`` (None or ``"active"``: the active one)."""
     with ws.read_session() as s:
         if version in (None, "active"):
-            mv = db.active_model(s)
+            mv = model_versions.active_model(s)
             if mv is None:
                 raise InputError("no active model: train one (`annotator train`) or import "
                                  "Neuralet's (`annotator models import-keras PATH.h5`), then "
                                  "promote it")
         else:
-            mv = db.get_model_version(s, version)
+            mv = model_versions.get_model_version(s, version)
             if mv is None:
                 raise InputError(f"no model version {version!r}; see `annotator models list`")
         return Version.of(mv)
@@ -101,7 +101,7 @@ def list_versions(ws: Workspace) -> list[VersionInfo]:
         datasets = {d.id: d.name for d in db.list_datasets(s)}
         erased = {d.id for d in db.list_datasets(s)
                   if (ws.root / d.path / "erasures.csv").is_file()}  # common.erasure records
-        rows = db.list_model_versions(s)
+        rows = model_versions.list_model_versions(s)
     return [VersionInfo(
         name=mv.name, path=mv.path, classes=list(mv.classes), active=bool(mv.active),
         dataset=datasets.get(mv.dataset_id), created_at=str(mv.created_at),

@@ -24,7 +24,7 @@ import numpy as np
 from annotator.core.errors import InputError
 from annotator.core.progress import ProgressFn, silent, under
 from annotator.core.sample import uncertainty
-from annotator.data import db
+from annotator.data import db, model_versions
 from annotator.media import cache as tensor_cache
 from annotator.media import images
 from annotator.service.workspace import Workspace
@@ -91,7 +91,7 @@ class ChunkReader:
         batch = []
         if size > 0:
             with self.ws.read_session() as s:
-                batch = db.unscored_crops(s, self.version_id, after_id=self.after, limit=size,
+                batch = model_versions.unscored_crops(s, self.version_id, after_id=self.after, limit=size,
                                           labeled=self.labeled)
         ids = np.array([cid for cid, _, _ in batch], dtype=np.int64)
         if not batch:
@@ -157,7 +157,7 @@ def _store_chunk(ws: Workspace, infer: Infer, version_id: int, ids: np.ndarray, 
         for c, p, u, e in zip(ids.tolist(), probs.astype(np.float64).tolist(), unc.tolist(), emb)
     ]
     with ws.session() as s:  # one bulk insert (+ one bulk priority update) per chunk
-        return db.add_predictions(s, rows, set_priority=True)
+        return model_versions.add_predictions(s, rows, set_priority=True)
 
 
 def score_new(ws: Workspace, progress: ProgressFn = silent) -> int:
@@ -169,7 +169,7 @@ def score_new(ws: Workspace, progress: ProgressFn = silent) -> int:
     from models import registry as model_files
 
     with ws.read_session() as s:
-        mv = db.active_model(s)
+        mv = model_versions.active_model(s)
         # an imported-predictions version has no weights (path ""): nothing to score with
         path = None if mv is None or not mv.path else ws.root / mv.path
         version_id = None if mv is None else mv.id

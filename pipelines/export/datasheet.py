@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from annotator.data import db, reports
+from annotator.data import db, export_reads, model_versions, reports
 from annotator.media import images
 from annotator.service.workspace import Workspace
 
@@ -30,11 +30,11 @@ def build(ws: Workspace, table: pd.DataFrame, report) -> dict:
     ``ExportReport``."""
     with ws.read_session() as s:
         stats = reports.stats(s, ws.config.labels)
-        sources = reports.source_summary(s)
+        sources = export_reads.source_summary(s)
         votes = reports.multi_voted(s)
         methods = reports.active_labels(s)["method"].fillna("key").value_counts().to_dict()
         models = [(m.name, m.active, (m.metrics or {}).get("imported_from"))
-                  for m in db.list_model_versions(s)]
+                  for m in model_versions.list_model_versions(s)]
     rep = dataclasses.asdict(report)
     per_split = (table.groupby(["split", "label"]).size().unstack(fill_value=0)
                  if len(table) else pd.DataFrame())

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from annotator.data import db, reports
+from annotator.data import db, export_reads, model_reports, model_versions, reports
 from annotator.media import images, video
 from annotator.core.config import NOT_A_FACE
 from annotator.core.errors import InputError
@@ -177,7 +177,7 @@ def write_frames(ws: Workspace, table: pd.DataFrame, root: Path, fmt: str, *,
     framed = table[table["frame_index"].notna() & table["x1"].notna()]
     keys = sorted({(int(s), int(f)) for s, f in zip(framed["source_id"], framed["frame_index"])})
     with ws.read_session() as s:
-        boxes = reports.frame_boxes(s, keys)
+        boxes = export_reads.frame_boxes(s, keys)
         value = reports.current_values(s, boxes["crop_id"].tolist())
     split_of = dict(zip(table["crop_id"], table["split"]))
     rep = FramesReport(boxes={c: 0 for c in classes} | {"ignored": 0})
@@ -286,9 +286,9 @@ def write_labelstudio(ws: Workspace, table: pd.DataFrame, root: Path, *, with_pr
     annotation; ``data.crop_id`` and ``data.sha256`` bring a Label Studio export back here."""
     classes = list(ws.config.labels)
     with ws.read_session() as s:
-        unlabeled = reports.crop_ids_with_status(s, [db.CropStatus.UNLABELED])
+        unlabeled = export_reads.crop_ids_with_status(s, [db.CropStatus.UNLABELED])
         extra = reports.crop_details(s, unlabeled)
-        files = reports.crop_files(s, unlabeled)
+        files = export_reads.crop_files(s, unlabeled)
         model, pred = _active_predictions(s, table["crop_id"].astype(int).tolist() + unlabeled)
     extra = extra.merge(files, on="crop_id", how="left").assign(label=None)
     rows = pd.concat([table, extra], ignore_index=True)
@@ -366,10 +366,10 @@ def write_fiftyone(ws: Workspace, table: pd.DataFrame, root: Path, *, with_prove
 
 def _active_predictions(s, crop_ids) -> tuple[str | None, dict]:
     """The active model's name and its class probabilities per crop id."""
-    model = db.active_model(s)
+    model = model_versions.active_model(s)
     if model is None:
         return None, {}
-    ids, probs, _ = reports.prediction_arrays(s, model.id, crop_ids)
+    ids, probs, _ = model_reports.prediction_arrays(s, model.id, crop_ids)
     return model.name, {int(i): p for i, p in zip(ids, probs)}
 
 

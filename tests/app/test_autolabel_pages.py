@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from annotator.data import db, crop_queue
+from annotator.data import crop_queue, db, model_versions
 from annotator.service import jobs, labeling
 from tests.app import factory
 from tests.app.test_pages import signed_in
@@ -24,7 +24,7 @@ def audit_by_people(ws, n: int) -> None:
     """alice labels ``n`` crops from the random share as the active model predicts them."""
     alice = factory.user_id(ws, "alice")
     with ws.session() as s:
-        mv = db.active_model(s)
+        mv = model_versions.active_model(s)
         probs = dict(s.execute(select(db.Prediction.crop_id, db.Prediction.probs).where(
             db.Prediction.model_version_id == mv.id)).all())
         crop_queue.release(s, alice)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from annotator.data import crop_queue, reports
+from annotator.data import crop_queue, export_reads
 from annotator.service import auth, jobs
 from tests.app import factory
 from tests.app.test_pages import signed_in
@@ -13,7 +13,7 @@ def test_admin_exports_through_a_background_job(tmp_path, monkeypatch):
     with factory.served(tmp_path / "ws", monkeypatch, 60) as ws:
         with ws.session() as s:
             uid = auth.system_user(s, "import").id
-            ids = reports.crop_ids_with_status(s, ["unlabeled"])[:40]
+            ids = export_reads.crop_ids_with_status(s, ["unlabeled"])[:40]
             crop_queue.import_labels(s, uid, {c: ("mask", "no_mask")[c % 2] for c in ids})
         at = signed_in(ws, "root", "admin_models.py")
         at.selectbox(key="export_format").set_value("coco").run()

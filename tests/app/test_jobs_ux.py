@@ -8,7 +8,7 @@ import datetime as dt
 
 import pytest
 
-from annotator.data import db
+from annotator.data import db, job_rows
 from annotator.service import jobs
 from pages import common
 from pipelines import promote, retrain
@@ -25,9 +25,9 @@ def ws(tmp_path, monkeypatch):
 def _finished_job(ws, kind: str, args: dict, result: dict) -> int:
     """A job row as the runner leaves it when the job returned ``result``."""
     with ws.session() as s:
-        job_id = db.create_job(s, kind=kind, args=args, started_by="root")
+        job_id = job_rows.create_job(s, kind=kind, args=args, started_by="root")
         now = db.utcnow()
-        db.update_job(s, job_id, status=db.JobStatus.DONE, progress=1.0, message="done",
+        job_rows.update_job(s, job_id, status=db.JobStatus.DONE, progress=1.0, message="done",
                       result=result, started_at=now - dt.timedelta(seconds=90),
                       finished_at=now)
     return job_id

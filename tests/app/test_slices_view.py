@@ -7,7 +7,7 @@ import numpy as np
 from sqlalchemy import insert, select
 
 from annotator.core import slices
-from annotator.data import db, slice_store
+from annotator.data import db, model_versions, slice_store
 from tests.app import factory
 from tests.app.test_pages import chart_titles, signed_in
 
@@ -31,7 +31,7 @@ def _slices_and_random_labels(ws, *, dark: int = 24, labeled: int = 120):
     uid = factory.user_id(ws, "alice")
     with ws.session() as s:
         ids = s.scalars(select(db.Crop.id).order_by(db.Crop.id)).all()
-        mv = db.active_model(s)
+        mv = model_versions.active_model(s)
         probs = dict(s.execute(select(db.Prediction.crop_id, db.Prediction.probs)
                                .where(db.Prediction.model_version_id == mv.id)).all())
         s.execute(insert(db.CropAttributes), [
@@ -101,7 +101,7 @@ def test_the_label_queue_spends_a_share_on_the_worst_slice(tmp_path):
     try:
         with ws.session() as s:
             ids = s.scalars(select(db.Crop.id).order_by(db.Crop.id)).all()
-            mv = db.active_model(s)
+            mv = model_versions.active_model(s)
             probs = dict(s.execute(select(db.Prediction.crop_id, db.Prediction.probs)).all())
             dark = {c for i, c in enumerate(ids) if i % 4 == 0}  # one per track of 4
             s.execute(insert(db.CropAttributes), [

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from annotator.data import db
+from annotator.data import db, model_versions
 from annotator.service import jobs
 from annotator.service.workspace import Workspace
 from tests.app import factory
@@ -115,7 +115,7 @@ def test_cancel_a_running_retrain_from_the_models_page(served, tmp_path):
     folder = write_image_folder(tmp_path / "faces", {"mask": 40, "no_mask": 40})
     import_folder.run(ws, import_folder.ImportOptions(folder=folder, labeled=True))
     with ws.read_session() as s:
-        active_before = db.active_model(s).name
+        active_before = model_versions.active_model(s).name
     with B.chromium() as browser:
         page = B.sign_in(browser, url, "root", "root-password")
         B.open_page(page, "Models", "h1")
@@ -139,7 +139,7 @@ def test_cancel_a_running_retrain_from_the_models_page(served, tmp_path):
         page.get_by_text("cancelled").first.wait_for()
         B.screenshot(page, "15-models-cancelled")
     with ws.read_session() as s:
-        assert db.active_model(s).name == active_before  # the active model is unchanged
+        assert model_versions.active_model(s).name == active_before  # the active model is unchanged
     deadline = time.monotonic() + 20  # no orphan (nor zombie) process: the app reaps it
     while Path(f"/proc/{done.pid}").exists():
         assert time.monotonic() < deadline, Path(f"/proc/{done.pid}/status").read_text()[:200]

@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from annotator.data import db, crop_queue, reports
+from annotator.data import crop_queue, db, label_cost, model_versions, reports
 from annotator.service import labeling
 from annotator.service.auth import add_user
 from annotator.core.errors import InputError
@@ -33,7 +33,7 @@ def add_version(ws, name: str, crop_ids, *, flip=lambda i: False) -> int:
         mv = db.ModelVersion(name=name, path=f"models/{name}", classes=["mask", "no_mask"])
         s.add(mv)
         s.flush()
-        db.add_predictions(s, [
+        model_versions.add_predictions(s, [
             dict(crop_id=cid, model_version_id=mv.id, probs=probs_of(i, flip=flip(i)),
                  uncertainty=1 - max(probs_of(i)), embedding=None)
             for i, cid in enumerate(crop_ids)], set_priority=False)
@@ -56,7 +56,7 @@ def loop(workspace):
     ids = add_fake_crops(ws, SURE + UNSURE)
     v1 = add_version(ws, "v001", ids)
     with ws.session() as s:
-        db.activate_model(s, v1)
+        model_versions.activate_model(s, v1)
         (alice,) = [add_user(s, "alice", "secret-password", role="annotator").id]
     # v1 is right on every sure crop and wrong on 40% of the unsure ones.
     truth = {cid: ("mask", "no_mask")[(i % 2) ^ (i >= SURE and i % 5 < 2)]
@@ -116,7 +116,7 @@ def test_too_small_an_audit_refuses_in_one_line_and_changes_nothing(workspace, d
     ids = add_fake_crops(workspace, 50)
     v1 = add_version(workspace, "v001", ids)
     with workspace.session() as s:
-        db.activate_model(s, v1)
+        model_versions.activate_model(s, v1)
     with pytest.raises(InputError, match=r"needs at least \d+ more random-share labels"):
         autolabel.run(workspace, autolabel.AutolabelOptions(max_error=0.01))
     r = CliRunner().invoke(app, ["autolabel", "--max-error", "0.01", "--project",
@@ -190,7 +190,7 @@ def test_human_decisions_count_grid_pages_and_track_gestures(workspace):
     assert st["human_decisions"] == 4 + 1 + 1 and st["crops_labeled"] == 7
     assert st["human_decisions_per_labeled_crop"] == round(6 / 7, 4)
     with workspace.read_session() as s:
-        curve = reports.label_cost_over_time(s)
+        curve = label_cost.label_cost_over_time(s)
     assert curve["human decisions"].iloc[-1] == 6 and curve["labels by people"].iloc[-1] == 7
     assert curve["labels by the model"].iloc[-1] == 0 and curve.index.is_monotonic_increasing
 
@@ -202,7 +202,7 @@ def test_a_persons_label_propagates_to_agreeing_track_mates_and_ranks_disputed_o
     ws.config.autolabel.audit_share = 0.0
     ids = add_fake_crops(ws, 40, track_of=lambda i: i // 10)  # 4 tracks of 10
     with ws.session() as s:
-        db.activate_model(s, add_version(ws, "v001", ids))  # predicts class i % 2
+        model_versions.activate_model(s, add_version(ws, "v001", ids))  # predicts class i % 2
         alice = add_user(s, "alice", "secret-password", role="annotator").id
     labeling.submit(ws, alice, ids[0], "mask")  # track 0: v1 agrees on 2,4,6,8
     with ws.read_session() as s:
@@ -244,7 +244,7 @@ def test_datasets_take_audited_auto_labels_in_train_only_and_say_each_rows_kind(
     with ws.read_session() as s:
         ids = sorted(s.scalars(select(db.Crop.id)))
     with ws.session() as s:
-        db.activate_model(s, add_version(ws, "v001", ids))  # sure of all: ids < SURE
+        model_versions.activate_model(s, add_version(ws, "v001", ids))  # sure of all: ids < SURE
         alice = add_user(s, "alice", "secret-password", role="annotator").id
     truth = {cid: ("mask", "no_mask")[i % 2] for i, cid in enumerate(ids)}
     label_random(ws, alice, ids[:40], truth.get)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from annotator.media import images
-from annotator.service import labeling
+from annotator.service import crop_cards
 
 REPO = Path(__file__).resolve().parents[2]
 NAMED = ("01d0117fb990e00ac58348ba621975aa.jpg", "0697d656d0e607116947d81322f962a2.jpg")
@@ -31,10 +31,10 @@ def scene_boxes(shared_data: Path) -> dict[str, list[list[float]]]:
 
 def whole_frame(path: Path, box, blur: bool) -> np.ndarray:
     """The context view of a crop at ``box`` reaching over the whole frame, at native size."""
-    card = labeling.Card(crop_id=1, image=b"", mime="image/png", width=int(box[2] - box[0]),
+    card = crop_cards.Card(crop_id=1, image=b"", mime="image/png", width=int(box[2] - box[0]),
                          height=int(box[3] - box[1]), sampling=None, source_kind="image",
                          source_uri=str(path), box=tuple(box))
-    view = labeling.frame_context(card, max_width=100_000, pad=1_000.0, blur=blur)
+    view = crop_cards.frame_context(card, max_width=100_000, pad=1_000.0, blur=blur)
     assert view is not None
     return view.astype(np.int16)
 

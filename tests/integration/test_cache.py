@@ -16,7 +16,7 @@ import pytest
 import torch
 from sqlalchemy import select
 
-from annotator.data import db, reports
+from annotator.data import db, model_reports, model_versions
 from annotator.media import cache, images
 from annotator.core.failpoints import ENV as FAILPOINT
 from annotator.service.workspace import Workspace
@@ -70,8 +70,8 @@ def decoded(ws: Workspace, rows) -> np.ndarray:
 
 def predictions(ws: Workspace, version: str, ids):
     with ws.read_session() as s:
-        vid = db.get_model_version(s, version).id
-        got, probs, emb = reports.prediction_arrays(s, vid, ids)
+        vid = model_versions.get_model_version(s, version).id
+        got, probs, emb = model_reports.prediction_arrays(s, vid, ids)
     order = np.argsort(got)
     return got[order], probs[order], emb[order]
 
@@ -280,7 +280,7 @@ def test_fit_from_the_cache_equals_fit_in_memory(tmp_path):
 def test_cli_score_options_and_bad_input(tmp_path):
     ws = new_workspace(tmp_path, 6)
     with ws.session() as s:
-        db.activate_model(s, db.get_model_version(s, "fill").id)
+        model_versions.activate_model(s, model_versions.get_model_version(s, "fill").id)
     base = [ANNOTATOR, "score", "--project", str(ws.root)]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     r = subprocess.run(base + ["--quantize"], env=env, capture_output=True, text=True, timeout=300)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from annotator.data import db, reports
+from annotator.data import db, model_reports, model_versions
 from annotator.service.workspace import Workspace
 
 ANNOTATOR = str(Path(sys.executable).with_name("annotator"))
@@ -66,10 +66,10 @@ def test_quantized_scoring_keeps_balanced_accuracy(shared_data, tmp_path):
                                                             abs=1e-3)
     with ws.read_session() as s:
         ids = [c.id for c in s.query(db.Crop).filter(db.Crop.status == db.CropStatus.UNLABELED)]
-        active = db.active_model(s).id
-        int8 = db.get_model_version(s, "int8").id
-        a, p32, _ = reports.prediction_arrays(s, active, ids)
-        b, p8, _ = reports.prediction_arrays(s, int8, ids)
+        active = model_versions.active_model(s).id
+        int8 = model_versions.get_model_version(s, "int8").id
+        a, p32, _ = model_reports.prediction_arrays(s, active, ids)
+        b, p8, _ = model_reports.prediction_arrays(s, int8, ids)
     p32, p8 = p32[np.argsort(a)], p8[np.argsort(b)]
     assert (p32.argmax(1) == p8.argmax(1)).mean() > 0.95  # the same decisions, nearly always
     assert 0 < np.abs(p32 - p8).max() < 0.3  # really another graph, and a close one

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from annotator.data import crop_queue, reports
-from annotator.service import auth, labeling
+from annotator.data import crop_queue, export_reads, reports
+from annotator.service import auth, labeling, review
 from annotator.service.workspace import Workspace
 from pipelines import export, extract, retrain
 from pipelines.cli import app
@@ -299,7 +299,7 @@ def test_import_predictions_drives_sampling_and_review(loop, tmp_path):
     ws = loop["ws"]
     cur = _current(ws)
     with ws.read_session() as s:
-        unl = reports.crop_ids_with_status(s, ["unlabeled"])
+        unl = export_reads.crop_ids_with_status(s, ["unlabeled"])
     # another model: sure of the opposite of every label, and sure about half the queue
     rows = ["crop_id,mask,no_mask"]
     rows += [f"{c},{0.02 if v == 'mask' else 0.98},{0.98 if v == 'mask' else 0.02}"
@@ -314,7 +314,7 @@ def test_import_predictions_drives_sampling_and_review(loop, tmp_path):
     listed = ok_json("models", "list", "--project", ws.root)
     assert next(v for v in listed if v["name"] == "peer1")["active"]
     # Review: every label is contradicted with confidence by the imported model
-    contra = labeling.contradictions(ws, threshold=0.9, limit=1000)
+    contra = review.contradictions(ws, threshold=0.9, limit=1000)
     assert set(contra["crop_id"]) == set(cur["crop_id"].astype(int))
     # sampling: the queue's order follows the imported uncertainties (0.5/0.5 first)
     unsure = {c for k, c in enumerate(unl) if k % 2}

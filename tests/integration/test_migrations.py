@@ -8,7 +8,8 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 from typer.testing import CliRunner
 
-from annotator.data.db import Base, make_engine
+from annotator.data.db import Base
+from annotator.data.dialect import make_engine
 from annotator.core.errors import WorkspaceError
 from annotator.service.workspace import Workspace
 from pipelines.cli import app

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from annotator.data import db, crop_queue, reports
+from annotator.data import crop_queue, db, model_reports, model_versions
 from pipelines.cli import app
 from annotator.core.errors import InputError
 from annotator.service.workspace import Workspace
@@ -174,10 +174,10 @@ def test_score_sets_priorities_and_resumes(loop):
     assert again["scored"] == 0  # resumable: scored crops are skipped
     ws = Workspace.open(ws_path)
     with ws.read_session() as s:
-        mv = db.get_model_version(s, "v001")
+        mv = model_versions.get_model_version(s, "v001")
         crops = s.query(db.Crop).filter(db.Crop.status == db.CropStatus.UNLABELED).all()
         ids = [c.id for c in crops]
-        got_ids, probs, emb = reports.prediction_arrays(s, mv.id, ids)
+        got_ids, probs, emb = model_reports.prediction_arrays(s, mv.id, ids)
         unc = dict(s.query(db.Prediction.crop_id, db.Prediction.uncertainty)
                    .filter(db.Prediction.model_version_id == mv.id).all())
         prio = {c.id: c.priority for c in crops}
@@ -203,7 +203,7 @@ def test_interrupted_training_leaves_active_untouched(loop):
 
     ws = Workspace.open(loop["ws"])
     with ws.read_session() as s:
-        before = (db.active_model(s).name, db.count(s, db.ModelVersion))
+        before = (model_versions.active_model(s).name, db.count(s, db.ModelVersion))
     dirs = sorted(p.name for p in (ws.models_dir).iterdir())
 
     def interrupt(done, total, msg="", **kw):
@@ -212,7 +212,7 @@ def test_interrupted_training_leaves_active_untouched(loop):
     with pytest.raises(KeyboardInterrupt):
         train.run(ws, train.TrainOptions(epochs=3), interrupt)
     with ws.read_session() as s:
-        assert (db.active_model(s).name, db.count(s, db.ModelVersion)) == before
+        assert (model_versions.active_model(s).name, db.count(s, db.ModelVersion)) == before
     assert sorted(p.name for p in ws.models_dir.iterdir()) == dirs  # no half-written version
     ws.dispose()
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from annotator.data import db
+from annotator.data import db, model_versions
 from annotator.service.workspace import Workspace
 from pipelines import detect, extract, import_folder, promote
 from tests.conftest import write_image_folder
@@ -26,7 +26,7 @@ def ws(tmp_path, shared_data):
 def unscored(ws, origin: str) -> tuple[int, int]:
     """(crops added by ``origin``, how many of them have no prediction of the active model)."""
     with ws.read_session() as s:
-        active = db.active_model(s).id
+        active = model_versions.active_model(s).id
         ids = set(s.scalars(select(db.Crop.id).where(db.Crop.added_by == origin)))
         have = set(s.scalars(select(db.Prediction.crop_id).where(
             db.Prediction.model_version_id == active, db.Prediction.crop_id.in_(ids))))

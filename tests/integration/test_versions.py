@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from annotator.data import db
+from annotator.data import db, model_versions
 from annotator.core.failpoints import ENV as FAILPOINT
 from annotator.service.workspace import Workspace
 from pipelines import build_dataset, import_folder, promote, train
@@ -41,7 +41,7 @@ def two_versions(tmp_path_factory, module_db_env):
 
 def priorities_and_uncertainties(ws: Workspace, version: str):
     with ws.read_session() as s:
-        vid = db.get_model_version(s, version).id
+        vid = model_versions.get_model_version(s, version).id
         prio = dict(s.execute(select(db.Crop.id, db.Crop.priority)
                               .where(db.Crop.status == db.CropStatus.UNLABELED)).all())
         unc = dict(s.execute(select(db.Prediction.crop_id, db.Prediction.uncertainty)
@@ -54,7 +54,7 @@ def assert_queue_follows(ws: Workspace, version: str) -> None:
     assert len(prio) == 30 and set(prio) <= set(unc)
     assert all(prio[c] == pytest.approx(unc[c]) for c in prio)
     with ws.read_session() as s:
-        assert db.active_model(s).name == version
+        assert model_versions.active_model(s).name == version
 
 
 def test_promote_then_rollback_moves_the_queue_both_ways(two_versions):

@@ -19,8 +19,8 @@ import cv2
 import numpy as np
 import pytest
 
-from annotator.media.detectors import (DETECTORS, YUNET_CHECK_BELOW, YUNET_CHECK_FROM, YunetDetector,
-                                 load_detector)
+from annotator.media.detectors import DETECTORS, load_detector
+from annotator.media.yunet import YUNET_CHECK_BELOW, YUNET_CHECK_FROM, YunetDetector
 from annotator.core.errors import InputError
 from annotator.core.geometry import Person, head_box
 from annotator.core.tiles import box_iou

@@ -132,7 +132,7 @@ def test_item08_config_values_are_bounded(tmp_path, text, message):
 
 def test_item08_max_image_pixels_is_honoured_where_frames_are_decoded(tmp_path, place):
     from annotator.media import video
-    from annotator.service.labeling import Card, frame_context
+    from annotator.service.crop_cards import Card, frame_context
 
     ws = Workspace.init(tmp_path / "ws")
     ws.dispose()

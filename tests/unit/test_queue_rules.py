@@ -1,4 +1,5 @@
-from annotator.data.crop_queue import crop_status, majority
+from annotator.data.crop_queue import crop_status
+from annotator.core.label_rules import majority
 
 
 def test_crop_status_needs_enough_decisive_votes():
