@@ -45,8 +45,9 @@ from annotator.data import crop_queue, db, model_versions
 from annotator.media import images
 from annotator.service.workspace import Workspace
 from models.ofm import OFMClassifier
-from models.training import OnnxPredictor
-from pipelines import build_dataset, import_folder, score, versions
+from models.inference import OnnxPredictor
+from pipelines import build_dataset, import_folder, score
+from pipelines.common import registry
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("ANNOTATOR_SHARED_DATA") or REPO.parent / "shared" / "data")
@@ -163,7 +164,7 @@ def main() -> None:
                 ds_id = db.get_dataset(s, ds_id).id
         model, weights = make_model(ws)
         for name in ("fp32", "cold", "files", "int8"):
-            versions.register(ws, model, metrics={"source": "bench"}, card="# bench", name=name,
+            registry.register(ws, model, metrics={"source": "bench"}, card="# bench", name=name,
                               dataset_id=ds_id)
         with ws.session() as s:  # active without scoring: the bench measures that
             model_versions.activate_model(s, model_versions.get_model_version(s, "fp32").id)

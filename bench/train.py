@@ -45,7 +45,8 @@ from annotator.media import images
 from annotator.media.cache import TensorCache
 from models.ofm import OFMClassifier
 from annotator.service.jobs import BACKGROUND_NICENESS
-from models.training import balanced_indices, fit, to_tensor
+from models.inference import to_tensor
+from models.training import balanced_indices, fit
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("ANNOTATOR_SHARED_DATA") or REPO.parent / "shared" / "data")

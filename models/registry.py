@@ -1,7 +1,7 @@
 """The model file format: a version folder ``VERSION/{model.pt, metrics.json, card.md}``.
 
 Only files: which version is active, and the database rows, are the business of
-``pipelines.versions``. Folders are written under a hidden temporary name and renamed into
+``pipelines.common.registry`` (reads, registering) and ``pipelines.promote`` (activation). Folders are written under a hidden temporary name and renamed into
 place, so a crash never leaves a half-written version under a valid name.
 """
 from __future__ import annotations

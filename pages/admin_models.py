@@ -7,9 +7,10 @@ import streamlit as st
 
 from annotator.service import crop_cards, dashboard, jobs
 from annotator.core.errors import AnnotatorError
-from models import registry
+from models import registry as model_files
 from pages import autolabel_panel, charts, common
-from pipelines import export, retrain, runner, versions
+from pipelines import export, promote, retrain, runner
+from pipelines.common import registry
 
 ws = common.workspace()
 me = common.require_admin()
@@ -97,12 +98,12 @@ with mid:
                          help="Promote even if it does not beat the active model on the same "
                          "validation set (or there is none yet).")
     st.button("Promote", key="promote", disabled=running or not version, on_click=_start,
-              args=("promote", versions.PromoteOptions(version=str(version), force=pforce)))
+              args=("promote", promote.PromoteOptions(version=str(version), force=pforce)))
 with right:
     st.subheader("Roll back")
     st.caption("Make the previously active version active again; the queue follows it.")
     st.button("Roll back", key="rollback", disabled=running or len(names) < 2,
-              on_click=_start, args=("rollback", versions.RollbackOptions()))
+              on_click=_start, args=("rollback", promote.RollbackOptions()))
 
 autolabel_panel.models_section(ws, _start, running=running)
 
@@ -111,13 +112,13 @@ common.show_jobs(ws, kinds=KINDS, extra=_live_curves)
 
 if names:
     st.subheader("Versions")
-    for info in versions.list_versions(ws)[::-1]:
+    for info in registry.list_versions(ws)[::-1]:
         title = (f"{info.name}{' (active)' if info.active else ''} · balanced accuracy "
                  f"{info.val_balanced_accuracy:.3f}" if info.val_balanced_accuracy is not None
                  else f"{info.name}{' (active)' if info.active else ''} · not evaluated")
         title += " · trained on erased data" if info.trained_on_erased else ""  # privacy
         with st.expander(title, expanded=False):
-            metrics = registry.read_metrics(ws.root / info.path)
+            metrics = model_files.read_metrics(ws.root / info.path)
             val = metrics.get("val") or {}
             c1, c2 = st.columns([1, 2])
             if val.get("confusion"):

@@ -9,16 +9,16 @@ deletes) the auto labels the active model no longer backs: another version's tha
 with, and its own below a threshold that rose because the audit's bound did.
 
 Refuses (``InputError``, one line) when no class has enough audit yet, saying how many more
-random-share labels it needs; what it withdrew stays withdrawn.
+random-share labels it needs; what it withdrew stays withdrawn. The pass itself is
+:mod:`pipelines.common.autolabeling` (every promotion runs it too).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from annotator.service import autolabels
-from annotator.core.errors import InputError
 from annotator.core.progress import ProgressFn, silent
 from annotator.service.workspace import Workspace
+from pipelines.common.autolabeling import AutolabelReport, autolabel
 
 
 @dataclass(kw_only=True)
@@ -27,64 +27,10 @@ class AutolabelOptions:
     dry_run: bool = False  # report what it would do, change nothing
 
 
-@dataclass
-class AutolabelReport:
-    model: str | None
-    max_error: float
-    dry_run: bool
-    audited: int  # random-share labels on crops the active model scored
-    classes: list[dict] = field(default_factory=list)  # per class: threshold, crops, error, bound
-    bands: list[dict] = field(default_factory=list)  # per class and confidence band
-    labeled: int = 0
-    audit_crops: int = 0  # of those, served to people as well
-    withdrawn: int = 0
-    refused: str | None = None
-    measured: dict | None = None  # auto labels' error on audit crops, with its interval
-
-
 def run(ws: Workspace, opts: AutolabelOptions, progress: ProgressFn = silent) -> AutolabelReport:
-    cfg = ws.config.autolabel
-    max_error = cfg.max_error if opts.max_error is None else opts.max_error
-    if not 0 < max_error < 0.5:
-        raise InputError(f"--max-error must be between 0 and 0.5, got {max_error}")
-    with ws.read_session() as s:
-        p = autolabels.plan(s, ws.config.labels, max_error=max_error)
-        measured = autolabels.measured_error(s)
-    if p.refused and not p.withdraw and not opts.dry_run:  # one line, before any progress bar
-        raise InputError(p.refusal())
-    report = _report(p, opts.dry_run, cfg.audit_share, measured)
-    if not opts.dry_run and (p.withdraw or not p.refused):
-        progress(1, 2, f"labeling {sum(len(v) for v in p.to_label.values())} crops", stage="label")
-        with ws.session() as s:
-            report.labeled, back = autolabels.apply(s, p, audit_share=cfg.audit_share)
-        report.withdrawn = len(back)
-    progress(2, 2, f"{report.labeled} labeled, {report.withdrawn} withdrawn", stage="label")
-    if p.refused and not opts.dry_run:
-        raise InputError(p.refusal() + (f" (withdrew {report.withdrawn} labels)"
-                                        if report.withdrawn else ""))
-    return report
-
-
-def _report(p: autolabels.Plan, dry_run: bool, audit_share: float,
-            measured: dict) -> AutolabelReport:
-    r = AutolabelReport(p.model, p.max_error, dry_run, p.audited, measured=measured,
-                        refused=p.refusal() if p.refused else None,
-                        withdrawn=len(p.withdraw) if dry_run else 0)
-    for t in p.thresholds:
-        name = p.classes[t.cls]
-        crops = p.to_label.get(name, [])
-        r.classes.append({
-            "class": name, "threshold": t.threshold, "crops": len(crops),
-            "audited": t.n, "errors": t.errors,
-            "error": None if t.error is None else round(t.error, 5),
-            "bound": round(t.bound, 5), "needed": t.needed})
-    r.bands = [{"class": p.classes[b.cls], "from": b.lo, "to": b.hi, "audited": b.n,
-                "errors": b.errors, "bound": round(b.bound, 5)} for b in p.bands]
-    if dry_run:
-        r.labeled = sum(len(v) for v in p.to_label.values())
-    r.audit_crops = sum(autolabels.is_audit(c, audit_share)
-                        for v in p.to_label.values() for c, _ in v)
-    return r
+    """The auto-labeling pass (:func:`pipelines.common.autolabeling.autolabel`) with the job's
+    options."""
+    return autolabel(ws, max_error=opts.max_error, dry_run=opts.dry_run, progress=progress)
 
 
 def summary(r: AutolabelReport) -> str:
@@ -102,16 +48,3 @@ def summary(r: AutolabelReport) -> str:
     if r.refused:
         lines.append(r.refused)
     return "\n".join(lines)
-
-
-def after_promote(ws: Workspace, progress: ProgressFn = silent) -> dict | None:
-    """What a promotion runs when ``[autolabel] after_promote``: the report, or the refusal
-    (a promotion never fails because auto-labeling may not run yet)."""
-    if not ws.config.autolabel.after_promote:
-        return None
-    from dataclasses import asdict
-
-    try:
-        return asdict(run(ws, AutolabelOptions(), progress))
-    except InputError as e:
-        return {"refused": str(e)}

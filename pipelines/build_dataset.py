@@ -6,7 +6,7 @@ source, track, label, annotators, split, group, sha256, file). The crops' tensor
 classifier's input size go to the workspace's tensor cache (``annotator.media.cache``, keyed by
 sha256), so training and evaluation start without decoding files and a crop in several
 dataset versions is stored once. The split is grouped and stratified (``annotator.core.dataset``)
-and sticky across versions.
+and sticky across versions. Reading a dataset back is :mod:`pipelines.common.datasets`.
 """
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import func, select
 
-from annotator.media import cache as tensor_cache
 from annotator.data import db, reports
 from annotator.media import images
 from annotator.core.dataset import TRAIN, VAL, assign_split, dhash, group_ids
@@ -28,6 +27,7 @@ from annotator.core.errors import InputError
 from annotator.core.files import atomic_folder, removed_on_error
 from annotator.core.progress import ProgressFn, silent
 from annotator.service.workspace import Workspace
+from pipelines.common.datasets import previous_splits, tensors
 
 MANIFEST = "manifest.csv"
 FIELDS = ["crop_id", "source", "track", "label", "annotators", "split", "group", "sha256", "file",
@@ -60,20 +60,6 @@ class BuildReport:
     seconds: float = 0.0
 
 
-@dataclass
-class DatasetArrays:
-    """A dataset split as arrays: ``x`` uint8 (N, 45, 45, 3), ``y`` int (N,), ``crop_ids`` (N,).
-
-    ``x`` is an ndarray, or with ``load_split(..., lazy=True)`` a ``cache.CachedArray`` that
-    gathers rows from the memory-mapped tensor cache when indexed.
-    """
-
-    x: np.ndarray
-    y: np.ndarray
-    crop_ids: np.ndarray
-    classes: list[str]
-
-
 def run(ws: Workspace, opts: BuildOptions, progress: ProgressFn = silent) -> BuildReport:
     from models.registry import check_name
 
@@ -102,13 +88,13 @@ def run(ws: Workspace, opts: BuildOptions, progress: ProgressFn = silent) -> Bui
         raise InputError("no labeled crops yet: label some (or import a labeled folder) first")
     labels = labels.sort_values("crop_id").reset_index(drop=True)
     progress(0, len(labels), "reading crops", stage="dataset")
-    x = _tensors(ws, list(zip(labels["sha256"], (ws.store.path(p) for p in labels["path"]))))
+    x = tensors(ws, list(zip(labels["sha256"], (ws.store.path(p) for p in labels["path"]))))
     progress(len(labels) // 2, len(labels), "grouping", stage="dataset")
     y = np.array([classes.index(v) for v in labels["label"]], dtype=np.int64)
     track = [None if _na(t) else int(t) for t in labels["track_id"]]
     groups = group_ids(list(labels["source_key"]), track, list(labels["sha256"]),
                        hashes=dhash(images.dhash_thumbnails(x)), max_distance=opts.max_distance, by=opts.group_by)
-    previous = _previous_splits(earlier)
+    previous = previous_splits(earlier)
     prev = [previous.get(int(c)) for c in labels["crop_id"]]
     is_val = assign_split(y, groups, val_fraction=frac, seed=seed, previous=prev)
     # Validation takes people's labels only, so the promotion gate never grades the model on
@@ -170,20 +156,6 @@ def _na(v) -> bool:
         return True
 
 
-def _previous_splits(manifests: list[Path]) -> dict[int, str]:
-    """crop id -> split in earlier versions (validation wins if a crop was ever there)."""
-    out: dict[int, str] = {}
-    for m in manifests:
-        if not m.is_file():
-            continue
-        with open(m, newline="") as fh:
-            for row in csv.DictReader(fh):
-                cid = int(row["crop_id"])
-                if out.get(cid) != VAL:
-                    out[cid] = row["split"]
-    return out
-
-
 def _write_files(ws, root: Path, labels, split, groups, track, progress) -> list[dict]:
     rows = []
     for sp in (TRAIN, VAL):
@@ -222,59 +194,3 @@ def discard(ws: Workspace, name: str) -> bool:
         s.delete(ds)
     shutil.rmtree(path, ignore_errors=True)
     return True
-
-
-def read_manifest(ws: Workspace, name: str) -> tuple[db.Dataset, list[dict]]:
-    with ws.read_session() as s:
-        ds = db.get_dataset(s, name) if name not in (None, "latest") else db.latest_dataset(s)
-    if ds is None:
-        raise InputError(
-            "no dataset yet: run `annotator build-dataset` first" if name in (None, "latest")
-            else f"no dataset {name!r}"
-        )
-    path = ws.root / ds.manifest
-    if not path.is_file():
-        raise InputError(f"{path} is missing")
-    with open(path, newline="") as fh:
-        return ds, list(csv.DictReader(fh))
-
-
-def load_split(ws: Workspace, name: str | None, split: str | None,
-               classes: list[str] | None = None, *, lazy: bool = False) -> DatasetArrays:
-    """Images and labels of one split (``train``, ``val`` or None for both) of a dataset.
-
-    Tensors come from the workspace's tensor cache (a miss is decoded from the dataset's own
-    file and added). ``lazy``: ``x`` stays in the memory-mapped cache (a ``CachedArray``)
-    instead of being copied into memory, for training on large datasets.
-    """
-    ds, rows = read_manifest(ws, name)
-    classes = classes or list((ds.counts or {}).get("classes") or ws.config.labels)
-    keep = [i for i, r in enumerate(rows) if split is None or r["split"] == split]
-    unknown = sorted({rows[i]["label"] for i in keep} - set(classes))
-    if unknown:
-        raise InputError(f"dataset {ds.name} has labels {unknown} that are not classes {classes}")
-    items = [(rows[i]["sha256"] or _file_sha256(ws.root / ds.path / rows[i]["file"]),
-              ws.root / ds.path / rows[i]["file"]) for i in keep]
-    x = tensor_cache.of(ws).view(items) if lazy and items else _tensors(ws, items)
-    y = np.array([classes.index(rows[i]["label"]) for i in keep], dtype=np.int64)
-    ids = np.array([int(rows[i]["crop_id"]) for i in keep], dtype=np.int64)
-    return DatasetArrays(x, y, ids, classes)
-
-
-def _tensors(ws: Workspace, items: list[tuple[str, Path]]) -> np.ndarray:
-    """uint8 (N, 45, 45, 3) of ``(sha256, file)`` pairs through the cache; InputError when a
-    file is neither cached nor readable."""
-    x, ok = tensor_cache.of(ws).load(items)
-    if not ok.all():
-        bad = [str(p) for (_, p), good in zip(items, ok) if not good]
-        raise InputError(f"{len(bad)} unreadable image(s), e.g. {', '.join(bad[:3])}")
-    return x
-
-
-def _file_sha256(path: Path) -> str:
-    import hashlib
-
-    try:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    except OSError:
-        raise InputError(f"{path} is missing") from None

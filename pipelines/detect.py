@@ -271,7 +271,7 @@ def for_job(ws: Workspace, opts: DetectOptions, job_id: int) -> DetectOptions:
 def run(ws: Workspace, opts: DetectOptions, progress: ProgressFn = silent) -> DetectReport:
     """Detect, classify, track and vote on every source; per-source errors are reported and the
     batch goes on. Writes the files of ``out`` (see the module docstring)."""
-    from pipelines import versions
+    from pipelines.common import registry
 
     t0 = time.perf_counter()
     st = resolve(ws, opts)
@@ -285,7 +285,7 @@ def run(ws: Workspace, opts: DetectOptions, progress: ProgressFn = silent) -> De
             raise InputError(f"{spec.name}: a stream needs --max-seconds (the files are written "
                              "when the run ends)")
     out = output_folder(ws, opts.out, force=opts.force, sources=specs)
-    model, version = versions.load(ws, opts.model)
+    model, version = registry.load(ws, opts.model)
     classes = list(model.classes)
     if votes.UNKNOWN in classes:
         raise InputError(f"model {version.name} has a class named {votes.UNKNOWN!r}")
@@ -330,8 +330,8 @@ def run(ws: Workspace, opts: DetectOptions, progress: ProgressFn = silent) -> De
     if opts.to_queue:
         report.queued = queue_hard(ws, out).added
         if report.queued:  # ranked (and guessed) at once, not after the next promotion
-            from pipelines import score
-            report.scored = score.score_new(ws, progress)
+            from pipelines.common.scoring import score_new
+            report.scored = score_new(ws, progress)
         report.seconds = round(time.perf_counter() - t0, 2)
         _write_json(out / "report.json", report)
     return report
@@ -596,9 +596,9 @@ def classify(infer, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _classifier(model):
     """ONNX Runtime on a CPU, PyTorch on CUDA: the same choice as the score job."""
-    from pipelines import score
+    from pipelines.common.scoring import inference_backend
 
-    return score.inference_backend(model, "auto")
+    return inference_backend(model, "auto")
 
 
 def _load_detector(st: Settings):

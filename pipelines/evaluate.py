@@ -6,12 +6,13 @@ from pathlib import Path
 
 import numpy as np
 
-from annotator.data import db
 from annotator.media import images
 from annotator.core.errors import InputError
 from annotator.core.files import output_path
-from annotator.core.metrics import report as metrics_report
 from annotator.service.workspace import Workspace
+from pipelines.common import registry
+from pipelines.common.datasets import load_split
+from pipelines.common.measuring import evaluate_arrays
 
 
 @dataclass(kw_only=True)
@@ -24,30 +25,11 @@ class EvalOptions:
     slices: bool = False  # also per slice (annotator.core.slices), worst first
 
 
-def evaluate_arrays(model, x: np.ndarray, y: np.ndarray, *, batch_size: int = 256) -> tuple[dict, np.ndarray]:
-    """``(metrics report, probs (N, K))`` of a model on images ``(N, 45, 45, 3)`` and labels."""
-    from models.training import predict
-
-    probs, _ = predict(model, x, batch_size=batch_size)
-    return metrics_report(y, probs, model.classes), probs
-
-
-def on_split(ws: Workspace, model, dataset: str) -> dict:
-    """Metrics of a model on a dataset's validation split ({} when the split is empty)."""
-    from pipelines.build_dataset import load_split
-
-    val = load_split(ws, dataset, "val", list(model.classes))
-    return evaluate_arrays(model, val.x, val.y)[0] if len(val.y) else {}
-
-
 def run(ws: Workspace, opts: EvalOptions) -> dict:
     """Metrics dict (``annotator.core.metrics.report``) plus ``model``, ``data`` and ``plots``."""
-    from pipelines import versions
-    from pipelines.build_dataset import load_split
-
     if opts.plots is not None:  # checked before the work, like every output path
         output_path(Path(opts.plots), owned=ws.owns, force=True, folder=True)
-    model, v = versions.load(ws, opts.model)
+    model, v = registry.load(ws, opts.model)
     classes = list(model.classes)
     if opts.data is not None:
         paths, names = images.read_image_folder(Path(opts.data), classes)
@@ -57,9 +39,7 @@ def run(ws: Workspace, opts: EvalOptions) -> dict:
     else:
         name = opts.dataset
         if name is None:
-            with ws.read_session() as s:
-                ds = s.get(db.Dataset, v.dataset_id) if v.dataset_id else db.latest_dataset(s)
-                name = ds.name if ds is not None else None
+            name = registry.dataset_of(ws, v)
             if name is None:
                 raise InputError("give --data DIR (an ImageFolder) or build a dataset first")
         arr = load_split(ws, name, "val", classes)

@@ -14,6 +14,7 @@ from pathlib import Path
 from annotator.core.errors import InputError
 from annotator.core.files import atomic_file, output_path
 from annotator.service.workspace import Workspace
+from pipelines.common import registry
 
 FORMATS = ("onnx", "torchscript")
 
@@ -41,12 +42,11 @@ def run(ws: Workspace, opts: ExportOptions) -> ExportReport:
 
     from models.export import onnx_bytes, probabilities
     from models.ofm import INPUT_SIZE
-    from pipelines import versions
 
     if opts.format not in FORMATS:
         raise InputError(f"--format must be one of {', '.join(FORMATS)}, got {opts.format!r}")
     out = output_path(Path(opts.out), owned=ws.owns, force=opts.force)
-    model, mv = versions.load(ws, opts.version)
+    model, mv = registry.load(ws, opts.version)
     net = probabilities(model, nhwc=True)
     example = torch.rand(2, INPUT_SIZE, INPUT_SIZE, 3)
     classes = list(model.classes)

@@ -12,6 +12,7 @@ from annotator.data.db import AddedBy, get_or_create_source
 from annotator.core.errors import InputError
 from annotator.core.progress import ProgressFn, silent
 from annotator.service.workspace import Workspace
+from pipelines.common.scoring import score_new
 
 CHUNK = 500  # files per transaction: an interrupted import loses at most one chunk of work
 
@@ -64,8 +65,7 @@ def run(ws: Workspace, opts: ImportOptions, progress: ProgressFn = silent) -> Im
         progress(min(start + CHUNK, len(files)), len(files), f"{report.added} added",
                  stage="import")
     if report.added:  # ranked (and guessed) at once, not after the next promotion
-        from pipelines import score
-        report.scored = score.score_new(ws, progress)
+        report.scored = score_new(ws, progress)
     report.seconds = round(time.perf_counter() - t0, 2)
     return report
 

@@ -16,11 +16,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from annotator.data import db, export_reads, model_reports, model_versions
+from annotator.data import db, export_reads, model_versions
 from annotator.core.errors import InputError
 from annotator.core.progress import ProgressFn, silent
 from annotator.core.sample import uncertainty
 from annotator.service.workspace import Workspace
+from pipelines.common.measuring import stored_metrics
 
 MAX_BYTES = 512 * 1024 * 1024
 
@@ -41,39 +42,6 @@ class ImportPredictionsReport:
     active: bool
     priorities_set: int = 0
     val: dict | None = None  # agreement with the latest dataset's validation labels
-
-
-def _val_metrics(ws: Workspace, probs: dict, classes: list[str],
-                 dataset: str | None = None) -> dict | None:
-    """The imported model measured like a trained one: on a frozen validation split (the
-    latest by default; the crops it predicted), so the promote gate and the Models page can
-    compare it."""
-    from annotator.core import metrics
-    from pipelines.build_dataset import read_manifest
-
-    with ws.read_session() as s:
-        if dataset is None and db.latest_dataset(s) is None:
-            return None
-    ds, rows = read_manifest(ws, dataset)
-    val = [(int(r["crop_id"]), r["label"]) for r in rows
-           if r["split"] == "val" and int(r["crop_id"]) in probs and r["label"] in classes]
-    if not val:
-        return None
-    y = np.array([classes.index(v) for _, v in val])
-    p = np.array([probs[c] for c, _ in val])
-    return {"dataset": ds.name, "n": len(val), **metrics.report(y, p, classes)}
-
-
-def measure(ws: Workspace, version_id: int, classes: list[str], dataset: str) -> dict | None:
-    """Metrics of a version without weights on a dataset's validation split, from its stored
-    predictions (what ``versions`` asks instead of running a model it does not have)."""
-    from pipelines.build_dataset import read_manifest
-
-    _, rows = read_manifest(ws, dataset)
-    with ws.read_session() as s:
-        ids, probs, _ = model_reports.prediction_arrays(
-            s, version_id, [int(r["crop_id"]) for r in rows if r["split"] == "val"])
-    return _val_metrics(ws, dict(zip(ids.tolist(), probs)), classes, dataset)
 
 
 def _summary(val: dict | None) -> dict:
@@ -157,7 +125,7 @@ def run(ws: Workspace, opts: ImportPredictionsOptions,
     unc = uncertainty(p) if len(ids) else np.zeros(0)
     rep = ImportPredictionsReport(opts.name, len(frame), len(ids),
                                   sum(1 for cs in crops if not cs), opts.activate)
-    rep.val = _val_metrics(ws, dict(zip(ids, p)), classes)
+    rep.val = stored_metrics(ws, dict(zip(ids, p)), classes)
     with ws.session() as s:  # one transaction: the version appears with all its predictions
         mv = db.ModelVersion(name=opts.name, path="", classes=classes, metrics={
             "source": "predictions-import", "imported_from": path.name, "weights": None,
@@ -171,7 +139,7 @@ def run(ws: Workspace, opts: ImportPredictionsOptions,
                                    for i in part], set_priority=False)
             progress(min((n + 1) * db.CHUNK, len(ids)), len(ids), "storing", stage="import")
         if opts.activate:
-            # No weights to score with, so not versions._activate (which scores what is
+            # No weights to score with, so not promote.activate (which scores what is
             # missing first): the activation and its priorities in this one transaction.
             rep.priorities_set = model_versions.activate_model(s, mv.id)
     return rep

@@ -4,7 +4,8 @@
   extracted go; their crops, labels and the source row stay (the context view then says the
   frame is gone).
 * ``unlabeled_crop_days``: crops nobody labeled within this many days are erased the way
-  ``annotator erase`` erases (rows, files, cache, dataset copies, trail flagged).
+  ``annotator erase`` erases (``pipelines.common.erasure``: rows, files, cache, dataset
+  copies, trail flagged).
 * ``detect_run_days``: detect run folders in ``detections/`` older than this go.
 
 Ages: a file's or folder's modification time, a crop's ``created_at``. ``dry_run`` lists what is
@@ -24,7 +25,7 @@ from sqlalchemy import select
 from annotator.data import db, trail
 from annotator.core.progress import ProgressFn, silent
 from annotator.service.workspace import Workspace
-from pipelines import erase
+from pipelines.common import erasure
 
 DAY = 86_400.0
 
@@ -56,7 +57,7 @@ def run(ws: Workspace, opts: RetentionOptions, progress: ProgressFn = silent) ->
         with ws.read_session() as s:
             done = {Path(u).resolve() for u, st in s.execute(
                 select(db.Source.uri, db.Source.status)) if st == "done"}
-        folder = ws.root / erase.UPLOADS
+        folder = ws.root / erasure.UPLOADS
         for p in sorted(folder.iterdir()) if folder.is_dir() else ():
             old = p.is_file() and not p.name.startswith(".") and \
                 now - p.stat().st_mtime > cfg.upload_days * DAY
@@ -70,7 +71,7 @@ def run(ws: Workspace, opts: RetentionOptions, progress: ProgressFn = silent) ->
                 db.Crop.status == db.CropStatus.UNLABELED, db.Crop.created_at < cutoff)
                 .order_by(db.Crop.id)))
     if cfg.detect_run_days > 0:
-        runs = ws.root / erase.RUNS
+        runs = ws.root / erasure.RUNS
         for p in sorted(runs.iterdir()) if runs.is_dir() else ():
             if p.is_dir() and now - p.stat().st_mtime > cfg.detect_run_days * DAY:
                 rep.detect_runs.append(os.path.relpath(p, ws.root))
@@ -81,7 +82,7 @@ def run(ws: Workspace, opts: RetentionOptions, progress: ProgressFn = silent) ->
         (ws.root / rel).unlink(missing_ok=True)
     progress(1, 3, "unlabeled crops", stage="retention")
     if rep.crops:
-        erase.run(ws, erase.EraseOptions(crops=rep.crops, actor=opts.actor))
+        erasure.erase(ws, erasure.Target(crops=rep.crops), actor=opts.actor)
     progress(2, 3, "detect runs", stage="retention")
     for rel in rep.detect_runs:
         shutil.rmtree(ws.root / rel, ignore_errors=True)

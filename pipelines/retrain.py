@@ -2,7 +2,8 @@
 
 build-dataset -> train -> promote if at least as good as the active model on the frozen
 validation set (the candidate's figure comes from training, not a second scoring) -> score the
-crops the active model has not scored yet. A cancelled or failed training leaves no dataset
+crops the active model has not scored yet, once: a promotion scores them before it activates
+the new model, else the active model scores what it has not. A cancelled or failed training leaves no dataset
 version behind (a dataset version is its manifest plus hard links, see build_dataset).
 """
 from __future__ import annotations
@@ -14,7 +15,8 @@ from pathlib import Path
 from annotator.core.config import check_options
 from annotator.core.progress import ProgressFn, silent, under
 from annotator.service.workspace import Workspace
-from pipelines import build_dataset, score, train, versions
+from pipelines import build_dataset, promote, score, train
+from pipelines.common import registry
 
 STAGES = {"dataset": 0.1, "train": 0.75, "promote": 0.1, "score": 0.05}  # shares of the job
 
@@ -55,17 +57,21 @@ def run(ws: Workspace, opts: RetrainOptions, progress: ProgressFn = silent) -> R
     except BaseException:  # cancelled (the runner's JobCancelled) or failed: leave nothing
         build_dataset.discard(ws, built.name)
         raise
-    promoted = versions.promote(ws, versions.PromoteOptions(version=trained.version,
-                                                            force=opts.force),
-                                under(progress, "promote"), candidate_val=trained.val)
-    active_version = versions.get(ws)
+    # labeled crops too: Review checks every label (imported ones included) against it. A
+    # promotion scores before it activates; that pass is the retrain's scoring, not a second one.
+    promoted, scored_rep = promote.promote_and_score(
+        ws, promote.PromoteOptions(version=trained.version, force=opts.force),
+        under(progress, "promote"), candidate_val=trained.val, labeled=opts.score)
+    active_version = registry.get(ws)
     active = active_version.name
     scored = None
     # An active version of imported predictions has no weights to score with: its predictions
     # are all it has (pipelines.import_predictions), so the step is left out, not failed.
     if opts.score and active_version.path:
-        # labeled crops too: Review checks every label (imported ones included) against it
-        scored = asdict(score.run(ws, score.ScoreOptions(labeled=True),
-                                  under(progress, "score")))
+        if scored_rep is None:  # not promoted, or nothing was left to score
+            scored_rep = score.run(ws, score.ScoreOptions(labeled=True), under(progress, "score"))
+        else:  # the stage is done: say so, so the job's bar ends at its end
+            under(progress, "score")(1, 1, f"{scored_rep.scored} scored before the promotion")
+        scored = asdict(scored_rep)
     return RetrainReport(dataset=asdict(built), train=asdict(trained), promote=asdict(promoted),
                          score=scored, active=active, seconds=round(time.perf_counter() - t0, 2))

@@ -51,7 +51,7 @@ class JobSpec:
 
 
 def specs() -> dict[str, JobSpec]:
-    from pipelines import autolabel, detect, export, extract, import_folder, retrain, score, versions
+    from pipelines import autolabel, detect, export, extract, import_folder, promote, retrain, score
 
     out = {
         "extract": JobSpec(extract.ExtractOptions, extract.run, frozenset({
@@ -63,9 +63,9 @@ def specs() -> dict[str, JobSpec]:
         "score": JobSpec(score.ScoreOptions, score.run, frozenset({"model"})),
         "import": JobSpec(import_folder.ImportOptions, import_folder.run,
                           frozenset({"folder", "labeled"}), paths=frozenset({"folder"})),
-        "promote": JobSpec(versions.PromoteOptions, versions.promote,
+        "promote": JobSpec(promote.PromoteOptions, promote.promote,
                            frozenset({"version", "force"})),
-        "rollback": JobSpec(versions.RollbackOptions, versions.rollback, frozenset()),
+        "rollback": JobSpec(promote.RollbackOptions, promote.rollback, frozenset()),
         "autolabel": JobSpec(autolabel.AutolabelOptions, autolabel.run, frozenset()),
         "detect": JobSpec(detect.DetectOptions, detect.run, frozenset({
             "sources", "model", "detector", "fps", "min_score", "vote", "max_seconds",

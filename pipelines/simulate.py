@@ -77,7 +77,8 @@ def run_one(data: simulation.Data, opts: simulation.SimulateOptions, strategy: s
     import torch
 
     from annotator.core.sample import select_batch
-    from models.training import fit, predict
+    from models.inference import predict
+    from models.training import fit
 
     ckpt = Path(opts.out) / "runs" / f"{strategy}-{repeat}.pt"
     # One thread per run: float sums depend on the thread count, and strategies compared in one
@@ -144,7 +145,7 @@ def _slice_targeting(data: simulation.Data, opts: simulation.SimulateOptions, re
 def _evaluate_slices(model, data: simulation.Data) -> list[dict]:
     """Per band of EVAL: ``attribute``, ``band``, ``n``, ``balanced_accuracy``."""
     from annotator.core import slices
-    from models.training import predict
+    from models.inference import predict
 
     if not data.eval_bands:
         return []

@@ -78,7 +78,8 @@ def run_policy(data, opts: simulation.SimulateOptions, popts: PolicyOptions, pol
     import torch
 
     from annotator.core.sample import select_batch
-    from models.training import fit, predict
+    from models.inference import predict
+    from models.training import fit
 
     torch.set_num_threads(1)
     torch.manual_seed(opts.seed + repeat)
@@ -143,7 +144,7 @@ def run_policy(data, opts: simulation.SimulateOptions, popts: PolicyOptions, pol
 
 def _relabel(model, data, audit_ids, human, auto, max_error):
     """The product's autolabel step on the pool: audit -> thresholds -> withdraw -> label."""
-    from models.training import predict
+    from models.inference import predict
 
     if not audit_ids:
         return {}, None

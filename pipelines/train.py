@@ -10,7 +10,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 
 from annotator.data import db, model_versions
 from annotator.core.config import check_options
@@ -18,6 +17,8 @@ from annotator.core.errors import InputError
 from annotator.core.metrics import report as metrics_report
 from annotator.core.progress import ProgressFn, silent
 from annotator.service.workspace import Workspace
+from pipelines.common import registry
+from pipelines.common.datasets import load_split, read_manifest
 
 MASK, NO_MASK = "mask", "no_mask"
 
@@ -52,11 +53,10 @@ class TrainReport:
 
 
 def run(ws: Workspace, opts: TrainOptions, progress: ProgressFn = silent) -> TrainReport:
-    from models import registry
+    from models import registry as model_files
     from models.ofm import OFMClassifier
-    from models.training import fit, load_mask_overlays, predict, train_threads
-    from pipelines import versions
-    from pipelines.build_dataset import load_split, read_manifest
+    from models.inference import predict
+    from models.training import fit, load_mask_overlays, train_threads
 
     t0 = time.perf_counter()
     cfg = ws.config.training
@@ -114,9 +114,9 @@ def run(ws: Workspace, opts: TrainOptions, progress: ProgressFn = silent) -> Tra
                "train_seconds": hist.seconds}
     with ws.read_session() as s:
         name = opts.name or db.next_name(s, db.ModelVersion, "v", ws.models_dir)
-    card = registry.model_card(name=name, classes=classes, dataset=ds.name, metrics=metrics,
-                               params=params, source=f"trained ({init[0]} init)")
-    name = versions.register(ws, model, metrics=metrics, card=card, dataset_id=ds.id, name=name)
+    card = model_files.model_card(name=name, classes=classes, dataset=ds.name, metrics=metrics,
+                                  params=params, source=f"trained ({init[0]} init)")
+    name = registry.register(ws, model, metrics=metrics, card=card, dataset_id=ds.id, name=name)
     return TrainReport(version=name, dataset=ds.name, init=init[0], n_train=len(train.y),
                        n_val=len(val.y), best_epoch=hist.best_epoch, val=val_report,
                        history=hist.epochs, images_per_s=hist.images_per_s, device=hist.device,
@@ -125,7 +125,6 @@ def run(ws: Workspace, opts: TrainOptions, progress: ProgressFn = silent) -> Tra
 
 def _initial_weights(ws: Workspace, init: str, classes: list[str]):
     """``(description, state_dict or None)`` for ``--init active|none|VERSION``."""
-    from pipelines import versions
 
     if init in ("none", "", None):
         return "none", None
@@ -139,7 +138,7 @@ def _initial_weights(ws: Workspace, init: str, classes: list[str]):
         if not mv.path:  # imported predictions: no weights to start from
             return f"none (active {mv.name} has no weights)", None
         init = mv.name
-    model, mv = versions.load(ws, init)
+    model, mv = registry.load(ws, init)
     if list(mv.classes) != classes:
         raise InputError(f"{mv.name} predicts {mv.classes}; the workspace has {classes}")
     return mv.name, model.state_dict()

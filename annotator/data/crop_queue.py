@@ -444,7 +444,7 @@ def import_labels(session: Session, annotator_id: int, values: dict[int, str], *
     return len(values)
 
 
-# --- machine labels (auto, propagated) -------------------------------------------------------
+# --- row helpers (machine labels: annotator.data.machine_labels) ------------------------------
 
 
 def _labelable_crop(session, crop_id: int, value: str, allowed: Sequence[str]) -> Crop:

@@ -2,7 +2,9 @@
 
 Every function takes a ``Session`` first, only reads, and returns plain values or DataFrames
 (never ORM rows), so a page can render them after the session is gone. The writes that change
-the queue are in :mod:`annotator.data.crop_queue`; single-row helpers in :mod:`annotator.data.db`.
+the queue are in :mod:`annotator.data.crop_queue`; single-row helpers in :mod:`annotator.data.db`;
+model versions' reads in ``model_reports``, exports' in ``export_reads``, label cost in
+``label_cost``.
 """
 from __future__ import annotations
 
@@ -423,11 +425,3 @@ def sources(session: Session) -> pd.DataFrame:
     n = select(func.count()).where(Crop.source_id == Source.id).scalar_subquery()
     q = select(Source.id, Source.name, Source.kind, Source.status, n.label("crops")).order_by(Source.id)
     return select_frame(session, q)
-
-
-# --- predictions and models --------------------------------------------------------------------
-
-
-# --- export: frames and tasks (pipelines.export_formats) ---------------------------------------
-
-

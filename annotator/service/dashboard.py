@@ -91,11 +91,3 @@ def model_history(ws: Workspace) -> pd.DataFrame:
     """Model versions oldest first with their metrics as columns."""
     with ws.read_session() as s:
         return model_reports.model_versions_frame(s)
-
-
-# --- accounts (admin) -------------------------------------------------------------------------
-
-
-# --- instructions for annotators --------------------------------------------------------------
-
-

@@ -120,7 +120,7 @@ def new_model(classes: list[str], init: str):
 
 def evaluate(model, data: Data) -> dict:
     from annotator.core import metrics
-    from models.training import predict
+    from models.inference import predict
 
     probs, _ = predict(model, data.eval_x)
     rep = metrics.report(data.eval_y, probs, data.classes)

@@ -16,10 +16,10 @@ T = 90
 
 @pytest.fixture
 def ws(tmp_path, monkeypatch, shared_data):
-    from pipelines import versions
+    from pipelines import promote
 
     ws = factory.build(tmp_path / "ws", 0, model=False)
-    versions.import_keras(ws, versions.KerasImportOptions(
+    promote.import_keras(ws, promote.KerasImportOptions(
         path=shared_data / "peer" / "OFMClassifier.h5"))
     monkeypatch.setenv("ANNOTATOR_PROJECT", str(ws.root))
     yield ws

@@ -11,7 +11,7 @@ import pytest
 from annotator.data import db, job_rows
 from annotator.service import jobs
 from pages import common
-from pipelines import retrain, versions
+from pipelines import promote, retrain
 from tests.app import factory
 from tests.app.test_pages import signed_in
 
@@ -34,7 +34,7 @@ def _finished_job(ws, kind: str, args: dict, result: dict) -> int:
 
 
 def _refused() -> dict:
-    return dataclasses.asdict(versions.PromoteReport(
+    return dataclasses.asdict(promote.PromoteReport(
         version="v002", promoted=False, previous="v001", dataset="d002",
         candidate_balanced_accuracy=0.7651, active_balanced_accuracy=0.7749, forced=False,
         reason="balanced accuracy 0.7651 < active v001's 0.7749 on dataset d002 (val); use "

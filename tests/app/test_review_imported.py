@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 from annotator.data import db
 from annotator.service import auth
 from annotator.service.workspace import Workspace
-from pipelines import import_folder, versions
+from pipelines import import_folder, promote
 
 PAGES = Path(__file__).resolve().parents[2] / "pages"
 
@@ -19,7 +19,7 @@ def test_review_lists_an_imported_label_the_model_contradicts(tmp_path, monkeypa
                                                                 shared_data):
     ws = Workspace.init(tmp_path / "ws")
     try:
-        versions.import_keras(ws, versions.KerasImportOptions(
+        promote.import_keras(ws, promote.KerasImportOptions(
             path=shared_data / "peer" / "OFMClassifier.h5"))
         admin = auth.create_account(ws, "root", "root-password-1", role="admin")
         wrong = tmp_path / "wrong" / "mask"  # bare faces filed under 'mask' by mistake

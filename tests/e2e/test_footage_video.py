@@ -23,11 +23,11 @@ PLAYS = """async () => {
 
 
 def test_annotated_video_plays_in_chromium(tmp_path, shared_data):
-    from pipelines import detect, versions
+    from pipelines import detect, promote
 
     B.require_chromium()
     ws = factory.build(tmp_path / "ws", 0, model=False)
-    versions.import_keras(ws, versions.KerasImportOptions(
+    promote.import_keras(ws, promote.KerasImportOptions(
         path=shared_data / "peer" / "OFMClassifier.h5"))
     rep = detect.run(ws, detect.DetectOptions(
         sources=[str(shared_data / "videos" / "pedestrians_eyelevel_640x360.mp4")], fps=3,

@@ -10,7 +10,7 @@ from annotator.data import crop_queue, db, label_cost, model_versions, reports
 from annotator.service import labeling
 from annotator.service.auth import add_user
 from annotator.core.errors import InputError
-from pipelines import autolabel, versions
+from pipelines import autolabel, promote
 from pipelines.cli import app
 from tests.integration.test_queue import add_fake_crops
 
@@ -135,7 +135,7 @@ def test_a_promotion_withdraws_the_auto_labels_the_new_model_does_not_back(loop)
     before = auto_labels(ws)
     # v2 disagrees with v1 on every third crop.
     add_version(ws, "v002", ids, flip=lambda i: i % 3 == 0)
-    rep = versions.promote(ws, versions.PromoteOptions(version="v002", force=True))
+    rep = promote.promote(ws, promote.PromoteOptions(version="v002", force=True))
     assert rep.promoted and rep.scored == 0 and rep.autolabel is not None
     after = auto_labels(ws)
     index = {cid: i for i, cid in enumerate(ids)}
@@ -148,7 +148,7 @@ def test_a_promotion_withdraws_the_auto_labels_the_new_model_does_not_back(loop)
                          .where(db.Label.crop_id.in_(gone), db.Label.method == "auto")).all()
     assert len(rows) == len(gone) and all(u is not None and st == "unlabeled" for u, st in rows)
     # Rolling back re-runs it too: v1, audited, labels those crops again (new rows).
-    back = versions.rollback(ws)
+    back = promote.rollback(ws)
     assert back.to == "v001" and back.autolabel["labeled"] == len(gone)
     assert auto_labels(ws) == before
 

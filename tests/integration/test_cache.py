@@ -21,7 +21,9 @@ from annotator.media import cache, images
 from annotator.core.failpoints import ENV as FAILPOINT
 from annotator.service.workspace import Workspace
 from models.ofm import OFMClassifier
-from pipelines import build_dataset, import_folder, score, train, versions
+from pipelines import build_dataset, import_folder, score, train
+from pipelines.common.datasets import load_split
+from pipelines.common import registry
 
 REPO = Path(__file__).resolve().parents[2]
 ANNOTATOR = str(Path(sys.executable).with_name("annotator"))
@@ -52,7 +54,7 @@ def new_workspace(tmp_path: Path, n: int = N) -> Workspace:
             bn.running_mean.zero_()
             bn.running_var.fill_(1e-3)
     for name in ("files", "cached", "fill"):
-        versions.register(ws, model, metrics={"source": "test"}, card="# test", name=name)
+        registry.register(ws, model, metrics={"source": "test"}, card="# test", name=name)
     return ws
 
 
@@ -244,8 +246,8 @@ def test_training_reads_the_cache_not_the_files(tmp_path):
     built = build_dataset.run(ws, build_dataset.BuildOptions())
     assert not list(Path(built.path).glob("*.npy"))  # the cache replaces images45.npy
     assert len(cache.of(ws)) == 48
-    lazy = build_dataset.load_split(ws, built.name, "train", lazy=True)
-    eager = build_dataset.load_split(ws, built.name, "train")
+    lazy = load_split(ws, built.name, "train", lazy=True)
+    eager = load_split(ws, built.name, "train")
     assert isinstance(lazy.x, cache.CachedArray) and isinstance(eager.x, np.ndarray)
     np.testing.assert_array_equal(np.asarray(lazy.x), eager.x)
     for f in Path(built.path).rglob("*.png"):  # the dataset's files gone: the cache serves

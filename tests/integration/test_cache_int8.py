@@ -48,13 +48,13 @@ def test_quantized_scoring_keeps_balanced_accuracy(shared_data, tmp_path):
     fp32 = annotator("score", "--project", ws_path)
     assert fp32["scored"] == 0  # nothing left for the active model
     ws = Workspace.open(ws_path)
-    from pipelines import versions
+    from pipelines.common import registry
 
-    model, _ = versions.load(ws)
+    model, _ = registry.load(ws)
     with ws.read_session() as s:
         ds_id = db.latest_dataset(s).id
     for name in ("fp32", "int8"):  # two copies of the active weights, scored afresh
-        versions.register(ws, model, metrics={"source": "test"}, card="# copy", name=name,
+        registry.register(ws, model, metrics={"source": "test"}, card="# copy", name=name,
                           dataset_id=ds_id)
     fp32 = annotator("score", "--model", "fp32", "--project", ws_path)
     assert fp32["scored"] == 300 and not fp32["quantized"] and fp32["cache_hits"] == 300

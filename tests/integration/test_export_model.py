@@ -14,7 +14,7 @@ runner = CliRunner()
 
 @pytest.fixture
 def ws_with_model(tmp_path):
-    from pipelines import versions
+    from pipelines.common import registry
     from models.ofm import OFMClassifier
 
     ws = Workspace.init(tmp_path / "ws")
@@ -24,7 +24,7 @@ def ws_with_model(tmp_path):
         for bn in (x for x in m.modules() if isinstance(x, torch.nn.BatchNorm2d)):
             bn.running_mean.uniform_(-0.5, 0.5)
             bn.running_var.uniform_(0.5, 2.0)
-    versions.register(ws, m, metrics={"source": "test"}, card="# test", name="v001")
+    registry.register(ws, m, metrics={"source": "test"}, card="# test", name="v001")
     yield ws, m.eval()
     ws.dispose()
 

@@ -24,7 +24,7 @@ def faces(shared_data):
 
 def test_class_order_follows_the_workspace(shared_data, faces):
     from models.keras_import import load_keras_h5
-    from models.training import predict
+    from models.inference import predict
 
     x = faces[0][::64]
     probs, emb = predict(load_keras_h5(shared_data / "peer" / "OFMClassifier.h5"), x)

@@ -99,7 +99,7 @@ def _save_constant_model(ws_path, name):
     import torch
 
     from models.ofm import OFMClassifier
-    from pipelines import versions
+    from pipelines.common import registry
 
     ws = Workspace.open(ws_path)
     m = OFMClassifier(ws.config.labels)
@@ -108,7 +108,7 @@ def _save_constant_model(ws_path, name):
         m.fc_out.bias.copy_(torch.tensor([5.0, -5.0]))
     with ws.read_session() as s:
         ds = db.get_dataset(s, "d001")
-    versions.register(ws, m, metrics={"source": "test"}, card="# constant", dataset_id=ds.id,
+    registry.register(ws, m, metrics={"source": "test"}, card="# constant", dataset_id=ds.id,
                       name=name)
     ws.dispose()
 

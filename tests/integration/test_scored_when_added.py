@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from annotator.data import db, model_versions
 from annotator.service.workspace import Workspace
-from pipelines import detect, extract, import_folder, versions
+from pipelines import detect, extract, import_folder, promote
 from tests.conftest import write_image_folder
 
 PEDESTRIANS = "videos/pedestrians_eyelevel_640x360.mp4"
@@ -17,7 +17,7 @@ PEDESTRIANS = "videos/pedestrians_eyelevel_640x360.mp4"
 @pytest.fixture
 def ws(tmp_path, shared_data):
     ws = Workspace.init(tmp_path / "ws")
-    versions.import_keras(ws, versions.KerasImportOptions(
+    promote.import_keras(ws, promote.KerasImportOptions(
         path=shared_data / "peer" / "OFMClassifier.h5"))  # a real active model, with weights
     yield ws
     ws.dispose()

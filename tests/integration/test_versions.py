@@ -13,7 +13,8 @@ from sqlalchemy import select
 from annotator.data import db, model_versions
 from annotator.core.failpoints import ENV as FAILPOINT
 from annotator.service.workspace import Workspace
-from pipelines import build_dataset, import_folder, train, versions
+from pipelines import build_dataset, import_folder, promote, train
+from pipelines.common import registry
 from tests.conftest import write_image_folder
 
 ANNOTATOR = str(Path(sys.executable).with_name("annotator"))
@@ -33,7 +34,7 @@ def two_versions(tmp_path_factory, module_db_env):
     build_dataset.run(ws, build_dataset.BuildOptions())
     for seed in (1, 2):
         train.run(ws, train.TrainOptions(epochs=1, init="none", seed=seed))
-    versions.promote(ws, versions.PromoteOptions(version="v001"))
+    promote.promote(ws, promote.PromoteOptions(version="v001"))
     ws.dispose()
     return tmp / "ws"
 
@@ -59,12 +60,12 @@ def assert_queue_follows(ws: Workspace, version: str) -> None:
 def test_promote_then_rollback_moves_the_queue_both_ways(two_versions):
     ws = Workspace.open(two_versions)
     assert_queue_follows(ws, "v001")
-    rep = versions.promote(ws, versions.PromoteOptions(version="v002", force=True))
+    rep = promote.promote(ws, promote.PromoteOptions(version="v002", force=True))
     assert rep.promoted and rep.scored == 30 and rep.priorities_set == 30
     assert_queue_follows(ws, "v002")
     prio1, unc1 = priorities_and_uncertainties(ws, "v001")
     assert any(prio1[c] != pytest.approx(unc1[c]) for c in prio1)  # the two models differ
-    back = versions.rollback(ws)
+    back = promote.rollback(ws)
     assert (back.rolled_back_from, back.to, back.scored) == ("v002", "v001", 0)
     assert_queue_follows(ws, "v001")  # the bug this guards: the queue kept following v002
     ws.dispose()
@@ -79,8 +80,8 @@ def _promote_and_crash(ws_path: Path, point: str) -> int:
 
 def test_kill_9_around_the_promotion_leaves_a_consistent_queue(two_versions):
     ws = Workspace.open(two_versions)
-    if versions.get(ws).name != "v001":
-        versions.rollback(ws)
+    if registry.get(ws).name != "v001":
+        promote.rollback(ws)
     assert_queue_follows(ws, "v001")
     # Killed after scoring but before the activation commit: nothing changed.
     assert _promote_and_crash(two_versions, "before_activate") == -signal.SIGKILL
@@ -93,3 +94,21 @@ def test_kill_9_around_the_promotion_leaves_a_consistent_queue(two_versions):
     ws = Workspace.open(two_versions)
     assert_queue_follows(ws, "v002")
     ws.dispose()
+
+
+def test_retrain_scores_the_queue_once(tmp_path, workspace):
+    """The promotion's scoring pass covers labeled crops too, so retrain has nothing left to
+    score after it (it used to score twice: the promotion, then the unscored labeled crops)."""
+    from pipelines import retrain, score
+
+    ws = workspace
+    labeled = write_image_folder(tmp_path / "labeled", {"mask": 20, "no_mask": 20}, seed=1)
+    unlabeled = write_image_folder(tmp_path / "unlabeled", {"x": 30}, seed=2)
+    import_folder.run(ws, import_folder.ImportOptions(folder=labeled, labeled=True))
+    import_folder.run(ws, import_folder.ImportOptions(folder=unlabeled))
+    rep = retrain.run(ws, retrain.RetrainOptions(epochs=1, init="none", force=True))
+    assert rep.promote["promoted"] and rep.active == rep.train["version"]
+    # one pass, reported twice: 30 unlabeled + 40 labeled crops, before the activation
+    assert rep.promote["scored"] == rep.score["scored"] == 70
+    assert rep.score["model"] == rep.active and rep.promote["priorities_set"] == 30
+    assert score.run(ws, score.ScoreOptions(labeled=True)).scored == 0

@@ -81,13 +81,13 @@ def test_item02_revoked_admin_roll_back_starts_no_job(ws):
 
 
 def test_item02_job_submission_checks_the_account_at_the_moment(ws):
-    from pipelines import runner, versions
+    from pipelines import promote, runner
 
     root = factory.user_id(ws, "root")
     accounts.set_role(ws, "bob", "admin")
     accounts.set_role(ws, "root", "annotator")
     with pytest.raises(AuthError, match="no longer"):
-        runner.submit(ws, "rollback", versions.RollbackOptions(), started_by="root",
+        runner.submit(ws, "rollback", promote.RollbackOptions(), started_by="root",
                       account_id=root)
     assert jobs.list_jobs(ws) == []
     with pytest.raises(AuthError):

@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 
 from annotator.core.errors import InputError
-from pipelines.datasheet import agreement
-from pipelines.export_formats import clip_box, frame_split, labeling_config
+from pipelines.export.datasheet import agreement
+from pipelines.export.formats import clip_box, frame_split, labeling_config
 from pipelines.import_labelstudio import Vote, parse
 from pipelines.import_predictions import probabilities
 

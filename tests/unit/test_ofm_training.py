@@ -6,13 +6,12 @@ import torch
 from annotator.core.errors import InputError
 from annotator.media.images import load_images, load_images_checked
 from models.ofm import OFMClassifier
+from models.inference import predict, to_tensor
 from models.training import (
     augment_batch,
     balanced_indices,
     fit,
     load_mask_overlays,
-    predict,
-    to_tensor,
 )
 
 
@@ -134,7 +133,7 @@ def test_load_images(tmp_path):
 
 
 def test_onnx_predictor_matches_predict():
-    from models.training import OnnxPredictor
+    from models.inference import OnnxPredictor
 
     m = OFMClassifier().eval()
     with torch.no_grad():

@@ -3,7 +3,8 @@
 Formats: ``imagefolder`` and ``csv`` (crops), ``hf`` (a Hugging Face ``datasets`` Parquet folder),
 ``labelstudio`` (tasks JSON), ``fiftyone`` (FiftyOne's image classification layout), and
 ``coco`` / ``yolo`` (the whole frames that hold labeled heads, every head box in them). The
-writers of the formats that need a library are in :mod:`pipelines.export_formats`.
+writers of the formats that need a library are in :mod:`pipelines.export.formats`, the
+datasheet beside every export in :mod:`pipelines.export.datasheet`.
 
 Provenance is off by default: crops are named by their content hash, and no source name, path,
 frame number, time or box leaves the workspace unless ``with_provenance`` asks for it (a crop of
@@ -27,6 +28,9 @@ from annotator.core.errors import InputError
 from annotator.core.files import atomic_file, atomic_folder, output_path
 from annotator.core.progress import ProgressFn, silent
 from annotator.service.workspace import Workspace
+from pipelines.common.datasets import previous_splits
+from pipelines.export import datasheet
+from pipelines.export import formats as fmt
 
 FORMATS = ("imagefolder", "csv", "hf", "coco", "yolo", "labelstudio", "fiftyone")
 FRAME_FORMATS = ("coco", "yolo")
@@ -77,13 +81,9 @@ def run(ws: Workspace, opts: ExportOptions, progress: ProgressFn = silent) -> Ex
         else:
             with _folder(out, opts.force) as tmp:
                 _write_folder(ws, table, tmp, opts, report, progress)
-                from pipelines import datasheet
-
                 datasheet.write(tmp, datasheet.build(ws, table, report))
             sheet_dir, sheet_stem = out, None
         if sheet_stem is not None:
-            from pipelines import datasheet
-
             datasheet.write(sheet_dir, datasheet.build(ws, table, report), stem=sheet_stem)
     except (NotADirectoryError, FileExistsError) as exc:
         raise InputError(f"cannot write {out}: a part of that path is a file ({exc.filename})") from None
@@ -98,8 +98,6 @@ def run(ws: Workspace, opts: ExportOptions, progress: ProgressFn = silent) -> Ex
 
 
 def _write_folder(ws, table, root: Path, opts: ExportOptions, report: ExportReport, progress):
-    from pipelines import export_formats as fmt
-
     prov = opts.with_provenance
     if opts.format == "imagefolder":
         for i, row in enumerate(table.itertuples()):
@@ -134,8 +132,6 @@ def crop_table(ws: Workspace) -> pd.DataFrame:
     ``split`` is the crop's side in the frozen dataset versions (validation wins), or
     ``unassigned`` for crops labeled since the last ``build-dataset``.
     """
-    from pipelines.build_dataset import _previous_splits
-
     with ws.read_session() as s:
         table = reports.current_labels(s, ws.config.labels)
         details = reports.crop_details(s, table["crop_id"].tolist())
@@ -143,7 +139,7 @@ def crop_table(ws: Workspace) -> pd.DataFrame:
         manifests = [ws.root / d.manifest for d in db.list_datasets(s)]
     table = table.merge(details, on="crop_id", how="left").sort_values("crop_id")
     table = table.reset_index(drop=True)
-    splits = _previous_splits(manifests)
+    splits = previous_splits(manifests)
     table["split"] = [splits.get(int(c), "unassigned") for c in table["crop_id"]]
     table["n_annotators"] = [len(a.split(",")) if a else 0 for a in table["annotators"]]
     # Vectorised per crop (a Python loop over groups cost seconds per 10,000 crops).

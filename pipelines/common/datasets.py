@@ -1,0 +1,103 @@
+"""A frozen dataset version as the jobs read it: its manifest and its splits as arrays.
+
+Written by the ``build_dataset`` job (``datasets/NAME/manifest.csv`` plus hard links); read by
+training, evaluation, scoring's int8 check, promotion's gate, exports and imported predictions.
+Tensors come from the workspace's tensor cache (``annotator.media.cache``), keyed by sha256.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from annotator.core.dataset import VAL
+from annotator.core.errors import InputError
+from annotator.data import db
+from annotator.media import cache as tensor_cache
+from annotator.service.workspace import Workspace
+
+
+@dataclass
+class DatasetArrays:
+    """A dataset split as arrays: ``x`` uint8 (N, 45, 45, 3), ``y`` int (N,), ``crop_ids`` (N,).
+
+    ``x`` is an ndarray, or with ``load_split(..., lazy=True)`` a ``cache.CachedArray`` that
+    gathers rows from the memory-mapped tensor cache when indexed.
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    crop_ids: np.ndarray
+    classes: list[str]
+
+
+def read_manifest(ws: Workspace, name: str | None) -> tuple[db.Dataset, list[dict]]:
+    """``(dataset row, manifest rows)`` of dataset ``name`` (None or ``"latest"``: the latest)."""
+    with ws.read_session() as s:
+        ds = db.get_dataset(s, name) if name not in (None, "latest") else db.latest_dataset(s)
+    if ds is None:
+        raise InputError(
+            "no dataset yet: run `annotator build-dataset` first" if name in (None, "latest")
+            else f"no dataset {name!r}"
+        )
+    path = ws.root / ds.manifest
+    if not path.is_file():
+        raise InputError(f"{path} is missing")
+    with open(path, newline="") as fh:
+        return ds, list(csv.DictReader(fh))
+
+
+def load_split(ws: Workspace, name: str | None, split: str | None,
+               classes: list[str] | None = None, *, lazy: bool = False) -> DatasetArrays:
+    """Images and labels of one split (``train``, ``val`` or None for both) of a dataset.
+
+    Tensors come from the workspace's tensor cache (a miss is decoded from the dataset's own
+    file and added). ``lazy``: ``x`` stays in the memory-mapped cache (a ``CachedArray``)
+    instead of being copied into memory, for training on large datasets.
+    """
+    ds, rows = read_manifest(ws, name)
+    classes = classes or list((ds.counts or {}).get("classes") or ws.config.labels)
+    keep = [i for i, r in enumerate(rows) if split is None or r["split"] == split]
+    unknown = sorted({rows[i]["label"] for i in keep} - set(classes))
+    if unknown:
+        raise InputError(f"dataset {ds.name} has labels {unknown} that are not classes {classes}")
+    items = [(rows[i]["sha256"] or _file_sha256(ws.root / ds.path / rows[i]["file"]),
+              ws.root / ds.path / rows[i]["file"]) for i in keep]
+    x = tensor_cache.of(ws).view(items) if lazy and items else tensors(ws, items)
+    y = np.array([classes.index(rows[i]["label"]) for i in keep], dtype=np.int64)
+    ids = np.array([int(rows[i]["crop_id"]) for i in keep], dtype=np.int64)
+    return DatasetArrays(x, y, ids, classes)
+
+
+def previous_splits(manifests: list[Path]) -> dict[int, str]:
+    """crop id -> split in earlier versions (validation wins if a crop was ever there)."""
+    out: dict[int, str] = {}
+    for m in manifests:
+        if not m.is_file():
+            continue
+        with open(m, newline="") as fh:
+            for row in csv.DictReader(fh):
+                cid = int(row["crop_id"])
+                if out.get(cid) != VAL:
+                    out[cid] = row["split"]
+    return out
+
+
+def tensors(ws: Workspace, items: list[tuple[str, Path]]) -> np.ndarray:
+    """uint8 (N, 45, 45, 3) of ``(sha256, file)`` pairs through the cache; InputError when a
+    file is neither cached nor readable."""
+    x, ok = tensor_cache.of(ws).load(items)
+    if not ok.all():
+        bad = [str(p) for (_, p), good in zip(items, ok) if not good]
+        raise InputError(f"{len(bad)} unreadable image(s), e.g. {', '.join(bad[:3])}")
+    return x
+
+
+def _file_sha256(path: Path) -> str:
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        raise InputError(f"{path} is missing") from None
