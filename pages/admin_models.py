@@ -9,7 +9,8 @@ from annotator.service import jobs, labeling, team
 from annotator.core.errors import AnnotatorError
 from models import registry
 from pages import autolabel_panel, charts, common
-from pipelines import export, retrain, runner, versions
+from pipelines import export, retrain, versions
+from pipelines.cli import runner
 
 ws = common.workspace()
 me = common.require_admin()

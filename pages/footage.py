@@ -9,7 +9,8 @@ import streamlit as st
 
 from annotator.core.errors import AnnotatorError
 from pages import common
-from pipelines import detect, runner, score
+from pipelines import detect, score
+from pipelines.cli import runner
 
 ws = common.workspace()
 me = common.require_user()

@@ -179,7 +179,8 @@ def test_frame_context_reads_the_source_frame(tmp_path):
 
 
 def test_job_runs_detached_and_records_result(ws, tmp_path):
-    from pipelines import import_folder, runner
+    from pipelines import import_folder
+    from pipelines.cli import runner
     from tests.conftest import write_image_folder
 
     folder = write_image_folder(tmp_path / "imgs", {"mask": 3, "no_mask": 2})
@@ -194,7 +195,8 @@ def test_job_runs_detached_and_records_result(ws, tmp_path):
 
 
 def test_job_failure_is_recorded_with_the_reason(ws, tmp_path):
-    from pipelines import import_folder, runner
+    from pipelines import import_folder
+    from pipelines.cli import runner
 
     (tmp_path / "imgs" / "cats").mkdir(parents=True)
     job_id = runner.submit(ws, "import", import_folder.ImportOptions(folder=tmp_path / "imgs",
@@ -205,7 +207,8 @@ def test_job_failure_is_recorded_with_the_reason(ws, tmp_path):
 
 
 def test_jobs_refuse_what_the_app_does_not_offer(ws, tmp_path):
-    from pipelines import extract, import_folder, runner
+    from pipelines import extract, import_folder
+    from pipelines.cli import runner
 
     with pytest.raises(InputError, match="not a job"):
         runner.submit(ws, "user-add", import_folder.ImportOptions(folder=tmp_path))
@@ -234,7 +237,7 @@ def test_app_command_without_workspace_is_one_line_error(tmp_path):
 
 
 def test_app_entry_found_through_installed_package():
-    from pipelines.cli import app_entry
+    from pipelines.cli.server import app_entry
 
     assert app_entry().name == "app.py" and app_entry().is_file()
 

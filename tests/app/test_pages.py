@@ -276,7 +276,7 @@ def test_dashboard_with_zero_one_and_several_models(tmp_path, monkeypatch, versi
 
 def test_models_page_starts_jobs_for_admin(ws, monkeypatch):
     started = []
-    monkeypatch.setattr("annotator.service.jobs.start", lambda ws_, kind, args, started_by=None, env=None:
+    monkeypatch.setattr("annotator.service.jobs.start", lambda ws_, kind, args, started_by=None, env=None, **_:
                         started.append((kind, args, started_by)) or 7)
     factory.add_model(ws, "v2")
     at = signed_in(ws, "root", "admin_models.py")

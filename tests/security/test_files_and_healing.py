@@ -19,7 +19,8 @@ from annotator.core.config import parse_config
 from annotator.core.errors import InputError, WorkspaceError
 from annotator.core.urls import redact
 from annotator.service.workspace import Workspace
-from pipelines import build_dataset, import_folder, runner, train
+from pipelines import build_dataset, import_folder, train
+from pipelines.cli import runner
 from pipelines.cli import app
 from tests.conftest import write_image_folder
 
@@ -183,7 +184,7 @@ def test_stream_passwords_are_never_stored_with_a_job(workspace, monkeypatch):
     from pipelines import extract
 
     started = {}
-    monkeypatch.setattr(jobs, "start", lambda ws, kind, args, started_by=None, env=None:
+    monkeypatch.setattr(jobs, "start", lambda ws, kind, args, started_by=None, env=None, **_:
                         started.update(kind=kind, args=args, env=env) or 1)
     url = "rtsp://cam:s3cret@10.1.2.3:554/live?token=abc"
     runner.submit(workspace, "extract", extract.ExtractOptions(sources=[url]))
