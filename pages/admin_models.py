@@ -5,11 +5,12 @@ from pathlib import Path
 
 import streamlit as st
 
-from annotator.service import jobs, labeling, team
+from annotator.service import crop_cards, dashboard, jobs
 from annotator.core.errors import AnnotatorError
 from models import registry
 from pages import autolabel_panel, charts, common
-from pipelines import export, retrain, versions
+from pipelines import export, promote, retrain
+from pipelines.common import registry
 from pipelines.cli import runner
 
 ws = common.workspace()
@@ -38,8 +39,8 @@ def _live_curves(job) -> None:
 st.title("Models")
 if state.get("models_msg"):
     st.info(state.models_msg)
-history = team.model_history(ws)
-active = labeling.active_model(ws)
+history = dashboard.model_history(ws)
+active = crop_cards.active_model(ws)
 st.caption(f"active model: **{active.name}**" if active else "no active model yet")
 if history.empty:
     st.caption("No model versions yet. Retrain once some crops are labeled.")
@@ -98,12 +99,12 @@ with mid:
                          help="Promote even if it does not beat the active model on the same "
                          "validation set (or there is none yet).")
     st.button("Promote", key="promote", disabled=running or not version, on_click=_start,
-              args=("promote", versions.PromoteOptions(version=str(version), force=pforce)))
+              args=("promote", promote.PromoteOptions(version=str(version), force=pforce)))
 with right:
     st.subheader("Roll back")
     st.caption("Make the previously active version active again; the queue follows it.")
     st.button("Roll back", key="rollback", disabled=running or len(names) < 2,
-              on_click=_start, args=("rollback", versions.RollbackOptions()))
+              on_click=_start, args=("rollback", promote.RollbackOptions()))
 
 autolabel_panel.models_section(ws, _start, running=running)
 
@@ -112,7 +113,7 @@ common.show_jobs(ws, kinds=KINDS, extra=_live_curves)
 
 if names:
     st.subheader("Versions")
-    for info in versions.list_versions(ws)[::-1]:
+    for info in registry.list_versions(ws)[::-1]:
         title = (f"{info.name}{' (active)' if info.active else ''} · balanced accuracy "
                  f"{info.val_balanced_accuracy:.3f}" if info.val_balanced_accuracy is not None
                  else f"{info.name}{' (active)' if info.active else ''} · not evaluated")

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import streamlit as st
 
 from annotator.data import trail
-from annotator.service import labeling
+from annotator.service import crop_cards, labeling
 from annotator.core.config import NOT_A_FACE, SKIP
 from annotator.core.errors import AnnotatorError, QueueError
 from pages import common, session, widgets
@@ -119,7 +119,7 @@ def _undo() -> None:
     state.setdefault("label_decided", set()).difference_update(ids)
     rest = [c for c in state.get("label_cards") or [] if c.crop_id not in ids]
     # The undone crop comes back with its track strip and context view.
-    back = labeling.cards(ws, [(c.crop_id, "undo") for c in back[:1]], annotator_id=me["id"]) + back[1:]
+    back = crop_cards.cards(ws, [(c.crop_id, "undo") for c in back[:1]], annotator_id=me["id"]) + back[1:]
     state.label_cards = [*back, *rest]
     state.label_done = max(0, state.get("label_done", 0) - len(ids))
     times = state.get("label_times", [])
@@ -232,7 +232,7 @@ def panel() -> None:
     show_context = card.context is not None and (
         context_mode == "always" or (context_mode == "small crops" and card.small))
     context = (f'<figure style="margin:0;flex:1 1 0;min-width:0;max-width:'
-               f'{labeling.CONTEXT_WIDTH}px"><img src="{card.context_uri()}" '
+               f'{crop_cards.CONTEXT_WIDTH}px"><img src="{card.context_uri()}" '
                f'class="context-view" alt="frame around crop {card.crop_id}" '
                f'style="border-radius:4px;width:100%;height:auto"/><figcaption '
                f'style="font-size:.8rem;opacity:.7">frame {card.frame_index}, around the head'

@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from annotator.core import votes
-from annotator.data import db, crop_queue, reports
+from annotator.data import crop_queue, db, model_versions, reports
 from annotator.media import detectors, images, video
 from annotator.service import jobs
 from annotator.core.config import check_options
@@ -271,7 +271,7 @@ def for_job(ws: Workspace, opts: DetectOptions, job_id: int) -> DetectOptions:
 def run(ws: Workspace, opts: DetectOptions, progress: ProgressFn = silent) -> DetectReport:
     """Detect, classify, track and vote on every source; per-source errors are reported and the
     batch goes on. Writes the files of ``out`` (see the module docstring)."""
-    from pipelines import versions
+    from pipelines.common import registry
 
     t0 = time.perf_counter()
     st = resolve(ws, opts)
@@ -285,7 +285,7 @@ def run(ws: Workspace, opts: DetectOptions, progress: ProgressFn = silent) -> De
             raise InputError(f"{spec.name}: a stream needs --max-seconds (the files are written "
                              "when the run ends)")
     out = output_folder(ws, opts.out, force=opts.force, sources=specs)
-    model, version = versions.load(ws, opts.model)
+    model, version = registry.load(ws, opts.model)
     classes = list(model.classes)
     if votes.UNKNOWN in classes:
         raise InputError(f"model {version.name} has a class named {votes.UNKNOWN!r}")
@@ -330,8 +330,8 @@ def run(ws: Workspace, opts: DetectOptions, progress: ProgressFn = silent) -> De
     if opts.to_queue:
         report.queued = queue_hard(ws, out).added
         if report.queued:  # ranked (and guessed) at once, not after the next promotion
-            from pipelines import score
-            report.scored = score.score_new(ws, progress)
+            from pipelines.common import scoring
+            report.scored = scoring.score_new(ws, progress)
         report.seconds = round(time.perf_counter() - t0, 2)
         _write_json(out / "report.json", report)
     return report
@@ -596,9 +596,9 @@ def classify(infer, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _classifier(model):
     """ONNX Runtime on a CPU, PyTorch on CUDA: the same choice as the score job."""
-    from pipelines import score
+    from pipelines.common import scoring
 
-    return score.inference_backend(model, "auto")
+    return scoring.inference_backend(model, "auto")
 
 
 def _load_detector(st: Settings):
@@ -932,7 +932,7 @@ def _track_base(session, source_id: int) -> int:
 
 
 def _store_predictions(session, model_name, classes, source_id, origins, probs, emb) -> int:
-    mv = db.get_model_version(session, model_name) if model_name else None
+    mv = model_versions.get_model_version(session, model_name) if model_name else None
     if mv is None or list(mv.classes or []) != classes or not len(origins):
         return 0
     ids = reports.crop_ids_by_origin(session, source_id, origins)
@@ -941,7 +941,7 @@ def _store_predictions(session, model_name, classes, source_id, origins, probs, 
              "probs": [round(float(v), 6) for v in p], "uncertainty": float(u),
              "embedding": e.astype(np.float32).tobytes()}
             for o, p, u, e in zip(origins, probs, unc, emb) if o in ids]
-    db.add_predictions(session, rows, set_priority=True)
+    model_versions.add_predictions(session, rows, set_priority=True)
     return len(rows)
 
 

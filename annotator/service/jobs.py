@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, fields
 from typing import Callable
 
-from annotator.data import db
+from annotator.data import db, job_rows
 from annotator.data.db import JobStatus
 from annotator.service.workspace import Workspace
 
@@ -107,9 +107,9 @@ def start(ws: Workspace, kind: str, args: dict, *, command: CommandLine,
     travel without being stored.
     """
     with ws.session() as s:
-        job_id = db.create_job(s, kind=kind, args=args, started_by=started_by)
+        job_id = job_rows.create_job(s, kind=kind, args=args, started_by=started_by)
         log = ws.jobs_dir / f"job-{job_id}.log"
-        db.update_job(s, job_id, log_path=str(log), host=host())
+        job_rows.update_job(s, job_id, log_path=str(log), host=host())
     ws.jobs_dir.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as fh:
         proc = subprocess.Popen(
@@ -122,28 +122,28 @@ def start(ws: Workspace, kind: str, args: dict, *, command: CommandLine,
     # Reap it when it ends, so a finished job never lingers as a zombie of the app server.
     threading.Thread(target=proc.wait, name=f"reap-job-{job_id}", daemon=True).start()
     with ws.session() as s:
-        db.update_job(s, job_id, pid=proc.pid)
+        job_rows.update_job(s, job_id, pid=proc.pid)
     return job_id
 
 
 def list_jobs(ws: Workspace, *, kinds=None, limit: int = 20) -> list[JobInfo]:
     """Newest first. Active jobs whose process is gone are settled first (see :func:`settle`)."""
     with ws.read_session() as s:
-        rows = db.list_jobs(s, kinds=kinds, limit=limit)
+        rows = job_rows.list_jobs(s, kinds=kinds, limit=limit)
     if settle(ws, [_info(r) for r in rows if r["status"] in JobStatus.ACTIVE]):
         with ws.read_session() as s:
-            rows = db.list_jobs(s, kinds=kinds, limit=limit)
+            rows = job_rows.list_jobs(s, kinds=kinds, limit=limit)
     return [_info(r) for r in rows]
 
 
 def get(ws: Workspace, job_id: int) -> JobInfo | None:
     with ws.read_session() as s:
-        row = db.get_job(s, job_id)
+        row = job_rows.get_job(s, job_id)
     if row is None:
         return None
     if row["status"] in JobStatus.ACTIVE and settle(ws, [_info(row)]):
         with ws.read_session() as s:
-            row = db.get_job(s, job_id)
+            row = job_rows.get_job(s, job_id)
     return _info(row)
 
 
@@ -172,7 +172,7 @@ def settle(ws: Workspace, active: list[JobInfo], *, now: dt.datetime | None = No
     with ws.session() as s:
         for j, reason in dead:
             status = JobStatus.CANCELLED if j.cancel_requested else JobStatus.FAILED
-            db.update_job(s, j.id, status=status, finished_at=now,
+            job_rows.update_job(s, j.id, status=status, finished_at=now,
                           message="cancelled" if j.cancel_requested else reason)
     return len(dead)
 
@@ -184,7 +184,7 @@ def cancel(ws: Workspace, job_id: int) -> bool:
     if job is None or not job.active:
         return False
     with ws.session() as s:
-        db.update_job(s, job_id, cancel_requested=True)
+        job_rows.update_job(s, job_id, cancel_requested=True)
     if job.pid and job.host in (None, host()):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(job.pid, signal.SIGTERM)

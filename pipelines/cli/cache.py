@@ -34,11 +34,11 @@ def cache_rebuild_cmd(
 ):
     """Compact the cache to the crops the database has (dropping forgotten, damaged and
     unused tensors), then fill what is missing."""
-    from annotator.media import cache
+    from pipelines import rebuild_cache
 
     ws = open_ws(project)
     with progress_bar("cache", enabled=not as_json) as progress:
-        rep = cache.rebuild(ws, cache.RebuildOptions(**given(fill=fill)), progress)
+        rep = rebuild_cache.rebuild(ws, rebuild_cache.RebuildOptions(**given(fill=fill)), progress)
     emit(rep, as_json, f"kept {rep.kept}, dropped {rep.dropped_unused} unused and "
                        f"{rep.dropped_damaged} damaged ({rep.reclaimed_bytes / 1e6:.1f} MB freed), "
                        f"filled {rep.filled} ({rep.crops_per_s}/s, {rep.unreadable} unreadable): "

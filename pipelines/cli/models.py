@@ -64,9 +64,9 @@ def export_model_cmd(
 @command(models_app, "list")
 def models_list_cmd(project: ProjectOpt = DEFAULT_PROJECT, as_json: JsonOpt = False):
     """Model versions, newest last; * marks the active one."""
-    from pipelines import versions
+    from pipelines.common import registry
 
-    rows = versions.list_versions(open_ws(project))
+    rows = registry.list_versions(open_ws(project))
     emit([dataclasses.asdict(r) for r in rows], as_json, "\n".join(
         f"{'*' if r.active else ' '} {r.name}\tdataset {r.dataset or '-'}\tval bal.acc "
         f"{r.val_balanced_accuracy}\t{r.source or ''}"
@@ -82,10 +82,10 @@ def models_promote_cmd(
     as_json: JsonOpt = False,
 ):
     """Make VERSION active if it is at least as good on the same validation set."""
-    from pipelines import versions
+    from pipelines import promote
 
     with progress_bar("promote", enabled=not as_json) as progress:
-        rep = versions.promote(open_ws(project), versions.PromoteOptions(
+        rep = promote.promote(open_ws(project), promote.PromoteOptions(
             version=version, **given(force=force)), progress)
     emit(rep, as_json, f"{'promoted' if rep.promoted else 'not promoted'} {version}: {rep.reason}")
     if not rep.promoted and rep.reason != "already the active model":
@@ -95,10 +95,10 @@ def models_promote_cmd(
 @command(models_app, "rollback")
 def models_rollback_cmd(project: ProjectOpt = DEFAULT_PROJECT, as_json: JsonOpt = False):
     """Re-activate the version promoted before the active one."""
-    from pipelines import versions
+    from pipelines import promote
 
     with progress_bar("rollback", enabled=not as_json) as progress:
-        rep = versions.rollback(open_ws(project), versions.RollbackOptions(), progress)
+        rep = promote.rollback(open_ws(project), promote.RollbackOptions(), progress)
     emit(rep, as_json, f"rolled back from {rep.rolled_back_from} to {rep.to}; "
                        f"{rep.priorities_set} queue priorities follow {rep.to}")
 
@@ -111,10 +111,10 @@ def models_import_keras_cmd(
     as_json: JsonOpt = False,
 ):
     """Register Neuralet's released Keras weights (active if no model is yet)."""
-    from pipelines import versions
+    from pipelines import promote
 
     with progress_bar("import", enabled=not as_json) as progress:
-        rep = versions.import_keras(open_ws(project), versions.KerasImportOptions(path=path,
+        rep = promote.import_keras(open_ws(project), promote.KerasImportOptions(path=path,
                                                                                   name=name),
                                     progress)
     emit(rep, as_json, f"imported {rep.version}{' (active)' if rep.active else ''}")

@@ -41,8 +41,9 @@ def simulate_cmd(
 ):
     """Replay the labeling loop on a labeled pool: how many labels each strategy needs."""
     from pipelines import simulate
+    from pipelines.common import simulation
 
-    opts = simulate.SimulateOptions(pool=pool, eval=eval_dir, out=dest, **given(
+    opts = simulation.SimulateOptions(pool=pool, eval=eval_dir, out=dest, **given(
         strategies=None if strategies is None else
         tuple(s.strip() for s in strategies.split(",") if s.strip()),
         seed_size=seed_size, batch=batch, rounds=rounds, repeats=repeats, epochs=epochs,

@@ -43,9 +43,9 @@ def user_add_cmd(
 @command(user_app, "list")
 def user_list_cmd(project: ProjectOpt = DEFAULT_PROJECT, as_json: JsonOpt = False):
     """List accounts with their role, whether they are disabled and their label counts."""
-    from annotator.service import team
+    from annotator.service import accounts
 
-    rows = team.users(open_ws(project)).to_dict("records")
+    rows = accounts.users(open_ws(project)).to_dict("records")
     emit(rows, as_json, "\n".join(
         f"{u['name']}\t{u['role']}{'  (disabled)' if u['disabled'] else ''}\t{u['labels']} labels"
         for u in rows) or "no users")
@@ -54,18 +54,18 @@ def user_list_cmd(project: ProjectOpt = DEFAULT_PROJECT, as_json: JsonOpt = Fals
 @command(user_app, "disable")
 def user_disable_cmd(name: str, project: ProjectOpt = DEFAULT_PROJECT, as_json: JsonOpt = False):
     """Stop an account from signing in; its open sessions end at once."""
-    from annotator.service import team
+    from annotator.service import accounts
 
-    team.set_disabled(open_ws(project), name, True)
+    accounts.set_disabled(open_ws(project), name, True)
     emit({"name": name, "disabled": True}, as_json, f"disabled {name}")
 
 
 @command(user_app, "enable")
 def user_enable_cmd(name: str, project: ProjectOpt = DEFAULT_PROJECT, as_json: JsonOpt = False):
     """Let a disabled account sign in again."""
-    from annotator.service import team
+    from annotator.service import accounts
 
-    team.set_disabled(open_ws(project), name, False)
+    accounts.set_disabled(open_ws(project), name, False)
     emit({"name": name, "disabled": False}, as_json, f"enabled {name}")
 
 
@@ -77,9 +77,9 @@ def user_set_role_cmd(
     as_json: JsonOpt = False,
 ):
     """Change an account's role (a signed-in browser gets it on its next page action)."""
-    from annotator.service import team
+    from annotator.service import accounts
 
-    team.set_role(open_ws(project), name, role, by=cli_actor())
+    accounts.set_role(open_ws(project), name, role, by=cli_actor())
     emit({"name": name, "role": role}, as_json, f"{name} is now {role}")
 
 
@@ -91,8 +91,8 @@ def user_set_password_cmd(
     as_json: JsonOpt = False,
 ):
     """Reset an account's password; its open sessions end."""
-    from annotator.service import team
+    from annotator.service import accounts
 
     ws = open_ws(project)
-    team.set_password(ws, name, _read_password(password_stdin))
+    accounts.set_password(ws, name, _read_password(password_stdin))
     emit({"name": name, "password_changed": True}, as_json, f"new password set for {name}")

@@ -6,8 +6,8 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from annotator.data import db, crop_queue, reports
-from annotator.service import jobs, labeling, team
+from annotator.data import crop_queue, db, job_rows, model_reports
+from annotator.service import crop_cards, dashboard, jobs, labeling, review
 from pipelines.cli import app
 from annotator.core.errors import InputError
 from tests.app import factory
@@ -102,9 +102,9 @@ def test_double_annotation_share_gets_a_second_vote_from_someone_else(tmp_path):
     assert {c.crop_id for c in second} == set(ids)
     assert {c.sampling for c in second} == {"double"}
     labeling.submit_page(ws, bob, {i: ("mask" if i % 2 else "no_mask") for i in ids})
-    kappa = team.agreement(ws)
+    kappa = dashboard.agreement(ws)
     assert kappa.loc[0, "crops"] == 10
-    assert len(labeling.disagreements(ws)) == sum(1 for i in ids if i % 2 == 0)
+    assert len(review.disagreements(ws)) == sum(1 for i in ids if i % 2 == 0)
     ws.dispose()
 
 
@@ -135,18 +135,18 @@ def test_undo_returns_card_first_and_rate_counts(ws):
 
 
 def test_contradictions_rank_confident_model_disagreement(ws):
-    model = labeling.active_model(ws)
+    model = crop_cards.active_model(ws)
     with ws.read_session() as s:
-        ids, probs, _ = reports.prediction_arrays(s, model.id, range(1, 401))
+        ids, probs, _ = model_reports.prediction_arrays(s, model.id, range(1, 401))
     order = probs[:, 0].argsort()
     sure_no, sure_mask = int(ids[order[0]]), int(ids[order[-1]])
     factory.label_some(ws, "alice", [sure_no, sure_mask], "mask")
-    con = labeling.contradictions(ws, threshold=0.9)
+    con = review.contradictions(ws, threshold=0.9)
     assert con["crop_id"].tolist() == [sure_no]
     assert con.loc[0, "guess"] == "no_mask"
-    assert labeling.contradictions(ws, annotator="bob").empty
-    labeling.relabel(ws, factory.user_id(ws, "root"), sure_no, "no_mask")
-    assert labeling.contradictions(ws).empty
+    assert review.contradictions(ws, annotator="bob").empty
+    review.relabel(ws, factory.user_id(ws, "root"), sure_no, "no_mask")
+    assert review.contradictions(ws).empty
 
 
 def test_shortcuts_avoid_reserved_keys():
@@ -166,13 +166,13 @@ def test_frame_context_reads_the_source_frame(tmp_path):
     for i in range(10):
         out.write(np.full((240, 320, 3), i * 20, np.uint8))
     out.release()
-    card = labeling.Card(crop_id=1, image=b"", mime="image/png", width=40, height=40,
+    card = crop_cards.Card(crop_id=1, image=b"", mime="image/png", width=40, height=40,
                          sampling=None, source_kind="video", source_uri=str(video),
                          frame_index=5, box=(100.0, 100.0, 140.0, 140.0))
-    view = labeling.frame_context(card)
+    view = crop_cards.frame_context(card)
     assert view is not None and view.ndim == 3
-    gone = labeling.Card(**{**card.__dict__, "source_uri": str(tmp_path / "missing.avi")})
-    assert not gone.has_frame and labeling.frame_context(gone) is None
+    gone = crop_cards.Card(**{**card.__dict__, "source_uri": str(tmp_path / "missing.avi")})
+    assert not gone.has_frame and crop_cards.frame_context(gone) is None
 
 
 # --- background jobs --------------------------------------------------------------------------
@@ -241,8 +241,8 @@ def test_jobs_refuse_what_the_app_does_not_offer(ws, tmp_path):
 
 def test_dead_job_process_is_marked_failed(ws):
     with ws.session() as s:
-        job_id = db.create_job(s, kind="retrain", args={})
-        db.update_job(s, job_id, status="running", pid=2**22 + 12345)  # no such process
+        job_id = job_rows.create_job(s, kind="retrain", args={})
+        job_rows.update_job(s, job_id, status="running", pid=2**22 + 12345)  # no such process
     job = jobs.get(ws, job_id)
     assert job.status == "failed" and "without a report" in job.message
 

@@ -7,8 +7,8 @@ import pytest
 from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
 
-from annotator.data import db, reports
-from annotator.service import labeling
+from annotator.data import db, model_reports
+from annotator.service import crop_cards, labeling
 from tests.app import factory
 
 PAGES = Path(__file__).resolve().parents[2] / "pages"
@@ -146,7 +146,7 @@ def test_grid_page_sends_a_page_preset_to_the_model_to_the_browser(ws):
     data = grid_data(at)
     ids = [it["id"] for it in data["items"]]
     assert len(ids) == 40 and len(set(ids)) == 40
-    guesses = {c.crop_id: c.guess for c in labeling.cards(ws, [(i, None) for i in ids])}
+    guesses = {c.crop_id: c.guess for c in crop_cards.cards(ws, [(i, None) for i in ids])}
     assert [it["value"] for it in data["items"]] == [guesses[i] for i in ids]
     assert data["keys"] == {"m": "mask", "n": "no_mask", "x": "not_a_face"}
     assert len(set(data["colours"].values())) == 3  # one colour per class
@@ -195,7 +195,7 @@ def test_review_lists_disagreements_and_contradictions_and_relabels(ws):
     factory.label_some(ws, "bob", [2], "mask")
     # A crop labeled against a confident model.
     with ws.read_session() as s:
-        ids, probs, _ = reports.prediction_arrays(s, labeling.active_model(ws).id, range(3, 300))
+        ids, probs, _ = model_reports.prediction_arrays(s, crop_cards.active_model(ws).id, range(3, 300))
     sure_no_mask = int(ids[probs[:, 1].argmax()])
     factory.label_some(ws, "alice", [sure_no_mask], "mask")
 
@@ -307,7 +307,7 @@ def test_models_page_runs_a_real_rollback_job_and_shows_it(ws):
     assert job.status == "done", jobs.log_tail(job)
     assert (job.result["rolled_back_from"], job.result["to"]) == ("v2", "v1")
     at.run()
-    assert labeling.active_model(ws).name == "v1"
+    assert crop_cards.active_model(ws).name == "v1"
     assert any(f"job {job_id}" in s.value and "done" in s.value for s in at.success)
 
 
@@ -476,7 +476,7 @@ def test_browse_pages_filters_and_relabels_a_selection(ws):
 
 def factory_probs(ws, crop_ids):
     with ws.read_session() as s:
-        return reports.prediction_arrays(s, labeling.active_model(ws).id, crop_ids)
+        return model_reports.prediction_arrays(s, crop_cards.active_model(ws).id, crop_ids)
 
 
 def test_admin_edits_the_instructions_that_annotators_read(ws):
@@ -488,6 +488,6 @@ def test_admin_edits_the_instructions_that_annotators_read(ws):
     alice = signed_in(ws, "alice", "label.py")
     shown = [m.value for m in alice.markdown if "Chin masks" in m.value]
     assert shown and not any(m.allow_html for m in alice.markdown if "Chin masks" in m.value)
-    from annotator.service import team
+    from annotator.service import instructions
     with pytest.raises(Exception, match="at most"):
-        team.save_instructions(ws, "x" * (team.MAX_INSTRUCTIONS + 1))
+        instructions.save_instructions(ws, "x" * (instructions.MAX_INSTRUCTIONS + 1))

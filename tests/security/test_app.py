@@ -7,7 +7,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from annotator.data import db
-from annotator.service import auth, team
+from annotator.service import accounts, auth
 from pipelines.cli.server import APP_SERVER_OPTIONS
 from tests.app import factory
 
@@ -46,7 +46,7 @@ def test_first_run_shows_the_exact_command_to_the_server_itself(tmp_path, monkey
 
 
 def test_a_role_change_reaches_a_signed_in_session_on_its_next_action(ws):
-    team.set_role(ws, "alice", "admin")
+    accounts.set_role(ws, "alice", "admin")
     with ws.read_session() as s:
         alice = db.get_annotator(s, "alice")
     signed_in_as_admin = {"id": alice.id, "name": "alice", "role": "admin"}
@@ -57,11 +57,11 @@ def test_a_role_change_reaches_a_signed_in_session_on_its_next_action(ws):
         return at.run()
 
     assert not open_users_page(signed_in_as_admin).error
-    team.set_role(ws, "alice", "annotator")  # demoted while her browser still says admin
+    accounts.set_role(ws, "alice", "annotator")  # demoted while her browser still says admin
     at = open_users_page(signed_in_as_admin)
     assert [e.value for e in at.error] == ["This page is for admins."]
     assert at.session_state["user"]["role"] == "annotator"
-    team.set_disabled(ws, "alice", True)  # disabled while signed in: signed out
+    accounts.set_disabled(ws, "alice", True)  # disabled while signed in: signed out
     at = AppTest.from_file(str(PAGES / "label.py"), default_timeout=T)
     at.session_state["user"] = {"id": alice.id, "name": "alice", "role": "annotator"}
     at.run()

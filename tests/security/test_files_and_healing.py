@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from annotator.data import db
+from annotator.data import db, job_rows
 from annotator.service import jobs
 from annotator.core.config import parse_config
 from annotator.core.errors import InputError, WorkspaceError
@@ -102,8 +102,8 @@ def test_a_job_killed_before_it_ran_is_failed_and_frees_the_models_page(workspac
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     with workspace.session() as s:  # queued, its process gone before it reached "running"
-        job_id = db.create_job(s, kind="retrain", args={})
-        db.update_job(s, job_id, pid=dead.pid, host=jobs.host())
+        job_id = job_rows.create_job(s, kind="retrain", args={})
+        job_rows.update_job(s, job_id, pid=dead.pid, host=jobs.host())
     listed = {j.id: j for j in jobs.list_jobs(workspace)}
     assert listed[job_id].status == "failed" and not listed[job_id].active
     assert "ended without a report" in listed[job_id].message
@@ -112,9 +112,9 @@ def test_a_job_killed_before_it_ran_is_failed_and_frees_the_models_page(workspac
 
 def test_a_job_with_a_stale_heartbeat_on_another_host_is_failed(workspace):
     with workspace.session() as s:
-        job_id = db.create_job(s, kind="retrain", args={})
+        job_id = job_rows.create_job(s, kind="retrain", args={})
         old = db.utcnow() - dt.timedelta(minutes=10)
-        db.update_job(s, job_id, status="running", pid=1, host="another-box", heartbeat_at=old,
+        job_rows.update_job(s, job_id, status="running", pid=1, host="another-box", heartbeat_at=old,
                       started_at=old)
     job = jobs.get(workspace, job_id)
     assert job.status == "failed" and "no heartbeat" in job.message

@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 from annotator.data import db, crop_queue
 from annotator.media import video
-from annotator.service import auth, jobs, labeling, team
+from annotator.service import accounts, auth, jobs, labeling
 from annotator.core.errors import AuthError, QueueError
 from pages.common import md_escape
 from tests.app import factory
@@ -37,14 +37,14 @@ def page_as(ws, name: str, page: str) -> AppTest:
 
 
 def role_of(ws, name: str) -> str:
-    return team.users(ws).set_index("name").loc[name, "role"]
+    return accounts.users(ws).set_index("name").loc[name, "role"]
 
 
 # --- item 2: a disabled or demoted admin's open page -------------------------------------------
 
 
 def test_item02_revoked_admin_click_on_users_page_changes_nothing(ws):
-    team.set_role(ws, "bob", "admin")  # a second admin, so root may be disabled
+    accounts.set_role(ws, "bob", "admin")  # a second admin, so root may be disabled
     at = page_as(ws, "root", "admin_users.py")
     at.selectbox(key="edit_user").set_value("alice").run()
     # The harmless payload first: while root is an admin the click works ...
@@ -53,16 +53,16 @@ def test_item02_revoked_admin_click_on_users_page_changes_nothing(ws):
     at.button(key="user_role").click().run()
     assert role_of(ws, "alice") == "annotator"
     # ... then root is disabled from the CLI while the page stays open, and clicks again.
-    team.set_disabled(ws, "root", True)
+    accounts.set_disabled(ws, "root", True)
     at.button(key="user_role").click().run()
     assert role_of(ws, "alice") == "annotator"  # unchanged
     shown = [e.value for e in at.error] + [w.value for w in at.warning]
     assert any("nothing was changed" in m or "Please sign in" in m for m in shown), shown
     # Demoted (not disabled): the same.
-    team.set_disabled(ws, "root", False)
+    accounts.set_disabled(ws, "root", False)
     at = page_as(ws, "root", "admin_users.py")
     at.selectbox(key="edit_user").set_value("alice").run()
-    team.set_role(ws, "root", "annotator")
+    accounts.set_role(ws, "root", "annotator")
     at.button(key="user_role").click().run()
     assert role_of(ws, "alice") == "annotator"
     assert "no longer" in " ".join(e.value for e in at.error) or \
@@ -71,24 +71,24 @@ def test_item02_revoked_admin_click_on_users_page_changes_nothing(ws):
 
 def test_item02_revoked_admin_roll_back_starts_no_job(ws):
     factory.add_model(ws, "v002")  # two versions: Roll back is offered
-    team.set_role(ws, "bob", "admin")
+    accounts.set_role(ws, "bob", "admin")
     at = page_as(ws, "root", "admin_models.py")
     assert not at.button(key="rollback").disabled
-    team.set_disabled(ws, "root", True)
+    accounts.set_disabled(ws, "root", True)
     at.button(key="rollback").click().run()
     assert jobs.list_jobs(ws) == []
     assert "nothing was changed" in at.session_state["models_msg"]
 
 
 def test_item02_job_submission_checks_the_account_at_the_moment(ws):
-    from pipelines import versions
+    from pipelines import promote
     from pipelines.cli import runner
 
     root = factory.user_id(ws, "root")
-    team.set_role(ws, "bob", "admin")
-    team.set_role(ws, "root", "annotator")
+    accounts.set_role(ws, "bob", "admin")
+    accounts.set_role(ws, "root", "annotator")
     with pytest.raises(AuthError, match="no longer"):
-        runner.submit(ws, "rollback", versions.RollbackOptions(), started_by="root",
+        runner.submit(ws, "rollback", promote.RollbackOptions(), started_by="root",
                       account_id=root)
     assert jobs.list_jobs(ws) == []
     with pytest.raises(AuthError):
