@@ -107,7 +107,7 @@ def measure_floor(tmp: Path, presses: int, warmup: int, think_ms: int = 0) -> di
     app = tmp / "floor_app.py"
     app.write_text(FLOOR_APP)
     port = B.free_port()
-    from pipelines.cli import APP_SERVER_OPTIONS
+    from pipelines.cli.server import APP_SERVER_OPTIONS
 
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(app), "--server.address", "127.0.0.1",

@@ -8,7 +8,8 @@ from annotator.service import jobs
 from annotator.core.config import DETECTOR_CHOICES
 from annotator.core.errors import AnnotatorError
 from pages import common
-from pipelines import extract, runner
+from pipelines import extract
+from pipelines.cli import runner
 
 me = common.require_admin()
 ws = common.workspace()

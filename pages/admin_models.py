@@ -9,8 +9,9 @@ from annotator.service import crop_cards, dashboard, jobs
 from annotator.core.errors import AnnotatorError
 from models import registry as model_files
 from pages import autolabel_panel, charts, common
-from pipelines import export, promote, retrain, runner
+from pipelines import export, promote, retrain
 from pipelines.common import registry
+from pipelines.cli import runner
 
 ws = common.workspace()
 me = common.require_admin()

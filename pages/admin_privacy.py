@@ -10,7 +10,8 @@ import streamlit as st
 from annotator.data import trail
 from annotator.core.errors import AnnotatorError
 from pages import common
-from pipelines import erase, retention, runner
+from pipelines import erase, retention
+from pipelines.cli import runner
 
 me = common.require_admin()
 ws = common.workspace()

@@ -9,8 +9,9 @@ import streamlit as st
 
 from annotator.core.errors import AnnotatorError
 from pages import common
-from pipelines import detect, runner
-from pipelines.common.scoring import score_new
+from pipelines import detect
+from pipelines.common import scoring
+from pipelines.cli import runner
 
 ws = common.workspace()
 me = common.require_user()
@@ -52,7 +53,7 @@ def _send_hard(run: detect.RunInfo) -> None:
     try:
         common.recheck_admin()
         res = detect.queue_hard(ws, run.path)
-        scored = score_new(ws) if res.added else 0  # the active model's guess, at once
+        scored = scoring.score_new(ws) if res.added else 0  # the active model's guess, at once
     except AnnotatorError as exc:
         st.error(str(exc))
         return

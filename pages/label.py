@@ -26,7 +26,7 @@ DECISIONS = [*ws.config.labels, NOT_A_FACE, SKIP]
 COLOURS = {v: widgets.colour_of(v, ws.config.labels) for v in DECISIONS}
 # Crops held for one annotator at a time: few, so a second annotator is never shown an empty
 # queue that is only held; topped up in the background when half of them are decided.
-HOLD = min(cfg.batch_size, 5)
+HOLD = min(cfg.claim_size, 5)
 
 
 @st.cache_resource(show_spinner=False)

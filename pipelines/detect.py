@@ -223,7 +223,7 @@ def resolve(ws: Workspace, opts: DetectOptions) -> Settings:
         min_size=float(cfg.min_size), margin=float(cfg.margin),
         min_sharpness=float(cfg.min_sharpness), per_track=per_track,
         hard_flicker=float(opts.hard_flicker), hard_margin=float(opts.hard_margin),
-        batch_size=int(cfg.batch_size), long_edge=cfg.long_edge or None,
+        batch_size=int(cfg.frames_per_call), long_edge=cfg.long_edge or None,
         det_min_score=None if cfg.min_score < 0 else float(cfg.min_score),
         blur_faces=bool(opts.blur_faces))
 

@@ -188,7 +188,7 @@ def resolve(ws: Workspace, opts: ExtractOptions) -> Settings:
         redo=bool(opts.redo),
         max_seconds=opts.max_seconds,
         long_edge=pick(opts.long_edge, cfg.long_edge) or None,
-        batch_size=int(pick(opts.batch_size, cfg.batch_size)),
+        batch_size=int(pick(opts.batch_size, cfg.frames_per_call)),
         chunk_frames=int(opts.chunk_frames),
         motion=str(opts.motion),
     )

@@ -1,13 +1,15 @@
 """The workspace's config.toml: label set, sampling, training, extraction, sign-in and limits.
 
 Every value is type- and range-checked when the file is read, so a typo gives one clear line
-(``config.toml: sampling.batch_size must be an integer >= 1, got "x"``) instead of a failure
-deep inside a job.
+(``config.toml: sampling.claim_size must be an integer >= 1, got "x"``) instead of a failure
+deep inside a job. Keys renamed because one name meant several things (``RENAMED``) are still
+read, with one warning line on stderr.
 """
 from __future__ import annotations
 
 import math
 import re
+import sys
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -33,7 +35,7 @@ def _float(lo=None, hi=None):
 @dataclass
 class SamplingConfig:
     strategy: str = "hybrid"  # hybrid | uncertainty | diverse | random
-    batch_size: int = 20
+    claim_size: int = 20  # crops the Label page holds for one annotator (at most 5 of them)
     random_share: float = 0.10  # share of every batch drawn at random (unbiased accuracy estimate)
     lease_seconds: int = 600  # an abandoned claim comes back after this
     double_annotation: float = 0.0  # share of crops sent to two annotators (agreement)
@@ -43,7 +45,7 @@ class SamplingConfig:
     slice_share: float = 0.5
     slice_min_n: int = 20
 
-    RULES = {"strategy": STRATEGY_CHOICES, "batch_size": _int(1, 1000),
+    RULES = {"strategy": STRATEGY_CHOICES, "claim_size": _int(1, 1000),
              "random_share": _float(0, 1), "lease_seconds": _int(10, 30 * 24 * 3600),
              "double_annotation": _float(0, 1), "hybrid_pool": _int(1, 10_000_000),
              "slice_share": _float(0, 1), "slice_min_n": _int(1, 1_000_000)}
@@ -52,7 +54,7 @@ class SamplingConfig:
 @dataclass
 class TrainingConfig:
     epochs: int = 20
-    batch_size: int = 16
+    batch_size: int = 16  # crops per optimizer step
     lr: float = 2e-4
     val_fraction: float = 0.15
     seed: int = 0
@@ -75,12 +77,12 @@ class ExtractConfig:
     min_sharpness: float = 0.0  # variance of the Laplacian; 0 keeps blurry crops too
     min_score: float = -1.0  # detector confidence 0..1; -1: each detector's measured default
     long_edge: int = 0  # OpenPifPaf resizes frames to this long edge; 0 = native size
-    batch_size: int = 4  # frames per detector call
+    frames_per_call: int = 4  # frames per detector call
 
     RULES = {"detector": DETECTOR_CHOICES, "checkpoint": str, "fps": _float(1e-6, 1000),
              "min_size": _int(0, 10_000), "margin": _float(0, 10), "per_track": _int(1, 1000),
              "min_sharpness": _float(0, 1e9), "min_score": _float(-1, 1), "long_edge": _int(0, 20_000),
-             "batch_size": _int(1, 256)}
+             "frames_per_call": _int(1, 256)}
 
 
 @dataclass
@@ -133,6 +135,11 @@ class AutolabelConfig:
     RULES = {"max_error": _float(1e-4, 0.5), "audit_share": _float(0.0, 1.0), "after_promote": bool,
              "propagate": bool}
 
+
+# Old keys still read: (section, old) -> new. ``batch_size`` meant three things; it now names
+# only the training batch.
+RENAMED = {("sampling", "batch_size"): "claim_size", ("extract", "batch_size"): "frames_per_call"}
+_warned: set[tuple[str, str]] = set()  # one warning per file and key per process
 
 SECTIONS = {"sampling": SamplingConfig, "training": TrainingConfig, "extract": ExtractConfig,
             "auth": AuthConfig, "limits": LimitsConfig, "privacy": PrivacyConfig,
@@ -190,6 +197,7 @@ def parse_config(raw: dict, *, where: str = "config.toml") -> Config:
         values = raw.get(name, {})
         if not isinstance(values, dict):
             raise WorkspaceError(f"{where}: [{name}] must be a table")
+        values = _renamed(name, values, where)
         known = {f.name for f in fields(cls)}
         for key in values:
             if key not in known:
@@ -197,6 +205,23 @@ def parse_config(raw: dict, *, where: str = "config.toml") -> Config:
         sections[name] = cls(**{k: _checked(f"{name}.{k}", v, cls.RULES[k], where)
                                 for k, v in values.items()})
     return Config(labels=list(labels), **sections)
+
+
+def _renamed(section: str, values: dict, where: str) -> dict:
+    """``values`` with renamed keys under their new names: each old one checked (its error names
+    the key as written) and announced once on stderr; old and new together are an error."""
+    out = dict(values)
+    for (sec, old), new in RENAMED.items():
+        if sec != section or old not in values:
+            continue
+        if new in values:
+            raise WorkspaceError(f"{where}: {sec}.{old} is the old name of {sec}.{new}; keep one")
+        cls = SECTIONS[sec]
+        out[new] = _checked(f"{sec}.{old}", out.pop(old), cls.RULES[new], where)
+        if (where, f"{sec}.{old}") not in _warned:
+            _warned.add((where, f"{sec}.{old}"))
+            print(f"warning: {where}: {sec}.{old} is deprecated; use {sec}.{new}", file=sys.stderr)
+    return out
 
 
 # Options of jobs (CLI flags, page fields) checked against rules like the config's, in one place:
@@ -208,7 +233,7 @@ OPTION_RULES = {
     "min_size": _float(0, 10_000), "margin": ExtractConfig.RULES["margin"],
     "per_track": ExtractConfig.RULES["per_track"],
     "min_sharpness": ExtractConfig.RULES["min_sharpness"],
-    "min_score": _float(0, 1), "long_edge": ExtractConfig.RULES["long_edge"],
+    "min_score": _float(0, 1), "min_prob": _float(0, 1), "long_edge": ExtractConfig.RULES["long_edge"],
     "max_seconds": _float(1e-3, 10**9), "range_seconds": _float(0.01, 10**7),
     "workers": _int(1, 1024), "val_fraction": TrainingConfig.RULES["val_fraction"],
     "seed_size": _int(1, 10**7), "batch": _int(1, 10**7), "rounds": _int(1, 10_000),

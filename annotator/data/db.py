@@ -300,7 +300,7 @@ class Job(Base):
     __tablename__ = "jobs"
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[str] = mapped_column(String(40))
-    # The job's options as a JSON object (validated by pipelines.runner before it is stored).
+    # The job's options as a JSON object (validated by pipelines.cli.runner before it is stored).
     args: Mapped[Optional[Any]] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED)
     progress: Mapped[float] = mapped_column(Float, default=0.0)  # 0..1, never goes back

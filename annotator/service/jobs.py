@@ -1,8 +1,9 @@
-"""Background jobs: a ``Job`` row plus a detached process that runs it (``pipelines.runner``).
+"""Background jobs: a ``Job`` row plus a detached process that runs it.
 
 :func:`start` records the job (its kind and its options as a JSON object, never a command line)
-and launches ``python -m pipelines.runner --project DIR ID`` in its own session, so it survives
-page reloads and a restart of the Streamlit server. The runner reports progress, a heartbeat
+and launches the process its caller names (the runner, ``pipelines.cli.runner``, passes its own
+command line: this service layer never names a module above it) in its own session, so it
+survives page reloads and a restart of the Streamlit server. The runner reports progress, a heartbeat
 and the outcome on the row; pages poll :func:`list_jobs`, which also settles jobs whose process
 is gone (killed, crashed, or never started), so a dead job never blocks the Models page.
 """
@@ -14,16 +15,15 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, fields
+from typing import Callable
 
 from annotator.data import db, job_rows
 from annotator.data.db import JobStatus
 from annotator.service.workspace import Workspace
 
-RUNNER_MODULE = "pipelines.runner"
 HEARTBEAT_S = 5.0  # the runner touches heartbeat_at this often
 STALE_S = 90.0  # no heartbeat for this long: the process is gone (any host)
 START_GRACE_S = 60.0  # a queued job with no process after this long never started
@@ -94,12 +94,17 @@ def host() -> str:
     return socket.gethostname()
 
 
-def start(ws: Workspace, kind: str, args: dict, *, started_by: str | None = None,
-          env: dict[str, str] | None = None) -> int:
-    """Record a job and launch its process; returns the job id at once.
+# (absolute workspace folder, job id) -> the command line of the process that runs that job
+CommandLine = Callable[[str, int], list[str]]
 
-    ``args`` must already be validated (``pipelines.runner.submit`` does). ``env`` reaches only
-    the job's process: how secrets (a stream's password) travel without being stored.
+
+def start(ws: Workspace, kind: str, args: dict, *, command: CommandLine,
+          started_by: str | None = None, env: dict[str, str] | None = None) -> int:
+    """Record a job and launch ``command(root, job_id)``; returns the job id at once.
+
+    ``args`` must already be validated (``pipelines.cli.runner.submit`` does, and passes its own
+    command line). ``env`` reaches only the job's process: how secrets (a stream's password)
+    travel without being stored.
     """
     with ws.session() as s:
         job_id = job_rows.create_job(s, kind=kind, args=args, started_by=started_by)
@@ -108,7 +113,7 @@ def start(ws: Workspace, kind: str, args: dict, *, started_by: str | None = None
     ws.jobs_dir.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as fh:
         proc = subprocess.Popen(
-            [sys.executable, "-m", RUNNER_MODULE, "--project", str(ws.root.resolve()), str(job_id)],
+            command(str(ws.root.resolve()), job_id),
             stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT,
             start_new_session=True,  # own process group: a page reload or server stop won't kill it
             env={**os.environ, **(env or {}), "ANNOTATOR_PROJECT": str(ws.root.resolve()),

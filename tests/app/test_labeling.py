@@ -179,7 +179,8 @@ def test_frame_context_reads_the_source_frame(tmp_path):
 
 
 def test_job_runs_detached_and_records_result(ws, tmp_path):
-    from pipelines import import_folder, runner
+    from pipelines import import_folder
+    from pipelines.cli import runner
     from tests.conftest import write_image_folder
 
     folder = write_image_folder(tmp_path / "imgs", {"mask": 3, "no_mask": 2})
@@ -193,8 +194,29 @@ def test_job_runs_detached_and_records_result(ws, tmp_path):
     assert "[progress]" in jobs.log_tail(job)
 
 
+def test_jobs_start_launches_the_command_line_its_caller_names(ws, tmp_path):
+    """The service layer never names the runner: ``start`` runs ``command(root, job_id)``, and the
+    runner's own command line is ``python -m pipelines.cli.runner --project ROOT ID``."""
+    import sys
+    import time
+
+    from pipelines.cli import runner
+
+    seen = tmp_path / "seen.txt"
+    script = "import sys; open(sys.argv[1], 'w').write(' '.join(sys.argv[2:]))"
+    job_id = jobs.start(ws, "import", {}, command=lambda root, jid: [
+        sys.executable, "-c", script, str(seen), root, str(jid)])
+    deadline = time.monotonic() + 30  # a detached process: its file is the only sign it ran
+    while not (seen.exists() and seen.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert seen.read_text() == f"{ws.root.resolve()} {job_id}"
+    assert runner.command_line("/w", 7) == [sys.executable, "-m", "pipelines.cli.runner",
+                                            "--project", "/w", "7"]
+
+
 def test_job_failure_is_recorded_with_the_reason(ws, tmp_path):
-    from pipelines import import_folder, runner
+    from pipelines import import_folder
+    from pipelines.cli import runner
 
     (tmp_path / "imgs" / "cats").mkdir(parents=True)
     job_id = runner.submit(ws, "import", import_folder.ImportOptions(folder=tmp_path / "imgs",
@@ -205,7 +227,8 @@ def test_job_failure_is_recorded_with_the_reason(ws, tmp_path):
 
 
 def test_jobs_refuse_what_the_app_does_not_offer(ws, tmp_path):
-    from pipelines import extract, import_folder, runner
+    from pipelines import extract, import_folder
+    from pipelines.cli import runner
 
     with pytest.raises(InputError, match="not a job"):
         runner.submit(ws, "user-add", import_folder.ImportOptions(folder=tmp_path))
@@ -234,7 +257,7 @@ def test_app_command_without_workspace_is_one_line_error(tmp_path):
 
 
 def test_app_entry_found_through_installed_package():
-    from pipelines.cli import app_entry
+    from pipelines.cli.server import app_entry
 
     assert app_entry().name == "app.py" and app_entry().is_file()
 

@@ -113,7 +113,7 @@ def test_label_page_keys_label_skip_undo(ws):
 def test_label_page_prefetches_and_keeps_going_past_a_batch(ws):
     at = signed_in(ws, "alice", "label.py")
     seen = []
-    for _ in range(ws.config.sampling.batch_size + 5):
+    for _ in range(ws.config.sampling.claim_size + 5):
         seen.append(caption_crop(at))
         at.button(key="btn_mask").click().run()
         assert not at.exception
@@ -283,7 +283,7 @@ def _newest_job(ws):
 
 def test_models_page_starts_jobs_for_admin(ws, monkeypatch):
     from annotator.core.failpoints import ENV as FAILPOINT_ENV
-    from pipelines import runner
+    from pipelines.cli import runner
 
     # Every job the page starts is recorded and launched for real; its process stops at the
     # runner's first line (a failpoint), so nothing trains here and the outcome is known.
@@ -376,7 +376,7 @@ def test_label_page_cold_start_without_model(tmp_path, monkeypatch):
     monkeypatch.setenv("ANNOTATOR_PROJECT", str(ws.root))
     at = signed_in(ws, "alice", "label.py")
     reasons = set()
-    for _ in range(ws.config.sampling.batch_size):
+    for _ in range(ws.config.sampling.claim_size):
         reasons.add(panel(at).split("picked by ", 1)[1].split("<")[0].split(" ·")[0])
         at.button(key="btn_mask").click().run()
     assert reasons == {"cold_start", "random"}

@@ -118,3 +118,70 @@ def test_unreachable_database_is_one_line(tmp_path):
     assert len(r.output.strip().splitlines()) == 1
     assert "cannot open the database at postgresql+psycopg://annotator:***@127.0.0.1" in r.output
     assert "s3cret" not in r.output
+
+
+# --- the package: defaults owned by the options, renamed flags, python -m ----------------------
+
+# Flags that are no job option: the workspace, output, and what the command itself does.
+OWN_DEFAULTS = {"project", "as_json", "password_stdin", "backfill", "resume", "port", "host"}
+
+
+def test_job_options_default_to_none_so_the_dataclasses_own_them():
+    import typer
+
+    def walk(command, path):
+        for p in getattr(command, "params", ()):
+            if p.name not in OWN_DEFAULTS and p.default is not None:
+                yield f"{path} {p.name}={p.default!r}"
+        for name, sub in getattr(command, "commands", {}).items():
+            yield from walk(sub, f"{path} {name}")
+
+    assert list(walk(typer.main.get_command(app), "annotator")) == []
+
+
+def test_an_unset_flag_leaves_the_options_default(tmp_path):
+    from pipelines import export
+
+    ws = tmp_path / "ws"
+    cli("init", "--project", ws)
+    cli("import-folder", write_image_folder(tmp_path / "in", {"mask": 2, "no_mask": 1}),
+        "--labeled", "--project", ws)
+    r = cli("export", tmp_path / "out", "--project", ws, "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["format"] == export.ExportOptions(out=tmp_path).format
+    assert (tmp_path / "out" / "mask").is_dir()  # imagefolder, the dataclass's default
+    r = cli("audit", "--action", "export", "--project", ws, "--json")
+    (event,) = json.loads(r.stdout)
+    assert event["detail"]["format"] == "imagefolder" and event["detail"]["with_provenance"] is False
+
+
+def test_detect_threshold_is_min_prob_and_min_score_still_works(tmp_path):
+    ws = tmp_path / "ws"
+    cli("init", "--project", ws)
+    clip = write_image_folder(tmp_path / "in", {"x": 1})
+    r = runner.invoke(app, ["detect", str(clip), "--min-prob", "1.5", "--project", str(ws)])
+    assert r.exit_code != 0 and "must be a number between 0 and 1, got 1.5" in r.stderr
+    assert "deprecated" not in r.stderr
+    r = runner.invoke(app, ["detect", str(clip), "--min-score", "1.5", "--project", str(ws)])
+    assert r.exit_code != 0 and "must be a number between 0 and 1, got 1.5" in r.stderr
+    warnings = [line for line in r.stderr.splitlines() if "deprecated" in line]
+    assert warnings == ["warning: annotator detect --min-score is deprecated; use --min-prob"]
+    r = runner.invoke(app, ["detect", str(clip), "--min-prob", "0.8", "--min-score", "0.8",
+                            "--project", str(ws)])
+    assert r.exit_code == 2 and r.stderr.strip() == \
+        "error: give --min-prob only (--min-score is its old name)"
+    assert "--min-score" not in cli("detect", "--help").output  # hidden; --min-prob shown
+    assert "--min-prob" in cli("detect", "--help").output
+
+
+def test_python_m_pipelines_cli_is_the_same_command(tmp_path):
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    r = subprocess.run([sys.executable, "-m", "pipelines.cli", "init", "-p", str(tmp_path / "ws"),
+                        "--json"], cwd=repo, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["created"] is True
+    r = subprocess.run([sys.executable, "-m", "pipelines.cli", "stats", "-p",
+                        str(tmp_path / "nowhere")], cwd=repo, env=env, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode != 0 and r.stderr.startswith("error: ") and "Traceback" not in r.stderr

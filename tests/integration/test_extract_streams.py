@@ -104,7 +104,7 @@ def test_a_cameras_password_reaches_no_row_log_or_report(camera, tmp_path):
     """Security: the stream's password is used to connect and is stored, logged and reported
     nowhere, from the CLI or from a page-started job."""
     from annotator.service import jobs
-    from pipelines import runner
+    from pipelines.cli import runner
 
     url, handler = camera
     secret_url = url.replace("http://", "http://cam:s3cret@") + "?token=t0ps3cret"

@@ -12,7 +12,8 @@ import pytest
 from annotator.data import db
 from annotator.service import jobs
 from annotator.service.workspace import Workspace
-from pipelines import build_dataset, import_folder, retrain, runner
+from pipelines import build_dataset, import_folder, retrain
+from pipelines.cli import runner
 
 N_EACH = 1000  # 2,000 crops
 

@@ -8,7 +8,7 @@ from streamlit.testing.v1 import AppTest
 
 from annotator.data import db
 from annotator.service import accounts, auth
-from pipelines.cli import APP_SERVER_OPTIONS
+from pipelines.cli.server import APP_SERVER_OPTIONS
 from tests.app import factory
 
 PAGES = Path(__file__).resolve().parents[2] / "pages"

@@ -7,7 +7,8 @@ from sqlalchemy import func, select
 
 from annotator.data import db
 from annotator.core.errors import InputError
-from pipelines import extract, runner
+from pipelines import extract
+from pipelines.cli import runner
 from tests.app import factory
 from tests.app.test_pages import signed_in
 

@@ -20,7 +20,8 @@ from annotator.core.errors import InputError, WorkspaceError
 from annotator.core.failpoints import ENV as FAILPOINT_ENV
 from annotator.core.urls import redact
 from annotator.service.workspace import Workspace
-from pipelines import build_dataset, import_folder, runner, train
+from pipelines import build_dataset, import_folder, train
+from pipelines.cli import runner
 from pipelines.cli import app
 from tests.conftest import write_image_folder
 
@@ -158,7 +159,8 @@ def test_a_decompression_bomb_is_counted_unreadable_not_decoded(workspace, tmp_p
     ('labels = ["mask", "../../outside"]', "labels must be up to 40 letters"),
     ('labels = ["mask", "<b>no</b>"]', "labels must be up to 40 letters"),
     (f'labels = ["mask", "{"n" * 41}"]', "labels must be up to 40 letters"),
-    ("[sampling]\nbatch_size = \"x\"", "sampling.batch_size must be an integer"),
+    ("[sampling]\nbatch_size = \"x\"", "sampling.batch_size must be an integer"),  # old key
+    ("[sampling]\nclaim_size = 0", "sampling.claim_size must be an integer between 1"),
     ("[sampling]\nlease_seconds = -5", "sampling.lease_seconds must be an integer between 10"),
     ("[sampling]\nstrategy = \"best\"", "sampling.strategy must be one of hybrid"),
     ("[training]\nlr = nan", "training.lr must be a finite number"),

@@ -65,7 +65,8 @@ def test_item03_detect_keeps_no_stream_secret_in_json_report_or_files(ws, tmp_pa
 
 
 def test_item03_a_detect_job_keeps_no_stream_secret_in_its_row_log_or_report(ws):
-    from pipelines import detect, runner
+    from pipelines import detect
+    from pipelines.cli import runner
 
     job_id = runner.submit(ws, "detect", detect.DetectOptions(sources=[SECRET_URL],
                                                               max_seconds=2.0))

@@ -81,7 +81,8 @@ def test_item02_revoked_admin_roll_back_starts_no_job(ws):
 
 
 def test_item02_job_submission_checks_the_account_at_the_moment(ws):
-    from pipelines import promote, runner
+    from pipelines import promote
+    from pipelines.cli import runner
 
     root = factory.user_id(ws, "root")
     accounts.set_role(ws, "bob", "admin")

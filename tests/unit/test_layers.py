@@ -183,6 +183,12 @@ def test_no_two_files_import_each_other():
     assert circles() == []
 
 
+def test_the_cli_package_is_surface():
+    cli = sorted(str(p.relative_to(REPO)) for p in (REPO / "pipelines" / "cli").glob("*.py"))
+    assert "pipelines/cli/runner.py" in cli and "pipelines/cli/__main__.py" in cli
+    assert {layer_of(f) for f in cli} == {"surface"}
+
+
 def test_every_folder_of_the_tree_has_a_layer():
     folders = {str(p.parent.relative_to(REPO)) for pkg in PACKAGES
                for p in (REPO / pkg).rglob("*.py")}
@@ -203,6 +209,11 @@ def test_every_folder_of_the_tree_has_a_layer():
     ("pipelines/probe.py", "from pipelines import train\n", "job imports another job"),
     ("pipelines/common/probe.py", "from pipelines import train\n",
      "jobkit module imports pipelines.train"),
+    # the CLI and the job runner are surface: a service starts a job without naming the runner
+    ("annotator/service/probe.py", "def f():\n    from pipelines.cli import runner\n",
+     "service module imports pipelines.cli.runner (surface)"),
+    ("pipelines/probe.py", "from pipelines.cli.render import emit\n",
+     "job module imports pipelines.cli.render (surface)"),
 ])
 def test_the_rule_catches_an_upward_import(path, source, expected):
     assert any(expected in v for v in violations({path: source}))

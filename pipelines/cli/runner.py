@@ -2,7 +2,8 @@
 
 A surface, like the CLI: :func:`submit` checks a job's options (only the fields the UI offers,
 each of the right type; server paths must exist) and records it through ``annotator.service.jobs``;
-``python -m pipelines.runner --project DIR ID`` (started by ``annotator.service.jobs.start``) rebuilds
+``python -m pipelines.cli.runner --project DIR ID`` (:func:`command_line`, which
+``annotator.service.jobs.start`` launches) rebuilds
 the options from the row, calls the same job function the CLI calls with a progress reporter
 that writes to the row, and records the report, the real failure reason, or ``cancelled``.
 """
@@ -105,7 +106,7 @@ def submit(ws: Workspace, kind: str, options, *, started_by: str | None = None,
     args, secrets = _split_secrets(args)
     if secrets:  # the job's process gets them in its environment; the row keeps the redacted form
         env = {**(env or {}), SECRETS_ENV: json.dumps(secrets)}
-    return jobs.start(ws, kind, args, started_by=started_by, env=env)
+    return jobs.start(ws, kind, args, command=command_line, started_by=started_by, env=env)
 
 
 SECRETS_ENV = "ANNOTATOR_JOB_SECRETS"
@@ -283,8 +284,14 @@ class _Reporter:
                 pass
 
 
+def command_line(root: str, job_id: int) -> list[str]:
+    """The process that runs recorded job ``job_id`` of the workspace at ``root`` (``main``)."""
+    return [sys.executable, "-m", "pipelines.cli.runner",
+            "--project", root, str(job_id)]
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipelines.runner",
+    parser = argparse.ArgumentParser(prog="python -m pipelines.cli.runner",
                                      description="Run one recorded background job.")
     parser.add_argument("--project", required=True, type=Path)
     parser.add_argument("job_id", type=int)
