@@ -431,7 +431,7 @@ def detect_cmd(
     ws = open_ws(project)
     opts = detect.DetectOptions(
         sources=sources, model=model, detector=detector, checkpoint=checkpoint, fps=fps,
-        every=every, min_score=min_score, vote=vote, out=None if dest is None else str(dest),
+        every=every, min_prob=min_score, vote=vote, out=None if dest is None else str(dest),
         video=write_video, codec=codec, to_queue=to_queue, max_seconds=max_seconds, force=force,
         blur_faces=blur_faces)
     with progress_bar("detect", enabled=not as_json) as progress:

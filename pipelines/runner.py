@@ -67,7 +67,7 @@ def specs() -> dict[str, JobSpec]:
         "rollback": JobSpec(versions.RollbackOptions, versions.rollback, frozenset()),
         "autolabel": JobSpec(autolabel.AutolabelOptions, autolabel.run, frozenset()),
         "detect": JobSpec(detect.DetectOptions, detect.run, frozenset({
-            "sources", "model", "detector", "fps", "min_score", "vote", "max_seconds",
+            "sources", "model", "detector", "fps", "min_prob", "min_score", "vote", "max_seconds",
             "to_queue", "codec"}), paths=frozenset({"sources"}), for_job=detect.for_job),
         "export": JobSpec(export.ExportOptions, export.run,
                           frozenset({"out", "format", "with_provenance"})),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -134,9 +135,20 @@ class AutolabelConfig:
              "propagate": bool}
 
 
+@dataclass
+class DetectConfig:
+    """``annotator detect``: a model on footage (its detector and head settings are
+    ``[extract]``'s, so detect sees the heads extract would)."""
+
+    min_prob: float = 0.75  # classifier: a lower top class probability is "unknown"
+
+    RULES = {"min_prob": _float(0, 1)}
+    RENAMED = {"min_score": "min_prob"}  # old key -> new (read with a deprecation line)
+
+
 SECTIONS = {"sampling": SamplingConfig, "training": TrainingConfig, "extract": ExtractConfig,
             "auth": AuthConfig, "limits": LimitsConfig, "privacy": PrivacyConfig,
-            "autolabel": AutolabelConfig}
+            "autolabel": AutolabelConfig, "detect": DetectConfig}
 
 
 @dataclass
@@ -149,6 +161,7 @@ class Config:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     autolabel: AutolabelConfig = field(default_factory=AutolabelConfig)
+    detect: DetectConfig = field(default_factory=DetectConfig)
 
     @property
     def label_values(self) -> list[str]:
@@ -190,6 +203,7 @@ def parse_config(raw: dict, *, where: str = "config.toml") -> Config:
         values = raw.get(name, {})
         if not isinstance(values, dict):
             raise WorkspaceError(f"{where}: [{name}] must be a table")
+        values = _renamed(name, values, getattr(cls, "RENAMED", {}), where)
         known = {f.name for f in fields(cls)}
         for key in values:
             if key not in known:
@@ -197,6 +211,19 @@ def parse_config(raw: dict, *, where: str = "config.toml") -> Config:
         sections[name] = cls(**{k: _checked(f"{name}.{k}", v, cls.RULES[k], where)
                                 for k, v in values.items()})
     return Config(labels=list(labels), **sections)
+
+
+def _renamed(section: str, values: dict, renamed: dict, where: str) -> dict:
+    """A section's values with renamed keys under their new name, one stderr line each."""
+    if not any(k in values for k in renamed):
+        return values
+    out = dict(values)
+    for old, new in renamed.items():
+        if old in out:
+            print(f"{where}: [{section}] {old} is deprecated; call it {new}", file=sys.stderr)
+            out.setdefault(new, out[old])
+            del out[old]
+    return out
 
 
 # Options of jobs (CLI flags, page fields) checked against rules like the config's, in one place:
@@ -208,7 +235,8 @@ OPTION_RULES = {
     "min_size": _float(0, 10_000), "margin": ExtractConfig.RULES["margin"],
     "per_track": ExtractConfig.RULES["per_track"],
     "min_sharpness": ExtractConfig.RULES["min_sharpness"],
-    "min_score": _float(0, 1), "long_edge": ExtractConfig.RULES["long_edge"],
+    "min_score": _float(0, 1), "min_prob": DetectConfig.RULES["min_prob"],
+    "long_edge": ExtractConfig.RULES["long_edge"],
     "max_seconds": _float(1e-3, 10**9), "range_seconds": _float(0.01, 10**7),
     "workers": _int(1, 1024), "val_fraction": TrainingConfig.RULES["val_fraction"],
     "seed_size": _int(1, 10**7), "batch": _int(1, 10**7), "rounds": _int(1, 10_000),

@@ -50,7 +50,6 @@ from pipelines.extract.source import (OpenedSource, extract_source, new_crop, op
 
 DEFAULT_RANGE_SECONDS = 300.0
 TORCH_DETECTORS = ("mtcnn", "openpifpaf")  # YuNet runs on the CPU only: never asks for a GPU
-CONNECT_TIMEOUT_S = 5.0  # a HOST:PORT that does not answer this fast is reported unreachable
 AFTER_RANGE = "extract_ray_after_range"  # failpoint: the driver, right after a range's commit
 IN_TASK = "extract_ray_in_task"  # failpoint: a worker, as a range task starts
 

@@ -12,6 +12,8 @@ from annotator.core import failpoints
 from annotator.core.errors import InputError
 from pipelines.extract.detector import cores as _cores
 
+CONNECT_TIMEOUT_S = 5.0  # a HOST:PORT that does not answer this fast is reported unreachable
+
 
 def import_ray():
     try:

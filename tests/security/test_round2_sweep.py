@@ -71,7 +71,7 @@ SWEEP = [  # (item, arguments, words the one line must hold)
     (8, ["extract", "{img}", "--max-seconds", "inf", "-p", P], "--max-seconds must be"),
     (8, ["detect", "{img}", "--fps", "nan", "-p", P], "--fps must be a finite number"),
     (8, ["detect", "{img}", "--fps", "inf", "-p", P], "--fps must be a finite number"),
-    (8, ["detect", "{img}", "--min-score", "nan", "-p", P], "--min-score must be"),
+    (8, ["detect", "{img}", "--min-score", "nan", "-p", P], "--min-prob must be"),
     (8, ["simulate", "--pool", "{pool}", "--eval", "{pool}", "--out", "{root}/sim",
          "--lr", "nan"], "--lr must be a finite number"),
     (8, ["simulate", "--pool", "{pool}", "--eval", "{pool}", "--out", "{root}/sim",
