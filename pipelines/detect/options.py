@@ -54,11 +54,11 @@ class SourceDetect:
     kind: str
     key: str | None = None
     sha256: str | None = None
+    frames: int = 0  # sampled frames run; the source's own figures follow (video.probe)
     fps: float | None = None
     frame_count: int | None = None
     width: int | None = None
     height: int | None = None
-    frames: int = 0
     detections: int = 0
     tracks: int = 0
     hard_tracks: int = 0
