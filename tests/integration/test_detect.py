@@ -165,7 +165,7 @@ def test_bad_input_is_one_line_and_a_non_zero_exit(project, shared_data, tmp_pat
     cases = [
         (["detect", tmp_path / "missing.mp4", "--out", tmp_path / "x"], "no such file"),
         (["detect", src, "--vote", "median", "--out", tmp_path / "y"], "--vote"),
-        (["detect", src, "--min-score", "2", "--out", tmp_path / "z"], "--min-score"),
+        (["detect", src, "--min-score", "2", "--out", tmp_path / "z"], "--min-prob"),
         (["detect", src, "--out", full], "not empty"),
         (["detect", src, "--out", project / "crops"], "inside the workspace"),
     ]
