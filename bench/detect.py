@@ -34,7 +34,8 @@ from annotator.media.detectors import load_detector
 from annotator.core.track import Tracker
 from annotator.service.workspace import Workspace
 from annotator.core.footage import head_crops
-from pipelines import detect, versions
+from pipelines import detect, promote
+from pipelines.common import registry
 from pipelines.detect import frames as detect_frames
 from pipelines.detect import rendering
 
@@ -126,8 +127,8 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp_s:
         tmp = Path(tmp_s)
         ws = Workspace.init(tmp / "ws")
-        versions.import_keras(ws, versions.KerasImportOptions(path=root / "peer" / "OFMClassifier.h5"))
-        model, _v = versions.load(ws)
+        promote.import_keras(ws, promote.KerasImportOptions(path=root / "peer" / "OFMClassifier.h5"))
+        model, _v = registry.load(ws)
         backend, infer = detect._classifier(model)
         warm = np.zeros((8, 45, 45, 3), np.uint8)
         for n in (1, 2, 4, 8, 1, 8):  # the first calls of a session allocate: not a stage's cost

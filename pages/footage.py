@@ -9,7 +9,8 @@ import streamlit as st
 
 from annotator.core.errors import AnnotatorError
 from pages import common
-from pipelines import detect, runner, score
+from pipelines import detect, runner
+from pipelines.common import scoring
 from pipelines.detect import rendering, view
 from pipelines.detect.to_queue import queue_hard
 
@@ -53,7 +54,7 @@ def _send_hard(run: view.RunInfo) -> None:
     try:
         common.recheck_admin()
         res = queue_hard(ws, run.path)
-        scored = score.score_new(ws) if res.added else 0  # the active model's guess, at once
+        scored = scoring.score_new(ws) if res.added else 0  # the active model's guess, at once
     except AnnotatorError as exc:
         st.error(str(exc))
         return

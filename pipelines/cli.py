@@ -302,9 +302,9 @@ def user_add_cmd(
 @command(user_app, "list")
 def user_list_cmd(project: ProjectOpt = DEFAULT_PROJECT, as_json: JsonOpt = False):
     """List accounts with their role, whether they are disabled and their label counts."""
-    from annotator.service import team
+    from annotator.service import accounts
 
-    rows = team.users(open_ws(project)).to_dict("records")
+    rows = accounts.users(open_ws(project)).to_dict("records")
     emit(rows, as_json, "\n".join(
         f"{u['name']}\t{u['role']}{'  (disabled)' if u['disabled'] else ''}\t{u['labels']} labels"
         for u in rows) or "no users")
@@ -313,18 +313,18 @@ def user_list_cmd(project: ProjectOpt = DEFAULT_PROJECT, as_json: JsonOpt = Fals
 @command(user_app, "disable")
 def user_disable_cmd(name: str, project: ProjectOpt = DEFAULT_PROJECT, as_json: JsonOpt = False):
     """Stop an account from signing in; its open sessions end at once."""
-    from annotator.service import team
+    from annotator.service import accounts
 
-    team.set_disabled(open_ws(project), name, True)
+    accounts.set_disabled(open_ws(project), name, True)
     emit({"name": name, "disabled": True}, as_json, f"disabled {name}")
 
 
 @command(user_app, "enable")
 def user_enable_cmd(name: str, project: ProjectOpt = DEFAULT_PROJECT, as_json: JsonOpt = False):
     """Let a disabled account sign in again."""
-    from annotator.service import team
+    from annotator.service import accounts
 
-    team.set_disabled(open_ws(project), name, False)
+    accounts.set_disabled(open_ws(project), name, False)
     emit({"name": name, "disabled": False}, as_json, f"enabled {name}")
 
 
@@ -336,9 +336,9 @@ def user_set_role_cmd(
     as_json: JsonOpt = False,
 ):
     """Change an account's role (a signed-in browser gets it on its next page action)."""
-    from annotator.service import team
+    from annotator.service import accounts
 
-    team.set_role(open_ws(project), name, role, by=_cli_actor())
+    accounts.set_role(open_ws(project), name, role, by=_cli_actor())
     emit({"name": name, "role": role}, as_json, f"{name} is now {role}")
 
 
@@ -350,10 +350,10 @@ def user_set_password_cmd(
     as_json: JsonOpt = False,
 ):
     """Reset an account's password; its open sessions end."""
-    from annotator.service import team
+    from annotator.service import accounts
 
     ws = open_ws(project)
-    team.set_password(ws, name, _read_password(password_stdin))
+    accounts.set_password(ws, name, _read_password(password_stdin))
     emit({"name": name, "password_changed": True}, as_json, f"new password set for {name}")
 
 
@@ -602,11 +602,11 @@ def cache_rebuild_cmd(
 ):
     """Compact the cache to the crops the database has (dropping forgotten, damaged and
     unused tensors), then fill what is missing."""
-    from annotator.media import cache
+    from pipelines import rebuild_cache
 
     ws = open_ws(project)
     with progress_bar("cache", enabled=not as_json) as progress:
-        rep = cache.rebuild(ws, cache.RebuildOptions(fill=fill), progress)
+        rep = rebuild_cache.rebuild(ws, rebuild_cache.RebuildOptions(fill=fill), progress)
     emit(rep, as_json, f"kept {rep.kept}, dropped {rep.dropped_unused} unused and "
                        f"{rep.dropped_damaged} damaged ({rep.reclaimed_bytes / 1e6:.1f} MB freed), "
                        f"filled {rep.filled} ({rep.crops_per_s}/s, {rep.unreadable} unreadable): "
@@ -673,9 +673,9 @@ def retrain_summary(rep) -> str:
 @command(models_app, "list")
 def models_list_cmd(project: ProjectOpt = DEFAULT_PROJECT, as_json: JsonOpt = False):
     """Model versions, newest last; * marks the active one."""
-    from pipelines import versions
+    from pipelines.common import registry
 
-    rows = versions.list_versions(open_ws(project))
+    rows = registry.list_versions(open_ws(project))
     emit([dataclasses.asdict(r) for r in rows], as_json, "\n".join(
         f"{'*' if r.active else ' '} {r.name}\tdataset {r.dataset or '-'}\tval bal.acc "
         f"{r.val_balanced_accuracy}\t{r.source or ''}"
@@ -691,10 +691,10 @@ def models_promote_cmd(
     as_json: JsonOpt = False,
 ):
     """Make VERSION active if it is at least as good on the same validation set."""
-    from pipelines import versions
+    from pipelines import promote
 
     with progress_bar("promote", enabled=not as_json) as progress:
-        rep = versions.promote(open_ws(project), versions.PromoteOptions(version=version,
+        rep = promote.promote(open_ws(project), promote.PromoteOptions(version=version,
                                                                          force=force), progress)
     emit(rep, as_json, f"{'promoted' if rep.promoted else 'not promoted'} {version}: {rep.reason}")
     if not rep.promoted and rep.reason != "already the active model":
@@ -704,10 +704,10 @@ def models_promote_cmd(
 @command(models_app, "rollback")
 def models_rollback_cmd(project: ProjectOpt = DEFAULT_PROJECT, as_json: JsonOpt = False):
     """Re-activate the version promoted before the active one."""
-    from pipelines import versions
+    from pipelines import promote
 
     with progress_bar("rollback", enabled=not as_json) as progress:
-        rep = versions.rollback(open_ws(project), versions.RollbackOptions(), progress)
+        rep = promote.rollback(open_ws(project), promote.RollbackOptions(), progress)
     emit(rep, as_json, f"rolled back from {rep.rolled_back_from} to {rep.to}; "
                        f"{rep.priorities_set} queue priorities follow {rep.to}")
 
@@ -720,10 +720,10 @@ def models_import_keras_cmd(
     as_json: JsonOpt = False,
 ):
     """Register Neuralet's released Keras weights (active if no model is yet)."""
-    from pipelines import versions
+    from pipelines import promote
 
     with progress_bar("import", enabled=not as_json) as progress:
-        rep = versions.import_keras(open_ws(project), versions.KerasImportOptions(path=path,
+        rep = promote.import_keras(open_ws(project), promote.KerasImportOptions(path=path,
                                                                                   name=name),
                                     progress)
     emit(rep, as_json, f"imported {rep.version}{' (active)' if rep.active else ''}")
@@ -847,8 +847,9 @@ def simulate_cmd(
 ):
     """Replay the labeling loop on a labeled pool: how many labels each strategy needs."""
     from pipelines import simulate
+    from pipelines.common import simulation
 
-    opts = simulate.SimulateOptions(
+    opts = simulation.SimulateOptions(
         pool=pool, eval=eval_dir, out=dest,
         strategies=tuple(s.strip() for s in strategies.split(",") if s.strip()),
         seed_size=seed_size, batch=batch, rounds=rounds, repeats=repeats, epochs=epochs,

@@ -22,7 +22,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Callable
 
-from annotator.data import db
+from annotator.data import db, job_rows
 from annotator.service import jobs
 from annotator.data.db import JobStatus
 from annotator.core.errors import AnnotatorError, InputError
@@ -50,7 +50,7 @@ class JobSpec:
 
 
 def specs() -> dict[str, JobSpec]:
-    from pipelines import autolabel, detect, export, extract, import_folder, retrain, score, versions
+    from pipelines import autolabel, detect, export, extract, import_folder, promote, retrain, score
     from pipelines.detect.options import for_job as detect_for_job
 
     out = {
@@ -63,9 +63,9 @@ def specs() -> dict[str, JobSpec]:
         "score": JobSpec(score.ScoreOptions, score.run, frozenset({"model"})),
         "import": JobSpec(import_folder.ImportOptions, import_folder.run,
                           frozenset({"folder", "labeled"}), paths=frozenset({"folder"})),
-        "promote": JobSpec(versions.PromoteOptions, versions.promote,
+        "promote": JobSpec(promote.PromoteOptions, promote.promote,
                            frozenset({"version", "force"})),
-        "rollback": JobSpec(versions.RollbackOptions, versions.rollback, frozenset()),
+        "rollback": JobSpec(promote.RollbackOptions, promote.rollback, frozenset()),
         "autolabel": JobSpec(autolabel.AutolabelOptions, autolabel.run, frozenset()),
         "detect": JobSpec(detect.DetectOptions, detect.run, frozenset({
             "sources", "model", "detector", "fps", "min_prob", "min_score", "vote", "max_seconds",
@@ -172,18 +172,18 @@ def _check_server_path(item: str) -> None:
 def run_job(ws: Workspace, job_id: int) -> int:
     """Run one recorded job in this process and record its outcome. Returns the exit code."""
     with ws.read_session() as s:
-        row = db.get_job(s, job_id)
+        row = job_rows.get_job(s, job_id)
     if row is None:
         raise InputError(f"job {job_id} does not exist")
     spec = specs().get(row["kind"])
     if spec is None or not isinstance(row["args"], dict):
         with ws.session() as s:
-            db.update_job(s, job_id, status=JobStatus.FAILED, finished_at=db.utcnow(),
+            job_rows.update_job(s, job_id, status=JobStatus.FAILED, finished_at=db.utcnow(),
                           message=f"unknown job {row['kind']!r}")
         return 2
     now = db.utcnow()
     with ws.session() as s:
-        db.update_job(s, job_id, status=JobStatus.RUNNING, pid=os.getpid(), host=jobs.host(),
+        job_rows.update_job(s, job_id, status=JobStatus.RUNNING, pid=os.getpid(), host=jobs.host(),
                       started_at=now, heartbeat_at=now, message="started")
     nice = jobs.BACKGROUND_NICENESS if row["kind"] in jobs.BACKGROUND_KINDS else 0
     if nice:  # long footage jobs yield the cores to a retrain someone waits for (bench.train)
@@ -222,7 +222,7 @@ def run_job(ws: Workspace, job_id: int) -> int:
         reporter.stop = True
         signal.signal(signal.SIGTERM, previous)
     with ws.session() as s:
-        db.update_job(s, job_id, finished_at=db.utcnow(), heartbeat_at=db.utcnow(), **outcome)
+        job_rows.update_job(s, job_id, finished_at=db.utcnow(), heartbeat_at=db.utcnow(), **outcome)
     return code
 
 
@@ -260,9 +260,9 @@ class _Reporter:
         detail = {**self.detail, "eta_s": None if eta is None else round(eta, 1),
                   "eta_at": stamp.isoformat()}
         with self.lock, self.ws.session() as s:
-            db.update_job(s, self.job_id, progress=frac, message=text.strip(),
+            job_rows.update_job(s, self.job_id, progress=frac, message=text.strip(),
                           heartbeat_at=stamp, detail=detail)
-            cancel = db.get_job(s, self.job_id)["cancel_requested"]
+            cancel = job_rows.get_job(s, self.job_id)["cancel_requested"]
         print(f"[progress] {frac:.3f} {text}", file=sys.stderr, flush=True)
         if cancel:
             raise JobCancelled()
@@ -276,7 +276,7 @@ class _Reporter:
                 return
             try:
                 with self.lock, self.ws.session() as s:
-                    db.update_job(s, self.job_id, heartbeat_at=db.utcnow())
+                    job_rows.update_job(s, self.job_id, heartbeat_at=db.utcnow())
             except Exception:  # a busy database: the next beat tries again
                 pass
 

@@ -53,7 +53,7 @@ from pipelines.detect.to_queue import add_hard
 def run(ws: Workspace, opts: DetectOptions, progress: ProgressFn = silent) -> DetectReport:
     """Detect, classify, track and vote on every source; per-source errors are reported and the
     batch goes on. Writes the files of ``out`` (see the module docstring)."""
-    from pipelines import versions
+    from pipelines.common import registry
 
     t0 = time.perf_counter()
     st = resolve(ws, opts)
@@ -67,7 +67,7 @@ def run(ws: Workspace, opts: DetectOptions, progress: ProgressFn = silent) -> De
             raise InputError(f"{spec.name}: a stream needs --max-seconds (the files are written "
                              "when the run ends)")
     out = output_folder(ws, opts.out, force=opts.force, sources=specs)
-    model, version = versions.load(ws, opts.model)
+    model, version = registry.load(ws, opts.model)
     classes = list(model.classes)
     if votes.UNKNOWN in classes:
         raise InputError(f"model {version.name} has a class named {votes.UNKNOWN!r}")
@@ -113,8 +113,8 @@ def run(ws: Workspace, opts: DetectOptions, progress: ProgressFn = silent) -> De
         # the crops it just wrote, handed over in memory (never read back from the files)
         report.queued = add_hard(ws, dataclasses.asdict(report), writer.hard).added
         if report.queued:  # ranked (and guessed) at once, not after the next promotion
-            from pipelines import score
-            report.scored = score.score_new(ws, progress)
+            from pipelines.common import scoring
+            report.scored = scoring.score_new(ws, progress)
         report.seconds = round(time.perf_counter() - t0, 2)
         write_json(out / "report.json", report)
     return report
@@ -147,9 +147,9 @@ def _totals(report: DetectReport, timings: Counter, t0: float) -> None:
 
 def _classifier(model):
     """ONNX Runtime on a CPU, PyTorch on CUDA: the same choice as the score job."""
-    from pipelines import score
+    from pipelines.common import scoring
 
-    return score.inference_backend(model, "auto")
+    return scoring.inference_backend(model, "auto")
 
 
 def _load_detector(st: Settings):

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from annotator.core.sample import uncertainty
-from annotator.data import crop_queue, db, reports
+from annotator.data import crop_queue, db, model_versions, reports
 from annotator.service.workspace import Workspace
 from pipelines.common.footage_source import next_track_id, source_row
 from pipelines.detect.outputs import HardCrop, read_hard, source_spec
@@ -79,7 +79,7 @@ def add_hard(ws: Workspace, report: dict, crops: list[HardCrop], *,
 
 
 def _store_predictions(session, model_name, classes, source_id, origins, probs, emb) -> int:
-    mv = db.get_model_version(session, model_name) if model_name else None
+    mv = model_versions.get_model_version(session, model_name) if model_name else None
     if mv is None or list(mv.classes or []) != classes or not len(origins):
         return 0
     ids = reports.crop_ids_by_origin(session, source_id, origins)
@@ -88,5 +88,5 @@ def _store_predictions(session, model_name, classes, source_id, origins, probs, 
              "probs": [round(float(v), 6) for v in p], "uncertainty": float(u),
              "embedding": e.astype(np.float32).tobytes()}
             for o, p, u, e in zip(origins, probs, unc, emb) if o in ids]
-    db.add_predictions(session, rows, set_priority=True)
+    model_versions.add_predictions(session, rows, set_priority=True)
     return len(rows)

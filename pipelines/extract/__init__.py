@@ -80,8 +80,8 @@ def run(ws: Workspace, opts: ExtractOptions, progress: ProgressFn = silent) -> E
     for res in results:
         _merge(report, res)
     if report.crops_kept:  # ranked (and guessed) at once, not after the next promotion
-        from pipelines import score
-        report.scored = score.score_new(ws, progress)
+        from pipelines.common import scoring
+        report.scored = scoring.score_new(ws, progress)
     if opts.delete_source_after:  # privacy: footage kept no longer than needed; crops stay
         for res in results:
             if res.status == "done" and res.kind in ("video", "image") and Path(res.uri).is_file():

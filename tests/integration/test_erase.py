@@ -65,14 +65,14 @@ def loop(shared_data, tmp_path_factory, module_db_env):
     """The whole loop once per backend, small: ~16 sampled frames, 1-epoch retrains."""
     import torch
 
-    from annotator.service import team
+    from annotator.service import accounts
     from pipelines.extract import uploads
 
     tmp = tmp_path_factory.mktemp("erase")
     root = tmp / "ws"
     ok_json("init", "-p", root)
     ws = Workspace.open(root)
-    team.add_user(ws, "ann", "ann-password-1", role=db.Role.ANNOTATOR)
+    accounts.add_user(ws, "ann", "ann-password-1", role=db.Role.ANNOTATOR)
     with open(shared_data / "videos" / UPLOADED, "rb") as fh:
         uploaded = uploads.save_upload(ws, UPLOADED, fh)
     ok_json("import-folder", toy_folder(tmp / "toy", 24, 0), "--labeled", "-p", root)

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from annotator.data import db, crop_queue
-from annotator.media import detectors
+from annotator.data import crop_queue, db, model_versions
+from annotator.media import detectors, yunet
 from annotator.core.errors import InputError
 from annotator.core.tiles import box_iou
 from annotator.service.workspace import Workspace
@@ -87,7 +87,7 @@ def test_default_detector_offline_is_yunet_and_redo_keeps_every_label(shared_dat
     first = crops(ws)
     assert len(first) == rep["crops_kept"]
     assert {c["detector"] for c in first} == {"yunet"}
-    assert min(c["det_score"] for c in first) >= detectors.YUNET_CHECK_FROM  # 0.2 + the 2x check
+    assert min(c["det_score"] for c in first) >= yunet.YUNET_CHECK_FROM  # 0.2 + the 2x check
     assert stored_files(ws) == sorted({c["path"] for c in first})
     assert not offline.exists()  # nothing was downloaded, nothing was even looked up
 
@@ -112,7 +112,7 @@ def test_default_detector_offline_is_yunet_and_redo_keeps_every_label(shared_dat
         s.add(version)
         s.flush()
         unlabeled = next(c["id"] for c in first if c["id"] not in ids)
-        db.add_predictions(s, [dict(crop_id=unlabeled, model_version_id=version.id,
+        model_versions.add_predictions(s, [dict(crop_id=unlabeled, model_version_id=version.id,
                                     probs=[0.5, 0.5], uncertainty=1.0)], set_priority=False)
     kept_ids = set(ids[:5])  # every crop that has a label row, active or not
     from annotator.media import cache

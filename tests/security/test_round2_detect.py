@@ -29,11 +29,11 @@ def ws(tmp_path):
 
     from annotator.data import db
     from models.ofm import OFMClassifier
-    from pipelines import versions
+    from pipelines.common import registry
 
     ws = Workspace.init(tmp_path / "ws")
     torch.manual_seed(0)
-    versions.register(ws, OFMClassifier(ws.config.labels), metrics={"source": "test"},
+    registry.register(ws, OFMClassifier(ws.config.labels), metrics={"source": "test"},
                       card="# test", name="v001")
     with ws.session() as s:
         s.execute(update(db.ModelVersion).values(active=True))

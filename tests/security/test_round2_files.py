@@ -43,13 +43,14 @@ def ws(tmp_path):
     import torch
 
     from models.ofm import OFMClassifier
-    from pipelines import import_folder, versions
+    from pipelines import import_folder
+    from pipelines.common import registry
 
     ws = Workspace.init(tmp_path / "ws")
     folder = write_image_folder(tmp_path / "faces", {"mask": 4, "no_mask": 4})
     import_folder.run(ws, import_folder.ImportOptions(folder=folder, labeled=True))
     torch.manual_seed(0)
-    versions.register(ws, OFMClassifier(ws.config.labels), metrics={"source": "test"},
+    registry.register(ws, OFMClassifier(ws.config.labels), metrics={"source": "test"},
                       card="# test", name="v001")
     with ws.session() as s:  # make it the active one
         from sqlalchemy import update

@@ -29,14 +29,15 @@ def place(tmp_path_factory):
 
     from annotator.data import db
     from models.ofm import OFMClassifier
-    from pipelines import import_folder, versions
+    from pipelines import import_folder
+    from pipelines.common import registry
 
     root = tmp_path_factory.mktemp("sweep")
     ws = Workspace.init(root / "ws")
     pool = write_image_folder(root / "pool", {"mask": 4, "no_mask": 4})
     import_folder.run(ws, import_folder.ImportOptions(folder=pool, labeled=True))
     torch.manual_seed(0)
-    versions.register(ws, OFMClassifier(ws.config.labels), metrics={"source": "test"},
+    registry.register(ws, OFMClassifier(ws.config.labels), metrics={"source": "test"},
                       card="# test", name="v001")
     with ws.session() as s:
         s.execute(update(db.ModelVersion).values(active=True))
@@ -131,7 +132,7 @@ def test_item08_config_values_are_bounded(tmp_path, text, message):
 
 def test_item08_max_image_pixels_is_honoured_where_frames_are_decoded(tmp_path, place):
     from annotator.media import video
-    from annotator.service.labeling import Card, frame_context
+    from annotator.service.crop_cards import Card, frame_context
 
     ws = Workspace.init(tmp_path / "ws")
     ws.dispose()
