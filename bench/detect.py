@@ -33,8 +33,11 @@ from annotator.media import video
 from annotator.media.detectors import load_detector
 from annotator.core.track import Tracker
 from annotator.service.workspace import Workspace
-from pipelines import detect, extract, promote
+from annotator.core.footage import head_crops
+from pipelines import detect, promote
 from pipelines.common import registry
+from pipelines.detect import frames as detect_frames
+from pipelines.detect import rendering
 
 STAGES = ("decode", "detect", "crop", "classify", "classify_per_crop", "track", "video_vp09",
           "video_mp4v")
@@ -62,16 +65,16 @@ def staged(path: Path, infer, classes, cfg, args, tmp: Path) -> dict:
         people = detector.people([frame.image])[0]
         sec["detect"] += time.perf_counter() - t
         t = time.perf_counter()
-        found = extract.head_crops(frame.image, people, margin=cfg.margin, min_size=cfg.min_size,
+        found = head_crops(frame.image, people, margin=cfg.margin, min_size=cfg.min_size,
                                    min_sharpness=cfg.min_sharpness, dropped=Counter())
-        x = detect.model_inputs([c for _p, _hb, c, _s in found])
+        x = detect_frames.model_inputs([c for _p, _hb, c, _s in found])
         sec["crop"] += time.perf_counter() - t
         faces += len(x)
         # Alternate which goes first, so neither gains from the other's warm caches.
         for way in (("batched", "per_crop") if frames % 2 else ("per_crop", "batched")):
             t = time.perf_counter()
             if way == "batched":
-                probs, _emb = detect.classify(infer, x)
+                probs, _emb = detect_frames.classify(infer, x)
                 sec["classify"] += time.perf_counter() - t
             else:
                 one = [infer(x[i:i + 1], batch_size=1)[0] for i in range(len(x))]
@@ -90,9 +93,9 @@ def staged(path: Path, infer, classes, cfg, args, tmp: Path) -> dict:
         for codec in ("vp09", "mp4v"):
             t = time.perf_counter()
             img = frame.image.copy()
-            detect.draw_boxes(img, drawn)
+            rendering.draw_boxes(img, drawn)
             if codec not in writers:
-                writers[codec] = detect.open_video(tmp / f"{path.stem}.{codec}.mp4", args.fps,
+                writers[codec] = rendering.open_video(tmp / f"{path.stem}.{codec}.mp4", args.fps,
                                                    (img.shape[1], img.shape[0]), codec)[0]
             writers[codec].write(img)
             sec[f"video_{codec}"] += time.perf_counter() - t

@@ -59,6 +59,7 @@ from pathlib import Path
 from annotator.media import video
 from annotator.service.workspace import Workspace
 from pipelines import extract
+from pipelines.extract.detector import cores as cpu_cores
 
 REPO = Path(__file__).resolve().parents[1]
 STAGES = ("decode", "detect", "crop_store", "db")
@@ -227,7 +228,7 @@ def _fit(cv2, img, W: int, H: int):
 def camera_day(args, videos: list[Path]) -> int:
     dets = [d for d in (args.detectors or "yunet,mtcnn").split(",") if d and d != "openpifpaf"]
     figures = {"bench": "extract_camera_day", "machine": platform.machine(),
-               "cores": extract._cores(), "load_avg_start": [round(x, 2) for x in os.getloadavg()]}
+               "cores": cpu_cores(), "load_avg_start": [round(x, 2) for x in os.getloadavg()]}
     with tempfile.TemporaryDirectory() as tmp:
         day = Path(tmp) / "camera_day.mp4"
         t0 = time.perf_counter()
@@ -321,17 +322,17 @@ def engine_run(engine: str, videos: list[Path], det: str, args, root: Path, *,
 def engine_bench(args, videos: list[Path]) -> int:
     import ray
 
-    from pipelines import extract_ray
+    from pipelines.extract import ray_cluster
 
     dets = [d for d in args.detectors.split(",") if d]
-    cores = extract._cores()
+    cores = cpu_cores()
     figures = {"bench": "extract_engines", "machine": platform.machine(), "cores": cores,
                "load_avg_start": [round(x, 2) for x in os.getloadavg()],
                "sampling": {"fps": args.fps, "max_seconds": args.max_seconds},
                "videos": [v.name for v in videos], "repeat": args.repeat,
                "short_range_seconds": args.range_seconds}
     t0 = time.perf_counter()
-    extract_ray.connect(ray, None)  # this process holds the cluster; the runs join it
+    ray_cluster.connect(ray, None)  # this process holds the cluster; the runs join it
     address = ray.get_runtime_context().gcs_address
     figures["ray_cluster_start_s"] = round(time.perf_counter() - t0, 2)
     print(f"ray cluster: {cores} CPUs, started in {figures['ray_cluster_start_s']} s "
@@ -426,7 +427,7 @@ def main(argv=None) -> int:
     if args.engine == "ray":
         return engine_bench(args, videos)
     dets = [d for d in args.detectors.split(",") if d]
-    figures = {"bench": "extract", "machine": platform.machine(), "cores": extract._cores(),
+    figures = {"bench": "extract", "machine": platform.machine(), "cores": cpu_cores(),
                "load_avg_start": [round(x, 2) for x in os.getloadavg()],
                "sampling": {"fps": args.fps, "max_seconds": args.max_seconds},
                "openpifpaf_sampling": {"fps": args.openpifpaf_fps,

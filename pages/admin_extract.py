@@ -10,6 +10,7 @@ from annotator.core.errors import AnnotatorError
 from pages import common
 from pipelines import extract
 from pipelines.cli import runner
+from pipelines.extract import uploads
 
 me = common.require_admin()
 ws = common.workspace()
@@ -55,9 +56,9 @@ paths = st.text_area("…or paths on the server (one per line: files, folders or
 if st.button("Start extraction", type="primary", key="extract_start"):
     try:
         common.recheck_admin()  # at the click: the page may be older than a disable or demotion
-        targets = extract.source_lines(paths)  # first: a refused line leaves no upload behind
+        targets = uploads.source_lines(paths)  # first: a refused line leaves no upload behind
         if upload is not None:
-            targets.append(str(extract.save_upload(ws, upload.name, upload)))
+            targets.append(str(uploads.save_upload(ws, upload.name, upload)))
         if not targets:
             st.warning("Upload a video or give a path first.")
         else:

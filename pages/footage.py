@@ -10,8 +10,10 @@ import streamlit as st
 from annotator.core.errors import AnnotatorError
 from pages import common
 from pipelines import detect
-from pipelines.common import scoring
 from pipelines.cli import runner
+from pipelines.common import scoring
+from pipelines.detect import rendering, view
+from pipelines.detect.to_queue import queue_hard
 
 ws = common.workspace()
 me = common.require_user()
@@ -24,9 +26,9 @@ FROM = ("a known source", "a path on the server", "an upload")
 def _save_upload(upload) -> Path:
     # Content-hash name (`<sha12>-name`), as on the Extract page: an upload never replaces
     # another one of the same name that crops or runs point to.
-    from pipelines import extract
+    from pipelines.extract import uploads
 
-    return extract.save_upload(ws, upload.name, upload)
+    return uploads.save_upload(ws, upload.name, upload)
 
 
 def _start(target: str | None, upload, **options) -> None:
@@ -48,11 +50,11 @@ def _start(target: str | None, upload, **options) -> None:
     st.rerun()
 
 
-def _send_hard(run: detect.RunInfo) -> None:
+def _send_hard(run: view.RunInfo) -> None:
     common.require_admin()
     try:
         common.recheck_admin()
-        res = detect.queue_hard(ws, run.path)
+        res = queue_hard(ws, run.path)
         scored = scoring.score_new(ws) if res.added else 0  # the active model's guess, at once
     except AnnotatorError as exc:
         st.error(str(exc))
@@ -73,7 +75,7 @@ if is_admin:
         origin = st.radio("Source", FROM, horizontal=True, key="footage_from")
         target, upload = None, None
         if origin == FROM[0]:
-            known = detect.server_sources(ws)
+            known = view.server_sources(ws)
             if known:
                 target = st.selectbox("Known source", [u for _n, u in known],
                                       format_func=dict((u, n) for n, u in known).get,
@@ -95,7 +97,7 @@ if is_admin:
                                key="footage_to_queue")
         if st.button("Run detect", type="primary", key="footage_start"):
             # VP9: the one codec OpenCV writes here that browsers (st.video) play.
-            _start(target, upload, fps=float(fps), vote=vote, min_score=float(min_score),
+            _start(target, upload, fps=float(fps), vote=vote, min_prob=float(min_score),
                    max_seconds=float(seconds) or None, to_queue=bool(to_queue), codec="vp09")
     st.subheader("Detect jobs")
     common.show_jobs(ws, kinds=["detect"], limit=5)
@@ -103,7 +105,7 @@ else:
     st.caption("An admin starts runs; every finished run shows here.")
 
 st.subheader("Results")
-found = detect.runs(ws)
+found = view.runs(ws)
 if not found:
     st.caption("no finished runs yet")
     st.stop()
@@ -135,15 +137,15 @@ if src.get("video") and (run.path / src["video"]).is_file():
     if src.get("codec") == "mp4v":
         st.caption(common.md_escape("this video is mp4v (MPEG-4 part 2): browsers do not play "
                                     f"it; open the file {run.path / src['video']} in a video player"))
-summary = detect.table(run, "summary")
+summary = view.table(run, "summary")
 summary = summary[summary["source"] == src["name"]]
 st.subheader("Faces per minute by voted label")
 cols = [c for c in [*rep.get("classes", []), "unknown"] if c in summary.columns]
-# The video's colours (detect.colour is BGR).
+# The video's colours (rendering.colour is BGR).
 st.bar_chart(summary.set_index("minute")[cols], x_label="minute of video", y_label="faces",
-             color=["#%02x%02x%02x" % detect.colour(c)[::-1] for c in cols])
+             color=["#%02x%02x%02x" % rendering.colour(c)[::-1] for c in cols])
 st.subheader("Tracks")
-tracks = detect.table(run, "tracks")
+tracks = view.table(run, "tracks")
 shown = tracks[tracks["source"] == src["name"]].drop(columns=["source"]).sort_values("track")
 st.dataframe(shown, hide_index=True, column_config={  # plain headers, not column names
     c: st.column_config.Column(c.replace("_", " ").capitalize()) for c in shown.columns})

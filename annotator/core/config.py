@@ -136,14 +136,25 @@ class AutolabelConfig:
              "propagate": bool}
 
 
+@dataclass
+class DetectConfig:
+    """``annotator detect``: a model on footage (its detector and head settings are
+    ``[extract]``'s, so detect sees the heads extract would)."""
+
+    min_prob: float = 0.75  # classifier: a lower top class probability is "unknown"
+
+    RULES = {"min_prob": _float(0, 1)}
+
+
 # Old keys still read: (section, old) -> new. ``batch_size`` meant three things; it now names
 # only the training batch.
-RENAMED = {("sampling", "batch_size"): "claim_size", ("extract", "batch_size"): "frames_per_call"}
+RENAMED = {("sampling", "batch_size"): "claim_size", ("extract", "batch_size"): "frames_per_call",
+           ("detect", "min_score"): "min_prob"}
 _warned: set[tuple[str, str]] = set()  # one warning per file and key per process
 
 SECTIONS = {"sampling": SamplingConfig, "training": TrainingConfig, "extract": ExtractConfig,
             "auth": AuthConfig, "limits": LimitsConfig, "privacy": PrivacyConfig,
-            "autolabel": AutolabelConfig}
+            "autolabel": AutolabelConfig, "detect": DetectConfig}
 
 
 @dataclass
@@ -156,6 +167,7 @@ class Config:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     autolabel: AutolabelConfig = field(default_factory=AutolabelConfig)
+    detect: DetectConfig = field(default_factory=DetectConfig)
 
     @property
     def label_values(self) -> list[str]:
@@ -233,7 +245,8 @@ OPTION_RULES = {
     "min_size": _float(0, 10_000), "margin": ExtractConfig.RULES["margin"],
     "per_track": ExtractConfig.RULES["per_track"],
     "min_sharpness": ExtractConfig.RULES["min_sharpness"],
-    "min_score": _float(0, 1), "min_prob": _float(0, 1), "long_edge": ExtractConfig.RULES["long_edge"],
+    "min_score": _float(0, 1), "min_prob": DetectConfig.RULES["min_prob"],
+    "long_edge": ExtractConfig.RULES["long_edge"],
     "max_seconds": _float(1e-3, 10**9), "range_seconds": _float(0.01, 10**7),
     "workers": _int(1, 1024), "val_fraction": TrainingConfig.RULES["val_fraction"],
     "seed_size": _int(1, 10**7), "batch": _int(1, 10**7), "rounds": _int(1, 10_000),

@@ -17,9 +17,7 @@ from pipelines.cli.render import emit, print_errors, progress_bar
 
 commands = typer.Typer()
 
-# DetectOptions' field for --min-prob. It is still called min_score in pipelines/detect.py; when
-# that field is renamed min_prob, this becomes "min_prob".
-MIN_PROB_FIELD = "min_score"
+MIN_PROB_FIELD = "min_prob"  # DetectOptions' field for --min-prob (a classifier probability)
 
 
 def min_prob_of(min_prob: float | None, min_score: float | None) -> float | None:

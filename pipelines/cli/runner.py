@@ -53,6 +53,7 @@ class JobSpec:
 
 def specs() -> dict[str, JobSpec]:
     from pipelines import autolabel, detect, export, extract, import_folder, promote, retrain, score
+    from pipelines.detect.options import for_job as detect_for_job
 
     out = {
         "extract": JobSpec(extract.ExtractOptions, extract.run, frozenset({
@@ -69,8 +70,8 @@ def specs() -> dict[str, JobSpec]:
         "rollback": JobSpec(promote.RollbackOptions, promote.rollback, frozenset()),
         "autolabel": JobSpec(autolabel.AutolabelOptions, autolabel.run, frozenset()),
         "detect": JobSpec(detect.DetectOptions, detect.run, frozenset({
-            "sources", "model", "detector", "fps", "min_score", "vote", "max_seconds",
-            "to_queue", "codec"}), paths=frozenset({"sources"}), for_job=detect.for_job),
+            "sources", "model", "detector", "fps", "min_prob", "vote", "max_seconds",
+            "to_queue", "codec"}), paths=frozenset({"sources"}), for_job=detect_for_job),
         "export": JobSpec(export.ExportOptions, export.run,
                           frozenset({"out", "format", "with_provenance"})),
     }

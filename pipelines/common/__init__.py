@@ -12,6 +12,8 @@ What more than one job needs lives here, so that no job is another job's library
   predictions;
 * ``autolabeling``: the auto-labeling pass (the ``autolabel`` job and every promotion run it);
 * ``erasure``: erasing crops and sources everywhere (``erase`` and ``retention``);
+* ``footage_source``: a footage source's row, its expected frames, and the one rule that
+  numbers its tracks (extract, its Ray ranges and detect);
 * ``simulation``: the labeling simulator's data, models and evaluation (``simulate`` and
   ``simulate_policies``).
 

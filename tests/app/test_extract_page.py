@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from annotator.data import db
 from annotator.service import jobs
 from annotator.core.errors import InputError
-from pipelines import extract
+from pipelines.extract import uploads
 from tests.app import factory
 from tests.app.test_pages import signed_in
 
@@ -104,22 +104,22 @@ def test_a_failed_source_shows_its_reason(ws, tmp_path):
 
 def test_save_upload_unique_names_never_overwrite_and_limits(workspace):
     ws = workspace
-    a = extract.save_upload(ws, "cam 1.mp4", b"first video bytes")
+    a = uploads.save_upload(ws, "cam 1.mp4", b"first video bytes")
     assert a.parent == ws.root / "uploads" and a.name.endswith("-cam_1.mp4")
     assert a.read_bytes() == b"first video bytes"
     # the same bytes again: the same file; other bytes with the same name: another file
-    assert extract.save_upload(ws, "cam 1.mp4", io.BytesIO(b"first video bytes")) == a
-    b = extract.save_upload(ws, "cam 1.mp4", io.BytesIO(b"other video bytes"))
+    assert uploads.save_upload(ws, "cam 1.mp4", io.BytesIO(b"first video bytes")) == a
+    b = uploads.save_upload(ws, "cam 1.mp4", io.BytesIO(b"other video bytes"))
     assert b != a and a.read_bytes() == b"first video bytes"
     # a name with folders stays inside uploads/
-    c = extract.save_upload(ws, "../../../etc/passwd", b"x")
+    c = uploads.save_upload(ws, "../../../etc/passwd", b"x")
     assert c.parent == ws.root / "uploads" and c.name.endswith("-passwd")
     # too large, or empty: refused, and no half-written file is left behind
     big = io.BytesIO(os.urandom(1024 * 1024 + 1))
     with pytest.raises(InputError, match="larger than 1 MB"):
-        extract.save_upload(ws, "big.mp4", big, max_mb=1)
+        uploads.save_upload(ws, "big.mp4", big, max_mb=1)
     with pytest.raises(InputError, match="empty"):
-        extract.save_upload(ws, "none.mp4", b"")
+        uploads.save_upload(ws, "none.mp4", b"")
     assert sorted(p.name for p in (ws.root / "uploads").iterdir()) == sorted(
         [a.name, b.name, c.name])
 
@@ -128,9 +128,9 @@ def test_source_lines_are_only_sources(tmp_path):
     (tmp_path / "a.mp4").write_bytes(b"")
     (tmp_path / "site").mkdir()
     text = f"  {tmp_path}/a.mp4 \n\n{tmp_path}/site\nrtsp://cam1/stream\n"
-    assert extract.source_lines(text) == [str(tmp_path / "a.mp4"), str(tmp_path / "site"),
+    assert uploads.source_lines(text) == [str(tmp_path / "a.mp4"), str(tmp_path / "site"),
                                           "rtsp://cam1/stream"]
     with pytest.raises(InputError) as exc:
-        extract.source_lines(f"{tmp_path}/a.mp4\n--redo\n{tmp_path}/missing.mp4")
+        uploads.source_lines(f"{tmp_path}/a.mp4\n--redo\n{tmp_path}/missing.mp4")
     assert "'--redo'" in str(exc.value) and "missing.mp4" in str(exc.value)
     assert "\n" not in str(exc.value)

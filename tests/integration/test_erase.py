@@ -46,7 +46,7 @@ def loop(shared_data, tmp_path_factory, module_db_env):
     import torch
 
     from annotator.service import accounts
-    from pipelines import extract
+    from pipelines.extract import uploads
 
     tmp = tmp_path_factory.mktemp("erase")
     root = tmp / "ws"
@@ -54,7 +54,7 @@ def loop(shared_data, tmp_path_factory, module_db_env):
     ws = Workspace.open(root)
     accounts.add_user(ws, "ann", "ann-password-1", role=db.Role.ANNOTATOR)
     with open(shared_data / "videos" / UPLOADED, "rb") as fh:
-        uploaded = extract.save_upload(ws, UPLOADED, fh)
+        uploaded = uploads.save_upload(ws, UPLOADED, fh)
     ok_json("import-folder", write_toy_folder(tmp / "toy", {"mask": 24, "no_mask": 24}), "--labeled", "-p", root)
     ok_json("extract", uploaded, shared_data / "videos" / SERVER, "--detector", "yunet", *FAST,
             "--workers", "1", "-p", root)

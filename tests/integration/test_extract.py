@@ -128,7 +128,9 @@ def test_killed_run_resumes_with_no_duplicates(shared_data, tmp_path, reference)
     cmd = [str(Path(sys.executable).parent / "annotator"), "extract", str(shared_data / PEDESTRIANS),
            "--detector", "mtcnn", "--every", "4", "--max-seconds", "4", "-p", str(ws.root), "--json"]
     # Killed (SIGKILL, by the failpoint) right after its first checkpoint: a known point.
-    env = {**os.environ, FAILPOINT_ENV: extract.AFTER_CHECKPOINT}
+    from pipelines.extract.source import AFTER_CHECKPOINT
+
+    env = {**os.environ, FAILPOINT_ENV: AFTER_CHECKPOINT}
     killed = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     con = sqlite3.connect(db)

@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 
 from annotator.service.workspace import Workspace
-from pipelines import extract, extract_ray
+from pipelines import extract
+from pipelines.extract import ray as extract_ray
 
 pytestmark = pytest.mark.shared
 

@@ -23,6 +23,7 @@ from annotator.core.errors import InputError
 from annotator.core.tiles import box_iou
 from annotator.service.workspace import Workspace
 from pipelines import extract
+from pipelines.extract.detector import cores, workers_for
 from pipelines.cli import app
 
 pytestmark = pytest.mark.shared
@@ -282,4 +283,4 @@ def test_parallel_workers_give_the_crops_of_one_worker(shared_data, tmp_path):
     key = lambda ws: sorted((c["origin"], c["track_id"], c["path"]) for c in crops(ws))  # noqa: E731
     assert key(one) == key(two)
     specs = [extract.video.SourceSpec(v, "video", Path(v).name) for v in videos * 4]
-    assert extract._workers(None, specs) == min(8, extract._cores())  # one per core
+    assert workers_for(None, specs) == min(8, cores())  # one per core

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from annotator.data import db, trail
 from annotator.service.workspace import Workspace
-from pipelines import extract
+from pipelines.extract import uploads
 from pipelines.cli import app
 from tests.app import factory
 
@@ -45,9 +45,9 @@ def ws(tmp_path, db_url):
 def test_retention_dry_run_lists_then_the_run_deletes_only_what_is_due(ws, monkeypatch):
     if ws.db_url.startswith("postgresql"):
         monkeypatch.setenv("ANNOTATOR_DB_URL", ws.db_url)
-    extracted = extract.save_upload(ws, "old.mp4", b"old footage bytes")
-    pending = extract.save_upload(ws, "waiting.mp4", b"not extracted yet")
-    fresh = extract.save_upload(ws, "fresh.mp4", b"new footage bytes")
+    extracted = uploads.save_upload(ws, "old.mp4", b"old footage bytes")
+    pending = uploads.save_upload(ws, "waiting.mp4", b"not extracted yet")
+    fresh = uploads.save_upload(ws, "fresh.mp4", b"new footage bytes")
     with ws.session() as s:
         for path in (extracted, fresh):
             src = db.get_or_create_source(s, key=str(path), kind="video", uri=str(path), name=path.name)

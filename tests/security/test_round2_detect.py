@@ -107,7 +107,7 @@ def not_ray():
 
 
 def test_item12_address_of_a_port_that_is_not_ray_is_one_line(not_ray):
-    from pipelines.extract_ray import _reachable
+    from pipelines.extract.ray_cluster import _reachable
 
     from annotator.core.errors import InputError
 
@@ -131,7 +131,7 @@ def test_item12_a_grpc_server_passes_the_probe():
 
     import grpc
 
-    from pipelines.extract_ray import _reachable
+    from pipelines.extract.ray_cluster import _reachable
 
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
     port = server.add_insecure_port("127.0.0.1:0")

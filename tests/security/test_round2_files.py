@@ -196,7 +196,7 @@ def test_item11_the_workspace_is_never_imported_into_itself(ws, tmp_path):
 
 def test_item07_force_checks_everything_before_moving_anything(tmp_path):
     from annotator.core.errors import InputError
-    from pipelines.detect import _move_into_place
+    from pipelines.detect.outputs import move_into_place as _move_into_place
 
     def new_run():
         tmp = tmp_path / ".out.x"

@@ -24,7 +24,6 @@ again (the source is ``done``; the origins are known anyway).
 """
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import time
@@ -32,26 +31,25 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import func, select
-
-from annotator.core import failpoints
-from annotator.data import crop_queue
-from annotator.media import video
-from annotator.data import slice_store  # slice attributes of stored crops
-from annotator.data.db import AddedBy, Crop, update_source_progress
 from annotator.core.errors import AnnotatorError, InputError
 from annotator.core.failpoints import failpoint
-from annotator.media.images import encode_png
+from annotator.core.footage import Candidate, Keeper
 from annotator.core.progress import ProgressFn
-from annotator.core.track import Tracker
+from annotator.data import crop_queue, slice_store
+from annotator.data.db import update_source_progress
+from annotator.media import video
+from annotator.media.images import encode_png
 from annotator.service.workspace import Workspace
-from pipelines.extract import (
-    NoDetector, OpenedSource, Settings, SourceResult, _LazyDetector, _SourceRun, expected_frames,
-    extract_source, new_crop, open_source, remove_unused_files, source_totals)
+from pipelines.common.footage_source import expected_frames
+from pipelines.extract.detector import LazyDetector, NoDetector
+from pipelines.extract.frames import FrameLoop, Kept
+from pipelines.extract.options import Settings, SourceResult
+from pipelines.extract.ray_cluster import connect, first_line, import_ray, send_token
+from pipelines.extract.source import (OpenedSource, extract_source, new_crop, open_source,
+                                      remove_unused_files, source_totals)
 
 DEFAULT_RANGE_SECONDS = 300.0
 TORCH_DETECTORS = ("mtcnn", "openpifpaf")  # YuNet runs on the CPU only: never asks for a GPU
-CONNECT_TIMEOUT_S = 5.0  # a HOST:PORT that does not answer this fast is reported unreachable
 AFTER_RANGE = "extract_ray_after_range"  # failpoint: the driver, right after a range's commit
 IN_TASK = "extract_ray_in_task"  # failpoint: a worker, as a range task starts
 
@@ -66,8 +64,8 @@ def run_sources(ws: Workspace, specs: list[video.SourceSpec], st: Settings, prog
     range_s = DEFAULT_RANGE_SECONDS if range_seconds is None else float(range_seconds)
     if range_s <= 0:
         raise InputError(f"--range-seconds must be > 0, got {range_seconds}")
-    token = _send_token()  # before importing Ray, which reads its settings once
-    ray = _import_ray()
+    token = send_token()  # before importing Ray, which reads its settings once
+    ray = import_ray()
     results: dict[int, SourceResult] = {}
     videos = any(s.kind == "video" for s in specs)
     started = connect(ray, address, token=token) if videos else False
@@ -89,7 +87,7 @@ def run_sources(ws: Workspace, specs: list[video.SourceSpec], st: Settings, prog
             for job in jobs:
                 job.device = f" ({cluster.device})" if cluster.device != "cpu" else ""
             _run_ranges(ray, cluster, jobs)
-        local = _LazyDetector(st, threads=None)
+        local = LazyDetector(st, threads=None)
         for i, spec in enumerate(specs):
             if spec.kind != "video":
                 results[i] = extract_source(ws, spec, st, local, progress)
@@ -98,121 +96,6 @@ def run_sources(ws: Workspace, specs: list[video.SourceSpec], st: Settings, prog
         if started:
             ray.shutdown()
     return [results[i] for i in range(len(specs))]
-
-
-def _import_ray():
-    try:
-        import ray
-    except ImportError:
-        raise InputError("--engine ray needs Ray: pip install 'facemask-annotator[ray]'") from None
-    return ray
-
-
-def connect(ray, address: str | None, *, token: bool = False) -> bool:
-    """Join the cluster at ``address`` (``auto``, ``HOST:PORT``, ``ray://HOST:PORT``), or start one
-    on this machine when None. True when this call connected (the caller shuts the connection
-    down, and the cluster with it if this call started it); False when this process was
-    connected already (a test's or a notebook's ``ray.init``): that cluster is used as it is.
-
-    ``token``: whether this process sends a Ray token (see :func:`_send_token`).
-
-    Raises InputError, in one line, for an address that cannot be reached.
-    """
-    if ray.is_initialized():
-        return False
-    import annotator
-    import models
-    import pipelines
-
-    # The workers run this process's code, whatever the nodes have installed (folders, not
-    # module objects: Ray Client cannot pickle those).
-    env: dict = {"py_modules": [str(Path(m.__file__).parent) for m in (annotator, pipelines, models)]}
-    crash = {k: v for k, v in os.environ.items() if k in (failpoints.ENV, failpoints.ONCE)}
-    if crash:  # a test crashing a worker on purpose
-        env["env_vars"] = crash
-    quiet = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
-    if address is None:  # "local": a new cluster, even where `ray start` runs one (that is auto)
-        ray.init(address="local", num_cpus=_cores(), runtime_env=env, **quiet)
-        return True
-    address = address.strip()
-    if address != "auto":
-        _reachable(address)
-    try:
-        ray.init(address=address, runtime_env=env, log_to_driver=False,
-                 logging_level=logging.ERROR)
-    except Exception as exc:  # ConnectionError, or ValueError for a ray:// without ray[client]
-        why = _first_line(exc)
-        if address == "auto" and isinstance(exc, ConnectionError):
-            why = "no Ray cluster runs on this machine (start one: ray start --head)"
-        elif not token:
-            why += (" (a cluster with token authentication, Ray's default, needs its token here: "
-                    "~/.ray/auth_token or RAY_AUTH_TOKEN)")
-        raise InputError(f"cannot join the Ray cluster at {address}: {why}") from None
-    return True
-
-
-def _send_token() -> bool:
-    """Whether this driver has a Ray token, and sends it. Ray 2.60 clusters check a token by
-    default, but a driver joining one by address sends it only with ``RAY_AUTH_MODE=token``
-    (Ray sets that itself for ``auto``), read when Ray is imported: set it, before, when a
-    token is here. A cluster without authentication accepts a token too (measured with both
-    kinds of address)."""
-    mode = os.environ.get("RAY_AUTH_MODE")
-    if mode is not None:
-        return mode.lower() == "token"
-    path = os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token"
-    if os.environ.get("RAY_AUTH_TOKEN") or Path(path).is_file():
-        os.environ["RAY_AUTH_MODE"] = "token"
-        return True
-    return False
-
-
-def _reachable(address: str) -> None:
-    """Fail fast on a closed port: Ray itself waits two minutes, then exits the process."""
-    hostport = address.removeprefix("ray://")
-    host, sep, port = hostport.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise InputError(f"--address {address}: expected auto, HOST:PORT or ray://HOST:PORT")
-    try:
-        with socket.create_connection((host.strip("[]"), int(port)),
-                                      timeout=CONNECT_TIMEOUT_S) as conn:
-            speaks = _speaks_grpc(conn)
-    except OSError as exc:
-        raise InputError(f"cannot reach the Ray cluster at {address}: "
-                         f"{exc.strerror or exc}") from None
-    if not speaks:  # an open port that is not Ray: ray.init would hang for minutes
-        raise InputError(f"{address} is not a Ray cluster (it does not answer in gRPC); give "
-                         "the head's GCS address (ray start --head prints it) or ray://HOST:10001")
-
-
-_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-
-
-def _speaks_grpc(conn: socket.socket) -> bool:
-    """Whether the server on ``conn`` speaks HTTP/2, as Ray's GCS and Ray Client (gRPC) do: it
-    answers the client preface with a SETTINGS frame (type 4) within the connect timeout."""
-    try:
-        conn.sendall(_HTTP2_PREFACE + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")
-        head = b""
-        while len(head) < 9:
-            chunk = conn.recv(9 - len(head))
-            if not chunk:
-                return False
-            head += chunk
-    except OSError:  # a timeout or a reset: not a gRPC server
-        return False
-    return head[3] == 4
-
-
-def _cores() -> int:
-    from pipelines.extract import _cores as cores
-
-    return cores()
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(getattr(exc, "cause", None) or exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 class _Cluster:
@@ -235,9 +118,9 @@ class _Cluster:
         try:
             self.device = self.ray.get(self.probe_fn.remote(self.st))
         except NoDetector as exc:
-            raise NoDetector(_first_line(exc)) from None
+            raise NoDetector(first_line(exc)) from None
         except self.ray.exceptions.RayError as exc:
-            raise InputError(f"Ray workers cannot run the extraction: {_first_line(exc)}") from None
+            raise InputError(f"Ray workers cannot run the extraction: {first_line(exc)}") from None
 
 
 def _run_ranges(ray, cluster: _Cluster, jobs: list["_RaySource"]) -> None:
@@ -265,7 +148,7 @@ def _run_ranges(ray, cluster: _Cluster, jobs: list["_RaySource"]) -> None:
                 try:
                     result = ray.get(ref)
                 except NoDetector as exc:
-                    raise NoDetector(_first_line(exc)) from None
+                    raise NoDetector(first_line(exc)) from None
                 except ray.exceptions.RayError as exc:
                     job.failed(_range_error(exc))
                 else:
@@ -284,7 +167,7 @@ def _range_error(exc) -> str:
     cause = getattr(exc, "cause", None)
     if isinstance(cause, AnnotatorError):
         return str(cause)
-    return f"{type(cause or exc).__name__}: {_first_line(exc)}"
+    return f"{type(cause or exc).__name__}: {first_line(exc)}"
 
 
 @dataclass
@@ -347,11 +230,8 @@ class _RaySource:
             state = _RayState(done=[list(iv) for iv in saved.get("done", [])],
                               end=saved.get("end"), next_track=int(saved.get("next_track", 1)))
             return state, Counter(stats.get("totals", {})) + runs
-        with self.ws.read_session() as s:
-            top = s.scalar(select(func.max(Crop.track_id)).where(
-                Crop.source_id == opened.source_id, Crop.added_by == AddedBy.EXTRACT))
         # above the tracks of crops kept from earlier runs (labeled ones survive --redo)
-        state = _RayState(next_track=int(top or 0) + 1)
+        state = _RayState(next_track=opened.first_track)
         if status == "partial" and opened.frames_done and "resume" not in stats:
             # a local run stopped by --max-seconds: it too would go on from there, tracks cut
             state.done = [[0, opened.frames_done]]
@@ -375,7 +255,7 @@ class _RaySource:
         state = _RayState(done=_merge(self.state.done, start, r["next_index"]),
                           end=_end(self.state.end, r),
                           next_track=self.state.next_track + r["tracks_made"])
-        crops = [new_crop(c, sha256=f.sha256, path=f.relpath, detector=self.st.detector,
+        crops = [new_crop(c["cand"], sha256=f.sha256, path=f.relpath, detector=self.st.detector,
                           track_id=self.state.next_track + c["track"] - 1)
                  for c, f in zip(r["crops"], files)]
         self.dropped.update(r["dropped"])
@@ -521,9 +401,9 @@ def _prefix(done: list[list[int]]) -> int:
 _DETECTORS: dict = {}  # per worker process: Settings -> detector, built once for many ranges
 
 
-def _worker_detector(st: Settings) -> _LazyDetector:
+def _worker_detector(st: Settings) -> LazyDetector:
     if st not in _DETECTORS:
-        _DETECTORS[st] = _LazyDetector(st, threads=1)  # one CPU per task
+        _DETECTORS[st] = LazyDetector(st, threads=1)  # one CPU per task
     return _DETECTORS[st]
 
 
@@ -531,37 +411,38 @@ def _probe_task(st: Settings) -> str:
     """Build this run's detector on a worker; the device it runs on."""
     det = _worker_detector(st)
     det.load()
-    return getattr(det._detector, "device", "cpu")
+    return det.device
 
 
-class _RangeRun(_SourceRun):
-    """One frame range, processed like a source run with no workspace: the kept crops stay here
-    as PNG bytes (the driver stores them), dropped ones never become files."""
+class _RangeRun:
+    """One frame range through the frame loop every engine shares, with no workspace: what this
+    engine does with a kept crop is encode it to PNG bytes here (the driver stores them);
+    dropped candidates never become files. Track ids start at 1 (the driver offsets them)."""
 
     def __init__(self, spec, st: Settings, detector):
-        self.spec, self.st, self.detector = spec, st, detector
+        self.spec, self.st = spec, st
         self.res = SourceResult(name=spec.name, uri=spec.shown_uri, kind=spec.kind)
-        self.dropped, self.timings = Counter(), Counter()
-        self.to_add, self.discard, self.pending = [], [], {}
+        self.loop = FrameLoop(st, detector, Keeper(st.per_track), self.res, kind=spec.kind)
         self.kept: list[dict] = []
-        self.tracker = Tracker()
 
-    def _keep(self, tid: int, cand: dict) -> None:
-        png = encode_png(cand.pop("_image"))  # timed with crop_store, as a local run's file is
-        self.kept.append({**{k: v for k, v in cand.items() if not k.startswith("_")},
-                          "png": png, "track": tid})
+    def _keep(self, kept: list[Kept], _dropped: list[Candidate]) -> None:
+        t = time.perf_counter()  # timed with crop_store, as a local run's file is
+        for tid, cand in kept:
+            png = encode_png(cand.image)
+            cand.image = None
+            self.kept.append({"cand": cand, "png": png, "track": tid})
+        self.loop.timings["crop_store"] += time.perf_counter() - t
 
     def run_range(self, start: int, stop: int | None) -> dict:
-        st = self.st
+        st, loop = self.st, self.loop
         reader = video.FrameReader(self.spec, start=start, stop=stop, fps=st.fps, every=st.every,
                                    max_seconds=st.max_seconds, seek=True)
-        for batch in video.batches(reader, st.batch_size, self.timings):
-            self._process(batch)
-        for tid in self.tracker.finish():  # the range ends every track (see the module's doc)
-            self._end_track(tid)
+        for batch in video.batches(reader, st.batch_size, loop.timings):
+            self._keep(*loop.process(batch))
+        self._keep(*loop.finish())  # the range ends every track (see the module's doc)
         return {"crops": self.kept, "frames": self.res.frames, "detections": self.res.detections,
-                "tracks": self.res.tracks, "tracks_made": self.tracker.state()["next_id"] - 1,
-                "dropped": dict(self.dropped), "timings": dict(self.timings),
+                "tracks": self.res.tracks, "tracks_made": loop.keeper.tracks_made,
+                "dropped": dict(loop.dropped), "timings": dict(loop.timings),
                 "next_index": reader.next_index, "finished": reader.finished,
                 "problem": reader.problem}
 
