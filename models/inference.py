@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from annotator.core.errors import InputError
-from models.export import onnx_bytes, probabilities
+from models.onnx_export import onnx_bytes, probabilities
 from models.ofm import EMBEDDING_DIM, INPUT_SIZE
 
 __all__ = ["to_tensor", "default_device", "predict", "OnnxPredictor", "onnx_providers",

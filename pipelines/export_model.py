@@ -40,7 +40,7 @@ class ExportReport:
 def run(ws: Workspace, opts: ExportOptions) -> ExportReport:
     import torch
 
-    from models.export import onnx_bytes, probabilities
+    from models.onnx_export import onnx_bytes, probabilities
     from models.ofm import INPUT_SIZE
 
     if opts.format not in FORMATS:
