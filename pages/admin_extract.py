@@ -11,6 +11,7 @@ from pages import common
 from pipelines import extract
 from pipelines.cli import runner
 from pipelines.extract import uploads
+from pipelines.extract.options import MOTION
 
 me = common.require_admin()
 ws = common.workspace()
@@ -46,6 +47,11 @@ min_score = right.number_input(
     "Minimum detector score (empty: the detector's default)", min_value=0.0, max_value=1.0,
     value=None if cfg.min_score < 0 else float(cfg.min_score), step=0.05,
     key="extract_min_score")
+motion = left.selectbox(
+    "Motion gating", MOTION, index=MOTION.index("auto"), key="extract_motion",
+    help="Run the detector only where something moved (or a face was seen lately); frames where "
+         "nothing moved skip it. auto = on for video files and streams (fixed cameras), off for "
+         "photos.")
 redo = st.checkbox("Redo sources already extracted (their unlabeled crops are replaced; labeled "
                    "crops and labels are kept)", key="extract_redo")
 
@@ -64,7 +70,7 @@ if st.button("Start extraction", type="primary", key="extract_start"):
         else:
             opts = extract.ExtractOptions(
                 sources=targets, detector=detector, fps=fps, every=every, per_track=per_track,
-                min_size=min_size, min_score=min_score, redo=redo)
+                min_size=min_size, min_score=min_score, motion=motion, redo=redo)
             job_id = runner.submit(ws, "extract", opts, started_by=me["name"],
                                    account_id=me["id"], token=state.get("session_token"))
             state.extract_msg = f"started job {job_id}: extract {' '.join(targets)}"

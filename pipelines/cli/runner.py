@@ -58,7 +58,7 @@ def specs() -> dict[str, JobSpec]:
     out = {
         "extract": JobSpec(extract.ExtractOptions, extract.run, frozenset({
             "sources", "detector", "fps", "every", "per_track", "min_size", "min_score",
-            "redo"}), paths=frozenset({"sources"})),
+            "motion", "redo"}), paths=frozenset({"sources"})),
         "retrain": JobSpec(retrain.RetrainOptions, retrain.run, frozenset({
             "epochs", "init", "synthetic_masks", "force"}), stages=retrain.STAGES,
             paths=frozenset({"synthetic_masks"})),

@@ -89,6 +89,23 @@ def test_page_settings_reach_the_job_and_redo_replaces_unlabeled_crops(ws, share
     assert crops_of(ws, Path(video).name) == redo.result["crops_kept"] <= n
 
 
+def test_motion_gating_off_from_the_page_reaches_the_job(ws, shared_data):
+    at = signed_in(ws, "root", "admin_extract.py")
+    assert at.selectbox(key="extract_motion").value == "auto"  # on for videos and streams
+    assert at.selectbox(key="extract_motion").options == ["auto", "on", "off"]
+    at.selectbox(key="extract_motion").select("off")
+    at.radio(key="extract_sampling").set_value("every N-th frame").run()
+    at.number_input(key="extract_every").set_value(47)  # 4 of the 188 frames: a short job
+    at.text_area(key="extract_paths").input(str(shared_data / PEDESTRIANS)).run()
+    at.button(key="extract_start").click().run()
+    assert not at.exception and not at.error
+    job = jobs.wait(ws, started_job(at), timeout=240)
+    assert job.status == "done", jobs.log_tail(job)
+    assert job.args["motion"] == "off"  # the job row's options, as the runner rebuilds them
+    assert job.result["frames"] == 4 and job.result["frames_skipped"] == 0
+    assert job.result["pixels_detected"] == job.result["pixels_total"] > 0  # every pixel, ungated
+
+
 def test_a_failed_source_shows_its_reason(ws, tmp_path):
     bad = tmp_path / "notes.mp4"
     bad.write_text("this is not a video\n" * 20)
