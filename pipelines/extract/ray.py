@@ -15,6 +15,11 @@ are ``range_seconds`` of video (default 5 minutes: most people cross a camera's 
 seconds), cut at multiples of ``every`` with ``--every``; with ``--fps`` each range also reads
 the frame before its first, for its timestamp, so the sampled frames are exactly the local
 run's whatever the cut. A range as long as the video gives exactly the local run's crops.
+With motion gating a range also starts a fresh background (its first sampled frame is detected
+whole, and it neither sees the trail of a person who just left nor holds a face seen in the range
+before), so short ranges skip other frames than a local run, more or fewer; the driver adds up
+each range's counts (frames skipped, pixels detected and in all) into the source's, as the local
+engine counts a source's batches.
 
 Resumable: the source's ``stats["ray"]`` holds the committed frame intervals (``done``) and the
 next free track id, written in the transaction that adds a range's crops; ``frames_done`` is the
@@ -52,6 +57,10 @@ DEFAULT_RANGE_SECONDS = 300.0
 TORCH_DETECTORS = ("mtcnn", "openpifpaf")  # YuNet runs on the CPU only: never asks for a GPU
 AFTER_RANGE = "extract_ray_after_range"  # failpoint: the driver, right after a range's commit
 IN_TASK = "extract_ray_in_task"  # failpoint: a worker, as a range task starts
+# what a range counts, added up per source by the driver (motion gating's three as well: the
+# summary's "motion gating" line and --json need them, as for a local run)
+RANGE_COUNTS = ("frames", "detections", "tracks", "frames_skipped", "pixels_detected",
+                "pixels_total")
 
 
 # --- the driver -----------------------------------------------------------------------------------
@@ -259,7 +268,7 @@ class _RaySource:
                           track_id=self.state.next_track + c["track"] - 1)
                  for c, f in zip(r["crops"], files)]
         self.dropped.update(r["dropped"])
-        for k in ("frames", "detections", "tracks"):
+        for k in RANGE_COUNTS:
             setattr(self.res, k, getattr(self.res, k) + r[k])
         if r["problem"]:
             self.errors[r["problem"]] += 1
@@ -440,8 +449,8 @@ class _RangeRun:
         for batch in video.batches(reader, st.batch_size, loop.timings):
             self._keep(*loop.process(batch))
         self._keep(*loop.finish())  # the range ends every track (see the module's doc)
-        return {"crops": self.kept, "frames": self.res.frames, "detections": self.res.detections,
-                "tracks": self.res.tracks, "tracks_made": loop.keeper.tracks_made,
+        return {"crops": self.kept, **{k: getattr(self.res, k) for k in RANGE_COUNTS},
+                "tracks_made": loop.keeper.tracks_made,
                 "dropped": dict(loop.dropped), "timings": dict(loop.timings),
                 "next_index": reader.next_index, "finished": reader.finished,
                 "problem": reader.problem}

@@ -22,6 +22,7 @@ import pytest
 from annotator.service.workspace import Workspace
 from pipelines import extract
 from pipelines.extract import ray as extract_ray
+from tests.integration.test_extract_motion import FACE as WALKER_FACE, walker_video
 
 pytestmark = pytest.mark.shared
 
@@ -165,6 +166,33 @@ def test_short_ranges_keep_the_sampled_frames_and_never_duplicate(shared_data, c
         x1, y1, x2, y2 = (int(r[k]) for k in ("x1", "y1", "x2", "y2"))
         np.testing.assert_array_equal(crop, frames[r["frame_index"]][y1:y2, x1:x2])
         assert r["origin"] == f"f{r['frame_index']:06d}:{x1},{y1},{x2},{y2}"
+
+
+def test_ray_reports_the_motion_gating_counts_of_a_local_run(shared_data, cluster, tmp_path):
+    """Motion gating on the motion tests' walker video (still 0-4 s and 17-20 s, a face photo of
+    the shared data walking in and out): one range (the default, 5 minutes) is the local run, so
+    the counts are the same; 2-second ranges sample the same frames and pixels, but each range
+    starts a fresh background (its first frame detected whole, no trail of a person who just
+    left, no face held from the range before), so the frames skipped differ by more than one per
+    range, either way (measured: 17 against 7): only their presence is checked there."""
+    video = tmp_path / "walker.mp4"
+    walker_video(video, cv2.imread(str(shared_data / WALKER_FACE)))
+    opts = dict(sources=[str(video)], motion="on", **SAMPLING)
+    ref = extract.run(Workspace.init(tmp_path / "local"), extract.ExtractOptions(**opts))
+    rep = extract.run(Workspace.init(tmp_path / "ray"), extract.ExtractOptions(engine="ray", **opts))
+    assert ref.errors == [] and rep.errors == []
+    counts = ("frames", "frames_skipped", "pixels_detected", "pixels_total")
+    assert [getattr(rep, k) for k in counts] == [getattr(ref, k) for k in counts]
+    assert ref.frames_skipped >= 7 and ref.pixels_detected < ref.pixels_total  # measured: 7 of 40
+    [src] = rep.per_source
+    assert (src.frames_skipped, src.pixels_total) == (ref.frames_skipped, ref.pixels_total)
+    line = f"motion gating: {ref.frames_skipped} of {ref.frames} frames skipped"
+    assert line in extract.summary(rep) and line in extract.summary(ref)
+    short = extract.run(Workspace.init(tmp_path / "short"),
+                        extract.ExtractOptions(engine="ray", range_seconds=2.0, **opts))
+    assert short.errors == [] and short.frames_skipped > 0
+    assert (short.frames, short.pixels_total) == (ref.frames, ref.pixels_total)
+    assert short.pixels_detected < short.pixels_total
 
 
 def test_max_seconds_then_the_rest_equals_local_doing_the_same(shared_data, cluster, tmp_path):
