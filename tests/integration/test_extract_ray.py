@@ -179,7 +179,8 @@ def test_ray_reports_the_motion_gating_counts_of_a_local_run(shared_data, cluste
     walker_video(video, cv2.imread(str(shared_data / WALKER_FACE)))
     opts = dict(sources=[str(video)], motion="on", **SAMPLING)
     ref = extract.run(Workspace.init(tmp_path / "local"), extract.ExtractOptions(**opts))
-    rep = extract.run(Workspace.init(tmp_path / "ray"), extract.ExtractOptions(engine="ray", **opts))
+    rep = extract.run(Workspace.init(tmp_path / "ray"),
+                      extract.ExtractOptions(engine="ray", **opts))
     assert ref.errors == [] and rep.errors == []
     counts = ("frames", "frames_skipped", "pixels_detected", "pixels_total")
     assert [getattr(rep, k) for k in counts] == [getattr(ref, k) for k in counts]
