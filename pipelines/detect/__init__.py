@@ -77,7 +77,7 @@ def run(ws: Workspace, opts: DetectOptions, progress: ProgressFn = silent) -> De
                           detector_why=st.detector_why, vote=f"{st.method}:{st.k}"
                           if st.method == "debounce" else st.method, min_score=st.min_prob,
                           errors=list(errors), backend=backend,
-                          codec=st.codec if st.video else None)
+                          codec=st.codec if st.video else None, blur_faces=st.blur_faces)
     tmp = temp_folder(out)
     try:
         writer = Tables(tmp, classes, keep_png=opts.to_queue)
