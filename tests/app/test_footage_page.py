@@ -3,11 +3,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from annotator.data import reports
 from annotator.service import jobs
+from pipelines.detect import tiles, view
 from tests.app import factory
 
 PAGES = Path(__file__).resolve().parents[2] / "pages"
@@ -59,6 +62,27 @@ def test_admin_runs_detect_and_the_page_shows_video_chart_and_tracks(ws, shared_
     assert len(at.get("vega_lite_chart")) == 1
     tracks = at.dataframe[0].value
     assert len(tracks) == job.result["tracks"] and {"voted", "flicker_voted"} <= set(tracks.columns)
+    # Each track shows its picture and plays the video from its first second.
+    shown_tracks = sorted(tracks["track"])[:tiles.PER_PAGE]
+    assert {f"footage_play_{t}" for t in shown_tracks} <= {b.key for b in at.button}
+    images = at.get("image")
+    assert len(images) == len(shown_tracks)
+    assert all(len(i.value) == 1 and i.value[0].endswith(".png") for i in images)
+    run = view.run_at(ws, job.result["out"])
+    src = run.report["per_source"][0]
+    cut = tiles.tiles(run.path, run.report, src, view.table(run, "tracks").sort_values("track"))
+    assert [t.track for t in cut] == shown_tracks
+    for t in cut:  # the page's pictures: real PNGs of a head, never empty
+        img = cv2.imdecode(np.frombuffer(t.png, np.uint8), cv2.IMREAD_COLOR)
+        assert img is not None and 0 < img.shape[0] <= tiles.THUMB and img.shape[1] > 0
+    assert at.get("video")[0].proto.start_time == 0 and not at.get("video")[0].proto.autoplay
+    last = max(cut, key=lambda t: (t.first_s, t.track))
+    assert last.start_s == int(last.first_s) and last.start_s >= 1  # the clip is 4 s long
+    at.button(key=f"footage_play_{last.track}").click().run()
+    assert not at.exception, at.exception
+    (player,) = at.get("video")
+    assert player.proto.start_time == last.start_s and player.proto.autoplay
+    assert f"playing from track #{last.track} at 0:0{last.start_s}" in [c.value for c in at.caption]
     # The hard tracks go to the queue once.
     assert job.result["hard_crops"] >= 1
     def sent() -> str:  # said under the button that did it, not at the top of the page
