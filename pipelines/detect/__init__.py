@@ -28,7 +28,8 @@ call adds nothing.
 
 The package: ``options``, ``frames`` (the loop of one source), ``outputs`` (the run folder,
 written and read), ``rendering`` (drawing, the encoder thread), ``to_queue``, ``view`` (what the
-Footage page reads); this module runs a batch of sources.
+Footage page reads) and ``tiles`` (its per-track pictures and video times); this module runs a
+batch of sources.
 """
 from __future__ import annotations
 
