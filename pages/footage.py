@@ -12,7 +12,7 @@ from pages import common
 from pipelines import detect
 from pipelines.cli import runner
 from pipelines.common import scoring
-from pipelines.detect import rendering, view
+from pipelines.detect import rendering, tiles, view
 from pipelines.detect.to_queue import queue_hard
 
 ws = common.workspace()
@@ -64,6 +64,38 @@ def _send_hard(run: view.RunInfo) -> None:
                           f"({res.known} were already there)"
                           + (f"; {scored} scored by the active model" if scored else ""))
     st.rerun()
+
+
+def _clock(seconds: float) -> str:
+    return f"{int(seconds) // 60}:{int(seconds) % 60:02d}"
+
+
+def _play(run_name: str, source: str, track: int, second: int) -> None:
+    state.footage_jump = (run_name, source, track, second)  # before the rerun draws the video
+
+
+def _tiles(run: view.RunInfo, src: dict, shown, *, playable: bool, per_row: int = 8) -> None:
+    """A page of tracks: each with its picture and a button that plays the video from it."""
+    n_pages = tiles.page_count(len(shown))
+    page = 1
+    if n_pages > 1:
+        page = st.number_input(f"Page (of {n_pages}, {tiles.PER_PAGE} tracks each)", 1, n_pages,
+                               1, key=f"footage_page_{run.name}")
+    rows = shown.iloc[(page - 1) * tiles.PER_PAGE:page * tiles.PER_PAGE]
+    found = tiles.tiles(run.path, run.report, src, rows,
+                        max_pixels=ws.config.limits.max_image_pixels)
+    for start in range(0, len(found), per_row):
+        for col, t in zip(st.columns(per_row), found[start:start + per_row]):
+            with col:
+                if t.png:
+                    st.image(t.png, width=tiles.THUMB)
+                else:
+                    st.caption("no picture (the source is not on this server)")
+                st.caption(common.md_escape(f"#{t.track} {t.voted} · {t.first_s:.1f}-"
+                                            f"{t.last_s:.1f} s"))
+                st.button(f"▶ {_clock(t.start_s)}", key=f"footage_play_{t.track}",
+                          disabled=not playable, help="play the video from this track",
+                          on_click=_play, args=(run.name, src["name"], t.track, t.start_s))
 
 
 st.title("Footage")
@@ -132,11 +164,28 @@ m[4].metric("Flicker voted", f"{flicker.get('voted', 0):.2f}/s",
 st.caption(common.md_escape(
     f"model {rep.get('model')} · detector {rep.get('detector')} · vote {rep.get('vote')} · "
     f"unknown below {rep.get('min_score')} · tracks by label {src.get('tracks_by_label')}"))
-if src.get("video") and (run.path / src["video"]).is_file():
-    st.video(str(run.path / src["video"]))
+drawn = run.path / src["video"] if src.get("video") else None
+if drawn is not None and drawn.suffix == ".jpg" and drawn.is_file():  # a still image's run
+    st.image(str(drawn))
+playable = drawn is not None and drawn.suffix == ".mp4" and drawn.is_file()
+jump = state.get("footage_jump")  # (run, source, track, second): a tile's play button
+jump = jump if jump and tuple(jump[:2]) == (run.name, src["name"]) else None
+if playable:
+    # From the chosen track's first second (st.video seeks there), playing at once.
+    st.video(str(drawn), start_time=jump[3] if jump else 0,
+             autoplay=jump is not None, muted=True)
+    if jump:
+        st.caption(f"playing from track #{jump[2]} at {_clock(jump[3])}")
     if src.get("codec") == "mp4v":
         st.caption(common.md_escape("this video is mp4v (MPEG-4 part 2): browsers do not play "
-                                    f"it; open the file {run.path / src['video']} in a video player"))
+                                    f"it; open the file {drawn} in a video player"))
+tracks = view.table(run, "tracks")
+shown = tracks[tracks["source"] == src["name"]].drop(columns=["source"]).sort_values("track")
+st.subheader("Tracks")
+_tiles(run, src, shown, playable=playable)
+with st.expander("All tracks as a table"):
+    st.dataframe(shown, hide_index=True, column_config={  # plain headers, not column names
+        c: st.column_config.Column(c.replace("_", " ").capitalize()) for c in shown.columns})
 summary = view.table(run, "summary")
 summary = summary[summary["source"] == src["name"]]
 st.subheader("Faces per minute by voted label")
@@ -144,11 +193,6 @@ cols = [c for c in [*rep.get("classes", []), "unknown"] if c in summary.columns]
 # The video's colours (rendering.colour is BGR).
 st.bar_chart(summary.set_index("minute")[cols], x_label="minute of video", y_label="faces",
              color=["#%02x%02x%02x" % rendering.colour(c)[::-1] for c in cols])
-st.subheader("Tracks")
-tracks = view.table(run, "tracks")
-shown = tracks[tracks["source"] == src["name"]].drop(columns=["source"]).sort_values("track")
-st.dataframe(shown, hide_index=True, column_config={  # plain headers, not column names
-    c: st.column_config.Column(c.replace("_", " ").capitalize()) for c in shown.columns})
 hard = f"{rep.get('hard_tracks', 0)} uncertain tracks, {rep.get('hard_crops', 0)} crops"
 if is_admin:
     if st.button(f"Send hard tracks to the queue ({hard})", key="footage_queue",

@@ -28,7 +28,8 @@ call adds nothing.
 
 The package: ``options``, ``frames`` (the loop of one source), ``outputs`` (the run folder,
 written and read), ``rendering`` (drawing, the encoder thread), ``to_queue``, ``view`` (what the
-Footage page reads); this module runs a batch of sources.
+Footage page reads) and ``tiles`` (its per-track pictures and video times); this module runs a
+batch of sources.
 """
 from __future__ import annotations
 
@@ -77,7 +78,7 @@ def run(ws: Workspace, opts: DetectOptions, progress: ProgressFn = silent) -> De
                           detector_why=st.detector_why, vote=f"{st.method}:{st.k}"
                           if st.method == "debounce" else st.method, min_score=st.min_prob,
                           errors=list(errors), backend=backend,
-                          codec=st.codec if st.video else None)
+                          codec=st.codec if st.video else None, blur_faces=st.blur_faces)
     tmp = temp_folder(out)
     try:
         writer = Tables(tmp, classes, keep_png=opts.to_queue)

@@ -96,6 +96,7 @@ class DetectReport:
     queued: int | None = None  # crops added to the queue (None: not asked)
     scored: int = 0  # queued crops the active model scored before the job ended
     codec: str | None = None
+    blur_faces: bool = False  # the video's heads are blurred (the Footage page blurs its tiles)
     backend: str = ""
     seconds: float = 0.0
     fps: float = 0.0  # sampled frames processed per second

@@ -295,6 +295,25 @@ def read_table(out: str | Path, name: str):
     return pd.read_csv(Path(out) / f"{name}.csv")
 
 
+def hard_crop_files(out: str | Path) -> dict[tuple[str, int], str]:
+    """``(source, track) -> file`` of each uncertain track's most confident hard crop (highest
+    ``det_score``), relative to ``out``; only detect's own names (``hard/NNNNNN.png``), so a
+    planted ``hard_crops.csv`` cannot point outside the run. Empty when there is none."""
+    best: dict[tuple[str, int], tuple[float, str]] = {}
+    try:
+        with open(Path(out) / "hard_crops.csv", newline="") as fh:
+            for r in csv.DictReader(fh):
+                name = r.get("file") or ""
+                if not (name.startswith("hard/") and _HARD_FILE.fullmatch(name[5:])):
+                    continue
+                key, score = (r["source"], int(r["track"])), float(r["det_score"])
+                if key not in best or score > best[key][0]:
+                    best[key] = (score, name)
+    except (OSError, ValueError, KeyError, TypeError, csv.Error):
+        return {}
+    return {k: f for k, (_s, f) in best.items()}
+
+
 def source_spec(s: dict) -> tuple[video.SourceSpec, video.VideoInfo]:
     """A source of ``report.json``'s ``per_source`` as the spec and info it was run with."""
     return (video.SourceSpec(s["uri"], s["kind"], s["name"]),

@@ -106,6 +106,7 @@ def test_detect_blur_faces_blurs_the_heads_in_the_annotated_output(shared_data, 
         cli("detect", scene, "--detector", "yunet", "--out", out, "--json", "-p", ws,
             *([flag] if flag else []))
         rep = json.loads((out / "report.json").read_text())
+        assert rep["blur_faces"] is bool(flag)  # the Footage page blurs its track pictures too
         outs[flag] = (images.read_bgr(out / rep["per_source"][0]["video"]).astype(np.int16), out)
     with open(outs[None][1] / "detections.csv", newline="") as fh:
         heads = [[float(r[k]) for k in ("x1", "y1", "x2", "y2")] for r in csv.DictReader(fh)]
