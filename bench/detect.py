@@ -82,7 +82,7 @@ def staged(path: Path, infer, classes, cfg, args, tmp: Path) -> dict:
         if one:
             agree &= bool(np.allclose(np.concatenate(one), probs, atol=1e-5))
         t = time.perf_counter()
-        labels = votes.frame_labels(probs, classes, min_score=0.75)
+        labels = votes.frame_labels(probs, classes, min_prob=0.75)
         ids, _ended = tracker.update(np.array([hb.box for _p, hb, _c, _s in found],
                                               dtype=float).reshape(-1, 4), frame.timestamp_s)
         drawn = []

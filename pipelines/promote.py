@@ -26,7 +26,7 @@ from pipelines import score
 from pipelines.common import registry
 from pipelines.common.autolabeling import after_promote
 from pipelines.common.measuring import measure_stored, on_split
-from pipelines.common.registry import Version
+from annotator.data.model_versions import Version
 
 
 @dataclass(kw_only=True)

@@ -21,6 +21,7 @@ import numpy as np
 from annotator.core.errors import InputError
 from annotator.core.progress import ProgressFn, silent
 from annotator.service.workspace import Workspace
+from annotator.data.model_versions import Version
 from pipelines.common import registry
 from pipelines.common.scoring import backend_choice, inference_backend, score_unscored
 
@@ -86,7 +87,7 @@ def run(ws: Workspace, opts: ScoreOptions, progress: ProgressFn = silent) -> Sco
     return report
 
 
-def _check_dataset(ws, mv: registry.Version, opts: ScoreOptions) -> str:
+def _check_dataset(ws, mv: Version, opts: ScoreOptions) -> str:
     """The dataset whose validation split the int8 graph is checked on (the version's, else
     the latest); InputError when --quantize cannot run."""
     if backend_choice(opts.backend)[0] != "onnx":

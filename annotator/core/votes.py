@@ -9,7 +9,7 @@ site would show, frame by frame, using only the frames seen so far (so it works 
               label after 3: ``processing_count_threshold``).
 ``majority``  the most frequent label so far; a tie keeps the current state.
 
-A frame whose top class probability is below ``min_score`` is :data:`UNKNOWN`
+A frame whose top class probability is below ``min_prob`` is :data:`UNKNOWN`
 (:func:`frame_labels`). Unknown frames are not votes: they neither start nor break a run, and
 the state holds through them. A track with no decided frame yet has the state ``None`` (shown as
 unknown). :func:`changes` counts how often a label sequence changes; flicker is changes per
@@ -24,7 +24,7 @@ Examples
 ['m', 'm', 'm', 'n']
 >>> majority(["n", "m", "m", "unknown"])
 ['n', 'n', 'm', 'm']
->>> frame_labels(np.array([[0.9, 0.1], [0.6, 0.4]]), ["mask", "no_mask"], min_score=0.75)
+>>> frame_labels(np.array([[0.9, 0.1], [0.6, 0.4]]), ["mask", "no_mask"], min_prob=0.75)
 ['mask', 'unknown']
 >>> changes(["m", "n", "m"]), changes([None, "m", "m"])
 (2, 0)
@@ -75,15 +75,15 @@ def parse_vote(spec: str) -> tuple[str, int]:
     return method, n
 
 
-def frame_labels(probs, classes: Sequence[str], *, min_score: float) -> list[str]:
-    """Per-frame labels: the most probable class, or :data:`UNKNOWN` below ``min_score``.
+def frame_labels(probs, classes: Sequence[str], *, min_prob: float) -> list[str]:
+    """Per-frame labels: the most probable class, or :data:`UNKNOWN` below ``min_prob``.
 
     Parameters
     ----------
     probs : array-like, shape (N, K)
         Class probabilities, one row per face.
     classes : sequence of K class names (none of them :data:`UNKNOWN`).
-    min_score : float in [0, 1]
+    min_prob : float in [0, 1]
         A top probability below it makes the frame's label unknown (Neuralet used 0.75).
 
     Returns
@@ -95,9 +95,9 @@ def frame_labels(probs, classes: Sequence[str], *, min_score: float) -> list[str
         raise ValueError(f"probs must have shape (N, {len(classes)}), got {p.shape}")
     if UNKNOWN in classes:
         raise ValueError(f"{UNKNOWN!r} cannot be a class name")
-    if not 0.0 <= float(min_score) <= 1.0:
-        raise ValueError(f"min_score must be in [0, 1], got {min_score}")
-    return _frame_labels(p, list(classes), float(min_score))
+    if not 0.0 <= float(min_prob) <= 1.0:
+        raise ValueError(f"min_prob must be in [0, 1], got {min_prob}")
+    return _frame_labels(p, list(classes), float(min_prob))
 
 
 class Voter:
@@ -234,11 +234,11 @@ def uncertain(probs, state: str | None, flicker: float, *, max_flicker: float = 
 # --- computation (inputs already validated) -----------------------------------------------------
 
 
-def _frame_labels(p: np.ndarray, classes: list[str], min_score: float) -> list[str]:
+def _frame_labels(p: np.ndarray, classes: list[str], min_prob: float) -> list[str]:
     if p.shape[0] == 0:
         return []
     top = p.argmax(axis=1)
-    sure = p[np.arange(len(p)), top] >= min_score
+    sure = p[np.arange(len(p)), top] >= min_prob
     return [classes[t] if ok else UNKNOWN for t, ok in zip(top.tolist(), sure.tolist())]
 
 

@@ -6,6 +6,8 @@ new one with its own.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
@@ -19,6 +21,25 @@ from annotator.data.db import (
     active_label,
     utcnow,
 )
+
+
+@dataclass(frozen=True)
+class Version:
+    """A model version's row, detached from the session (what jobs and pages pass around)."""
+
+    id: int
+    name: str
+    path: str
+    classes: tuple[str, ...]
+    active: bool
+    dataset_id: int | None
+    metrics: dict
+
+    @classmethod
+    def of(cls, mv: ModelVersion) -> "Version":
+        return cls(mv.id, mv.name, mv.path, tuple(mv.classes or ()), bool(mv.active),
+                   mv.dataset_id, dict(mv.metrics or {}))
+
 
 def get_model_version(session: Session, name: str) -> ModelVersion | None:
     return session.scalar(select(ModelVersion).where(ModelVersion.name == name))

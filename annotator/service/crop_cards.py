@@ -212,16 +212,7 @@ def frame_context(card: Card, *, max_width: int = 720, pad: float = 1.5,
     return cv2.cvtColor(view, cv2.COLOR_BGR2RGB)
 
 
-@dataclass(frozen=True)
-class VersionRef:
-    """The active model version as the pages need it (a ``db.ModelVersion`` row, detached)."""
-
-    id: int
-    name: str
-    classes: tuple[str, ...]
-
-
-def active_model(ws: Workspace) -> VersionRef | None:
+def active_model(ws: Workspace) -> model_versions.Version | None:
     with ws.read_session() as s:
         mv = model_versions.active_model(s)
-        return None if mv is None else VersionRef(mv.id, mv.name, tuple(mv.classes or ()))
+        return None if mv is None else model_versions.Version.of(mv)

@@ -32,7 +32,8 @@ from annotator.core import sample
 from annotator.data import crop_queue, db, model_reports, reports
 from annotator.service import autolabels
 from annotator.core.config import NOT_A_FACE, SKIP
-from annotator.service.crop_cards import Card, VersionRef, _cards, active_model, cards
+from annotator.data.model_versions import Version
+from annotator.service.crop_cards import Card, _cards, active_model, cards
 from annotator.service.workspace import Workspace
 
 DOUBLE = "double"  # sampling reason of a crop served for its second vote
@@ -286,7 +287,7 @@ _PRED_CACHE: "OrderedDict[tuple, dict]" = OrderedDict()  # (db_url, model id) ->
 _CACHE_ROWS = 300_000
 
 
-def _predictions(ws, s, model: VersionRef, crop_ids: np.ndarray):
+def _predictions(ws, s, model: Version, crop_ids: np.ndarray):
     """probs (n, K), emb (n, D) or None, and a mask of crops that have a prediction."""
     key = (ws.db_url, model.id)
     with _CACHE_LOCK:

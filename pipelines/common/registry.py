@@ -12,29 +12,14 @@ from dataclasses import dataclass
 from annotator.core.errors import InputError
 from annotator.core.files import removed_on_error
 from annotator.data import db, model_versions
+from annotator.data.model_versions import Version
 from annotator.service.workspace import Workspace
 
 
 @dataclass(frozen=True)
-class Version:
-    """A model version's registry row, detached from the database."""
-
-    id: int
-    name: str
-    path: str
-    classes: tuple[str, ...]
-    active: bool
-    dataset_id: int | None
-    metrics: dict
-
-    @classmethod
-    def of(cls, mv: db.ModelVersion) -> "Version":
-        return cls(mv.id, mv.name, mv.path, tuple(mv.classes or ()), bool(mv.active),
-                   mv.dataset_id, dict(mv.metrics or {}))
-
-
-@dataclass(frozen=True)
 class VersionInfo:
+    """A version as `annotator models list` and the Models page list it (names, not ids)."""
+
     name: str
     path: str
     classes: list[str]

@@ -112,7 +112,7 @@ class SourceRun:
         probs, emb = classify(self.infer, x)
         self.timings["classify"] += time.perf_counter() - t
         t = time.perf_counter()
-        labels = votes.frame_labels(probs, self.classes, min_score=st.min_prob)
+        labels = votes.frame_labels(probs, self.classes, min_prob=st.min_prob)
         step = self.keeper.update(frame.timestamp_s, [
             candidate(frame.index, frame.timestamp_s, *f,
                       data=(probs[i].astype(np.float32), emb[i].astype(np.float32)))

@@ -50,12 +50,12 @@ def test_voter_is_the_online_form_of_vote():
     assert v.state == "n"
 
 
-def test_frame_labels_below_min_score_are_unknown():
+def test_frame_labels_below_min_prob_are_unknown():
     probs = np.array([[0.9, 0.1], [0.3, 0.7], [0.74, 0.26], [0.75, 0.25]])
-    assert frame_labels(probs, ["mask", "no_mask"], min_score=0.75) == ["mask", U, U, "mask"]
-    assert frame_labels(probs, ["mask", "no_mask"], min_score=0.0) == [
+    assert frame_labels(probs, ["mask", "no_mask"], min_prob=0.75) == ["mask", U, U, "mask"]
+    assert frame_labels(probs, ["mask", "no_mask"], min_prob=0.0) == [
         "mask", "no_mask", "mask", "mask"]
-    assert frame_labels(np.zeros((0, 2)), ["mask", "no_mask"], min_score=0.5) == []
+    assert frame_labels(np.zeros((0, 2)), ["mask", "no_mask"], min_prob=0.5) == []
 
 
 def test_changes_skip_undecided_and_flicker_is_pooled_per_second():
@@ -99,11 +99,11 @@ def test_public_functions_validate():
     with pytest.raises(ValueError):
         debounce(["m", 1], 3)
     with pytest.raises(ValueError):
-        frame_labels(np.ones((2, 3)), ["mask", "no_mask"], min_score=0.5)
+        frame_labels(np.ones((2, 3)), ["mask", "no_mask"], min_prob=0.5)
     with pytest.raises(ValueError):
-        frame_labels(np.ones((2, 2)), ["mask", U], min_score=0.5)
+        frame_labels(np.ones((2, 2)), ["mask", U], min_prob=0.5)
     with pytest.raises(ValueError):
-        frame_labels(np.ones((2, 2)), ["mask", "no_mask"], min_score=1.5)
+        frame_labels(np.ones((2, 2)), ["mask", "no_mask"], min_prob=1.5)
     with pytest.raises(ValueError):
         flicker_rate([1, 2], [1.0])
     with pytest.raises(ValueError):
