@@ -18,7 +18,7 @@ def test_the_old_key_is_read_with_one_deprecation_line(capsys):
     cfg = parse_config({"detect": {"min_score": 0.6}}, where="ws/config.toml")
     assert cfg.detect.min_prob == 0.6
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["ws/config.toml: [detect] min_score is deprecated; call it min_prob"]
+    assert err == ["warning: ws/config.toml: detect.min_score is deprecated; use detect.min_prob"]
     # the extract detector's min_score is another setting and stays where it was
     assert cfg.extract.min_score == -1.0
 
