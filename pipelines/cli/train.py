@@ -107,11 +107,12 @@ def retrain_summary(rep) -> str:
         v = val.get(key)
         return "-" if v is None else f"{v:.3f}"
 
-    scored = (rep.score or {}).get("scored", 0) + p.get("scored", 0)
+    # One scoring pass: the promotion's (rep.score is that same pass) or, without one, score's.
+    scored = max((rep.score or {}).get("scored", 0), p.get("scored", 0))
     outcome = (f"promoted {t['version']}: {p['reason']}" if p["promoted"]
                else f"kept {rep.active}: {p['reason']}")
     return (f"dataset {d['name']} ({d['crops']:,} crops), model {t['version']}: {t['n_train']:,} "
             f"training crops, best epoch {t['best_epoch']}, {rep.seconds:.0f} s\n"
             f"validation ({t['n_val']:,} crops): balanced accuracy {num('balanced_accuracy')}, "
             f"accuracy {num('accuracy')}, ROC AUC {num('roc_auc')}, ECE {num('ece')}\n"
-            f"{outcome}; {scored:,} queue crops scored, active model {rep.active}")
+            f"{outcome}; {scored:,} crops scored (queue and labeled), active model {rep.active}")

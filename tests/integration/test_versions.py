@@ -112,3 +112,6 @@ def test_retrain_scores_the_queue_once(tmp_path, workspace):
     assert rep.promote["scored"] == rep.score["scored"] == 70
     assert rep.score["model"] == rep.active and rep.promote["priorities_set"] == 30
     assert score.run(ws, score.ScoreOptions(labeled=True)).scored == 0
+    from pipelines.cli.train import retrain_summary
+
+    assert "; 70 crops scored (queue and labeled)" in retrain_summary(rep)  # the pass counted once
