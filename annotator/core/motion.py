@@ -80,13 +80,22 @@ class MotionGate:
         self._bg: np.ndarray | None = None
         self._t = 0.0  # time of the last frame
         self._seen: list[tuple[float, Box]] = []  # (time, face box) of recent detections
+        self._since = -np.inf  # time of the last resolution change
 
     def windows(self, frame: np.ndarray, t: float) -> list[Box]:
         """Windows ``(x0, y0, x1, y1)`` of ``frame`` (BGR or grey uint8) to run the detector on at
-        time ``t`` seconds; ``[]`` means nothing moved and no face was seen lately."""
+        time ``t`` seconds; ``[]`` means nothing moved and no face was seen lately.
+        ``cover(moving(frame, t), t)``: a caller that batches frames takes the two steps apart."""
+        return self.cover(self.moving(frame, t), t)
+
+    def moving(self, frame: np.ndarray, t: float) -> list[Box]:
+        """Boxes of ``frame`` (frame pixels, padded) where something moved; the whole frame while
+        there is no background yet. Updates the background, so frames come in time order; it
+        needs no face seen, so a batch's frames may all go through here before any is detected."""
         h, w = frame.shape[:2]
         if (w, h) != (self.frame_w, self.frame_h):  # a stream changed resolution: start over
             self.frame_w, self.frame_h, self._bg, self._seen = w, h, None, []
+            self._since = float(t)  # faces of the old frames, told later, are not held
         small = shrink(frame, self.step)
         if self._bg is None or self._bg.shape != small.shape:
             self._bg, self._t = small, float(t)
@@ -99,9 +108,16 @@ class MotionGate:
         moving = diff > self.threshold
         # a lone changed model pixel is noise: keep those with a changed 4-neighbour
         moving &= _neighbours(moving) > 0
-        boxes = [self._frame_box(b) for b in _regions(moving)]
-        self._seen = [(ts, b) for ts, b in self._seen if t - ts <= self.hold_s]
-        boxes += [self._grow(b, self.pad / 2) for _ts, b in self._seen]
+        return [self._frame_box(b) for b in _regions(moving)]
+
+    def cover(self, moving: list[Box], t: float, *, held: bool = True) -> list[Box]:
+        """The windows at time ``t``: the ``moving`` boxes and (``held``) those of the faces seen
+        in the ``hold_s`` seconds before, merged; the whole frame when they cover most of it.
+        Changes nothing. Without ``held``: the whole frame here is the whole frame whatever
+        faces are seen (adding boxes only grows the area)."""
+        boxes = list(moving)
+        if held:
+            boxes += [self._grow(b, self.pad / 2) for ts, b in self._seen if t - ts <= self.hold_s]
         if not boxes:
             return []
         merged = merge_windows(boxes)
@@ -112,7 +128,11 @@ class MotionGate:
 
     def seen(self, boxes, t: float) -> None:
         """Face (or head) boxes found at time ``t``, frame pixels: their places stay windows for
-        ``hold_s`` seconds, so a person who stops moving is still looked for."""
+        ``hold_s`` seconds, so a person who stops moving is still looked for (from the very next
+        frame's ``cover`` on)."""
+        if t < self._since:
+            return
+        self._seen = [(ts, b) for ts, b in self._seen if t - ts <= self.hold_s]
         for b in np.asarray(boxes, dtype=float).reshape(-1, 4):
             self._seen.append((float(t), tuple(int(round(v)) for v in b)))
 
