@@ -33,18 +33,20 @@ class FrameLoop:
         """One batch of frames: ``(kept, dropped)`` candidates of the tracks that ended."""
         st, res = self.st, self.res
         load_timed(self.detector, self.timings)
-        t = time.perf_counter()
         gate = self._gate(frames[0].image)
+        res.pixels_total += sum(f.image.shape[0] * f.image.shape[1] for f in frames)
+        # frame by frame: with gating, frame i's faces are told to the gate before frame i+1's
+        # windows are made, so a person who stands still is held from the very next frame
         if gate is None:
-            people_per_frame = self.detector.people([f.image for f in frames])
-            res.pixels_detected += sum(f.image.shape[0] * f.image.shape[1] for f in frames)
+            people_per_frame = whole_people(self.detector, frames, res)
         else:
             people_per_frame = gated_people(self.detector, frames, gate, res)
-        res.pixels_total += sum(f.image.shape[0] * f.image.shape[1] for f in frames)
-        self.timings["detect"] += time.perf_counter() - t
         kept: list[Kept] = []
         dropped: list[Candidate] = []
-        for frame, people in zip(frames, people_per_frame):
+        for frame in frames:
+            t = time.perf_counter()
+            people = next(people_per_frame)
+            self.timings["detect"] += time.perf_counter() - t
             t = time.perf_counter()
             res.frames += 1
             res.detections += len(people)
@@ -85,32 +87,49 @@ class FrameLoop:
         return self.motion
 
 
-def gated_people(detector, frames, gate: MotionGate, res: SourceResult) -> list[list]:
+def whole_people(detector, frames, res: SourceResult):
+    """Per frame, the people the detector finds in the whole frame (one batched call)."""
+    res.pixels_detected += sum(f.image.shape[0] * f.image.shape[1] for f in frames)
+    yield from detector.people([f.image for f in frames])
+
+
+def gated_people(detector, frames, gate: MotionGate, res: SourceResult):
     """Per frame, the people the detector finds in the windows the motion gate gives: none and
     no detector call where nothing moved (counted in ``res.frames_skipped``); the frame itself
-    where the windows would cover most of it. Windows do not overlap, so nothing is found twice."""
-    out: list[list | None] = []
-    whole = []  # frames detected whole, batched as without gating
-    for i, f in enumerate(frames):
-        h, w = f.image.shape[:2]
-        wins = gate.windows(f.image, f.timestamp_s)
+    where the windows would cover most of it. Windows do not overlap, so nothing is found twice.
+
+    A generator: the caller tells the gate frame i's faces (``gate.seen``) before it takes frame
+    i+1, whose windows then hold them. Frames whose motion alone fills them are detected whole
+    whatever faces are held, so they are known up front and detected in one batched call, as
+    without gating; any other frame is decided only when its turn comes."""
+    moving = [gate.moving(f.image, f.timestamp_s) for f in frames]  # background: in time order
+    whole = [i for i, (f, m) in enumerate(zip(frames, moving))
+             if gate.cover(m, f.timestamp_s, held=False) == [full(f)]]
+    batched = {}
+    if whole:
+        batched = dict(zip(whole, detector.people([frames[i].image for i in whole])))
+    for i, (f, m) in enumerate(zip(frames, moving)):
+        wins = gate.cover(m, f.timestamp_s)
+        res.pixels_detected += sum((x1 - x0) * (y1 - y0) for x0, y0, x1, y1 in wins)
         if not wins:
             res.frames_skipped += 1
-            out.append([])
-        elif wins == [(0, 0, w, h)]:
-            whole.append(i)
-            out.append(None)
+            yield []
+        elif i in batched:
+            yield batched[i]
+        elif wins == [full(f)]:  # held faces tipped it over: this frame alone
+            yield detector.people([f.image])[0]
         else:
             people = []
             for x0, y0, x1, y1 in wins:
                 found = detector.people([np.ascontiguousarray(f.image[y0:y1, x0:x1])])[0]
                 people += [shifted(p, x0, y0) for p in found]
-            out.append(people)
-        res.pixels_detected += sum((x1 - x0) * (y1 - y0) for x0, y0, x1, y1 in wins)
-    if whole:
-        for i, people in zip(whole, detector.people([frames[i].image for i in whole])):
-            out[i] = people
-    return out
+            yield people
+
+
+def full(frame) -> tuple[int, int, int, int]:
+    """The window of a whole frame."""
+    h, w = frame.image.shape[:2]
+    return (0, 0, w, h)
 
 
 def shifted(p: Person, dx: float, dy: float) -> Person:
