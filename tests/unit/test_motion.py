@@ -126,3 +126,24 @@ def test_a_new_frame_size_starts_the_background_over():
     assert gate.windows(noisy(base, rng), 0.5) == []
     small = noisy(base[: H // 2, : W // 2], rng)
     assert gate.windows(small, 1.0) == [(0, 0, W // 2, H // 2)]
+
+
+def test_a_batch_moved_ahead_still_holds_a_face_told_before_the_next_cover():
+    """moving() for a whole batch first, then cover() frame by frame: a face told between two
+    covers is a window from the next one on; cover changes nothing; faces of frames before a
+    resolution change are not held."""
+    rng, base = np.random.default_rng(8), scene()
+    img = base.copy()
+    img[40:100, 500:550] = 220
+    gate = MotionGate((W, H), tau_s=0.1)  # a still face is background one frame later
+    gate.windows(noisy(base, rng), 0.0)
+    moving = [gate.moving(noisy(img, rng), t) for t in (0.5, 1.0, 1.5)]
+    assert moving[0] and moving[1:] == [[], []]
+    assert gate.cover(moving[1], 1.0) == gate.cover(moving[1], 1.0) == []
+    gate.seen([(500, 40, 550, 100)], 0.5)
+    for m, t in zip(moving[1:], (1.0, 1.5)):
+        assert any(inside((500, 40, 550, 100), w) for w in gate.cover(m, t))
+    assert gate.cover(moving[1], 1.0, held=False) == []
+    gate.moving(noisy(base[: H // 2, : W // 2], rng), 2.0)  # the stream's size changed
+    gate.seen([(500, 40, 550, 100)], 1.5)  # told late, of a frame before the change
+    assert gate.cover([], 2.0) == []
