@@ -109,6 +109,16 @@ def current_values(session: Session, crop_ids: Sequence[int]) -> dict[int, str]:
     return {cid: v for cid, vs in votes.items() if (v := majority(vs)) is not None}
 
 
+def machine_labeled(session: Session, crop_ids: Sequence[int]) -> set[int]:
+    """Which of these crops carry an active machine label (``auto``/``propagated``): on a crop
+    still in the queue, an audit crop, which people must see as an ordinary crop."""
+    out: set[int] = set()
+    for part in chunks(list(crop_ids)):
+        out.update(session.scalars(select(Label.crop_id).where(
+            Label.crop_id.in_(part), Label.method.in_(LabelKind.MACHINE), active_label())))
+    return out
+
+
 def voted_by(session: Session, annotator_id: int, crop_ids: Sequence[int]) -> set[int]:
     """Which of these crops this annotator already has an active label on."""
     out: set[int] = set()
@@ -334,11 +344,13 @@ def claimable_sample(session: Session, annotator_id: int, *, size: int, seed: in
 
 
 def awaiting_vote(session: Session, annotator_id: int, *, limit: int) -> list[int]:
-    """Claimable crops that already have a vote and need another (double annotation)."""
+    """Claimable crops that already have a person's vote and need another (double annotation).
+    An audit crop's one vote is the machine's: it waits for the sampler like any other crop."""
     return list(session.scalars(
         select(Crop.id)
         .where(claimable(annotator_id), Crop.votes_needed > 1,
-               exists().where(Label.crop_id == Crop.id, active_label()))
+               exists().where(Label.crop_id == Crop.id, active_label(),
+                              Label.method.notin_(LabelKind.MACHINE)))
         .order_by(Crop.id)
         .limit(limit)
     ))
@@ -367,11 +379,14 @@ def browse(session: Session, *, source_id: int | None = None, track_id: int | No
            crop_ids: Sequence[int] | None = None) -> pd.DataFrame:
     """Crops with their current labels, filtered; newest label first. ``CARD_COLUMNS`` +
     ``value``, ``annotator``, ``labeled_at`` (null for unlabeled crops). ``offset``: paging;
-    ``min_uncertainty``: only crops that model version is at least this unsure about."""
+    ``min_uncertainty``: only crops that model version is at least this unsure about.
+    A crop still in the queue shows no machine label (nor is found by it): an audit crop is
+    browsed as the unlabeled crop people are asked to decide."""
+    shown = ~(Label.method.in_(LabelKind.MACHINE) & (Crop.status == CropStatus.UNLABELED))
     q = (select(*CARD_COLUMNS, Label.value, Annotator.name.label("annotator"),
                 Label.created_at.label("labeled_at"))
          .join(Source, Source.id == Crop.source_id)
-         .outerjoin(Label, (Label.crop_id == Crop.id) & active_label())
+         .outerjoin(Label, (Label.crop_id == Crop.id) & active_label() & shown)
          .outerjoin(Annotator, Annotator.id == Label.annotator_id))
     if source_id is not None:
         q = q.where(Crop.source_id == source_id)

@@ -108,6 +108,9 @@ def _cards(ws: Workspace, items: Sequence[tuple[int, str | None]]) -> list[Card]
     model = active_model(ws)
     with ws.read_session() as s:
         info = reports.crop_cards(s, ids)
+        # An audit crop waits for one person's vote beside the machine's (votes_needed = 2):
+        # shown as needing a second vote it would stand out from every other crop.
+        machine = reports.machine_labeled(s, ids)
         probs_of = {}
         if model is not None:
             pids, probs, _ = model_reports.prediction_arrays(s, model.id, ids)
@@ -131,7 +134,8 @@ def _cards(ws: Workspace, items: Sequence[tuple[int, str | None]]) -> list[Card]
             confidence=conf, probs=None if p is None else tuple(float(x) for x in p),
             source_kind=r.source_kind, source_uri=r.source_uri, source_name=r.source_name,
             frame_index=None if pd.isna(r.frame_index) else int(r.frame_index), box=box,
-            votes_needed=int(r.votes_needed), source_id=int(r.source_id),
+            votes_needed=int(r.votes_needed) - (int(r.crop_id) in machine),
+            source_id=int(r.source_id),
             track_id=None if pd.isna(r.track_id) else int(r.track_id),
             timestamp_s=None if pd.isna(r.timestamp_s) else float(r.timestamp_s),
             status=r.status,
@@ -149,6 +153,10 @@ def track_strip(ws: Workspace, card: Card, annotator_id: int, *, limit: int = ST
         mates = reports.track_mates(s, card.crop_id, limit=limit)
         labels = reports.current_values(s, mates["crop_id"].tolist()) if len(mates) else {}
         mine = reports.voted_by(s, annotator_id, mates["crop_id"].tolist()) if len(mates) else set()
+        # A queued crop's machine label is not shown: an audit crop looks like any open crop.
+        queued = mates.loc[mates["status"] == db.CropStatus.UNLABELED, "crop_id"].tolist()
+        for cid in reports.machine_labeled(s, queued) if queued else ():
+            labels.pop(int(cid), None)
     out = []
     for r in mates.itertuples(index=False):
         try:
