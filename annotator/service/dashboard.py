@@ -1,6 +1,6 @@
-"""The service behind the Dashboard and Users pages: queue counts, the team's pace and agreement,
-model history (accounts: ``accounts``; instructions: ``instructions``). Takes a workspace, opens short read transactions, returns
-DataFrames and dicts; the arithmetic is in :mod:`annotator.core.metrics`.
+"""The service behind the Dashboard: queue counts, the team's pace and agreement, model history.
+Takes a workspace, opens short read transactions, returns DataFrames and dicts; the arithmetic is
+in :mod:`annotator.core.metrics`. (Accounts: ``accounts``; instructions: ``instructions``.)
 """
 from __future__ import annotations
 
