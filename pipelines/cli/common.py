@@ -67,3 +67,11 @@ def cli_actor() -> str:
         return f"cli:{getpass.getuser()}"
     except (KeyError, OSError):
         return "cli:unknown"
+
+
+def run_job(ws, kind: str, options, progress):
+    """Run a job from the command line as a recorded job row (``runner.run_recorded``): the app's
+    job lists show CLI runs beside its own, by ``cli_actor()``."""
+    from pipelines.cli.runner import run_recorded
+
+    return run_recorded(ws, kind, options, progress, started_by=cli_actor())

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from annotator.service.workspace import DEFAULT_PROJECT
-from pipelines.cli.common import JsonOpt, ProjectOpt, cli_actor, command, given, open_ws
+from pipelines.cli.common import JsonOpt, ProjectOpt, cli_actor, command, given, open_ws, run_job
 from pipelines.cli.render import emit, err, progress_bar
 
 commands = typer.Typer()
@@ -25,7 +25,7 @@ def import_folder_cmd(
 
     ws = open_ws(project)
     with progress_bar("import", enabled=not as_json) as progress:
-        report = import_folder.run(ws, import_folder.ImportOptions(
+        report = run_job(ws, "import", import_folder.ImportOptions(
             folder=folder, **given(labeled=labeled)), progress)
     human = (f"{report.added} crops added, {report.existing} already known, "
              f"{report.unreadable} unreadable files skipped; labels {report.labels}")
@@ -55,7 +55,7 @@ def export_cmd(
     opts = export.ExportOptions(out=dest, **given(format=fmt, force=force,
                                                   with_provenance=with_provenance))
     with progress_bar("export", enabled=not as_json) as progress:
-        report = export.run(ws, opts, progress)
+        report = run_job(ws, "export", opts, progress)
     from annotator.data import trail  # privacy: who exported what (the audit trail)
 
     trail.record_in(ws, cli_actor(), trail.EXPORT, page="cli",

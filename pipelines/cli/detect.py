@@ -12,7 +12,7 @@ import typer
 
 from annotator.core.errors import InputError
 from annotator.service.workspace import DEFAULT_PROJECT
-from pipelines.cli.common import JsonOpt, ProjectOpt, command, deprecated, given, open_ws
+from pipelines.cli.common import JsonOpt, ProjectOpt, command, deprecated, given, open_ws, run_job
 from pipelines.cli.render import emit, print_errors, progress_bar
 
 commands = typer.Typer()
@@ -62,7 +62,7 @@ def detect_cmd(
         to_queue=to_queue, max_seconds=max_seconds, force=force, blur_faces=blur_faces,
         **{MIN_PROB_FIELD: threshold}))
     with progress_bar("detect", enabled=not as_json) as progress:
-        report = detect.run(ws, opts, progress)
+        report = run_job(ws, "detect", opts, progress)
     emit(report, as_json, detect.summary(report))
     print_errors(report.errors, as_json)
     if report.errors:

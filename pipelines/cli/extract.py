@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from annotator.service.workspace import DEFAULT_PROJECT
-from pipelines.cli.common import JsonOpt, ProjectOpt, command, given, open_ws
+from pipelines.cli.common import JsonOpt, ProjectOpt, command, given, open_ws, run_job
 from pipelines.cli.render import emit, print_errors, progress_bar
 
 commands = typer.Typer()
@@ -48,7 +48,7 @@ def extract_cmd(
         address=address, range_seconds=range_seconds, delete_source_after=delete_source_after,
         motion=motion))
     with progress_bar("extract", enabled=not as_json) as progress:
-        report = extract.run(ws, opts, progress)
+        report = run_job(ws, "extract", opts, progress)
     if report.sources:  # which detector ran and why (the bar named it while running)
         print(f"detector: {report.detector} ({report.detector_reason})", file=sys.stderr)
     emit(report, as_json, extract.summary(report))

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 import typer
 
 from annotator.service.workspace import DEFAULT_PROJECT
-from pipelines.cli.common import JsonOpt, ProjectOpt, command, given, open_ws
+from pipelines.cli.common import JsonOpt, ProjectOpt, command, given, open_ws, run_job
 from pipelines.cli.render import emit, progress_bar
 
 commands = typer.Typer()
@@ -24,7 +24,7 @@ def autolabel_cmd(
     from pipelines import autolabel
 
     with progress_bar("autolabel", enabled=not as_json) as progress:
-        rep = autolabel.run(open_ws(project), autolabel.AutolabelOptions(
+        rep = run_job(open_ws(project), "autolabel", autolabel.AutolabelOptions(
             **given(max_error=max_error, dry_run=dry_run)), progress)
     emit(rep, as_json, autolabel.summary(rep))
 

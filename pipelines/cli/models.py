@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from annotator.service.workspace import DEFAULT_PROJECT
-from pipelines.cli.common import JsonOpt, ProjectOpt, command, given, open_ws
+from pipelines.cli.common import JsonOpt, ProjectOpt, command, given, open_ws, run_job
 from pipelines.cli.render import emit, progress_bar
 
 commands = typer.Typer()
@@ -30,7 +30,7 @@ def score_cmd(
 
     ws = open_ws(project)
     with progress_bar("score", enabled=not as_json) as progress:
-        rep = score.run(ws, score.ScoreOptions(**given(
+        rep = run_job(ws, "score", score.ScoreOptions(**given(
             model=model, batch_size=batch_size, backend=backend, quantize=quantize,
             cache=use_cache)), progress)
     q = rep.quantize_check
@@ -85,7 +85,7 @@ def models_promote_cmd(
     from pipelines import promote
 
     with progress_bar("promote", enabled=not as_json) as progress:
-        rep = promote.promote(open_ws(project), promote.PromoteOptions(
+        rep = run_job(open_ws(project), "promote", promote.PromoteOptions(
             version=version, **given(force=force)), progress)
     emit(rep, as_json, f"{'promoted' if rep.promoted else 'not promoted'} {version}: {rep.reason}")
     if not rep.promoted and rep.reason != "already the active model":
@@ -98,7 +98,7 @@ def models_rollback_cmd(project: ProjectOpt = DEFAULT_PROJECT, as_json: JsonOpt 
     from pipelines import promote
 
     with progress_bar("rollback", enabled=not as_json) as progress:
-        rep = promote.rollback(open_ws(project), promote.RollbackOptions(), progress)
+        rep = run_job(open_ws(project), "rollback", promote.RollbackOptions(), progress)
     emit(rep, as_json, f"rolled back from {rep.rolled_back_from} to {rep.to}; "
                        f"{rep.priorities_set} queue priorities follow {rep.to}")
 

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from annotator.service.workspace import DEFAULT_PROJECT
-from pipelines.cli.common import JsonOpt, ProjectOpt, cli_actor, command, given, open_ws
+from pipelines.cli.common import JsonOpt, ProjectOpt, cli_actor, command, given, open_ws, run_job
 from pipelines.cli.render import emit, progress_bar
 
 commands = typer.Typer()
@@ -89,5 +89,5 @@ def retention_cmd(
 
     ws = open_ws(project)
     with progress_bar("retention", enabled=not as_json) as progress:
-        rep = retention.run(ws, retention.RetentionOptions(**given(dry_run=dry_run)), progress)
+        rep = run_job(ws, "retention", retention.RetentionOptions(**given(dry_run=dry_run)), progress)
     emit(rep, as_json, retention.summary(rep))

@@ -195,39 +195,101 @@ def run_job(ws: Workspace, job_id: int) -> int:
             os.nice(nice)
     reporter = _Reporter(ws, job_id, spec.stages)
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
-    beat = threading.Thread(target=reporter.heartbeat, daemon=True)
-    beat.start()
-    outcome = dict(status=JobStatus.FAILED, message="failed")
-    code = 1
     try:
-        options = spec.options(**_restore_secrets(row["args"]))
-        if spec.for_job is not None:
-            options = spec.for_job(ws, options, job_id)
-        report = spec.run(ws, options, reporter)
-        # No stream secret in the row or the log, whatever a job reports (urls.redact_text).
-        result = json.loads(redact_text(json.dumps(dataclasses.asdict(report) if
-                                                   dataclasses.is_dataclass(report) else report,
-                                                   default=str)))
-        print(json.dumps(result), flush=True)
-        outcome = dict(status=JobStatus.DONE, progress=1.0, message="done", result=result)
-        code = 0
+        with _outcome_recorded(ws, job_id, reporter) as outcome:
+            options = spec.options(**_restore_secrets(row["args"]))
+            if spec.for_job is not None:
+                options = spec.for_job(ws, options, job_id)
+            outcome["result"] = _result(spec.run(ws, options, reporter))
+            print(json.dumps(outcome["result"]), flush=True)
+        return 0
     except JobCancelled:
-        outcome = dict(status=JobStatus.CANCELLED, message="cancelled")
-        code = 130
+        return 130
     except AnnotatorError as exc:  # bad input or state: the reason, in one line
         print(f"error: {redact_text(str(exc))}", file=sys.stderr, flush=True)
-        outcome = dict(status=JobStatus.FAILED, message=redact_text(str(exc)))
-        code = exc.exit_code
-    except Exception as exc:  # a bug: the traceback goes to the log, the reason to the row
+        return exc.exit_code
+    except Exception:  # a bug: the traceback goes to the log, the reason to the row
         traceback.print_exc()
+        return 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _result(report) -> dict:
+    """A job's report as the row keeps it: JSON, and no stream secret in it, whatever a job
+    reports (``urls.redact_text``)."""
+    return json.loads(redact_text(json.dumps(dataclasses.asdict(report) if
+                                             dataclasses.is_dataclass(report) else report,
+                                             default=str)))
+
+
+@contextlib.contextmanager
+def _outcome_recorded(ws: Workspace, job_id: int, reporter: "_Reporter"):
+    """Keeps the row's heartbeat while the body runs, then records how it ended: done with the
+    ``result`` the body put in the yielded dict, cancelled, or failed with the reason.
+    Exceptions pass on to the caller."""
+    box: dict = {}
+    outcome = dict(status=JobStatus.FAILED, message="failed")
+    threading.Thread(target=reporter.heartbeat, daemon=True).start()
+    try:
+        yield box
+        outcome = dict(status=JobStatus.DONE, progress=1.0, message="done", result=box.get("result"))
+    except JobCancelled:
+        outcome = dict(status=JobStatus.CANCELLED, message="cancelled")
+        raise
+    except KeyboardInterrupt:
+        outcome = dict(status=JobStatus.CANCELLED, message="interrupted on the command line")
+        raise
+    except AnnotatorError as exc:
+        outcome = dict(status=JobStatus.FAILED, message=redact_text(str(exc)))
+        raise
+    except Exception as exc:
         outcome = dict(status=JobStatus.FAILED,
                        message=redact_text(f"internal error: {type(exc).__name__}: {exc}"))
+        raise
     finally:
         reporter.stop = True
-        signal.signal(signal.SIGTERM, previous)
+        with ws.session() as s:
+            job_rows.update_job(s, job_id, finished_at=db.utcnow(), heartbeat_at=db.utcnow(),
+                                **outcome)
+
+
+class CancelledFromApp(AnnotatorError):
+    """A command-line run whose job row someone cancelled on a page."""
+
+    exit_code = 130
+
+
+def run_recorded(ws: Workspace, kind: str, options, progress, *, started_by: str):
+    """Run a job in this process from the command line, recorded as a job row like the app's:
+    the pages list it, with its progress, who started it and how it ended, and its Cancel
+    works. ``progress`` (the CLI's bar) gets every update too. Returns the job's report."""
+    spec = specs()[kind]
+    args, _secrets = _split_secrets(json.loads(json.dumps(dataclasses.asdict(options), default=str)))
+    now = db.utcnow()
     with ws.session() as s:
-        job_rows.update_job(s, job_id, finished_at=db.utcnow(), heartbeat_at=db.utcnow(), **outcome)
-    return code
+        job_id = job_rows.create_job(s, kind=kind, args=args, started_by=started_by)
+        job_rows.update_job(s, job_id, status=JobStatus.RUNNING, pid=os.getpid(), host=jobs.host(),
+                            started_at=now, heartbeat_at=now, message="started from the command line")
+    reporter = _Reporter(ws, job_id, spec.stages, echo=False)
+
+    def both(done, total, message="", *, stage=None, data=None):
+        progress(done, total, message, stage=stage, data=data)
+        reporter(done, total, message, stage=stage, data=data)
+
+    # The page's Cancel sends SIGTERM to this process too: end as a recorded cancel, not a kill.
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if main else None
+    try:
+        with _outcome_recorded(ws, job_id, reporter) as outcome:
+            report = spec.run(ws, options, both)
+            outcome["result"] = _result(report)
+        return report
+    except JobCancelled:
+        raise CancelledFromApp("cancelled from the app; the work done so far is kept") from None
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _on_sigterm(signum, frame):
@@ -239,8 +301,8 @@ class _Reporter:
     per-step data (training epochs) on the row, at most every ``PROGRESS_EVERY_S``; a cancel
     flag set on the row (from any host) stops the job at its next progress call."""
 
-    def __init__(self, ws: Workspace, job_id: int, stages: dict | None):
-        self.ws, self.job_id = ws, job_id
+    def __init__(self, ws: Workspace, job_id: int, stages: dict | None, *, echo: bool = True):
+        self.ws, self.job_id, self.echo = ws, job_id, echo
         self.staged = StagedProgress(stages)
         self.detail: dict[str, list] = {}
         self.last = 0.0
@@ -267,7 +329,8 @@ class _Reporter:
             job_rows.update_job(s, self.job_id, progress=frac, message=text.strip(),
                           heartbeat_at=stamp, detail=detail)
             cancel = job_rows.get_job(s, self.job_id)["cancel_requested"]
-        print(f"[progress] {frac:.3f} {text}", file=sys.stderr, flush=True)
+        if self.echo:  # the job's log; a CLI run has its own bar
+            print(f"[progress] {frac:.3f} {text}", file=sys.stderr, flush=True)
         if cancel:
             raise JobCancelled()
 

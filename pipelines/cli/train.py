@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from annotator.service.workspace import DEFAULT_PROJECT
-from pipelines.cli.common import JsonOpt, ProjectOpt, command, given, open_ws
+from pipelines.cli.common import JsonOpt, ProjectOpt, command, given, open_ws, run_job
 from pipelines.cli.render import emit, out, progress_bar
 
 commands = typer.Typer()
@@ -94,7 +94,7 @@ def retrain_cmd(
     opts = retrain.RetrainOptions(**given(epochs=epochs, init=init, force=force,
                                           synthetic_masks=synthetic_masks))
     with progress_bar("retrain", enabled=not as_json) as progress:
-        rep = retrain.run(ws, opts, progress)
+        rep = run_job(ws, "retrain", opts, progress)
     emit(rep, as_json, retrain_summary(rep))
 
 
