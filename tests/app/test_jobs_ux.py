@@ -72,3 +72,16 @@ def test_the_models_page_keeps_the_epochs_it_was_given(ws):
     assert not at.exception
     assert at.number_input(key="rt_epochs").value == 7
     assert not jobs.list_jobs(ws)  # changing a field starts nothing
+
+
+def test_a_cli_run_is_listed_on_the_models_page_with_who_ran_it(ws):
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    r = CliRunner().invoke(app, ["models", "rollback", "--project", str(ws.root)])
+    assert r.exit_code != 0  # nothing to roll back to: a failed run, recorded all the same
+    at = signed_in(ws, "root", "admin_models.py")
+    rows = [e.value for e in at.error if "roll back" in e.value]
+    assert rows, [e.value for e in at.error]
+    assert "by cli:" in rows[0] and "failed: " in rows[0]
