@@ -35,22 +35,25 @@ a face is there but too small or blurred to tell (the product's skip key).
     nice python -m bench.label_cost_videos [--work DIR] [--epochs 3]
     nice python -m bench.label_cost_videos --contact-sheets DIR   # render crops to label
 
-Measured on 2026-12-03 (2 shared CPU cores, load ~4.7; 113 crops, 0 without a truth match;
-v001: 3 epochs on 4065 shared faces, 0.79 accuracy on the 76 decidable video crops, mask
-recall 0.54; about 4-7 min, most of it training):
+Measured on 2026-12-03, the default run (fresh temp workspace; 2 shared CPU cores, load ~4.1;
+616 s, 263 s of it training): 113 crops, 0 without a truth match; v001, 3 epochs on 4065
+shared faces, 0.83 accuracy on the 76 decidable video crops (mask recall 0.69):
 
-    policy              decisions  per labeled  per crop  key  track  propag.  machine error (n)
-    keys                      113       1.4868    1.0     113      0        0  -
-    tracks                     54       0.7105    0.4779   19     94        0  -
-    tracks+propagation         53       0.6883    0.469    18     94        1  1.0 (1)
-    +auto                      53       0.6883    0.469    18     94        1  1.0 (1)
-    keys+propagation           79       1.026     0.6991   79      0       34  0.0294 (34)
+    policy              decisions  per labeled  per crop  key  track  audit  propag.  error (n)
+    keys                      113       1.4868    1.0     113      0      0        0  -
+    tracks                     54       0.7105    0.4779   19     94      0        0  -
+    tracks+propagation         53       0.6883    0.469    19     92      0        2  0.5 (2)
+    +auto                      53       0.6883    0.469    19     92      0        2  0.5 (2)
+    keys+propagation           76       0.987     0.6726   74      0      2       37  0.0256 (39)
 
 "per labeled" is the product's ``human_decisions_per_labeled_crop`` (crops labeled mask or
 no_mask: 76-77; not_a_face and skip decisions cost but label nothing). ``autolabel`` refused
-every time (13 random-share labels; at max error 0.01 it needs ~1,500 more): on ~100 crops
-``+auto`` is tracks+propagation. The one wrong propagated label in every propagating policy is
-the same crop: a head turned away (truth not_a_face) in a track whose other crop shows the face.
+every time (10 random-share labels; at max error 0.01 it needs >= 1,279 more): on ~100 crops
+``+auto`` is tracks+propagation. The one wrong machine label in every propagating policy is the
+same crop: a head turned away (truth not_a_face) in a track whose other crop shows the face.
+Training on the CPU is not bit-reproducible: an earlier run's model (0.79 accuracy) gave the
+same keys and tracks figures, tracks+propagation 53 (1 propagated, wrong), keys+propagation
+79 (34 propagated, 1 wrong).
 """
 from __future__ import annotations
 
@@ -480,6 +483,7 @@ def main() -> int:
         unmatched = sum(v is None for v in labels)
         model = train_and_promote(base, epochs=args.epochs, seed=args.seed)
         model["on_video_crops"] = model_accuracy(base, truth_of)
+        extracted = json.loads((base / "extracted.json").read_text())
         policies = {}
         for name in args.policies.split(","):
             policies[name] = run_policy(base, args.work / name.replace("+", "plus_"), name,
@@ -487,8 +491,6 @@ def main() -> int:
     finally:
         if tmp is not None:
             tmp.cleanup()
-    extracted = json.loads((args.work / "base" / "extracted.json").read_text()) \
-        if tmp is None else {}
     print(f"{len(rows)} crops from {len({r['video'] for r in rows})} videos, "
           f"{unmatched} without a truth match; model {model['version']} "
           f"({model['epochs']} epochs on {model['trained_on']} shared faces), accuracy on the "
