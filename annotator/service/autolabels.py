@@ -5,26 +5,32 @@ Functions take a ``Session`` first and never commit.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import pandas as pd
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from annotator.core import audit
 from annotator.data import label_cost, machine_labels, model_reports
 from annotator.core.config import SKIP
+from annotator.core.dataset import TRAIN
 from annotator.data.db import (
     Annotator,
     Crop,
     CropStatus,
+    Dataset,
     Label,
     LabelKind,
     Lease,
     ModelVersion,
     Prediction,
     Role,
+    Source,
     active_label,
 )
 from annotator.data.model_versions import active_model
@@ -32,17 +38,65 @@ from annotator.data.model_versions import active_model
 SYSTEM_NAME = "model"  # the system account machine labels are recorded under
 
 
-def audit_sample(session: Session, version_id: int, classes: Sequence[str]):
-    """People's labels from the random share on crops this version scored, as arrays
-    ``(pred (n,), conf (n,), wrong (n,) bool)``: the unbiased audit of its predictions.
+@dataclass(frozen=True)
+class Trained:
+    """What a version's training split held: its crops, and their tracks (a track mate of a
+    training crop is the same person a second apart: no fair audit either)."""
+
+    crops: frozenset[int]
+    tracks: frozenset[tuple[str, int]]
+    unknown: bool = False  # the manifest is gone: no crop is known to be unseen
+
+    def saw(self, crop_id: int, source_key: str, track_id: int | None) -> bool:
+        return self.unknown or int(crop_id) in self.crops or (
+            track_id is not None and (source_key, int(track_id)) in self.tracks)
+
+
+def trained_on(session: Session, version_id: int, root: Path | None) -> Trained | None:
+    """The training split of the version's dataset (its frozen manifest under ``root``, the
+    workspace folder); None for a version trained elsewhere (no dataset here)."""
+    manifest = session.scalar(select(Dataset.manifest)
+                              .join(ModelVersion, ModelVersion.dataset_id == Dataset.id)
+                              .where(ModelVersion.id == version_id))
+    if manifest is None or root is None:
+        return None
+    return _read_trained(str(Path(root) / manifest))
+
+
+@functools.lru_cache(maxsize=8)
+def _read_trained(path: str) -> Trained:
+    """A dataset's manifest never changes once written, so one read per process will do. A
+    manifest that is gone (retention, a deleted folder) leaves nothing to tell: the audit then
+    refuses every label rather than trust crops the model may have learnt."""
+    try:
+        m = pd.read_csv(path, usecols=["crop_id", "source", "track", "split"])
+    except (OSError, ValueError):
+        return Trained(frozenset(), frozenset(), unknown=True)
+    m = m[m["split"] == TRAIN]
+    tracks = {(str(src), int(t)) for src, t in zip(m["source"], m["track"]) if pd.notna(t)}
+    return Trained(frozenset(int(c) for c in m["crop_id"]), frozenset(tracks))
+
+
+def audit_sample(session: Session, version_id: int, classes: Sequence[str], *,
+                 root: Path | None = None):
+    """People's labels from the random share on crops this version scored and never trained
+    on (nor on their track mates: ``trained_on``), as arrays ``(pred (n,), conf (n,), wrong
+    (n,) bool)``: the unbiased audit of its predictions. A crop the model learnt is one it
+    gets right more often than the queue's, so counting it would lower the bound falsely.
     ``not_a_face`` counts as wrong (a machine label would have put a non-face in a dataset)."""
+    trained = trained_on(session, version_id, root)
     rows = session.execute(
-        select(Label.value, Prediction.probs)
+        select(Label.value, Prediction.probs, Label.crop_id, Source.key, Crop.track_id)
         .join(Prediction, (Prediction.crop_id == Label.crop_id)
               & (Prediction.model_version_id == version_id))
         .join(Annotator, Annotator.id == Label.annotator_id)
+        .join(Crop, Crop.id == Label.crop_id)
+        .join(Source, Source.id == Crop.source_id)
         .where(active_label(), Label.sampling == "random", Label.value != SKIP,
                Annotator.role != Role.SYSTEM)).all()
+    if trained is not None:
+        rows = [r for r in rows if not trained.saw(r[2], r[3], r[4])]
+    rows = [(v, p) for v, p, *_ in rows]
     if not rows:
         return np.zeros(0, np.int64), np.zeros(0), np.zeros(0, bool)
     probs = np.array([p for _, p in rows], np.float64).reshape(len(rows), len(classes))
@@ -78,14 +132,16 @@ class Plan:
                 f"least {need} more random-share labels")
 
 
-def plan(session: Session, classes: Sequence[str], *, max_error: float) -> Plan:
-    """Thresholds from the audit, the crops above them, and the machine labels to withdraw."""
+def plan(session: Session, classes: Sequence[str], *, max_error: float,
+         root: Path | None = None) -> Plan:
+    """Thresholds from the audit, the crops above them, and the machine labels to withdraw
+    (``root``: the workspace folder, where the active version's dataset tells what it learnt)."""
     mv = active_model(session)
     out = Plan(mv.name if mv else None, list(classes), max_error)
     if mv is None or list(mv.classes) != list(classes):
         out.withdraw = _unbacked(session, mv, {}, list(classes))
         return out
-    pred, conf, wrong = audit_sample(session, mv.id, list(classes))
+    pred, conf, wrong = audit_sample(session, mv.id, list(classes), root=root)
     out.audited = len(pred)
     k = len(classes)
     out.thresholds = audit.choose_thresholds(pred, conf, wrong, k, max_error=max_error)
@@ -178,7 +234,7 @@ def measured_error(session: Session, kind: str = LabelKind.AUTO) -> dict:
 
 
 def recheck(session: Session, label_ids: Sequence[int], classes: Sequence[str], *,
-            max_error: float) -> list[int]:
+            max_error: float, root: Path | None = None) -> list[int]:
     """After people's labels: if one is from the random share and the active model got it
     wrong, a band's bound may have risen above ``max_error``: withdraw what the audit no
     longer backs, at once (in the same transaction). Returns the crop ids put back."""
@@ -194,14 +250,14 @@ def recheck(session: Session, label_ids: Sequence[int], classes: Sequence[str], 
                Label.value != SKIP)).all()
     if not any(v not in classes or classes.index(v) != int(np.argmax(p)) for v, p in rows):
         return []
-    p = plan_thresholds(session, mv, classes, max_error=max_error)
+    p = plan_thresholds(session, mv, classes, max_error=max_error, root=root)
     return machine_labels.withdraw_labels(session, _unbacked(session, mv, p, list(classes)))
 
 
 def plan_thresholds(session: Session, mv: ModelVersion, classes: Sequence[str], *,
-                    max_error: float) -> dict[int, float]:
+                    max_error: float, root: Path | None = None) -> dict[int, float]:
     """``{class index: threshold}`` for the classes the audit lets the model label now."""
-    pred, conf, wrong = audit_sample(session, mv.id, list(classes))
+    pred, conf, wrong = audit_sample(session, mv.id, list(classes), root=root)
     return {t.cls: t.threshold for t in audit.choose_thresholds(
         pred, conf, wrong, len(classes), max_error=max_error) if t.threshold is not None}
 
@@ -252,10 +308,11 @@ def propagate(session: Session, decided: Sequence[tuple[int, str]], classes: Seq
     return n, len(disputed)
 
 
-def after_people(session: Session, label_ids: Sequence[int], classes: Sequence[str], cfg) -> None:
+def after_people(session: Session, label_ids: Sequence[int], classes: Sequence[str], cfg, *,
+                 root: Path | None = None) -> None:
     """What people's new labels set off (``cfg``: ``config.AutolabelConfig``): the audit's
     re-check, and with ``cfg.propagate`` the propagation to their tracks."""
-    recheck(session, label_ids, classes, max_error=cfg.max_error)
+    recheck(session, label_ids, classes, max_error=cfg.max_error, root=root)
     if cfg.propagate and label_ids:
         decided = session.execute(select(Label.crop_id, Label.value)
                                   .where(Label.id.in_(list(label_ids)))).all()

@@ -144,7 +144,7 @@ def _recheck_auto_labels(ws: Workspace, s, label_ids) -> None:
     ``[autolabel] max_error``: the auto labels it no longer backs are withdrawn with it. With
     ``[autolabel] propagate``, the decided crops' track mates the model agrees on are labeled
     ``propagated`` (and the ones it disputes are served first)."""
-    autolabels.after_people(s, label_ids, ws.config.labels, ws.config.autolabel)
+    autolabels.after_people(s, label_ids, ws.config.labels, ws.config.autolabel, root=ws.root)
 
 
 def submit_page(ws: Workspace, annotator_id: int, decisions: Mapping[int, str], *,

@@ -40,7 +40,7 @@ def autolabel(ws: Workspace, *, max_error: float | None = None, dry_run: bool = 
     if not 0 < max_error < 0.5:
         raise InputError(f"--max-error must be between 0 and 0.5, got {max_error}")
     with ws.read_session() as s:
-        p = autolabels.plan(s, ws.config.labels, max_error=max_error)
+        p = autolabels.plan(s, ws.config.labels, max_error=max_error, root=ws.root)
         measured = autolabels.measured_error(s)
     if p.refused and not p.withdraw and not dry_run:  # one line, before any progress bar
         raise InputError(p.refusal())

@@ -3,7 +3,7 @@ refusal, and withdrawal on promotion and when the audit's bound rises."""
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from typer.testing import CliRunner
 
 from annotator.data import crop_queue, db, label_cost, model_versions, reports
@@ -249,7 +249,8 @@ def test_datasets_take_audited_auto_labels_in_train_only_and_say_each_rows_kind(
     truth = {cid: ("mask", "no_mask")[i % 2] for i, cid in enumerate(ids)}
     label_random(ws, alice, ids[:40], truth.get)
     autolabel.run(ws, autolabel.AutolabelOptions())
-    rep = build_dataset.run(ws, build_dataset.BuildOptions(val_fraction=0.3))
+    # val_fraction 0.5: the 40 random-share crops fill validation first, 20 more groups follow
+    rep = build_dataset.run(ws, build_dataset.BuildOptions(val_fraction=0.5))
     with open(ws.root / "datasets" / rep.name / "manifest.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     kinds = {r["kind"] for r in rows}
@@ -257,7 +258,55 @@ def test_datasets_take_audited_auto_labels_in_train_only_and_say_each_rows_kind(
     assert rep.kinds["auto"] + rep.machine_left_out == 80  # auto labels: in train or left out
     assert all(r["kind"] == "human" for r in rows if r["split"] == "val")
     assert any(r["split"] == "val" for r in rows) and rep.machine_left_out > 0
+    # The audit's crops are in validation: no model trained on this dataset learns them.
+    assert {int(r["crop_id"]) for r in rows if r["split"] == "val"} == set(ids[:40])
     human = build_dataset.run(ws, build_dataset.BuildOptions(labels="human"))
     assert human.crops == 40 and human.kinds == {"human": 40}
     with pytest.raises(InputError, match="--labels must be all or human"):
         build_dataset.run(ws, build_dataset.BuildOptions(labels="robots"))
+
+
+def _give_dataset(ws, version: str, train_ids, *, write=True) -> None:
+    """Attach a dataset version to a model version whose manifest puts ``train_ids`` in train."""
+    key = "video:1"  # add_fake_crops' source
+    with ws.session() as s:
+        ds = db.Dataset(name=f"d-{version}", path=f"datasets/d-{version}",
+                        manifest=f"datasets/d-{version}/manifest.csv", counts={})
+        s.add(ds)
+        s.flush()
+        s.execute(update(db.ModelVersion).where(db.ModelVersion.name == version)
+                  .values(dataset_id=ds.id))
+    if write:
+        folder = ws.root / "datasets" / f"d-{version}"
+        folder.mkdir(parents=True)
+        rows = ["crop_id,source,track,label,annotators,split,group,sha256,file,kind"]
+        rows += [f"{cid},{key},,mask,alice,train,{cid},x,train/mask/{cid}.png,human"
+                 for cid in train_ids]
+        (folder / "manifest.csv").write_text("\n".join(rows) + "\n")
+
+
+def test_the_audit_leaves_out_the_crops_the_model_trained_on(loop):
+    """A model gets the crops it learnt right more often than the queue's: counting them would
+    lower the bound falsely. Only random-share labels it never trained on audit it."""
+    ws, ids, truth, alice = loop
+    before = autolabel.run(ws, autolabel.AutolabelOptions(dry_run=True))
+    _give_dataset(ws, "v001", ids[:150])  # 150 of the 300 random-share crops were its training
+    after = autolabel.run(ws, autolabel.AutolabelOptions(dry_run=True))
+    assert before.audited == 300 and after.audited == 150
+
+
+def test_a_dataset_whose_manifest_is_gone_audits_nothing(loop):
+    ws, ids, truth, alice = loop
+    _give_dataset(ws, "v001", [], write=False)
+    with pytest.raises(InputError, match="0 random-share labels so far"):
+        autolabel.run(ws, autolabel.AutolabelOptions())
+
+
+def test_a_track_mate_of_a_training_crop_is_no_fair_audit_either():
+    from annotator.service.autolabels import Trained
+
+    t = Trained(frozenset({1}), frozenset({("video:1", 7)}))
+    assert t.saw(1, "video:9", None)  # the crop itself
+    assert t.saw(2, "video:1", 7)  # the same person a second later
+    assert not t.saw(3, "video:1", 8) and not t.saw(3, "video:2", 7) and not t.saw(3, "video:1", None)
+    assert Trained(frozenset(), frozenset(), unknown=True).saw(3, "video:1", None)
