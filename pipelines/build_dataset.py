@@ -96,7 +96,8 @@ def run(ws: Workspace, opts: BuildOptions, progress: ProgressFn = silent) -> Bui
                        hashes=dhash(images.dhash_thumbnails(x)), max_distance=opts.max_distance, by=opts.group_by)
     previous = previous_splits(earlier)
     prev = [previous.get(int(c)) for c in labels["crop_id"]]
-    is_val = assign_split(y, groups, val_fraction=frac, seed=seed, previous=prev)
+    is_val = assign_split(y, groups, val_fraction=frac, seed=seed, previous=prev,
+                          prefer_val=labels["random"].astype(bool).to_numpy())
     # Validation takes people's labels only, so the promotion gate never grades the model on
     # its own labels; a machine label whose group went to validation is left out (moving it to
     # train would put its track mates on both sides).

@@ -149,13 +149,16 @@ def assign_split(
     val_fraction: float,
     seed: int = 0,
     previous: Sequence | None = None,
+    prefer_val: np.ndarray | None = None,
 ) -> np.ndarray:
     """Which crops go to validation: a boolean ``(N,)``.
 
     Whole groups are assigned. Groups holding a crop that ``previous`` placed in validation go
     to validation; groups holding a crop previously in training (and none in validation) stay
-    in training; the other groups are taken in a seeded random order and put in validation
-    whenever that brings every class's validation count closer to ``val_fraction`` of it.
+    in training; the other groups are taken in a seeded random order, those holding a
+    ``prefer_val`` crop first (the auto-label audit's random-share crops: a model should not
+    learn the crops that audit it), and put in validation whenever that brings every class's
+    validation count closer to ``val_fraction`` of it.
 
     Parameters
     ----------
@@ -186,11 +189,21 @@ def assign_split(
     was_val = np.bincount(g, weights=(prev == VAL), minlength=n_groups) > 0
     was_train = np.bincount(g, weights=(prev == TRAIN), minlength=n_groups) > 0
     in_val = was_val.copy()
+    preferred = np.zeros(n_groups, dtype=bool)
+    if prefer_val is not None:
+        prefer = np.asarray(prefer_val, dtype=bool)
+        if prefer.shape != labels.shape:
+            raise ValueError("prefer_val must have one entry per crop")
+        preferred = np.bincount(g, weights=prefer, minlength=n_groups) > 0
     target = val_fraction * counts.sum(axis=0)
     have = counts[in_val].sum(axis=0).astype(np.float64)
     rng = np.random.default_rng(seed)
     free = np.flatnonzero(~was_val & ~was_train)
-    for gi in free[rng.permutation(free.size)]:
+    order = free[rng.permutation(free.size)]
+    # Preferred groups are offered first, so validation fills with them up to val_fraction
+    # (all of a 10% random share; a fifth of a workspace whose every label is random).
+    order = np.concatenate([order[preferred[order]], order[~preferred[order]]])
+    for gi in order:
         after = have + counts[gi]
         if ((after - target) ** 2).sum() < ((have - target) ** 2).sum():
             in_val[gi] = True

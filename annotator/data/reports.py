@@ -71,11 +71,12 @@ def current_labels(session: Session, classes: Sequence[str]) -> pd.DataFrame:
     """One row per crop whose active labels agree on a class (majority; ties and non-classes out).
 
     Columns: crop_id, source_id, source_key, track_id, sha256, path, label, votes, annotators,
-    kind (``human``; ``import``; or ``auto``/``propagated`` when only the machine decided it).
+    kind (``human``; ``import``; or ``auto``/``propagated`` when only the machine decided it),
+    random (a person labeled it as the random share served it: the auto-label audit's sample).
     """
     labels = active_labels(session)
     cols = ["crop_id", "source_id", "source_key", "track_id", "sha256", "path", "label", "votes",
-            "annotators", "kind"]
+            "annotators", "kind", "random"]
     if labels.empty:
         return pd.DataFrame(columns=cols)
     decisive = labels[labels["value"] != SKIP]
@@ -87,7 +88,8 @@ def current_labels(session: Session, classes: Sequence[str]) -> pd.DataFrame:
         first = g.iloc[0]
         rows.append((crop_id, first.source_id, first.source_key, first.track_id, first.sha256,
                      first.path, label, len(g), ",".join(sorted(set(g["annotator"]))),
-                     _kind(set(g["method"]))))
+                     _kind(set(g["method"])),
+                     bool(((g["sampling"] == "random") & g["human"].astype(bool)).any())))
     return pd.DataFrame(rows, columns=cols)
 
 

@@ -93,3 +93,31 @@ def test_split_validation():
     with pytest.raises(ValueError):
         assign_split(np.zeros(3, int), np.arange(3), val_fraction=1.0)
     assert assign_split(np.zeros(0, int), np.zeros(0, int), val_fraction=0.2).size == 0
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_random_share_crops_go_to_validation_first_and_earlier_training_stays(seed):
+    """The auto-label audit's random-share crops land in validation (so no model learns the
+    crops that audit it) as far as val_fraction allows; a group already in training stays."""
+    source, track, sha, y = _crops(100, seed=seed)
+    g = group_ids(source, track, sha)
+    rng = np.random.default_rng(seed)
+    tracks = np.unique(g)
+    random_tracks = rng.choice(tracks, size=10, replace=False)  # a 10% random share
+    prefer = np.isin(g, random_tracks)
+    earlier_train = random_tracks[0]  # one of them was in training before
+    prev = np.where(g == earlier_train, "train", None)
+    val = assign_split(y, g, val_fraction=0.2, seed=seed, previous=prev, prefer_val=prefer)
+    assert val[prefer & (g != earlier_train)].all()
+    assert not val[g == earlier_train].any()
+    assert 0.1 <= val.mean() <= 0.3  # still about the fraction
+    for gid in tracks:
+        assert len(set(val[g == gid])) == 1
+
+
+def test_when_every_crop_is_random_share_validation_keeps_its_fraction():
+    source, track, sha, y = _crops(100)
+    g = group_ids(source, track, sha)
+    val = assign_split(y, g, val_fraction=0.2, seed=0, prefer_val=np.ones(len(y), bool))
+    assert 0.15 <= val.mean() <= 0.25
+    assert np.array_equal(val, assign_split(y, g, val_fraction=0.2, seed=0))
