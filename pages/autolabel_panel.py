@@ -11,6 +11,7 @@ import streamlit as st
 
 from annotator.service import autolabels
 from annotator.core.errors import AnnotatorError
+from pages import charts
 from pipelines import autolabel
 
 
@@ -62,4 +63,5 @@ def dashboard_section(ws) -> None:
         left.bar_chart(kinds.rename("labels"), height=220)
     if len(cost["over_time"]):
         right.caption("Human decisions and labels over time (cumulative, per hour)")
-        right.line_chart(cost["over_time"], height=220)
+        right.altair_chart(charts.cumulative(cost["over_time"], y_title="cumulative"),
+                           width="stretch")

@@ -53,6 +53,19 @@ def over_time(df: pd.DataFrame, x: str, columns: Sequence[str], *, title: str,
     ).properties(height=260, title=title)
 
 
+def cumulative(df: pd.DataFrame, *, y_title: str) -> alt.Chart:
+    """Running totals per time bin (index: the bin's start; one column per series) as lines
+    with a marker on every point: a team's first hour is one visible dot per series, where a
+    bare line of one point drew nothing."""
+    long = df.rename_axis("time").reset_index().melt("time", var_name="series", value_name="n")
+    return alt.Chart(long).mark_line(point=alt.OverlayMarkDef(size=70)).encode(
+        x=alt.X("time:T", title=None),
+        y=alt.Y("n:Q", title=y_title, scale=alt.Scale(domainMin=0)),
+        color=alt.Color("series:N", title=None, legend=alt.Legend(orient="bottom")),
+        tooltip=[alt.Tooltip("time:T", format="%Y-%m-%d %H:%M"), "series", "n:Q"],
+    ).properties(height=220)
+
+
 def counts(series: pd.Series, *, title: str, colours: dict[str, str] | None = None) -> alt.Chart:
     """Horizontal bars on a symmetric-log scale with the number printed at each bar: 1 next
     to 10,000 is still a bar you can see and a number you can read. (A plain log scale has no

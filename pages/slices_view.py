@@ -52,18 +52,31 @@ def section(ws) -> None:
             col.altair_chart(_chart(attr, data["counts"][attr], errors), width="stretch")
 
 
+NOT_MEASURED = "#7fa7d9"  # a band with no measured error yet: a bar all the same
+
+
 def _chart(attr: str, counts: dict, errors: dict) -> alt.Chart:
-    """Crops per band (bars, labeled with the count), coloured by the measured error."""
-    df = pd.DataFrame([{"band": b, "crops": n, "error": errors.get((attr, b))}
+    """Crops per band (bars, labeled with the count), coloured by the measured error; bands
+    with no error measured yet are plain blue (Vega-Lite drops a mark whose colour field is
+    null, so their error is -1 here, never shown as a number)."""
+    df = pd.DataFrame([{"band": b, "crops": n,
+                        "error": -1.0 if errors.get((attr, b)) is None else errors[(attr, b)],
+                        "measured": "not yet" if errors.get((attr, b)) is None else
+                        f"{errors[(attr, b)]:.1%}"}
                        for b, n in counts.items()])
-    base = alt.Chart(df).encode(x=alt.X("band:N", title=None, sort=list(counts)),
-                                y=alt.Y("crops:Q", title="crops"))
+    base = alt.Chart(df).encode(
+        x=alt.X("band:N", title=None, sort=list(counts), axis=alt.Axis(labelAngle=0, labelLimit=90)),
+        y=alt.Y("crops:Q", title="crops"))
     bars = base.mark_bar().encode(
-        color=alt.Color("error:Q", scale=alt.Scale(scheme="reds", domain=[0, 0.5]),
-                        legend=alt.Legend(title="error", format=".0%")),
-        tooltip=["band", "crops", alt.Tooltip("error:Q", format=".1%")])
+        color=alt.condition("datum.error >= 0",
+                            # from a light red, not white: a 0%-error band is a bar too
+                            alt.Color("error:Q", scale=alt.Scale(domain=[0, 0.5],
+                                                                 range=["#fcbba1", "#99000d"]),
+                                      legend=alt.Legend(title="error", format=".0%")),
+                            alt.value(NOT_MEASURED)),
+        tooltip=["band", "crops", alt.Tooltip("measured:N", title="error")])
     text = base.mark_text(dy=-6, fontSize=11).encode(text="crops:Q")
-    return (bars + text).properties(height=180, title=attr)
+    return (bars + text).properties(height=220, title=attr)
 
 
 def slice_requested() -> bool:

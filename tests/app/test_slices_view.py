@@ -60,7 +60,7 @@ def test_worst_slices_table_with_counts_opens_browse_filtered(tmp_path, monkeypa
         # One chart per attribute, with its crop counts (the vega spec carries the data).
         assert set(slices.ATTRIBUTES) <= chart_titles(at)
         data = chart_rows(at)
-        assert {"band": "dark", "crops": 24, "error": 1.0} in data
+        assert {"band": "dark", "crops": 24, "error": 1.0, "measured": "100.0%"} in data
         assert any(r.get("band") == "bright" and r.get("crops") == 176 for r in data)
         at.button(key="slice_light_dark").click().run()
         assert not at.exception, at.exception
