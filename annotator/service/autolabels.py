@@ -60,14 +60,18 @@ def trained_on(session: Session, version_id: int, root: Path | None) -> Trained 
                               .where(ModelVersion.id == version_id))
     if manifest is None or root is None:
         return None
-    return _read_trained(str(Path(root) / manifest))
+    path = Path(root) / manifest
+    try:
+        stat = path.stat()
+    except OSError:  # gone (a deleted folder): nothing tells what it learnt, so trust nothing
+        return Trained(frozenset(), frozenset(), unknown=True)
+    return _read_trained(str(path), stat.st_mtime_ns, stat.st_size)
 
 
 @functools.lru_cache(maxsize=8)
-def _read_trained(path: str) -> Trained:
-    """A dataset's manifest never changes once written, so one read per process will do. A
-    manifest that is gone (retention, a deleted folder) leaves nothing to tell: the audit then
-    refuses every label rather than trust crops the model may have learnt."""
+def _read_trained(path: str, _mtime_ns: int, _size: int) -> Trained:
+    """One read per manifest version per process (an erasure rewrites a manifest: its new
+    mtime is a new key). An unreadable one is treated as gone."""
     try:
         m = pd.read_csv(path, usecols=["crop_id", "source", "track", "split"])
     except (OSError, ValueError):
