@@ -61,7 +61,9 @@ def cumulative(df: pd.DataFrame, *, y_title: str) -> alt.Chart:
     return alt.Chart(long).mark_line(point=alt.OverlayMarkDef(size=70)).encode(
         x=alt.X("time:T", title=None),
         y=alt.Y("n:Q", title=y_title, scale=alt.Scale(domainMin=0)),
-        color=alt.Color("series:N", title=None, legend=alt.Legend(orient="bottom")),
+        # two columns: three names in a row overflowed a half-width chart and were cut off
+        color=alt.Color("series:N", title=None,
+                        legend=alt.Legend(orient="bottom", columns=2, labelLimit=220)),
         tooltip=[alt.Tooltip("time:T", format="%Y-%m-%d %H:%M"), "series", "n:Q"],
     ).properties(height=220)
 
