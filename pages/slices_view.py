@@ -64,6 +64,7 @@ def _chart(attr: str, counts: dict, errors: dict) -> alt.Chart:
                         "measured": "not yet" if errors.get((attr, b)) is None else
                         f"{errors[(attr, b)]:.1%}"}
                        for b, n in counts.items()])
+    measured = bool((df["error"] >= 0).any())  # no red legend beside bars that are all blue
     base = alt.Chart(df).encode(
         x=alt.X("band:N", title=None, sort=list(counts), axis=alt.Axis(labelAngle=0, labelLimit=90)),
         y=alt.Y("crops:Q", title="crops"))
@@ -72,7 +73,8 @@ def _chart(attr: str, counts: dict, errors: dict) -> alt.Chart:
                             # from a light red, not white: a 0%-error band is a bar too
                             alt.Color("error:Q", scale=alt.Scale(domain=[0, 0.5],
                                                                  range=["#fcbba1", "#99000d"]),
-                                      legend=alt.Legend(title="error", format=".0%")),
+                                      legend=alt.Legend(title="error", format=".0%")
+                                      if measured else None),
                             alt.value(NOT_MEASURED)),
         tooltip=["band", "crops", alt.Tooltip("measured:N", title="error")])
     text = base.mark_text(dy=-6, fontSize=11).encode(text="crops:Q")

@@ -52,13 +52,14 @@ class Trained:
             track_id is not None and (source_key, int(track_id)) in self.tracks)
 
 
-def trained_on(session: Session, version_id: int, root: Path | None) -> Trained | None:
+def trained_on(session: Session, version_id: int, root: Path) -> Trained | None:
     """The training split of the version's dataset (its frozen manifest under ``root``, the
-    workspace folder); None for a version trained elsewhere (no dataset here)."""
+    workspace folder; required everywhere, so no caller audits on training crops by leaving it
+    out); None for a version trained elsewhere (no dataset here)."""
     manifest = session.scalar(select(Dataset.manifest)
                               .join(ModelVersion, ModelVersion.dataset_id == Dataset.id)
                               .where(ModelVersion.id == version_id))
-    if manifest is None or root is None:
+    if manifest is None:
         return None
     path = Path(root) / manifest
     try:
@@ -82,7 +83,7 @@ def _read_trained(path: str, _mtime_ns: int, _size: int) -> Trained:
 
 
 def audit_sample(session: Session, version_id: int, classes: Sequence[str], *,
-                 root: Path | None = None):
+                 root: Path):
     """People's labels from the random share on crops this version scored and never trained
     on (nor on their track mates: ``trained_on``), as arrays ``(pred (n,), conf (n,), wrong
     (n,) bool)``: the unbiased audit of its predictions. A crop the model learnt is one it
@@ -137,7 +138,7 @@ class Plan:
 
 
 def plan(session: Session, classes: Sequence[str], *, max_error: float,
-         root: Path | None = None) -> Plan:
+         root: Path) -> Plan:
     """Thresholds from the audit, the crops above them, and the machine labels to withdraw
     (``root``: the workspace folder, where the active version's dataset tells what it learnt)."""
     mv = active_model(session)
@@ -238,7 +239,7 @@ def measured_error(session: Session, kind: str = LabelKind.AUTO) -> dict:
 
 
 def recheck(session: Session, label_ids: Sequence[int], classes: Sequence[str], *,
-            max_error: float, root: Path | None = None) -> list[int]:
+            max_error: float, root: Path) -> list[int]:
     """After people's labels: if one is from the random share and the active model got it
     wrong, a band's bound may have risen above ``max_error``: withdraw what the audit no
     longer backs, at once (in the same transaction). Returns the crop ids put back."""
@@ -259,7 +260,7 @@ def recheck(session: Session, label_ids: Sequence[int], classes: Sequence[str], 
 
 
 def plan_thresholds(session: Session, mv: ModelVersion, classes: Sequence[str], *,
-                    max_error: float, root: Path | None = None) -> dict[int, float]:
+                    max_error: float, root: Path) -> dict[int, float]:
     """``{class index: threshold}`` for the classes the audit lets the model label now."""
     pred, conf, wrong = audit_sample(session, mv.id, list(classes), root=root)
     return {t.cls: t.threshold for t in audit.choose_thresholds(
@@ -313,7 +314,7 @@ def propagate(session: Session, decided: Sequence[tuple[int, str]], classes: Seq
 
 
 def after_people(session: Session, label_ids: Sequence[int], classes: Sequence[str], cfg, *,
-                 root: Path | None = None) -> None:
+                 root: Path) -> None:
     """What people's new labels set off (``cfg``: ``config.AutolabelConfig``): the audit's
     re-check, and with ``cfg.propagate`` the propagation to their tracks."""
     recheck(session, label_ids, classes, max_error=cfg.max_error, root=root)
