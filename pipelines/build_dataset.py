@@ -1,7 +1,7 @@
 """Job: freeze the current labels into a versioned dataset.
 
 Writes ``datasets/NAME/{train,val}/<label>/<crop_id>.<ext>`` (hard links to the stored crops,
-not copies) and ``manifest.csv`` (crop id,
+not copies) and ``manifest.csv.gz`` (crop id,
 source, track, label, annotators, split, group, sha256, file). The crops' tensors at the
 classifier's input size go to the workspace's tensor cache (``annotator.media.cache``, keyed by
 sha256), so training and evaluation start without decoding files and a crop in several
@@ -24,12 +24,12 @@ from annotator.data import db, reports
 from annotator.media import images
 from annotator.core.dataset import TRAIN, VAL, assign_split, dhash, group_ids
 from annotator.core.errors import InputError
-from annotator.core.files import atomic_folder, removed_on_error
+from annotator.core.files import atomic_folder, open_text, removed_on_error
 from annotator.core.progress import ProgressFn, silent
 from annotator.service.workspace import Workspace
 from pipelines.common.datasets import previous_splits, tensors
 
-MANIFEST = "manifest.csv"
+MANIFEST = "manifest.csv.gz"  # gzip: mostly hex digests, a third of the bytes
 FIELDS = ["crop_id", "source", "track", "label", "annotators", "split", "group", "sha256", "file",
           "kind"]
 LABEL_CHOICES = ("all", "human")  # all: people's, imported and audited machine labels
@@ -113,7 +113,7 @@ def run(ws: Workspace, opts: BuildOptions, progress: ProgressFn = silent) -> Bui
     final = ws.datasets_dir / name
     with atomic_folder(final) as tmp:
         rows = _write_files(ws, tmp, labels, split, groups, track, progress)
-        with open(tmp / MANIFEST, "w", newline="") as fh:
+        with open_text(tmp / MANIFEST, "w") as fh:
             w = csv.DictWriter(fh, fieldnames=FIELDS)
             w.writeheader()
             w.writerows(rows)

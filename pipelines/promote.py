@@ -197,7 +197,7 @@ def import_keras(ws: Workspace, opts: KerasImportOptions,
     from models.keras_import import load_keras_h5
 
     classes = list(ws.config.labels)
-    model = load_keras_h5(Path(opts.path), classes)
+    model = model_files.as_stored(load_keras_h5(Path(opts.path), classes))
     with ws.read_session() as s:
         ds = db.latest_dataset(s)
         ds_id, ds_name = (ds.id, ds.name) if ds is not None else (None, None)

@@ -100,6 +100,7 @@ def run(ws: Workspace, opts: TrainOptions, progress: ProgressFn = silent) -> Tra
     hist = fit(model, train.x, train.y, val.x, val.y, epochs=epochs, batch_size=batch_size,
                lr=lr, seed=seed, augment=opts.augment, synthetic=synthetic, progress=progress,
                init_state=init[1], device=opts.device)
+    model_files.as_stored(model)  # the figures below are the saved model's
     val_report = {}
     if len(val.y):
         probs, _ = predict(model, val.x)

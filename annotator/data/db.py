@@ -262,7 +262,7 @@ class Dataset(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
     path: Mapped[str] = mapped_column(Text)
-    manifest: Mapped[str] = mapped_column(Text)  # path of manifest.csv
+    manifest: Mapped[str] = mapped_column(Text)  # path of manifest.csv.gz (plain .csv before 2026-12)
     counts: Mapped[Optional[dict]] = mapped_column(JSON)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 

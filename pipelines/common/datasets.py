@@ -1,6 +1,6 @@
 """A frozen dataset version as the jobs read it: its manifest and its splits as arrays.
 
-Written by the ``build_dataset`` job (``datasets/NAME/manifest.csv`` plus hard links); read by
+Written by the ``build_dataset`` job (``datasets/NAME/manifest.csv.gz`` plus hard links; an older version's plain ``manifest.csv`` reads the same); read by
 training, evaluation, scoring's int8 check, promotion's gate, exports and imported predictions.
 Tensors come from the workspace's tensor cache (``annotator.media.cache``), keyed by sha256.
 """
@@ -15,6 +15,7 @@ import numpy as np
 
 from annotator.core.dataset import VAL
 from annotator.core.errors import InputError
+from annotator.core.files import open_text
 from annotator.data import db
 from annotator.media import cache as tensor_cache
 from annotator.service.workspace import Workspace
@@ -46,7 +47,7 @@ def read_manifest(ws: Workspace, name: str | None) -> tuple[db.Dataset, list[dic
     path = ws.root / ds.manifest
     if not path.is_file():
         raise InputError(f"{path} is missing")
-    with open(path, newline="") as fh:
+    with open_text(path) as fh:
         return ds, list(csv.DictReader(fh))
 
 
@@ -78,7 +79,7 @@ def previous_splits(manifests: list[Path]) -> dict[int, str]:
     for m in manifests:
         if not m.is_file():
             continue
-        with open(m, newline="") as fh:
+        with open_text(m) as fh:
             for row in csv.DictReader(fh):
                 cid = int(row["crop_id"])
                 if out.get(cid) != VAL:

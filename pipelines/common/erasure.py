@@ -7,7 +7,7 @@ What goes (``--dry-run`` lists exactly this, then a real run removes it):
   the trail's events about the crops are kept but flagged "erased" (they hold no image);
 * ``crops/``: each erased crop's file, unless a crop that stays has the same bytes;
 * ``cache/``: their tensors (the cache is rewritten without them; the old generation goes);
-* ``datasets/``: their files in every version, and the rows of its ``manifest.csv``; the
+* ``datasets/``: their files in every version, and the rows of its manifest; the
   version's ``erasures.csv`` records the erasure, and models trained on it are listed as
   "trained on erased data";
 * ``detections/``: rows of detect runs about the erased person (matched by frame and box) or
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import gzip
 import json
 import os
 import uuid
@@ -38,6 +39,7 @@ from annotator.media import cache as tensor_cache
 from annotator.data import db, model_versions, trail
 from annotator.core.errors import InputError
 from annotator.core.failpoints import failpoint
+from annotator.core.files import open_text
 from annotator.core.geometry import box_iou as iou
 from annotator.core.progress import ProgressFn, silent
 from annotator.service.workspace import Workspace
@@ -232,7 +234,7 @@ def _cache_entries(c: tensor_cache.TensorCache) -> set[str]:
 
 def _manifest_rows(path: Path) -> list[dict]:
     try:
-        with open(path, newline="") as fh:
+        with open_text(path) as fh:
             return list(csv.DictReader(fh))
     except FileNotFoundError:
         return []
@@ -360,9 +362,12 @@ def _journal_dir(ws) -> Path:
 
 
 def _write_atomic(path: Path, data: str) -> None:
+    """Write ``data`` under a temporary name, then rename it over ``path`` (gzip when ``path``
+    ends in ``.gz``, as a dataset manifest does)."""
     tmp = path.with_name(f".{path.name}.part")
-    with open(tmp, "w") as fh:
-        fh.write(data)
+    raw = data.encode("utf-8")
+    with open(tmp, "wb") as fh:
+        fh.write(gzip.compress(raw, mtime=0) if path.name.endswith(".gz") else raw)
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)

@@ -233,6 +233,7 @@ def test_a_persons_label_propagates_to_agreeing_track_mates_and_ranks_disputed_o
 def test_datasets_take_audited_auto_labels_in_train_only_and_say_each_rows_kind(workspace,
                                                                                 tmp_path):
     import csv
+    import gzip
 
     from pipelines import build_dataset, import_folder
     from tests.conftest import write_image_folder
@@ -251,7 +252,7 @@ def test_datasets_take_audited_auto_labels_in_train_only_and_say_each_rows_kind(
     autolabel.run(ws, autolabel.AutolabelOptions())
     # val_fraction 0.5: the 40 random-share crops fill validation first, 20 more groups follow
     rep = build_dataset.run(ws, build_dataset.BuildOptions(val_fraction=0.5))
-    with open(ws.root / "datasets" / rep.name / "manifest.csv", newline="") as fh:
+    with gzip.open(ws.root / "datasets" / rep.name / "manifest.csv.gz", "rt", newline="") as fh:
         rows = list(csv.DictReader(fh))
     kinds = {r["kind"] for r in rows}
     assert kinds == {"human", "auto"} and rep.kinds["human"] == 40

@@ -36,8 +36,9 @@ def loop(tmp_path_factory, module_db_env):
 
 def _manifest(ws, name):
     import csv
+    import gzip
 
-    with open(ws / "datasets" / name / "manifest.csv", newline="") as fh:
+    with gzip.open(ws / "datasets" / name / "manifest.csv.gz", "rt", newline="") as fh:
         return list(csv.DictReader(fh))
 
 

@@ -2,6 +2,7 @@
 scratch, evaluate, promote, score. The split never puts a group (or a duplicate image) on both
 sides, and training beats chance on validation."""
 import csv
+import gzip
 import json
 import math
 import shutil
@@ -48,7 +49,7 @@ def test_faces_loop(shared_data, tmp_path):
     ok_json("import-folder", unlabeled, "--project", ws)
 
     built = ok_json("build-dataset", "--val-fraction", "0.25", "--project", ws)
-    with open(ws / "datasets" / built["name"] / "manifest.csv", newline="") as fh:
+    with gzip.open(ws / "datasets" / built["name"] / "manifest.csv.gz", "rt", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 2 * PER_CLASS
     side = {}
