@@ -26,6 +26,10 @@ YUNET_CHECK_BELOW = 0.7
 YUNET_CHECK_SCORE = 0.5
 YUNET_CHECK_MAX_SIDE = 1e9
 YUNET_MAX_CHECKS = 48  # per frame, best first: bounds the cost on a crowd
+# A check window is at most this many pixels on its long side after scaling. A small face's
+# window (up to 640 px, faces up to ~120 px) still gets its full 2x; unbounded, one 220-px
+# candidate on a 720p frame meant a 2560x1440 run, 1.2-1.7 CPU-s for the frame instead of ~0.3.
+YUNET_CHECK_MAX_WINDOW = 1280
 
 
 class YunetDetector:
@@ -119,7 +123,8 @@ class YunetDetector:
     def _checked(self, bgr: np.ndarray, found: np.ndarray) -> np.ndarray:
         """Faces scoring at least ``check_below``, and the small ones scoring from ``check_from``
         that YuNet finds again on their neighbourhood upscaled 2x (where a 10-20 px face has
-        the pixels YuNet's smallest anchors want, and hair or a bag scores low)."""
+        the pixels YuNet's smallest anchors want, and hair or a bag scores low); a window that
+        would exceed ``YUNET_CHECK_MAX_WINDOW`` px at 2x is scaled up less."""
         side = np.maximum(found[:, 2] - found[:, 0], found[:, 3] - found[:, 1])
         small = side < self.check_max_side
         sure = (found[:, 4] >= self.check_below) | ((found[:, 4] >= self.min_score) & ~small)
@@ -133,9 +138,12 @@ class YunetDetector:
             wx0, wy0 = int(max(0, cx - r)), int(max(0, cy - r))
             wx1, wy1 = int(min(w, cx + r)), int(min(h, cy + r))
             window = bgr[wy0:wy1, wx0:wx1]
-            big = self._cv2.resize(window, None, fx=2, fy=2, interpolation=self._cv2.INTER_LINEAR)
+            scale = min(2.0, YUNET_CHECK_MAX_WINDOW / max(window.shape[:2]))
+            big = self._cv2.resize(window, None, fx=scale, fy=scale,
+                                   interpolation=self._cv2.INTER_LINEAR)
             again = self._run(big)
-            again[:, :4] = again[:, :4] / 2 + (wx0, wy0, wx0, wy0)
+            sx, sy = big.shape[1] / window.shape[1], big.shape[0] / window.shape[0]
+            again[:, :4] = again[:, :4] / (sx, sy, sx, sy) + (wx0, wy0, wx0, wy0)
             again = again[again[:, 4] >= self.check_score]
             if len(again) and tiles.box_iou([[x1, y1, x2, y2]], again[:, :4]).max() >= 0.3:
                 kept.append(np.array([[x1, y1, x2, y2, score]]))
