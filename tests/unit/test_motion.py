@@ -1,5 +1,6 @@
 """The motion gate on frames built in code: still noise and slow light change give no windows,
-a moving blob a window around it, a face seen lately a window for ``hold_s`` seconds."""
+a moving blob a window around it, a face seen lately a window for ``hold_s`` seconds, and a face
+that never moves (a poster, a false face in the empty scene) not for more than ``max_still_s``."""
 from __future__ import annotations
 
 import doctest
@@ -72,6 +73,51 @@ def test_a_face_seen_is_looked_for_hold_s_seconds_after_it_stopped_moving():
         wins = gate.windows(noisy(img, rng), t)
         assert any(inside((500, 40, 550, 100), w) for w in wins)
     assert gate.windows(noisy(img, rng), 14.5) == []
+
+
+def follow(gate, frames, box, *, step=0.5):
+    """Run the gate over ``frames`` as extract does, with a detector that finds ``box`` whenever
+    a window holds it. Returns, per frame, whether the box was looked for."""
+    looked = []
+    for i, f in enumerate(frames):
+        t = i * step
+        wins = gate.windows(f, t)
+        found = any(inside(box, w) for w in wins)
+        if found:
+            gate.seen([box], t)
+        looked.append(found)
+    return looked
+
+
+def test_a_face_that_never_moves_is_looked_for_max_still_s_seconds_not_all_day():
+    rng, base = np.random.default_rng(9), scene()
+    poster = base.copy()
+    poster[40:100, 500:550] = 220  # part of the scene from the first frame on
+    gate = MotionGate((W, H), hold_s=3.0, max_still_s=10.0)
+    looked = follow(gate, [noisy(poster, rng) for _ in range(60)], (500, 40, 550, 100))
+    assert all(looked[:21])  # the first frame is all motion (no background yet): held 10 s
+    assert not any(looked[22:])  # then no detector runs on the still scene
+
+
+def test_a_still_person_who_moves_a_little_is_looked_for_as_long_as_they_stay():
+    rng, base = np.random.default_rng(10), scene()
+    frames = []
+    for i in range(60):  # stands at one place for 30 s, raising a hand every 4 s
+        img = base.copy()
+        img[40:100, 500:550] = 220
+        if i % 8 == 0:
+            img[100:130, 520:545] = 250
+        frames.append(noisy(img, rng))
+    gate = MotionGate((W, H), hold_s=3.0, max_still_s=10.0)
+    assert all(follow(gate, frames, (500, 40, 550, 100)))
+
+
+def test_a_state_saved_before_max_still_s_still_loads():
+    gate = MotionGate((W, H))
+    state = json.loads(json.dumps(gate.state()))
+    state["seen"] = [[4.0, 500, 40, 550, 100]]  # (time, box): no motion time
+    old = MotionGate.from_state(state)
+    assert any(inside((500, 40, 550, 100), w) for w in old.cover([], 5.0))
 
 
 def test_a_moving_camera_gets_the_whole_frame():
