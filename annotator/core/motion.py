@@ -5,7 +5,8 @@ running-average background of each frame shrunk to ~``width`` px (block means of
 image: cheap, and sensor noise averages out), marks cells whose pixels changed, and returns
 windows in frame pixels that cover the moving cells, plus the boxes of faces seen in the last
 ``hold_s`` seconds (a person who stops moving fades into the background, but keeps being
-detected while they are found there). No window: the frame needs no detector at all.
+detected while they are found there, up to ``max_still_s`` with no motion on them: a poster is
+not a person). No window: the frame needs no detector at all.
 
 Frigate, the NVR people run on such cameras, detects objects only where motion was found; this
 is the same idea at the size of this project.
