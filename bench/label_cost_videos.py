@@ -35,25 +35,24 @@ a face is there but too small or blurred to tell (the product's skip key).
     nice python -m bench.label_cost_videos [--work DIR] [--epochs 3]
     nice python -m bench.label_cost_videos --contact-sheets DIR   # render crops to label
 
-Measured on 2026-12-03, the default run (fresh temp workspace; 2 shared CPU cores, load ~4.1;
-616 s, 263 s of it training): 113 crops, 0 without a truth match; v001, 3 epochs on 4065
-shared faces, 0.83 accuracy on the 76 decidable video crops (mask recall 0.69):
+Measured on 2026-12-03, the default run after YuNet's check began to scale big windows down
+(``--work`` reused the extraction; 2 CPU cores): 112 crops, 0 without a truth match; v001,
+3 epochs on 4065 shared faces, 0.87 accuracy on the 77 decidable video crops:
 
     policy              decisions  per labeled  per crop  key  track  audit  propag.  error (n)
-    keys                      113       1.4868    1.0     113      0      0        0  -
-    tracks                     54       0.7105    0.4779   19     94      0        0  -
-    tracks+propagation         53       0.6883    0.469    19     92      0        2  0.5 (2)
-    +auto                      53       0.6883    0.469    19     92      0        2  0.5 (2)
-    keys+propagation           76       0.987     0.6726   74      0      2       37  0.0256 (39)
+    keys                      112       1.4545    1.0     112      0      0        0  -
+    tracks                     55       0.7143    0.4911   21     91      0        0  -
+    tracks+propagation         53       0.6883    0.4732   19     91      0        2  0.5 (2)
+    +auto                      53       0.6883    0.4732   19     91      0        2  0.5 (2)
+    keys+propagation           72       0.9231    0.6429   71      0      1       40  0.0488 (41)
 
 "per labeled" is the product's ``human_decisions_per_labeled_crop`` (crops labeled mask or
-no_mask: 76-77; not_a_face and skip decisions cost but label nothing). ``autolabel`` refused
-every time (10 random-share labels; at max error 0.01 it needs >= 1,279 more): on ~100 crops
-``+auto`` is tracks+propagation. The one wrong machine label in every propagating policy is the
-same crop: a head turned away (truth not_a_face) in a track whose other crop shows the face.
-Training on the CPU is not bit-reproducible: an earlier run's model (0.79 accuracy) gave the
-same keys and tracks figures, tracks+propagation 53 (1 propagated, wrong), keys+propagation
-79 (34 propagated, 1 wrong).
+no_mask: 77-78; not_a_face and skip decisions cost but label nothing). ``autolabel`` refused
+every time (14 random-share labels; at max error 0.01 it needs >= 1,189 more): on ~100 crops
+``+auto`` is tracks+propagation. The wrong machine label of the tracks policies is a head
+turned away (truth not_a_face) in a track whose other crop shows the face.
+Training on the CPU is not bit-reproducible: the run before (113 crops, a model of 0.83) gave
+keys 113, tracks 54, tracks+propagation 53 and keys+propagation 76 (39 propagated, 1 wrong).
 """
 from __future__ import annotations
 
