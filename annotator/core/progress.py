@@ -79,14 +79,19 @@ class StagedProgress:
     def eta_s(self) -> float | None:
         """Seconds left, from measured pace: the current stage at its own pace (a fast first
         stage says nothing about training), the declared stages after it at the average pace so
-        far. None before anything measurable happened."""
+        far. None before anything measurable happened, and while the stages not begun weigh
+        more than the work done: a retrain's dataset, built in seconds, would promise 500 epochs
+        in 10 s."""
         now = self.clock()
         elapsed = now - self.t0
         if self.fraction <= 0.01 or elapsed < 1.0:
             return None
         stage, part = self.stage, self.parts.get(self.stage or "_", 0.0)
+        later = (sum(self.weights[s] for s in self.order[self.order.index(stage) + 1:])
+                 if stage in self.weights else 0.0)
+        if later > self.fraction:
+            return None
         if stage not in self.weights or part <= 0.01 or now - self.stage_t0 < 1.0:
             return elapsed * (1.0 - self.fraction) / self.fraction
         stage_left = (now - self.stage_t0) * (1.0 - part) / part
-        later = sum(self.weights[s] for s in self.order[self.order.index(stage) + 1:])
         return stage_left + later * elapsed / self.fraction

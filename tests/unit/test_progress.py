@@ -33,4 +33,21 @@ def test_fraction_never_goes_back_and_eta_waits_for_a_measurable_step():
     clock.t = 5.0
     assert p.update(50, 100, "a") == 0.25
     assert p.update(10, 100, "a") == 0.25
-    assert p.eta_s() == 5.0 * 0.75 / 0.25  # the stage began at the first call: average pace
+    assert p.eta_s() is None  # half the job is stage b, not begun: its pace is unknown
+    clock.t = 10.0
+    assert p.update(100, 100, "a") == 0.5
+    assert p.eta_s() == 10.0 * 0.5 / 0.5  # as much measured as is left: the average pace
+
+
+def test_a_quick_first_stage_promises_nothing_about_a_long_training():
+    clock = Clock()
+    p = StagedProgress({"dataset": 0.1, "train": 0.75, "promote": 0.1, "score": 0.05},
+                       clock=clock)
+    clock.t = 1.5
+    p.update(119, 119, "dataset")  # 10% of the job in 1.5 s; 500 epochs to come
+    assert p.eta_s() is None
+    clock.t = 2.0
+    p.update(0, 1000, "train")
+    clock.t = 62.0
+    p.update(100, 1000, "train")  # a tenth of training in 60 s: 540 s of it left
+    assert p.eta_s() >= 540
