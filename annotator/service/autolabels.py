@@ -75,7 +75,7 @@ def _read_trained(path: str, _mtime_ns: int, _size: int) -> Trained:
     mtime is a new key). An unreadable one is treated as gone."""
     try:
         m = pd.read_csv(path, usecols=["crop_id", "source", "track", "split"])
-    except (OSError, ValueError):
+    except (OSError, EOFError, ValueError):  # EOFError: a gzip cut short
         return Trained(frozenset(), frozenset(), unknown=True)
     m = m[m["split"] == TRAIN]
     tracks = {(str(src), int(t)) for src, t in zip(m["source"], m["track"]) if pd.notna(t)}

@@ -44,11 +44,24 @@ def read_manifest(ws: Workspace, name: str | None) -> tuple[db.Dataset, list[dic
             "no dataset yet: run `annotator build-dataset` first" if name in (None, "latest")
             else f"no dataset {name!r}"
         )
-    path = ws.root / ds.manifest
+    return ds, manifest_rows(ws.root / ds.manifest)
+
+
+def manifest_rows(path: Path) -> list[dict]:
+    """The rows of one manifest (``.csv.gz``, or an older version's plain ``.csv``); a missing
+    or damaged one is one line naming it (a truncated gzip raises EOFError, which the CLI
+    would report as a bare "Aborted.")."""
     if not path.is_file():
-        raise InputError(f"{path} is missing")
-    with open_text(path) as fh:
-        return ds, list(csv.DictReader(fh))
+        raise InputError(f"dataset manifest {path} is missing")
+    try:
+        with open_text(path) as fh:
+            rows = list(csv.DictReader(fh))
+    except (OSError, EOFError, UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"dataset manifest {path} is damaged ({type(exc).__name__}): "
+                         "restore it from a backup or delete that dataset version") from None
+    if rows and not {"crop_id", "split"} <= set(rows[0]):
+        raise InputError(f"dataset manifest {path} has no crop_id/split columns")
+    return rows
 
 
 def load_split(ws: Workspace, name: str | None, split: str | None,
@@ -79,11 +92,10 @@ def previous_splits(manifests: list[Path]) -> dict[int, str]:
     for m in manifests:
         if not m.is_file():
             continue
-        with open_text(m) as fh:
-            for row in csv.DictReader(fh):
-                cid = int(row["crop_id"])
-                if out.get(cid) != VAL:
-                    out[cid] = row["split"]
+        for row in manifest_rows(m):
+            cid = int(row["crop_id"])
+            if out.get(cid) != VAL:
+                out[cid] = row["split"]
     return out
 
 

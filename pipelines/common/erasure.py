@@ -39,10 +39,10 @@ from annotator.media import cache as tensor_cache
 from annotator.data import db, model_versions, trail
 from annotator.core.errors import InputError
 from annotator.core.failpoints import failpoint
-from annotator.core.files import open_text
 from annotator.core.geometry import box_iou as iou
 from annotator.core.progress import ProgressFn, silent
 from annotator.service.workspace import Workspace
+from pipelines.common.datasets import manifest_rows
 
 JOURNALS = "erasures"  # under the workspace: plans of erasures not finished yet
 RUNS = "detections"
@@ -233,11 +233,7 @@ def _cache_entries(c: tensor_cache.TensorCache) -> set[str]:
 
 
 def _manifest_rows(path: Path) -> list[dict]:
-    try:
-        with open_text(path) as fh:
-            return list(csv.DictReader(fh))
-    except FileNotFoundError:
-        return []
+    return manifest_rows(path) if path.is_file() else []
 
 
 # --- detect runs --------------------------------------------------------------------------------

@@ -267,12 +267,12 @@ def test_datasets_take_audited_auto_labels_in_train_only_and_say_each_rows_kind(
         build_dataset.run(ws, build_dataset.BuildOptions(labels="robots"))
 
 
-def _give_dataset(ws, version: str, train_ids, *, write=True) -> None:
+def _give_dataset(ws, version: str, train_ids, *, write=True, manifest="manifest.csv") -> None:
     """Attach a dataset version to a model version whose manifest puts ``train_ids`` in train."""
     key = "video:1"  # add_fake_crops' source
     with ws.session() as s:
         ds = db.Dataset(name=f"d-{version}", path=f"datasets/d-{version}",
-                        manifest=f"datasets/d-{version}/manifest.csv", counts={})
+                        manifest=f"datasets/d-{version}/{manifest}", counts={})
         s.add(ds)
         s.flush()
         s.execute(update(db.ModelVersion).where(db.ModelVersion.name == version)
@@ -299,6 +299,21 @@ def test_the_audit_leaves_out_the_crops_the_model_trained_on(loop):
 def test_a_dataset_whose_manifest_is_gone_audits_nothing(loop):
     ws, ids, truth, alice = loop
     _give_dataset(ws, "v001", [], write=False)
+    with pytest.raises(InputError, match="0 random-share labels so far"):
+        autolabel.run(ws, autolabel.AutolabelOptions())
+
+
+def test_a_damaged_manifest_audits_nothing_instead_of_failing(loop):
+    """A gzip cut short raises EOFError, not OSError: it is read as "gone" too (the audit
+    cannot tell what the model learnt, so it trusts nothing), and autolabel says so."""
+    import gzip
+
+    ws, ids, truth, alice = loop
+    _give_dataset(ws, "v001", [], write=False, manifest="manifest.csv.gz")
+    folder = ws.root / "datasets" / "d-v001"
+    folder.mkdir(parents=True)
+    whole = gzip.compress(("crop_id,source,track,split\n" + "1,video:1,,train\n" * 500).encode())
+    (folder / "manifest.csv.gz").write_bytes(whole[:40])
     with pytest.raises(InputError, match="0 random-share labels so far"):
         autolabel.run(ws, autolabel.AutolabelOptions())
 

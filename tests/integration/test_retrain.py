@@ -237,3 +237,24 @@ def test_user_errors_are_one_line(tmp_path, monkeypatch):
         from annotator.media.images import read_image_folder
 
         read_image_folder(tmp_path, ["mask", "no_mask"])
+
+
+def test_a_damaged_manifest_is_one_line_not_a_traceback(loop):
+    """A manifest cut short or overwritten (a bad copy, a full disk) stops train and
+    build-dataset with one line naming the file (a truncated gzip used to end in a bare
+    "Aborted."); put back, the version reads as before."""
+    ws = loop["ws"]
+    manifest = ws / "datasets" / "d001" / "manifest.csv.gz"
+    saved = manifest.read_bytes()
+    try:
+        for damage in (saved[:40], b"not gzip at all\n"):
+            manifest.write_bytes(damage)
+            for args in (("train", "--dataset", "d001", "--epochs", "1"), ("build-dataset",)):
+                r = cli(*args, "--project", ws)
+                assert r.exit_code != 0 and "Traceback" not in r.output, r.output
+                errors = [ln for ln in r.output.splitlines() if "error" in ln]
+                assert len(errors) == 1 and errors[0].startswith("error: dataset manifest"), r.output
+                assert "d001" in errors[0] and "damaged" in errors[0], r.output
+    finally:
+        manifest.write_bytes(saved)
+    assert len(_manifest(ws, "d001")) == 80
