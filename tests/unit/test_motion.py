@@ -8,6 +8,9 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 
 from annotator.core import motion
 from annotator.core.motion import MotionGate, merge_windows
@@ -33,6 +36,22 @@ def inside(box, win) -> bool:
 
 def test_doctests():
     assert doctest.testmod(motion).failed == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(arrays(np.uint8, st.tuples(st.integers(1, 40), st.integers(1, 40),
+                                  st.sampled_from([1, 3, 4]))),
+       st.integers(1, 9), st.booleans())
+def test_shrink_is_the_block_mean_of_the_channel_mean(frame, step, grey_frame):
+    """The fast integer sums give what the plain float mean gives, on any shape (grey, one
+    channel, BGR, BGRA; blocks that do not fit dropped)."""
+    f = frame[..., 0] if grey_frame else frame  # a grey (H, W) frame
+    grey = f.astype(np.float64) if f.ndim == 2 else f[..., :3].astype(np.float64).mean(axis=2)
+    h, w = (grey.shape[0] // step) * step, (grey.shape[1] // step) * step
+    want = grey[:h, :w].reshape(h // step, step, w // step, step).mean(axis=(1, 3))
+    got = motion.shrink(f, step)
+    assert got.dtype == np.float32 and got.shape == want.shape
+    assert np.allclose(got, want, atol=1e-3)
 
 
 def test_still_camera_with_sensor_noise_and_slow_light_change_needs_no_detector():
