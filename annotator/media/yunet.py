@@ -26,15 +26,15 @@ YUNET_CHECK_BELOW = 0.7
 YUNET_CHECK_SCORE = 0.5
 YUNET_CHECK_MAX_SIDE = 1e9
 YUNET_MAX_CHECKS = 48  # per frame, best first: bounds the cost on a crowd
-# A checked candidate is scaled so that it is at most this many pixels (down, for a big one; its
-# window, 5 face sides plus a margin, then at most ~460 px): 2x is what a 10-30 px face needs. An
-# earlier cap on the window alone (1,280 px) still blew a 200-px candidate up to 400 px: a quarter
-# of a camera-day's CPU, deciding nothing more. Chosen on the tuning half of the scenes: faces
-# >= 20 px found with no cap / caps 128, 96, 80, 64, 48 px: 1,377 / 1,380, 1,381, 1,381, 1,380,
-# 1,375 of 1,414; 64 px lost faces of the wide 1080p test (0.937 < 0.95), 80 px kept them (0.964).
-# Held-out half against the window cap: recall >= 20 px 0.969 both, 10-20 px 30/31 both, 32%
-# less CPU.
-YUNET_CHECK_FACE_PX = 80
+# A checked candidate is scaled so that it is at most this many pixels (down, for a big one): a
+# face up to 80 px keeps its full 2x, which is also what rejects a back of a head (at 1x it passes:
+# a cap of 80 px let 10 more of them into the office video's 31 crops). An earlier cap on the
+# window alone (1,280 px) still blew a 300-px candidate up to 600: on the camera-day bench that
+# was most of the check's CPU, deciding nothing more. Chosen on the tuning half of the scenes
+# (faces >= 20 px found: no cap 1,377 of 1,414, caps 160 / 120 / 80 px 1,379 / 1,379 / 1,381),
+# the wide 1080p test (caps of 64, 120 and 200 px kept 0.937-0.950 of its faces; 160 px 0.957,
+# as no cap) and the office video (80 px: 41 crops).
+YUNET_CHECK_FACE_PX = 160
 
 
 class YunetDetector:
