@@ -282,8 +282,9 @@ def _k_center(x: np.ndarray, k: int, *, first: int, groups: np.ndarray | None) -
     return np.asarray(picked, dtype=np.int64)
 
 
-def _first_per_group(order: np.ndarray, g: np.ndarray, k: int) -> np.ndarray:
-    out, seen = [], set()
+def _first_per_group(order: np.ndarray, g: np.ndarray, k: int, *, used=()) -> np.ndarray:
+    """The first ``k`` rows of ``order`` whose group is new (groups in ``used`` count as seen)."""
+    out, seen = [], set(used)
     for i in order:
         gi = int(g[i])
         if gi in seen:
@@ -301,16 +302,7 @@ def _random_rows(rng, eligible: np.ndarray, k: int, *, used, groups) -> np.ndarr
     rows = np.flatnonzero(eligible)
     if groups is None:
         return rng.choice(rows, size=min(k, rows.size), replace=False).astype(np.int64)
-    out, seen = [], set(used or ())
-    for i in rng.permutation(rows):
-        gi = int(groups[i])
-        if gi in seen:
-            continue
-        seen.add(gi)
-        out.append(int(i))
-        if len(out) == k:
-            break
-    return np.asarray(out, dtype=np.int64)
+    return _first_per_group(rng.permutation(rows), groups, k, used=used or ())
 
 
 # --- validation -------------------------------------------------------------------------------
