@@ -165,9 +165,8 @@ def score_new(ws: Workspace, progress: ProgressFn = silent) -> int:
     crops (extract, import, detect ``--to-queue``), so new crops are ranked (and show the
     model's guess) when the job ends, not after the next promotion. Returns how many were
     scored: 0 with no active model, or one whose file is not on disk (a workspace made in code
-    by the tests' factory)."""
-    from models import registry as model_files
-
+    by the tests' factory). Torch is imported only when there is a model to score with: a first
+    extraction (no model yet) skips its ~2 CPU-s import."""
     with ws.read_session() as s:
         mv = model_versions.active_model(s)
         # an imported-predictions version has no weights (path ""): nothing to score with
@@ -175,6 +174,8 @@ def score_new(ws: Workspace, progress: ProgressFn = silent) -> int:
         version_id = None if mv is None else mv.id
     if path is None or not path.exists():
         return 0
+    from models import registry as model_files
+
     model = model_files.load_model_file(path)
     return score_unscored(ws, version_id, lambda first: inference_backend(model)[1],
                           labeled=True, progress=under(progress, "score")).scored

@@ -83,6 +83,20 @@ def test_yunet_is_registered_and_needs_no_torch():
     assert out.stdout.split() == ["yunet", "0.5", "False"]
 
 
+def test_a_first_yunet_extraction_never_imports_torch(shared_data, tmp_path):
+    """With no model in the workspace yet, an extraction by YuNet needs no torch: its import is
+    ~2 CPU-s and a few hundred MB that a first extraction (or a camera's day) need not pay."""
+    video = shared_data / "videos" / "pedestrians_eyelevel_640x360.mp4"
+    code = ("import sys; from pathlib import Path; from annotator.service.workspace import Workspace; "
+            "from pipelines import extract; ws = Workspace.init(Path(sys.argv[1])); "
+            "r = extract.run(ws, extract.ExtractOptions(sources=[sys.argv[2]], detector='yunet', "
+            "fps=1.0, max_seconds=3.0)); print(r.crops_kept > 0, 'torch' in sys.modules)")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "ws"), str(video)],
+                         capture_output=True, text=True, check=True, cwd=REPO, env=env)
+    assert out.stdout.split()[-2:] == ["True", "False"]
+
+
 def test_yunet_recall_on_annotated_scenes(yunet, scenes):
     root, rows, size = scenes
     names = sorted(size)
