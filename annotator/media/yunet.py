@@ -29,10 +29,10 @@ YUNET_MAX_CHECKS = 48  # per frame, best first: bounds the cost on a crowd
 # A checked candidate is scaled so that it is at most this many pixels (down, for a big one): a
 # face up to 80 px keeps its full 2x, which is also what rejects a back of a head (at 1x it passes:
 # a cap of 80 px let 10 more of them into the office video's 31 crops). An earlier cap on the
-# window alone (1,280 px) still blew a 300-px candidate up to 600: on the camera-day bench that
-# was most of the check's CPU, deciding nothing more. Chosen on the tuning half of the scenes
-# (faces >= 20 px found: no cap 1,377 of 1,414, caps 160 / 120 / 80 px 1,379 / 1,379 / 1,381),
-# the wide 1080p test (caps of 64, 120 and 200 px kept 0.937-0.950 of its faces; 160 px 0.957,
+# window alone (1,280 px) still ran a 120-px candidate's 632-px window at 2x (1,264 px): on the
+# camera-day bench most of the check's CPU, deciding nothing more. Chosen on the tuning half of
+# the scenes (faces >= 20 px found: no cap 1,377 of 1,414; caps 160 / 120 / 80 px 1,379 /
+# 1,379 / 1,381), the wide 1080p test (caps of 64, 120 and 200 px kept 0.937-0.950 of its faces; 160 px 0.957,
 # as no cap) and the office video (80 px: 41 crops).
 YUNET_CHECK_FACE_PX = 160
 
