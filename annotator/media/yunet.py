@@ -32,8 +32,8 @@ YUNET_MAX_CHECKS = 48  # per frame, best first: bounds the cost on a crowd
 # window alone (1,280 px) still ran a 120-px candidate's 632-px window at 2x (1,264 px): on the
 # camera-day bench most of the check's CPU, deciding nothing more. Chosen on the tuning half of
 # the scenes (faces >= 20 px found: no cap 1,377 of 1,414; caps 160 / 120 / 80 px 1,379 /
-# 1,379 / 1,381), the wide 1080p test (caps of 64, 120 and 200 px kept 0.937-0.950 of its faces; 160 px 0.957,
-# as no cap) and the office video (80 px: 41 crops).
+# 1,379 / 1,381), the wide 1080p test (caps of 64, 120 and 200 px kept 0.937-0.950 of its
+# faces; 160 px 0.957, as no cap) and the office video (80 px: 41 crops).
 YUNET_CHECK_FACE_PX = 160
 
 
