@@ -70,11 +70,21 @@ class MotionGate:
     full_share : float
         When the windows cover more than this share of the frame, the whole frame is returned
         (one call is cheaper than many; a moving camera ends up here too).
+    reset_share : float
+        When more than this share of the model's cells differ from the background at once, the
+        scene itself changed (lights switched on, the camera's night mode, a camera that was
+        moved or bumped): the background starts over from this frame, which is detected whole
+        once, as a first frame is. Blending would call the whole frame "moving" for ~2
+        ``tau_s`` (11 frames at 2 fps) while the new scene soaks in; on the camera-day bench
+        that was half of the detector's CPU with gating. Frigate recalibrates alike
+        (``lightning_threshold``, 0.8). A crowd close up can also change this much: then the
+        whole frame is detected, as it would be anyway, and the background is that frame.
     """
 
     def __init__(self, frame_size: tuple[int, int], *, width: int = 160, threshold: float = 12.0,
                  tau_s: float = 2.5, pad: float = 0.12, min_window: int = 224,
-                 hold_s: float = 3.0, max_still_s: float = 10.0, full_share: float = 0.6):
+                 hold_s: float = 3.0, max_still_s: float = 10.0, full_share: float = 0.6,
+                 reset_share: float = 0.8):
         fw, fh = (int(v) for v in frame_size)
         if fw <= 0 or fh <= 0:
             raise ValueError(f"frame_size must be positive, got {frame_size}")
@@ -84,7 +94,7 @@ class MotionGate:
         self.step = max(1, fw // max(1, int(width)))  # frame pixels per model pixel
         self.threshold, self.tau_s, self.pad = float(threshold), float(tau_s), float(pad)
         self.min_window, self.hold_s, self.full_share = int(min_window), float(hold_s), full_share
-        self.max_still_s = float(max_still_s)
+        self.max_still_s, self.reset_share = float(max_still_s), float(reset_share)
         self._bg: np.ndarray | None = None
         self._t = 0.0  # time of the last frame
         # (time seen, face box, time of the last motion on it) of recent detections
@@ -100,17 +110,20 @@ class MotionGate:
 
     def moving(self, frame: np.ndarray, t: float) -> list[Box]:
         """Boxes of ``frame`` (frame pixels, padded) where something moved; the whole frame while
-        there is no background yet. Updates the background, so frames come in time order; it
+        there is no background yet, and once when the scene changes (``reset_share``). Updates the background, so frames come in time order; it
         needs no face seen, so a batch's frames may all go through here before any is detected."""
         h, w = frame.shape[:2]
         if (w, h) != (self.frame_w, self.frame_h):  # a stream changed resolution: start over
             self.frame_w, self.frame_h, self._bg, self._seen = w, h, None, []
             self._since = float(t)  # faces of the old frames, told later, are not held
         small = shrink(frame, self.step)
-        if self._bg is None or self._bg.shape != small.shape:
+        known = self._bg is not None and self._bg.shape == small.shape
+        diff = np.abs(small - self._bg) if known else None
+        if diff is None or np.count_nonzero(diff > self.threshold) > self.reset_share * diff.size:
+            if diff is not None:  # a new scene: the places of its old faces mean nothing now
+                self._seen, self._since = [], float(t)
             self._bg, self._t = small, float(t)
             return self._log(t, [(0, 0, self.frame_w, self.frame_h)])
-        diff = np.abs(small - self._bg)
         diff -= np.median(diff)  # the same change everywhere is light, not motion
         alpha = 1.0 - np.exp(-max(float(t) - self._t, 0.0) / self.tau_s)
         self._bg += np.float32(alpha) * (small - self._bg)

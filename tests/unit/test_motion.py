@@ -94,6 +94,37 @@ def test_a_face_seen_is_looked_for_hold_s_seconds_after_it_stopped_moving():
     assert gate.windows(noisy(img, rng), 14.5) == []
 
 
+def test_a_new_scene_is_detected_whole_once_then_is_background():
+    """Lights switched on, night mode, a moved camera: the background starts over at once
+    (blending would call the whole frame moving for ~2 tau_s), and the old faces' places are
+    dropped with it."""
+    rng = np.random.default_rng(4)
+    old = scene(4)
+    new = np.roll(old, W // 3, axis=1)  # the camera was turned
+    gate = MotionGate((W, H), hold_s=3.0)
+    for i in range(4):
+        gate.windows(noisy(old, rng), i / 2)
+    gate.seen([(500, 40, 550, 100)], 1.5)  # a face of the old scene
+    assert gate.windows(noisy(new, rng), 2.0) == [(0, 0, W, H)]
+    after = [gate.windows(noisy(new, rng), 2.5 + i / 2) for i in range(6)]
+    assert after == [[]] * 6  # no ghost of the old scene, no window at the old face
+
+
+def test_a_scene_change_resets_but_a_light_drift_or_a_walker_does_not():
+    rng, base = np.random.default_rng(6), scene(6)
+    gate = MotionGate((W, H))
+    for i in range(3):
+        gate.windows(noisy(base, rng), i / 2)
+    bg = gate._bg.copy()
+    gate.windows(noisy(base, rng, light=4), 1.5)  # drift: below the threshold everywhere
+    img = base.copy()
+    img[150:230, 300:350] = 230
+    gate.windows(noisy(img, rng), 2.0)  # a walker: a small share of the cells
+    assert np.abs(gate._bg - bg).max() < 0.5 * 230  # blended, not replaced
+    gate.windows(noisy(base, rng, light=60), 2.5)  # the lights went on: every cell changed
+    assert np.allclose(gate._bg, motion.shrink(noisy(base, rng, light=60), gate.step), atol=3)
+
+
 def follow(gate, frames, box, *, step=0.5):
     """Run the gate over ``frames`` as extract does, with a detector that finds ``box`` whenever
     a window holds it. Returns, per frame, whether the box was looked for."""
