@@ -35,25 +35,24 @@ a face is there but too small or blurred to tell (the product's skip key).
     nice python -m bench.label_cost_videos [--work DIR] [--epochs 3]
     nice python -m bench.label_cost_videos --contact-sheets DIR   # render crops to label
 
-Measured on 2026-12-03, the default run after YuNet's check began to cap candidates at 160 px
-(2 CPU cores): 110 crops, 0 without a truth match; v001, 3 epochs on 4065 shared faces, 0.83
+Measured on 2026-12-04, the default run after the motion gate began to reset on a scene change
+(2 CPU cores): 111 crops, 0 without a truth match; v001, 3 epochs on 4065 shared faces, 0.82
 accuracy on the 76 decidable video crops:
 
     policy              decisions  per labeled  per crop  key  track  audit  propag.  error (n)
-    keys                      110       1.4474    1.0     110      0      0        0  -
-    tracks                     52       0.6842    0.4727   18     92      0        0  -
-    tracks+propagation         52       0.6842    0.4727   18     92      0        0  -
-    +auto                      52       0.6842    0.4727   18     92      0        0  -
-    keys+propagation           76       1.0       0.6909   75      0      1       34  0.0286 (35)
+    keys                      111       1.4605    1.0     111      0      0        0  -
+    tracks                     53       0.6974    0.4775   19     92      0        0  -
+    tracks+propagation         51       0.6623    0.4595   17     92      0        2  0.5 (2)
+    +auto                      51       0.6623    0.4595   17     92      0        2  0.5 (2)
+    keys+propagation           79       1.026     0.7117   78      0      1       32  0.0303 (33)
 
 "per labeled" is the product's ``human_decisions_per_labeled_crop`` (crops labeled mask or
 no_mask: 76; not_a_face and skip decisions cost but label nothing). ``autolabel`` refused
-every time (12 random-share labels; at max error 0.01 it needs >= 706 more): on ~100 crops
-``+auto`` is tracks+propagation. The wrong propagated label is in the putting-on-mask video,
-a frame where the mask is on in a track whose crops the model reads as no mask.
-Training on the CPU is not bit-reproducible: the run before (112 crops, window-capped check, a
-model of 0.87) gave keys 112, tracks 55, tracks+propagation 53 and keys+propagation 72 (41
-propagated, 2 wrong).
+every time (14 random-share labels; at max error 0.01 it needs >= 684 more): on ~100 crops
+``+auto`` is tracks+propagation. The wrong propagated label is in the eye-level pedestrians
+video: a crop that shows no face, in a track whose other crops the model reads as no mask.
+Training on the CPU is not bit-reproducible: the run of 2026-12-03 (110 crops, a model of 0.83)
+gave keys 110, tracks 52, tracks+propagation 52 and keys+propagation 76 (35 propagated, 1 wrong).
 """
 from __future__ import annotations
 
