@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from annotator.core import sample
 from annotator.data import crop_queue, db, machine_labels, model_versions, reports
-from annotator.service import jobs, labeling
+from annotator.service import crop_cards, jobs, labeling
 from tests.app import factory
 from tests.app.test_pages import panel, signed_in
 
@@ -152,6 +152,18 @@ def card_shape(at) -> tuple[int, str, str | None, dict[int, str]]:
 def test_audit_crops_on_the_label_page_look_like_any_other_crop(ws):
     audit, ordinary = audit_queue(ws)
     at = signed_in(ws, "bob", "label.py")
+    # The queue's order is random (audit crops first would leave (3) nothing to check): the
+    # ordinary crops are claimed for bob as the queue claims them and put first in his batch,
+    # so each is on screen while its audit mate is still queued.
+    uid = factory.user_id(ws, "bob")
+    held = list(at.session_state["label_cards"])
+    first = sorted(ordinary - {c.crop_id for c in held})
+    with ws.session() as s:
+        crop_queue.claim_batch(s, uid, len(held) + len(first), candidates=[
+            (c, sample.UNCERTAINTY) for c in first])
+    at.session_state["label_cards"] = crop_cards.cards(
+        ws, [(c, sample.UNCERTAINTY) for c in first], annotator_id=uid) + held
+    at.run()
     seen: dict[int, tuple[str, str | None]] = {}
     strips: dict[int, str] = {}
     for _ in range(len(audit) + len(ordinary) + 5):
