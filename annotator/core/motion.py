@@ -110,8 +110,9 @@ class MotionGate:
 
     def moving(self, frame: np.ndarray, t: float) -> list[Box]:
         """Boxes of ``frame`` (frame pixels, padded) where something moved; the whole frame while
-        there is no background yet, and once when the scene changes (``reset_share``). Updates the background, so frames come in time order; it
-        needs no face seen, so a batch's frames may all go through here before any is detected."""
+        there is no background yet, and once when the scene changes (``reset_share``). Updates
+        the background, so frames come in time order; it needs no face seen, so a batch's frames
+        may all go through here before any is detected."""
         h, w = frame.shape[:2]
         if (w, h) != (self.frame_w, self.frame_h):  # a stream changed resolution: start over
             self.frame_w, self.frame_h, self._bg, self._seen = w, h, None, []
@@ -120,7 +121,7 @@ class MotionGate:
         known = self._bg is not None and self._bg.shape == small.shape
         diff = np.abs(small - self._bg) if known else None
         if diff is None or np.count_nonzero(diff > self.threshold) > self.reset_share * diff.size:
-            if diff is not None:  # a new scene: the places of its old faces mean nothing now
+            if diff is not None:  # a new scene: where the old one's faces were means nothing
                 self._seen, self._since = [], float(t)
             self._bg, self._t = small, float(t)
             return self._log(t, [(0, 0, self.frame_w, self.frame_h)])
