@@ -20,6 +20,8 @@ decided, the batch topped up when half gone) and answers from the truth fixture:
 * ``keys+propagation`` (extra): one key per crop with propagation on; under ``tracks`` the
   strip's Shift+key already labels the agreeing mates, so propagation only acts where the
   annotator declined the track key (mixed strips): this shows what it does on its own.
+* ``keys-junk-first`` (extra): keys with ``[sampling] junk_last`` off, the order before the
+  junk-last rule: the baseline of "decisions to 90% of the faces".
 
 Decisions are counted as the product counts them (``annotator.data.label_cost.label_cost``);
 machine labels (propagated / auto, undone ones left out) are checked against the truth.
@@ -35,20 +37,21 @@ a face is there but too small or blurred to tell (the product's skip key).
     nice python -m bench.label_cost_videos [--work DIR] [--epochs 3]
     nice python -m bench.label_cost_videos --contact-sheets DIR   # render crops to label
 
-Measured on 2026-12-04, the default run after the motion gate began to reset on a scene change
-(2 CPU cores): 111 crops, 0 without a truth match; v001, 3 epochs on 4065 shared faces, 0.82
-accuracy on the 76 decidable video crops:
+Measured on 2026-12-04, the default run with the junk-last rule (2 CPU cores): 111 crops, 0
+without a truth match; v001, 3 epochs on 4065 shared faces, 0.82 accuracy on the 76 decidable
+video crops ("to 90%": human decisions until 90% of the crops that end with a class have it):
 
-    policy              decisions  per labeled  per crop  key  track  audit  propag.  error (n)
-    keys                      111       1.4605    1.0     111      0      0        0  -
-    tracks                     53       0.6974    0.4775   19     92      0        0  -
-    tracks+propagation         51       0.6623    0.4595   17     92      0        2  0.5 (2)
-    +auto                      51       0.6623    0.4595   17     92      0        2  0.5 (2)
-    keys+propagation           79       1.026     0.7117   78      0      1       32  0.0303 (33)
+    policy              decisions  per labeled  per crop  key  track  audit  propag.  error (n)  to 90%
+    keys                      111       1.4605    1.0     111      0      0        0  -              89
+    tracks                     53       0.6974    0.4775   19     92      0        0  -              39
+    tracks+propagation         51       0.6623    0.4595   17     92      0        2  0.5 (2)        39
+    +auto                      51       0.6623    0.4595   17     92      0        2  0.5 (2)        39
+    keys+propagation           79       1.026     0.7117   78      0      1       32  0.0303 (33)    57
+    keys-junk-first           111       1.4605    1.0     111      0      0        0  -             101
 
 "per labeled" is the product's ``human_decisions_per_labeled_crop`` (crops labeled mask or
 no_mask: 76; not_a_face and skip decisions cost but label nothing). ``autolabel`` refused
-every time (14 random-share labels; at max error 0.01 it needs >= 684 more): on ~100 crops
+every time (13 random-share labels; at max error 0.01 it needs >= 765 more): on ~100 crops
 ``+auto`` is tracks+propagation. The wrong propagated label is in the eye-level pedestrians
 video: a crop that shows no face, in a track whose other crops the model reads as no mask.
 Training on the CPU is not bit-reproducible: the run of 2026-12-03 (110 crops, a model of 0.83)
@@ -64,14 +67,15 @@ import shutil
 import sqlite3
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
 SHARED = Path(os.environ.get("ANNOTATOR_SHARED_DATA")
               or Path(__file__).resolve().parents[2] / "shared" / "data")
 TRUTH = Path(__file__).resolve().parent / "fixtures" / "five_videos_truth.csv"
-POLICIES = ("keys", "tracks", "tracks+propagation", "+auto", "keys+propagation")
+POLICIES = ("keys", "tracks", "tracks+propagation", "+auto", "keys+propagation", "keys-junk-first")
+NO_JUNK_LAST = ("keys-junk-first",)  # [sampling] junk_last = false: the order before it
 TRACKS = ("tracks", "tracks+propagation", "+auto")  # the annotator uses Shift+key
 PROPAGATE = ("tracks+propagation", "+auto", "keys+propagation")  # [autolabel] propagate on
 VALUES = ("mask", "no_mask", "not_a_face", "skip")
@@ -298,6 +302,8 @@ class Tally:
     track_keys: int = 0
     declined_track: int = 0  # strips with open mates of another truth: keyed crop by crop
     refused: int = 0  # QueueError: taken meanwhile (a machine label, another gesture)
+    # (value, crops it labeled) of each decision, in order
+    values: list = field(default_factory=list)
 
 
 def annotate(ws, uid: int, truth_of: dict[int, str], *, tracks: bool, seed: int, hold: int = HOLD,
@@ -333,6 +339,7 @@ def annotate(ws, uid: int, truth_of: dict[int, str], *, tracks: bool, seed: int,
         except QueueError:
             st.refused += 1
             done = [card.crop_id]
+        st.values.append((value, len(done)))
         decided |= set(done) | {card.crop_id}
         cards = [c for c in cards if c.crop_id not in decided]
         n = st.keys + st.track_keys
@@ -390,6 +397,7 @@ def run_policy(base: Path, dest: Path, policy: str, truth_of: dict[int, str], *,
     shutil.copytree(base, dest)
     ws = Workspace.open(dest)
     ws.config.autolabel.propagate = policy in PROPAGATE
+    ws.config.sampling.junk_last = policy not in NO_JUNK_LAST
     (dest / "config.toml").write_text(dump_config(ws.config))  # as `annotator` would read it
     with ws.session() as s:
         uid = add_user(s, "sim", "simulated-annotator", role="annotator").id
@@ -418,6 +426,7 @@ def run_policy(base: Path, dest: Path, policy: str, truth_of: dict[int, str], *,
         "human_decisions_per_crop": round(cost["human_decisions"] / crops, 4) if crops else None,
         "keys": st.keys, "track_keys": st.track_keys, "declined_track_key": st.declined_track,
         "refused_submits": st.refused, "machine": machine_errors(ws, truth_of),
+        "decisions_to_90pct_of_faces": decisions_to(st.values, 0.9),
         "seconds": round(time.perf_counter() - t0, 1)}
     if policy == "+auto":
         refusals = [t for t in tries if t.startswith("autolabel refused")]
@@ -425,6 +434,19 @@ def run_policy(base: Path, dest: Path, policy: str, truth_of: dict[int, str], *,
                             "last": tries[-1] if tries else None}
     ws.dispose()
     return out
+
+
+def decisions_to(values: list, share: float) -> int | None:
+    """Human decisions until ``share`` of the crops that end up with a class (mask / no_mask)
+    have it: how soon a team has its training data. Every policy empties the queue, so the
+    junk it holds costs the same in the end; junk-last shows in when it is decided."""
+    classes = [n if v not in ("not_a_face", "skip") else 0 for v, n in values]
+    goal, done = share * sum(classes), 0
+    for i, n in enumerate(classes, 1):
+        done += n
+        if done >= goal - 1e-9:
+            return i
+    return None
 
 
 def truth_counts(rows: list[dict], labels: list[str | None]) -> dict:
@@ -439,7 +461,7 @@ def truth_counts(rows: list[dict], labels: list[str | None]) -> dict:
 def print_table(policies: dict) -> None:
     print(f"{'policy':<19} {'crops':>5} {'decisions':>9} {'labeled':>7} {'per labeled':>11} "
           f"{'per crop':>8} {'key':>4} {'track':>5} {'audit':>5} {'propag.':>7} {'auto':>4} "
-          f"{'machine error (n)':>18}")
+          f"{'machine error (n)':>18} {'to 90% faces':>12}")
     for name, p in policies.items():
         k = p["labels_by_kind"]
         m = [x for x in p["machine"].values() if x["labels"]]
@@ -447,7 +469,8 @@ def print_table(policies: dict) -> None:
         print(f"{name:<19} {p['crops']:>5} {p['human_decisions']:>9} {p['crops_labeled']:>7} "
               f"{p['human_decisions_per_labeled_crop']!s:>11} {p['human_decisions_per_crop']!s:>8} "
               f"{k.get('key', 0):>4} {k.get('track', 0):>5} {k.get('audit', 0):>5} "
-              f"{k.get('propagated', 0):>7} {k.get('auto', 0):>4} {err:>18}")
+              f"{k.get('propagated', 0):>7} {k.get('auto', 0):>4} {err:>18} "
+              f"{p['decisions_to_90pct_of_faces']!s:>12}")
 
 
 def main() -> int:

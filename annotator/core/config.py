@@ -44,11 +44,16 @@ class SamplingConfig:
     # the labeled crops a slice needs before its measured error counts (else its uncertainty)
     slice_share: float = 0.5
     slice_min_n: int = 20
+    # crops the team's own not_a_face decisions say are likely junk go last (sample.likely_junk),
+    # once junk_min_each decisions of each kind (a class / not_a_face) exist for their detector
+    junk_last: bool = True
+    junk_min_each: int = 10
 
     RULES = {"strategy": STRATEGY_CHOICES, "claim_size": _int(1, 1000),
              "random_share": _float(0, 1), "lease_seconds": _int(10, 30 * 24 * 3600),
              "double_annotation": _float(0, 1), "hybrid_pool": _int(1, 10_000_000),
-             "slice_share": _float(0, 1), "slice_min_n": _int(1, 1_000_000)}
+             "slice_share": _float(0, 1), "slice_min_n": _int(1, 1_000_000),
+             "junk_last": bool, "junk_min_each": _int(1, 1_000_000)}
 
 
 @dataclass

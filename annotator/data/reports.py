@@ -16,7 +16,7 @@ import pandas as pd
 from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
-from annotator.core.config import SKIP
+from annotator.core.config import NOT_A_FACE, SKIP
 from annotator.data.frames import frame, select_frame
 from annotator.data.label_cost import label_cost
 from annotator.data.db import (
@@ -301,13 +301,27 @@ def queue_priorities(session: Session, *, limit: int = 200_000) -> list[float]:
 
 # --- what the sampler reads ---------------------------------------------------------------------
 
-SAMPLER_COLUMNS = [Crop.id.label("crop_id"), Crop.priority, Crop.source_id, Crop.track_id]
+SAMPLER_COLUMNS = [Crop.id.label("crop_id"), Crop.priority, Crop.source_id, Crop.track_id,
+                   Crop.detector, Crop.det_score]
+
+
+def decided_scores(session: Session, *, limit: int = 5000) -> pd.DataFrame:
+    """Detector and score of the ``limit`` crops people decided last, a class or
+    ``not_a_face`` (skips and machine labels left out): what the sampler's junk-last rule
+    learns from. Columns: detector, det_score, face (False for ``not_a_face``)."""
+    q = (select(Crop.detector, Crop.det_score, Label.value)
+         .join(Crop, Crop.id == Label.crop_id)
+         .where(active_label(), Label.method.in_(LabelKind.HUMAN), Label.value != SKIP)
+         .order_by(Label.id.desc()).limit(limit))
+    df = select_frame(session, q)
+    df["face"] = df.pop("value") != NOT_A_FACE
+    return df
 
 
 def claimable_top(session: Session, annotator_id: int, *, limit: int) -> pd.DataFrame:
     """The ``limit`` claimable crops with the highest priority (model uncertainty).
 
-    Columns: crop_id, priority, source_id, track_id. Walks ``ix_crops_queue`` backwards, so it
+    Columns: crop_id, priority, source_id, track_id, detector, det_score. Walks ``ix_crops_queue`` backwards, so it
     stays fast on a large queue (ties on priority: newest id first).
     """
     q = (select(*SAMPLER_COLUMNS).where(claimable(annotator_id))

@@ -86,6 +86,69 @@ def test_unscored_crops_wait_for_scoring_but_stay_in_the_random_share(ws):
     assert all(c.probs is not None for c in cards if c.sampling != "random")
 
 
+def _junk_and_faces(ws):
+    """Every other track scores 0.3 on the detector (what the team's x key says is junk), the
+    rest 0.9; bob decided 12 of each kind with keys. Returns the low-scoring crop ids."""
+    with ws.session() as s:
+        rows = s.execute(select(db.Crop.id, db.Crop.track_id)).all()
+        low = {cid for cid, track in rows if track % 2 == 0}
+        for cid, _track in rows:
+            c = s.get(db.Crop, cid)
+            c.detector, c.det_score = "yunet", 0.3 if cid in low else 0.9
+    ordered = sorted(low)
+    factory.label_some(ws, "bob", ordered[:12], "not_a_face")
+    factory.label_some(ws, "bob", sorted(set(dict(rows)) - low)[:12], "mask")
+    return low
+
+
+def test_likely_junk_is_served_last_but_stays_in_the_random_share(ws):
+    low = _junk_and_faces(ws)
+    alice = factory.user_id(ws, "alice")
+    picks = labeling.choose(ws, alice, 40, seed=0)
+    main = [c for c, why in picks if why != "random"]
+    assert len(picks) == 40 and main and not set(main) & low
+    # The random share still draws from every crop (of the tracks not in the batch): over many
+    # draws of 10 (9 face tracks taken, 41 left beside 50 junk ones), junk is about half of it.
+    drawn = [c for seed in range(40) for c, why in labeling.choose(ws, alice, 10, seed=seed)
+             if why == "random"]
+    assert len(drawn) == 40 and 0.3 < sum(c in low for c in drawn) / len(drawn) < 0.8
+    # Off: the same queue serves the low scorers among the uncertain picks as it always did.
+    ws.config.sampling.junk_last = False
+    off = [c for c, why in labeling.choose(ws, alice, 40, seed=0) if why != "random"]
+    assert sum(c in low for c in off) >= 10
+
+
+def test_likely_junk_waits_for_the_teams_evidence_then_fills_an_empty_queue(tmp_path):
+    ws = factory.build(tmp_path / "ws", 80, per_track=4)
+    try:
+        with ws.session() as s:
+            for c in s.scalars(select(db.Crop)):
+                c.detector, c.det_score = "yunet", 0.3 if c.track_id % 2 == 0 else 0.9
+        alice = factory.user_id(ws, "alice")
+        low = {c for c, t in tracks(ws, range(1, 81)).items() if t % 2 == 0}
+        factory.label_some(ws, "bob", sorted(low)[:5], "not_a_face")  # under junk_min_each
+        main = [c for c, why in labeling.choose(ws, alice, 16, seed=0) if why != "random"]
+        assert set(main) & low  # too little evidence: nothing is held back
+        factory.label_some(ws, "bob", sorted(low)[5:12], "not_a_face")
+        with ws.session() as s:
+            faces = s.scalars(select(db.Crop.id).where(db.Crop.det_score > 0.5).limit(12)).all()
+        factory.label_some(ws, "bob", faces, "no_mask")
+        # 14 open tracks (3 of each kind fully decided), half of them junk: a batch of 16 (14
+        # picks, 2 random) takes one crop of every face track first, then fills up with junk
+        with ws.read_session() as s:
+            open_ = dict(s.execute(select(db.Crop.id, db.Crop.track_id)
+                                   .where(db.Crop.status == db.CropStatus.UNLABELED)).all())
+        first = [c for c, why in labeling.choose(ws, alice, 8, seed=0) if why != "random"]
+        assert len(first) == 7 and not set(first) & low  # 7 face tracks: 7 picks, no junk
+        main = [c for c, why in labeling.choose(ws, alice, 16, seed=0) if why != "random"]
+        assert len(main) == 14
+        assert {open_[c] for c in main if c not in low} == {t for c, t in open_.items()
+                                                             if c not in low}
+        assert sum(c in low for c in main) == 14 - len({t for c, t in open_.items() if c not in low})
+    finally:
+        ws.dispose()
+
+
 def test_double_annotation_share_gets_a_second_vote_from_someone_else(tmp_path):
     cfg = '[sampling]\ndouble_annotation = 1.0\nbatch_size = 10\n'
     ws = factory.build(tmp_path / "dbl", 100, config=cfg)

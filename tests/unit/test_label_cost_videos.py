@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from bench.label_cost_videos import TRUTH, Truth, iou, match_truth, read_truth, use_track_key
+from bench.label_cost_videos import (TRUTH, Truth, decisions_to, iou, match_truth, read_truth,
+                                      use_track_key)
 
 
 def test_iou_of_boxes():
@@ -43,3 +44,11 @@ def test_the_annotator_uses_the_track_key_only_when_every_open_mate_agrees():
     assert not use_track_key("mask", ["mask", "no_mask"])  # mixed strip: keys, crop by crop
     assert not use_track_key("mask", ["mask", None])  # a mate without truth: not trusted
     assert not use_track_key("mask", [])  # nothing else to decide: a plain key
+
+
+def test_decisions_to_a_share_of_the_faces_counts_gestures_not_crops():
+    values = [("not_a_face", 1), ("mask", 4), ("skip", 1), ("no_mask", 1), ("mask", 5)]
+    assert decisions_to(values, 0.5) == 4  # 4 + 1 = 5 of 10 class labels after 4 decisions
+    assert decisions_to(values, 0.9) == 5
+    assert decisions_to(values, 0.4) == 2
+    assert decisions_to([("not_a_face", 1)], 0.9) == 1  # no faces at all: nothing to wait for

@@ -5,6 +5,8 @@ import doctest
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from annotator.core import sample
 from annotator.core.sample import k_center_greedy, select_batch, uncertainty
@@ -211,3 +213,38 @@ def test_main_pool_keeps_unscored_rows_for_the_random_share_only():
                              .normal(size=(n, 3)), main_pool=scored, seed=2)
         assert all(i < 200 for i, r in batch if r != "random"), strategy
         assert len(batch) == 20
+
+
+# --- junk last --------------------------------------------------------------------------------
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 60), k=st.integers(0, 30), seed=st.integers(0, 2**16),
+       strategy=st.sampled_from(["hybrid", "uncertainty", "diverse", "slices"]))
+def test_rows_marked_last_are_picked_only_when_the_rest_runs_out(n, k, seed, strategy):
+    rng = np.random.default_rng(seed)
+    probs, emb = _two_class(rng.random(n)), rng.normal(size=(n, 3))
+    last = rng.random(n) < 0.5
+    kw = dict(probs=probs, emb=emb, groups=rng.integers(0, max(1, n // 2), n), seed=seed,
+              random_share=0.2, slice_score=rng.random(n) * (rng.random(n) < 0.3))
+    plain = select_batch(strategy, k, **kw)
+    batch = select_batch(strategy, k, last=last, **kw)
+    assert len(batch) == len(plain)  # junk last changes the order, never how many
+    main = [i for i, why in batch if why != "random"]
+    others = select_batch(strategy, k, main_pool=~last, **kw)
+    n_others = sum(why != "random" for _i, why in others)
+    # as many non-junk picks as the non-junk rows alone can give, then junk
+    assert sum(not last[i] for i in main) == n_others
+    assert len({i for i, _ in batch}) == len(batch)
+
+
+def test_likely_junk_needs_evidence_of_both_kinds_and_a_score_that_means_face():
+    decided = np.r_[np.linspace(0.2, 0.45, 12), np.linspace(0.7, 0.99, 12)]
+    face = np.r_[np.zeros(12, bool), np.ones(12, bool)]
+    rows = [0.25, 0.4, 0.8, 0.95, np.nan]
+    assert sample.likely_junk(rows, decided, face).tolist() == [True, True, False, False, False]
+    assert not sample.likely_junk(rows, decided, face, min_each=13).any()
+    assert not sample.likely_junk(rows, decided, ~face).any()  # higher score, more junk: no rule
+    assert not sample.likely_junk(rows, [], []).any()
+    with pytest.raises(ValueError, match="differ in length"):
+        sample.likely_junk(rows, decided, face[:3])
