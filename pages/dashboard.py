@@ -98,4 +98,19 @@ else:
                                      "scored by the active model", x_title="uncertainty "
                                      "(1 = a coin toss)"), width="stretch")
 
+junk = dashboard.junk_last(ws)
+if not junk["on"]:
+    st.caption("Junk last is off (`[sampling] junk_last = false`): crops that look like no face "
+               "are served in uncertainty order like any other.")
+elif junk["held_back"]:
+    st.caption(f"Junk last: {junk['held_back']:,} of the {junk['unlabeled']:,} crops to label look "
+               "like no face by your team's x keys (their detector score); they are served after "
+               "the rest, and the random share still draws from them.")
+else:
+    seen = ", ".join(f"{d}: {e['not_a_face']} x and {e['faces']} faces"
+                     for d, e in junk["evidence"].items()) or "none yet"
+    st.caption(f"Junk last learns from the team's decisions once there are {junk['min_each']} "
+               f"x (not a face) and {junk['min_each']} faces per detector ({seen}); nothing is "
+               "held back yet.")
+
 slices_view.section(ws)  # where the model is worst (per slice), opens Browse on one

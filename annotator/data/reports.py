@@ -305,6 +305,12 @@ SAMPLER_COLUMNS = [Crop.id.label("crop_id"), Crop.priority, Crop.source_id, Crop
                    Crop.detector, Crop.det_score]
 
 
+def unlabeled_scores(session: Session, *, limit: int = 200_000) -> pd.DataFrame:
+    """Detector and score of the unlabeled crops (columns detector, det_score)."""
+    return select_frame(session, select(Crop.detector, Crop.det_score)
+                        .where(Crop.status == CropStatus.UNLABELED).limit(limit))
+
+
 def decided_scores(session: Session, *, limit: int = 5000) -> pd.DataFrame:
     """Detector and score of the ``limit`` crops people decided last, a class or
     ``not_a_face`` (skips and machine labels left out): what the sampler's junk-last rule

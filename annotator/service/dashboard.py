@@ -72,6 +72,24 @@ def queue_accuracy(ws: Workspace) -> dict | None:
     return {"model": name, "n": int(len(y)), "accuracy": right / len(y), "low": low, "high": high}
 
 
+def junk_last(ws: Workspace) -> dict:
+    """What the junk-last rule (``[sampling] junk_last``) holds back now: ``{"on", "min_each",
+    "unlabeled", "held_back", "evidence": {detector: {"faces", "not_a_face"}}}`` (evidence: the
+    decisions by people it learns from, per detector)."""
+    from annotator.service import labeling
+
+    cfg = ws.config.sampling
+    with ws.read_session() as s:
+        crops = reports.unlabeled_scores(s)
+        decided = reports.decided_scores(s)
+        junk = labeling.likely_junk(s, crops, cfg.junk_min_each) if cfg.junk_last else None
+    evidence = {str(name): {"faces": int(d["face"].sum()), "not_a_face": int((~d["face"]).sum())}
+                for name, d in decided.groupby("detector")}
+    return {"on": bool(cfg.junk_last), "min_each": int(cfg.junk_min_each),
+            "unlabeled": len(crops), "held_back": 0 if junk is None else int(junk.sum()),
+            "evidence": evidence}
+
+
 def queue_scored(ws: Workspace) -> tuple[int, int]:
     """``(unlabeled crops the active model scored, unlabeled crops)``; (0, n) without a model."""
     with ws.read_session() as s:

@@ -84,7 +84,7 @@ def choose(ws: Workspace, annotator_id: int, size: int, *, seed: int | None = No
                 keep = have | in_sample
                 cands, in_sample = cands[keep].reset_index(drop=True), in_sample[keep]
                 probs, emb, scored = _predictions(ws, s, model, cands["crop_id"].to_numpy())
-        last = _likely_junk(s, cands, cfg.junk_min_each) if cfg.junk_last else None
+        last = likely_junk(s, cands, cfg.junk_min_each) if cfg.junk_last else None
     groups = _groups(cands)
     targeted = {}
     if strategy == sample.SLICES and probs is not None:  # the worst slices get a share
@@ -103,18 +103,19 @@ def choose(ws: Workspace, annotator_id: int, size: int, *, seed: int | None = No
     return out + [(int(ids[i]), reason) for i, reason in batch]
 
 
-def _likely_junk(s, cands: pd.DataFrame, min_each: int) -> np.ndarray | None:
-    """Candidates the team's own ``not_a_face`` decisions call likely junk
-    (``sample.likely_junk``, fitted per detector: each scores on its own scale); None when no
-    detector has the evidence yet. They are served once the rest of the queue's top is gone."""
+def likely_junk(s, crops: pd.DataFrame, min_each: int) -> np.ndarray | None:
+    """Which of ``crops`` (columns detector, det_score) the team's own ``not_a_face``
+    decisions call likely junk (``sample.likely_junk``, fitted per detector: each scores on its
+    own scale); None when none is. The sampler serves them once the rest of the queue's top is
+    gone; the Dashboard counts them."""
     decided = reports.decided_scores(s)
-    if decided.empty:
+    if decided.empty or crops.empty:
         return None
-    last = np.zeros(len(cands), bool)
+    last = np.zeros(len(crops), bool)
     for name, seen in decided.groupby("detector"):
-        rows = (cands["detector"] == name).to_numpy()
+        rows = (crops["detector"] == name).to_numpy()
         if rows.any():
-            last[rows] = sample.likely_junk(cands.loc[rows, "det_score"].astype(float),
+            last[rows] = sample.likely_junk(crops.loc[rows, "det_score"].astype(float),
                                             seen["det_score"].astype(float), seen["face"],
                                             min_each=min_each)
     return last if last.any() else None

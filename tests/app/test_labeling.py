@@ -333,3 +333,22 @@ def test_claim_works_on_a_large_queue(tmp_path):
     cards = labeling.claim(big, alice, 20)  # speed: bench/queue_latency.py and bench/ui.py
     assert len(cards) == 20 and len({c.crop_id for c in cards}) == 20
     big.dispose()
+
+
+def test_the_dashboard_says_what_junk_last_holds_back(tmp_path, monkeypatch):
+    from tests.app.test_pages import signed_in
+
+    with factory.served(tmp_path / "ws", monkeypatch, 200, per_track=4) as ws:
+        def caption(at):
+            return next(c.value for c in at.caption if "Junk last" in c.value)
+
+        with ws.session() as s:
+            for c in s.scalars(select(db.Crop)):
+                c.detector, c.det_score = "yunet", 0.9
+        assert "nothing is held back yet" in caption(signed_in(ws, "root", "dashboard.py"))
+        low = _junk_and_faces(ws)
+        junk = dashboard.junk_last(ws)
+        assert junk["held_back"] == len(low) - 12 and junk["unlabeled"] == 200 - 24
+        assert junk["evidence"] == {"yunet": {"faces": 12, "not_a_face": 12}}
+        text = caption(signed_in(ws, "alice", "dashboard.py"))
+        assert f"{len(low) - 12} of the 176 crops to label look like no face" in text
