@@ -289,11 +289,27 @@ def held_out(names: list[str]) -> list[str]:
     return sorted(n for n in names if n not in chosen_on)
 
 
+REVIEW = REPO / "bench" / "fixtures" / "held_out_scenes_review.csv"
+
+
+def reviewed_faces(rows: list[dict], image: str, boxes: np.ndarray) -> np.ndarray:
+    """Which of ``boxes`` (crops of ``image`` without an annotated face) the by-eye review says
+    hold a face: a review row of the same picture with IoU >= 0.5 and the verdict "face"."""
+    mine = [r for r in rows if r["image"] == image]
+    if not mine or not len(boxes):
+        return np.zeros(len(boxes), bool)
+    ref = np.array([[float(r[k]) for k in ("x1", "y1", "x2", "y2")] for r in mine])
+    iou = box_iou(boxes[:, :4], ref)
+    best = iou.argmax(axis=1)
+    return (iou.max(axis=1) >= 0.5) & np.array([mine[j]["verdict"] == "face" for j in best])
+
+
 def test_default_yunet_finds_small_faces_on_held_out_scenes(scenes):
     """200 seeded held-out images, default settings. Measured: recall 10-20 px 30/31 = 0.968,
-    >= 20 px 875/902 = 0.970 (the issue's 0.97, by one face), 70.1% of 1,356 crops hold an
-    annotated face (the issue's 80%: not met; README, "Small faces"). The floors guard what the
-    check gives."""
+    >= 20 px 875/902 = 0.970 (the issue's 0.97, by one face); 950 of 1,356 crops (70.1%) hold
+    an annotated face, and 1,185 (87.4%) do once the 406 others are looked at by eye
+    (``bench/fixtures/held_out_scenes_review.csv``: 235 faces the annotations leave out, 64 no
+    face, 107 unsure, counted as no face). The floors guard what the check gives."""
     root, rows, size = scenes
     yunet = load_detector("yunet")  # the defaults: threshold and check
     chosen = set(random.Random(0).sample(held_out(sorted(size)), N_IMAGES))
@@ -313,18 +329,24 @@ def test_default_yunet_finds_small_faces_on_held_out_scenes(scenes):
             if lo <= side < hi:
                 total[b] += 1
                 hits[b] += found
-    with_face = n_crops = 0
+    review = [r for r in csv.DictReader(ln for ln in REVIEW.read_text().splitlines()
+                                        if not ln.startswith("#"))]
+    with_face = n_crops = seen_face = 0
     for n, c in crops.items():
         x, y = np.array(centres[n]).T
-        inside = (c[:, :1] <= x) & (x <= c[:, 2:3]) & (c[:, 1:2] <= y) & (y <= c[:, 3:4])
-        with_face += int(inside.any(axis=1).sum())
+        inside = ((c[:, :1] <= x) & (x <= c[:, 2:3]) & (c[:, 1:2] <= y) & (y <= c[:, 3:4])).any(1)
+        with_face += int(inside.sum())
+        seen_face += int(reviewed_faces(review, n, c[~inside]).sum())
         n_crops += len(c)
     recall = [h / max(t, 1) for h, t in zip(hits, total)]
     big = (hits[1] + hits[2]) / (total[1] + total[2])
     print(f"held-out scenes ({N_IMAGES} images): recall 10-20 px {hits[0]}/{total[0]} = "
           f"{recall[0]:.3f}, 20-45 px {recall[1]:.3f}, >= 45 px {recall[2]:.3f}, >= 20 px "
-          f"{big:.3f}; {with_face}/{n_crops} = {with_face / n_crops:.3f} crops hold a face")
+          f"{big:.3f}; {with_face}/{n_crops} = {with_face / n_crops:.3f} crops hold an annotated "
+          f"face, {with_face + seen_face} = {(with_face + seen_face) / n_crops:.3f} with the "
+          "faces the review found")
     assert total[0] >= 20 and total[1] + total[2] >= 500
     assert big >= 0.96
     assert recall[0] >= 0.80
     assert with_face / n_crops >= 0.65
+    assert (with_face + seen_face) / n_crops >= 0.80  # the issue's 80%, on the reviewed truth
