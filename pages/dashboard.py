@@ -107,8 +107,9 @@ elif junk["held_back"]:
                "like no face by your team's x keys (their detector score); they are served after "
                "the rest, and the random share still draws from them.")
 else:
-    seen = ", ".join(f"{d}: {e['not_a_face']} x and {e['faces']} faces"
-                     for d, e in junk["evidence"].items()) or "none yet"
+    seen = (", ".join(f"{d}: {e['not_a_face']} x and {e['faces']} faces"
+                      for d, e in junk["evidence"].items())
+            or "no decided crop has a detector score yet")
     st.caption(f"Junk last learns from the team's decisions once there are {junk['min_each']} "
                f"x (not a face) and {junk['min_each']} faces per detector ({seen}); nothing is "
                "held back yet.")
