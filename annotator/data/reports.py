@@ -301,13 +301,17 @@ def queue_priorities(session: Session, *, limit: int = 200_000) -> list[float]:
 
 # --- what the sampler reads ---------------------------------------------------------------------
 
+# an unlabeled crop with an active machine label is an audit crop (served to check that label)
+AUDIT_CROP = exists().where(Label.crop_id == Crop.id, Label.method.in_(LabelKind.MACHINE),
+                            active_label()).label("audit")
 SAMPLER_COLUMNS = [Crop.id.label("crop_id"), Crop.priority, Crop.source_id, Crop.track_id,
-                   Crop.detector, Crop.det_score]
+                   Crop.detector, Crop.det_score, AUDIT_CROP]
 
 
 def unlabeled_scores(session: Session, *, limit: int = 200_000) -> pd.DataFrame:
-    """Detector and score of the unlabeled crops (columns detector, det_score)."""
-    return select_frame(session, select(Crop.detector, Crop.det_score)
+    """What the junk-last rule reads of the unlabeled crops (columns priority, detector,
+    det_score, audit)."""
+    return select_frame(session, select(Crop.priority, Crop.detector, Crop.det_score, AUDIT_CROP)
                         .where(Crop.status == CropStatus.UNLABELED).limit(limit))
 
 
@@ -327,7 +331,7 @@ def decided_scores(session: Session, *, limit: int = 5000) -> pd.DataFrame:
 def claimable_top(session: Session, annotator_id: int, *, limit: int) -> pd.DataFrame:
     """The ``limit`` claimable crops with the highest priority (model uncertainty).
 
-    Columns: crop_id, priority, source_id, track_id, detector, det_score. Walks ``ix_crops_queue`` backwards, so it
+    Columns: crop_id, priority, source_id, track_id, detector, det_score, audit. Walks ``ix_crops_queue`` backwards, so it
     stays fast on a large queue (ties on priority: newest id first).
     """
     q = (select(*SAMPLER_COLUMNS).where(claimable(annotator_id))

@@ -104,10 +104,14 @@ def choose(ws: Workspace, annotator_id: int, size: int, *, seed: int | None = No
 
 
 def likely_junk(s, crops: pd.DataFrame, min_each: int) -> np.ndarray | None:
-    """Which of ``crops`` (columns detector, det_score) the team's own ``not_a_face``
-    decisions call likely junk (``sample.likely_junk``, fitted per detector: each scores on its
-    own scale); None when none is. The sampler serves them once the rest of the queue's top is
-    gone; the Dashboard counts them."""
+    """Which of ``crops`` (columns priority, detector, det_score, audit) the team's own
+    ``not_a_face`` decisions call likely junk (``sample.likely_junk``, fitted per detector: each
+    scores on its own scale); None when none is. The sampler serves them once the rest of the
+    queue's top is gone; the Dashboard counts them.
+
+    Never junk: an audit crop (deferring the junk-looking ones would leave out of the audit
+    exactly the machine labels a not_a_face makes wrong, and bias its error down) and a track
+    mate the model disputes (``autolabels.FIRST``: served first on purpose)."""
     decided = reports.decided_scores(s)
     if decided.empty or crops.empty:
         return None
@@ -118,6 +122,8 @@ def likely_junk(s, crops: pd.DataFrame, min_each: int) -> np.ndarray | None:
             last[rows] = sample.likely_junk(crops.loc[rows, "det_score"].astype(float),
                                             seen["det_score"].astype(float), seen["face"],
                                             min_each=min_each)
+    last &= ~crops["audit"].astype(bool).to_numpy()
+    last &= (crops["priority"] < autolabels.FIRST).to_numpy()
     return last if last.any() else None
 
 

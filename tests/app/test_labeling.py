@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from annotator.data import crop_queue, db, job_rows, model_reports
+from annotator.data import crop_queue, db, job_rows, model_reports, reports
 from annotator.service import crop_cards, dashboard, jobs, labeling, review
 from pipelines.cli import app
 from annotator.core.errors import InputError
@@ -352,3 +352,21 @@ def test_the_dashboard_says_what_junk_last_holds_back(tmp_path, monkeypatch):
         assert junk["evidence"] == {"yunet": {"faces": 12, "not_a_face": 12}}
         text = caption(signed_in(ws, "alice", "dashboard.py"))
         assert f"{len(low) - 12} of the 176 crops to label look like no face" in text
+
+
+def test_audit_crops_and_disputed_track_mates_are_never_held_back(ws):
+    """Deferring a junk-looking audit crop would keep from the audit exactly the machine labels
+    that not_a_face makes wrong; a disputed mate is ranked first on purpose."""
+    from annotator.service import autolabels
+
+    low = sorted(_junk_and_faces(ws))
+    audit_crop, disputed, plain = low[20], low[21], low[22]
+    with ws.session() as s:
+        system = autolabels.system_annotator(s)
+        s.add(db.Label(crop_id=audit_crop, annotator_id=system, value="mask", method="auto"))
+        s.get(db.Crop, disputed).priority = autolabels.FIRST
+    with ws.read_session() as s:
+        cands = reports.claimable_top(s, factory.user_id(ws, "alice"), limit=1000)
+        held = dict(zip(cands["crop_id"], labeling.likely_junk(s, cands, 10)))
+    assert held[plain] and not held[audit_crop] and not held[disputed]
+    assert dashboard.junk_last(ws)["held_back"] == len(low) - 12 - 2
