@@ -103,9 +103,14 @@ if not junk["on"]:
     st.caption("Junk last is off (`[sampling] junk_last = false`): crops that look like no face "
                "are served in uncertainty order like any other.")
 elif junk["held_back"]:
+    check = junk["check"]
+    tried = (f" Checked on the {check['labels']} random-share decisions it did not learn from: it "
+             f"would hold back {check['not_a_face_held']} of their {check['not_a_face']} not-a-face "
+             f"crops and {check['faces_held']} of their {check['faces']} faces."
+             if check["labels"] else "")
     st.caption(f"Junk last: {junk['held_back']:,} of the {junk['unlabeled']:,} crops to label look "
                "like no face by your team's x keys (their detector score); they are served after "
-               "the rest, and the random share still draws from them.")
+               f"the rest, and the random share still draws from them.{tried}")
 else:
     seen = (", ".join(f"{d}: {e['not_a_face']} x and {e['faces']} faces"
                       for d, e in junk["evidence"].items())

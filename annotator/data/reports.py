@@ -318,13 +318,16 @@ def unlabeled_scores(session: Session, *, limit: int = 200_000) -> pd.DataFrame:
 def decided_scores(session: Session, *, limit: int = 5000) -> pd.DataFrame:
     """Detector and score of the ``limit`` crops people decided last, a class or
     ``not_a_face`` (skips and machine labels left out): what the sampler's junk-last rule
-    learns from. Columns: detector, det_score, face (False for ``not_a_face``)."""
-    q = (select(Crop.detector, Crop.det_score, Label.value)
+    learns from. Columns: detector, det_score, face (False for ``not_a_face``), random (the crop
+    came in the random share: the Dashboard checks the rule on those)."""
+    q = (select(Crop.detector, Crop.det_score, Label.value,
+                (Label.sampling == "random").label("random"))
          .join(Crop, Crop.id == Label.crop_id)
          .where(active_label(), Label.method.in_(LabelKind.HUMAN), Label.value != SKIP)
          .order_by(Label.id.desc()).limit(limit))
     df = select_frame(session, q)
     df["face"] = df.pop("value") != NOT_A_FACE
+    df["random"] = df["random"].fillna(False).astype(bool)
     return df
 
 

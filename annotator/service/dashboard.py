@@ -9,6 +9,7 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 
+from annotator.core import sample
 from annotator.data import db, model_reports, model_versions, reports
 from annotator.core.metrics import cohen_kappa, wilson_interval
 from annotator.service.workspace import Workspace
@@ -74,8 +75,9 @@ def queue_accuracy(ws: Workspace) -> dict | None:
 
 def junk_last(ws: Workspace) -> dict:
     """What the junk-last rule (``[sampling] junk_last``) holds back now: ``{"on", "min_each",
-    "unlabeled", "held_back", "evidence": {detector: {"faces", "not_a_face"}}}`` (evidence: the
-    decisions by people it learns from, per detector)."""
+    "unlabeled", "held_back", "evidence": {detector: {"faces", "not_a_face"}}, "check"}``
+    (evidence: the decisions by people it learns from, per detector; check: :func:`junk_check`).
+    """
     from annotator.service import labeling
 
     cfg = ws.config.sampling
@@ -87,7 +89,29 @@ def junk_last(ws: Workspace) -> dict:
                 for name, d in decided.groupby("detector")}
     return {"on": bool(cfg.junk_last), "min_each": int(cfg.junk_min_each),
             "unlabeled": len(crops), "held_back": 0 if junk is None else int(junk.sum()),
-            "evidence": evidence}
+            "evidence": evidence, "check": junk_check(decided, cfg.junk_min_each)}
+
+
+def junk_check(decided: pd.DataFrame, min_each: int) -> dict:
+    """How the junk-last rule does on crops it did not learn from: fitted on the decisions of
+    crops the sampler chose, applied to the random share's (an unbiased sample of the queue).
+    ``{"labels", "not_a_face", "not_a_face_held", "faces", "faces_held"}``: of the random-share
+    decisions, how many were not a face and how many of those the rule would hold back, and
+    the same for faces (the price: faces that come later)."""
+    out = dict.fromkeys(("labels", "not_a_face", "not_a_face_held", "faces", "faces_held"), 0)
+    for _name, d in decided.groupby("detector"):
+        train, test = d[~d["random"]], d[d["random"]]
+        if test.empty:
+            continue
+        held = sample.likely_junk(test["det_score"].astype(float), train["det_score"].astype(float),
+                                  train["face"], min_each=min_each)
+        face = test["face"].to_numpy(bool)
+        out["labels"] += len(test)
+        out["not_a_face"] += int((~face).sum())
+        out["not_a_face_held"] += int((held & ~face).sum())
+        out["faces"] += int(face.sum())
+        out["faces_held"] += int((held & face).sum())
+    return out
 
 
 def queue_scored(ws: Workspace) -> tuple[int, int]:

@@ -352,6 +352,24 @@ def test_the_dashboard_says_what_junk_last_holds_back(tmp_path, monkeypatch):
         assert junk["evidence"] == {"yunet": {"faces": 12, "not_a_face": 12}}
         text = caption(signed_in(ws, "alice", "dashboard.py"))
         assert f"{len(low) - 12} of the 176 crops to label look like no face" in text
+        assert "random-share" not in text  # nothing to check the rule on yet
+        # Six x and six faces decided in the random share: the rule, fitted on the rest, is
+        # checked on them.
+        with ws.read_session() as s:
+            open_ = s.scalars(select(db.Crop.id).where(
+                db.Crop.status == db.CropStatus.UNLABELED).order_by(db.Crop.id)).all()
+        junk_ids = [c for c in open_ if c in low][:6]
+        face_ids = [c for c in open_ if c not in low][:6]
+        factory.label_some(ws, "alice", junk_ids, "not_a_face")
+        factory.label_some(ws, "alice", face_ids, "no_mask")
+        with ws.session() as s:
+            for lab in s.scalars(select(db.Label).where(db.Label.crop_id.in_(junk_ids + face_ids))):
+                lab.sampling = "random"
+        assert dashboard.junk_last(ws)["check"] == {
+            "labels": 12, "not_a_face": 6, "not_a_face_held": 6, "faces": 6, "faces_held": 0}
+        text = caption(signed_in(ws, "alice", "dashboard.py"))
+        assert ("Checked on the 12 random-share decisions it did not learn from: it would hold "
+                "back 6 of their 6 not-a-face crops and 0 of their 6 faces.") in text
 
 
 def test_audit_crops_and_disputed_track_mates_are_never_held_back(ws):
