@@ -346,7 +346,7 @@ def test_default_yunet_finds_small_faces_on_held_out_scenes(scenes):
           f"face, {with_face + seen_face} = {(with_face + seen_face) / n_crops:.3f} with the "
           "faces the review found")
     assert total[0] >= 20 and total[1] + total[2] >= 500
-    assert big >= 0.96
+    assert big >= 0.97  # the figure: 875 of 902, the same on every machine measured
     assert recall[0] >= 0.80
     assert with_face / n_crops >= 0.65
     assert (with_face + seen_face) / n_crops >= 0.80  # the 80%, on the reviewed truth
